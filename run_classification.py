@@ -1,0 +1,30 @@
+"""Fine-tune a pretrained encoder for text classification: single-label, multi-label, regression, sentence pairs.
+
+    python run_classification.py                        # embedded MiniLM on the shipped sentiment sample, offline
+    python run_classification.py --train_file train.tsv --validation_file dev.tsv --test_file test.tsv
+    python run_classification.py --train_file pairs.csv --text_column_names sentence1,sentence2   # sentence pairs
+    accelerate launch run_classification.py --model bert-base-uncased --dataset_name stanfordnlp/sst2
+
+The problem type comes from the labels (names or ids: single-label; lists or delimited names: multi-label;
+non-integer numbers: regression) unless --problem_type says otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from utils.classification import CLASSIFICATION_TASK
+from utils.errors import FinetuneError
+from utils.pipeline import run
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train / evaluate / predict; returns the metrics written to all_results.json."""
+    return run(CLASSIFICATION_TASK, argv)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except FinetuneError as err:
+        sys.exit(f"error: {err}")

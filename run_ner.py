@@ -1,0 +1,30 @@
+"""Fine-tune a pretrained encoder for named-entity recognition.
+
+    python run_ner.py                                   # embedded MiniLM on the shipped sample, fully offline
+    python run_ner.py --train_file train.txt --validation_file valid.txt --test_file test.txt --output_dir out
+    python run_ner.py configs/ner/conll2003.yaml --num_train_epochs 1
+    accelerate launch run_ner.py --model bert-base-cased --dataset_name conll2003
+
+Data: CoNLL files (token per line, tag in the last column), CSV/TSV/JSON/JSONL/parquet with `tokens` and `ner_tags`
+columns, or a Hub dataset. Long sentences are windowed, never truncated: every word gets one prediction.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from utils.errors import FinetuneError
+from utils.ner import NER_TASK
+from utils.pipeline import run
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train / evaluate / predict; returns the metrics written to all_results.json."""
+    return run(NER_TASK, argv)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except FinetuneError as err:
+        sys.exit(f"error: {err}")

@@ -1,0 +1,57 @@
+"""The README's two commands cannot drift: CI runs the same test command, and the main job runs as written."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from utils.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from utils.classification import ClassificationDataArguments
+from utils.ner import NerDataArguments
+from utils.parsing import parse_args
+
+
+def readme_commands() -> list[str]:
+    block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_opens_with_two_commands_and_ci_runs_the_same_tests():
+    setup, tests = readme_commands()
+    assert setup.startswith("python3 -m venv .venv") and "pip install torch==2.13.0" in setup
+    test_command = tests.split("&&")[-1].strip()
+    assert test_command == ".venv/bin/python -m pytest -q"
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*/*.yaml")), ids=lambda p: p.name)
+def test_configs_parse(config):
+    data_type = NerDataArguments if config.parent.name == "ner" else ClassificationDataArguments
+    (_, data, _), given = parse_args((ModelArguments, data_type, FinetuneTrainingArguments), [str(config)],
+                                     {"output_dir": "x"})
+    assert given, "a config with no keys"
+    assert isinstance(data, DataArguments)
+
+
+def test_readme_main_job_runs_as_written(tmp_path):
+    """`python run_ner.py` with no arguments: embedded model, shipped sample, train + eval + predict, offline."""
+    main_job = readme_commands()[0].split("&&")[-1].strip()
+    assert main_job == ".venv/bin/python run_ner.py"
+    proc = subprocess.run([sys.executable, str(ROOT / "run_ner.py")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| metric | before fine-tuning | validation | test |" in proc.stdout
+    out = tmp_path / "outputs" / "ner"
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["predict_f1"] > 0.3, results  # the real pretrained model learns the sample's entities
+
+    from transformers import pipeline
+
+    tagger = pipeline("token-classification", model=str(out), aggregation_strategy="simple")
+    entities = tagger("Maria Schneider flew from Berlin to Madrid on Tuesday.")
+    assert {e["entity_group"] for e in entities} & {"PER", "LOC"}, entities
+    assert Path(out / "predictions.conll").stat().st_size > 0

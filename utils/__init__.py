@@ -1,0 +1,1 @@
+"""Shared fine-tuning pipeline behind `run_ner.py` and `run_classification.py`."""

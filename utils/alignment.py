@@ -1,0 +1,117 @@
+"""Pure word -> subword label alignment and windowing, so no word is ever cut off or scored twice.
+
+A sentence's subword tokens are split into windows of at most `max_tokens` that overlap by `stride` tokens. Every
+token is *owned* by exactly one window (the overlap is split at its middle, so each owned token keeps context on
+both sides); only owned tokens carry labels, and each word is predicted from the window owning its first subword.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+IGNORE = -100  # the label id PyTorch's cross-entropy skips
+NO_WORD = -1  # word_index of a token that is not the scored first subword of a word
+
+
+@dataclass(frozen=True)
+class Window:
+    """Tokens [start, end) of a sentence; tokens [owned_start, owned_end) are labelled and scored in it."""
+
+    start: int
+    end: int
+    owned_start: int
+    owned_end: int
+
+
+def plan_windows(n_tokens: int, max_tokens: int, stride: int) -> list[Window]:
+    """Cover `n_tokens` with windows of at most `max_tokens` overlapping by at least `stride` tokens."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+    if not 0 <= stride < max_tokens:
+        raise ValueError(f"stride must be in [0, {max_tokens}), got {stride}")
+    if n_tokens <= max_tokens:
+        return [Window(0, n_tokens, 0, n_tokens)]
+    step = max_tokens - stride
+    starts = list(range(0, n_tokens - max_tokens, step)) + [n_tokens - max_tokens]
+    windows = []
+    for i, start in enumerate(starts):
+        end = start + max_tokens
+        owned_start = 0 if i == 0 else (start + starts[i - 1] + max_tokens) // 2
+        owned_end = n_tokens if i == len(starts) - 1 else (starts[i + 1] + end) // 2
+        windows.append(Window(start, end, owned_start, owned_end))
+    return windows
+
+
+@dataclass(frozen=True)
+class AlignedWindow:
+    """One model input's worth of a sentence: token range, token labels and which word each scored token is."""
+
+    start: int
+    end: int
+    labels: list[int]
+    word_index: list[int]
+
+
+def align_labels(
+    word_ids: Sequence[int | None],
+    word_labels: Sequence[int] | None,
+    max_tokens: int,
+    stride: int,
+    label_all_tokens: bool = False,
+    continuation_label: Mapping[int, int] | None = None,
+) -> list[AlignedWindow]:
+    """Windows of a tokenized sentence with their labels.
+
+    `word_ids[t]` is the word of content token t (None for tokens that belong to no word). The first subword of a
+    word gets the word's label; continuation subwords get `continuation_label[label]` (e.g. B-X -> I-X) when
+    `label_all_tokens`, else IGNORE; tokens outside the window's owned range are context and get IGNORE.
+    Without `word_labels` (unlabelled data) every label is IGNORE, but `word_index` is still filled in.
+    """
+    continuation_label = continuation_label or {}
+    first_token = [t == 0 or word_ids[t] != word_ids[t - 1] for t in range(len(word_ids))]
+    windows = []
+    for window in plan_windows(len(word_ids), max_tokens, stride):
+        labels, word_index = [], []
+        for t in range(window.start, window.end):
+            word = word_ids[t]
+            owned = window.owned_start <= t < window.owned_end
+            scored = owned and word is not None and first_token[t]
+            word_index.append(word if scored else NO_WORD)
+            if word_labels is None or not owned or word is None:
+                labels.append(IGNORE)
+            elif first_token[t]:
+                labels.append(word_labels[word])
+            elif label_all_tokens:
+                labels.append(continuation_label.get(word_labels[word], word_labels[word]))
+            else:
+                labels.append(IGNORE)
+        windows.append(AlignedWindow(window.start, window.end, labels, word_index))
+    return windows
+
+
+def gather_word_predictions(
+    predictions: Sequence[Sequence[int]],
+    word_index: Sequence[Sequence[int]],
+    example_index: Sequence[int],
+    words_per_example: Sequence[int],
+) -> list[list[int]]:
+    """Reassemble per-word predictions from per-window token predictions.
+
+    `predictions[f][p]` is the predicted id at position p of window f (positions past a window's length are ignored),
+    `word_index[f]` the scored word of each position (NO_WORD elsewhere), `example_index[f]` the sentence of window f.
+    Raises if a word gets no prediction or two: that would be a bug, never something to score around.
+    """
+    result: list[list[int | None]] = [[None] * n for n in words_per_example]
+    for row, words, example in zip(predictions, word_index, example_index, strict=True):
+        for position, word in enumerate(words):
+            if word == NO_WORD:
+                continue
+            if result[example][word] is not None:
+                raise RuntimeError(f"word {word} of example {example} was predicted twice")
+            result[example][word] = int(row[position])
+    for example, words in enumerate(result):
+        missing = [i for i, value in enumerate(words) if value is None]
+        if missing:
+            raise RuntimeError(f"example {example}: words {missing[:10]} got no prediction")
+    return result  # type: ignore[return-value]

@@ -1,0 +1,84 @@
+"""Pure helpers for IOB-style tag sequences (IOB1, IOB2, IOBES), with conlleval's chunk semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+OUTSIDE = "O"
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """`B-PER` -> (`B`, `PER`); `O` -> (`O`, ``); a bare `PER` (IO scheme) -> (`I`, `PER`)."""
+    if tag == OUTSIDE:
+        return OUTSIDE, ""
+    prefix, sep, entity_type = tag.partition("-")
+    if sep and prefix in {"B", "I", "E", "S", "L", "U"}:
+        return {"L": "E", "U": "S"}.get(prefix, prefix), entity_type
+    return "I", tag
+
+
+def _chunk_ends(prev: str, prev_type: str, cur: str, cur_type: str) -> bool:
+    if prev in {"E", "S"}:
+        return True
+    if prev == "B" and cur in {"B", "S", OUTSIDE}:
+        return True
+    if prev == "I" and cur in {"B", "S", OUTSIDE}:
+        return True
+    return prev != OUTSIDE and prev_type != cur_type
+
+
+def _chunk_starts(prev: str, prev_type: str, cur: str, cur_type: str) -> bool:
+    if cur in {"B", "S"}:
+        return True
+    if prev in {"E", "S", OUTSIDE} and cur in {"E", "I"}:
+        return True
+    return cur != OUTSIDE and prev_type != cur_type
+
+
+@dataclass(frozen=True)
+class Span:
+    """An entity over words [start, end)."""
+
+    label: str
+    start: int
+    end: int
+
+
+def tags_to_spans(tags: Sequence[str]) -> list[Span]:
+    """Entity spans as conlleval reads them (an `I-X` after `O` starts an entity, as in IOB1)."""
+    spans: list[Span] = []
+    prev, prev_type, start = OUTSIDE, "", None
+    for index, tag in enumerate(list(tags) + [OUTSIDE]):
+        cur, cur_type = split_tag(tag)
+        if start is not None and _chunk_ends(prev, prev_type, cur, cur_type):
+            spans.append(Span(prev_type, start, index))
+            start = None
+        if _chunk_starts(prev, prev_type, cur, cur_type):
+            start = index
+        prev, prev_type = cur, cur_type
+    return spans
+
+
+def count_invalid_transitions(tags: Sequence[str]) -> int:
+    """How many `I-X` tags follow `O` or another type: invalid in IOB2 (conlleval scores them as entity starts)."""
+    count, prev, prev_type = 0, OUTSIDE, ""
+    for tag in tags:
+        cur, cur_type = split_tag(tag)
+        if cur in {"I", "E"} and (prev == OUTSIDE or prev_type != cur_type or prev in {"E", "S"}):
+            count += 1
+        prev, prev_type = cur, cur_type
+    return count
+
+
+def inside_tag(tag: str, known: Sequence[str] | set[str]) -> str:
+    """The tag for a continuation piece of a word tagged `tag`: `B-X` becomes `I-X` when `I-X` is a known label."""
+    prefix, entity_type = split_tag(tag)
+    if prefix == "B" and f"I-{entity_type}" in known:
+        return f"I-{entity_type}"
+    return tag
+
+
+def entity_types(tags: Sequence[str]) -> list[str]:
+    """Sorted entity types in a label set."""
+    return sorted({split_tag(tag)[1] for tag in tags if tag != OUTSIDE})

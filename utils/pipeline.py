@@ -1,0 +1,118 @@
+"""The shared recipe: parse -> load data -> labels -> tokenizer/model -> encode -> Trainer -> stages -> outputs.
+
+Each entry script hands in its `Task`; nothing here knows about entities or classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import transformers
+from transformers import set_seed
+
+from utils.arguments import FinetuneTrainingArguments, ModelArguments
+from utils.data import SPLIT_FILES, split_source
+from utils.modeling import load_config, load_model, load_tokenizer
+from utils.parsing import parse_args, read_config_file
+from utils.reporting import base_model_id, results_table, write_model_card, write_reports
+from utils.task import Task
+from utils.training import (
+    COMMON_TRAINING_DEFAULTS,
+    build_trainer,
+    decide_stages,
+    run_stages,
+    settle_training_args,
+)
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Hyperparameters worth a line in the model card.
+CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+                        "num_train_epochs", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim", "seed",
+                        "bf16", "fp16")
+
+
+def setup_logging(args: FinetuneTrainingArguments) -> None:
+    """INFO on the main process, warnings only elsewhere, for our loggers and the libraries'."""
+    level = args.get_process_log_level()
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)], level=level)
+    logging.getLogger().setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+
+
+def has_data(data_args) -> bool:
+    return bool(data_args.dataset_name or any(getattr(data_args, arg) for arg in SPLIT_FILES.values()))
+
+
+def sample_defaults(task: Task) -> dict[str, Any]:
+    """The task's sample recipe as defaults, its data paths taken relative to the project, not the working dir."""
+    config = read_config_file(task.sample_config)
+    for arg in SPLIT_FILES.values():
+        if arg in config:
+            config[arg] = str(PROJECT_ROOT / config[arg])
+    return config
+
+
+def run(task: Task, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run one fine-tuning job end to end; returns every metric (the content of all_results.json)."""
+    types = (ModelArguments, task.data_arguments, FinetuneTrainingArguments)
+    defaults = {**COMMON_TRAINING_DEFAULTS, **task.training_defaults}
+    (model_args, data_args, training_args), given = parse_args(types, argv, defaults)
+    if not has_data(data_args):  # zero-argument run: the shipped sample and its recipe, anything given still wins
+        (model_args, data_args, training_args), given = parse_args(types, argv, {**defaults, **sample_defaults(task)})
+    setup_logging(training_args)
+    if "train_file" not in given and data_args.train_file and data_args.train_file.startswith(str(PROJECT_ROOT)):
+        logger.info("No data given: running the %s sample recipe %s.", task.name, task.sample_config)
+    set_seed(training_args.seed)
+
+    config = load_config(model_args)
+    with training_args.main_process_first(desc="loading data"):
+        raw = task.load(data_args, model_args)
+    stages = decide_stages(training_args, given, set(raw))
+    training_args = settle_training_args(training_args, stages, set(raw), given, task.best_metric(raw, data_args))
+
+    labels = task.build_labels(raw, data_args, config)
+    raw = task.check_labels(raw, labels, data_args)
+    tokenizer = load_tokenizer(model_args, **task.tokenizer_kwargs(config))
+    model = load_model(model_args, task.auto_model, labels, config, **task.model_overrides(raw, labels, data_args))
+    with training_args.main_process_first(desc="tokenizing"):
+        features = {split: task.encode(raw[split], tokenizer, labels, data_args) for split in raw}
+
+    trainer = build_trainer(model, tokenizer, training_args, features, task.collator(tokenizer, data_args),
+                            task.reduce_logits, task.loss(raw, labels, data_args))
+    results, reports, written = run_stages(trainer, task, stages, raw, features, labels, data_args)
+
+    main_metrics = [training_args.metric_for_best_model or "loss"]
+    if trainer.is_world_process_zero():
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        write_reports(training_args.output_dir, reports)
+        write_model_card(
+            training_args.output_dir,
+            title=f"{os.path.basename(os.path.abspath(training_args.output_dir))} ({task.name})",
+            pipeline_tag=task.pipeline_tag,
+            base_model=base_model_id(model_args.model_name_or_path),
+            data_sources={split: split_source(data_args, split) for split in raw},
+            labels=labels.names,
+            hyperparameters={name: getattr(training_args, name) for name in CARD_HYPERPARAMETERS},
+            results=results,
+            main_metrics=main_metrics,
+            details=task.card_details(raw, labels, data_args),
+            command=shlex.join(["python", f"run_{task.name}.py", *(sys.argv[1:] if argv is None else argv)]),
+        )
+        table = results_table(results, main_metrics)
+        if table:
+            print(f"\nResults ({training_args.output_dir}):\n{table}")
+        if written:
+            print("Predictions: " + ", ".join(os.path.join(training_args.output_dir, name) for name in written))
+    return results

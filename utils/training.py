@@ -1,0 +1,206 @@
+"""Build the `Trainer` and run the train / evaluate / predict stages, saving metrics the transformers way."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from datasets import Dataset
+from torch.utils.data import SequentialSampler
+from transformers import EarlyStoppingCallback, EvalPrediction, Trainer
+from transformers.trainer_utils import get_last_checkpoint, has_length
+
+from utils.arguments import FinetuneTrainingArguments
+from utils.errors import ConfigError
+from utils.task import Task
+
+logger = logging.getLogger(__name__)
+
+#: Defaults both tasks share: evaluate and save each epoch, log to TensorBoard. (The best checkpoint is restored at
+#: the end whenever the data and strategies allow it: see `settle_training_args`.)
+COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "save_total_limit": 2,
+    "logging_steps": 25,
+    "report_to": ["tensorboard"],
+    "train_sampling_strategy": "group_by_length",
+    "learning_rate": 5e-5,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "num_train_epochs": 3.0,
+    "save_only_model": False,
+}
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Which stages run; by default every stage whose split was given."""
+
+    train: bool
+    evaluate: bool
+    predict: bool
+
+
+def decide_stages(args: FinetuneTrainingArguments, given: set[str], splits: set[str]) -> Stages:
+    """Explicit --do_* flags win; with none, a stage runs when its split exists. A stage without data is an error."""
+    if not given & {"do_train", "do_eval", "do_predict"}:
+        return Stages("train" in splits, "validation" in splits, "test" in splits)
+    stages = Stages(
+        args.do_train and "do_train" in given,
+        args.do_eval and "do_eval" in given,
+        args.do_predict and "do_predict" in given,
+    )
+    for wanted, split, flag in ((stages.train, "train", "--train_file"), (stages.evaluate, "validation",
+                                "--validation_file"), (stages.predict, "test", "--test_file")):
+        if wanted and split not in splits:
+            raise ConfigError(f"A {split} stage was asked for but there is no {split} split: pass {flag}.")
+    return stages
+
+
+def settle_training_args(args: FinetuneTrainingArguments, stages: Stages, splits: set[str], given: set[str],
+                         best_metric: tuple[str, bool] | None = None) -> FinetuneTrainingArguments:
+    """Make the training arguments fit the data: no validation split, no evaluation during training; otherwise the
+    best checkpoint by the task's metric (e.g. F1) is restored at the end, unless the user decided otherwise."""
+    changes: dict[str, Any] = {"do_train": stages.train, "do_eval": stages.evaluate, "do_predict": stages.predict}
+    if best_metric is not None and "metric_for_best_model" not in given:
+        changes.update(metric_for_best_model=best_metric[0], greater_is_better=best_metric[1])
+    if "validation" not in splits:
+        if args.early_stopping_patience:
+            raise ConfigError("--early_stopping_patience needs a validation split: pass --validation_file.")
+        if args.eval_strategy != "no":
+            logger.info("No validation split: no evaluation during training; the last checkpoint is the model.")
+        changes.update(eval_strategy="no", load_best_model_at_end=False)
+    elif "load_best_model_at_end" not in given and args.save_strategy != "no" and args.eval_strategy != "no":
+        changes["load_best_model_at_end"] = True
+    try:
+        return dataclasses.replace(args, **changes)
+    except ValueError as err:
+        if args.early_stopping_patience or "load_best_model_at_end" in given:
+            raise ConfigError(str(err)) from None
+        logger.warning("Not restoring the best checkpoint at the end: %s", err)
+        changes.pop("load_best_model_at_end", None)
+        return dataclasses.replace(args, **changes)
+
+
+class SplitScorer:
+    """`compute_metrics` bound to one split, so predictions on its features map back to its raw examples."""
+
+    def __init__(self, task: Task, features: Dataset, raw: Dataset, labels, data_args) -> None:
+        self.task, self.features, self.raw, self.labels, self.data_args = task, features, raw, labels, data_args
+        self.report = ""
+
+    def __call__(self, prediction: EvalPrediction) -> dict[str, float]:
+        decoded = self.task.decode(prediction.predictions, self.features, self.raw, self.labels, self.data_args)
+        metrics, self.report = self.task.score(decoded, self.raw, self.labels, self.data_args)
+        return metrics
+
+
+def resolve_checkpoint(args: FinetuneTrainingArguments) -> str | None:
+    """`--resume_from_checkpoint last` means the newest checkpoint in output_dir (a warning if there is none)."""
+    wanted = args.resume_from_checkpoint
+    if wanted != "last":
+        if wanted and not os.path.isdir(wanted):
+            raise ConfigError(f"--resume_from_checkpoint {wanted}: no such checkpoint directory.")
+        return wanted
+    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    if last is None:
+        logger.warning("--resume_from_checkpoint last: no checkpoint in %s; training from the start.",
+                       args.output_dir)
+    else:
+        logger.info("Resuming from %s", last)
+    return last
+
+
+class FinetuneTrainer(Trainer):
+    """`Trainer` with evaluation in dataset order.
+
+    Upstream also length-groups the *evaluation* batches when `train_sampling_strategy="group_by_length"`, which
+    shuffles the predictions relative to the dataset; ours must map back to input rows.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        if eval_dataset is None or not has_length(eval_dataset):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None  # accelerate shards in order
+
+
+def build_trainer(
+    model,
+    tokenizer,
+    args: FinetuneTrainingArguments,
+    features: Mapping[str, Dataset],
+    data_collator,
+    reduce_logits: Callable,
+    compute_loss_func: Callable | None = None,
+) -> FinetuneTrainer:
+    """A `Trainer`: distribution, mixed precision, checkpoints and logging stay its (and accelerate's) job."""
+    callbacks = []
+    if args.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+    return FinetuneTrainer(
+        model=model,
+        args=args,
+        data_collator=data_collator,
+        train_dataset=features.get("train"),
+        eval_dataset=features.get("validation"),
+        processing_class=tokenizer,
+        compute_loss_func=compute_loss_func,
+        preprocess_logits_for_metrics=reduce_logits,
+        callbacks=callbacks,
+    )
+
+
+def run_stages(
+    trainer: Trainer,
+    task: Task,
+    stages: Stages,
+    raw: Mapping[str, Dataset],
+    features: Mapping[str, Dataset],
+    labels,
+    data_args,
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Train, evaluate and predict as asked; returns (all metrics, report text per split, prediction files)."""
+    args: FinetuneTrainingArguments = trainer.args
+    scorers = {split: SplitScorer(task, features[split], raw[split], labels, data_args) for split in features}
+    results: dict[str, Any] = {}
+    reports: dict[str, str] = {}
+    written: list[str] = []
+
+    def record(prefix: str, metrics: dict[str, Any]) -> None:
+        trainer.log_metrics(prefix, metrics)
+        trainer.save_metrics(prefix, metrics)
+        results.update(metrics)
+
+    if "validation" in features:
+        trainer.compute_metrics = scorers["validation"]
+        if args.eval_before_training:
+            metrics = trainer.evaluate(metric_key_prefix="before_eval")
+            reports["validation (before fine-tuning)"] = scorers["validation"].report
+            record("before_eval", metrics)
+    if stages.train:
+        train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(args))
+        trainer.save_model()
+        metrics = dict(train_result.metrics, train_samples=len(raw["train"]), train_features=len(features["train"]))
+        record("train", metrics)
+        trainer.save_state()
+    if stages.evaluate:
+        trainer.compute_metrics = scorers["validation"]
+        metrics = trainer.evaluate()
+        metrics.update(eval_samples=len(raw["validation"]))
+        reports["validation"] = scorers["validation"].report
+        record("eval", metrics)
+    if stages.predict:
+        trainer.compute_metrics = scorers["test"]
+        output = trainer.predict(features["test"], metric_key_prefix="predict")
+        decoded = task.decode(output.predictions, features["test"], raw["test"], labels, data_args)
+        metrics = dict(output.metrics, predict_samples=len(raw["test"]))
+        reports["test"] = scorers["test"].report
+        record("predict", metrics)
+        if trainer.is_world_process_zero():
+            written = task.write_predictions(args.output_dir, raw["test"], decoded, labels, data_args)
+    return results, reports, written
