@@ -12,15 +12,19 @@ columns, or a Hub dataset. Long sentences are windowed, never truncated: every w
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+
+from transformers import TrainerCallback
 
 from utils.errors import FinetuneError
 from utils.ner import NER_TASK
 from utils.pipeline import run
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Train / evaluate / predict; returns the metrics written to all_results.json."""
-    return run(NER_TASK, argv)
+def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict:
+    """Train / evaluate / predict; returns the metrics written to all_results.json (`callbacks`: extra
+    `TrainerCallback`s, e.g. for benchmarks)."""
+    return run(NER_TASK, argv, callbacks)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,11 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the Hub to run locally. Off unless you trust it."}
     )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Attention kernel (default: the library's choice, SDPA where the model supports it).",
+                  "choices": ["eager", "sdpa", "flash_attention_2"]},
+    )
 
 
 @dataclass
@@ -80,6 +85,16 @@ class DataArguments:
         return [name.strip() for name in self.label_list.split(",") if name.strip()]
 
 
+def bf16_cpu_supported() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            flags = stream.read(1 << 16)
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 @dataclass
 class FinetuneTrainingArguments(TrainingArguments):
     """`TrainingArguments` plus the run-level options the transformers examples lack."""
@@ -92,3 +107,31 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Score the untuned model on the validation set first; report before/after side by side."},
     )
+    sort_eval_by_length: bool = field(
+        default=True,
+        metadata={"help": "Evaluate and predict in length-sorted batches (less padding); outputs keep input order."},
+    )
+    argmax_in_metrics: bool = field(
+        default=True,
+        metadata={"help": "Reduce logits to label ids batch by batch during evaluation. --no_argmax_in_metrics keeps "
+                  "every logit of the split in memory, as the transformers examples do (for comparison only)."},
+    )
+
+    def __post_init__(self) -> None:
+        self.check_precision()
+        super().__post_init__()
+
+    def check_precision(self) -> None:
+        """--bf16 without a bf16 GPU means bf16 autocast on the CPU (where the CPU supports it); --fp16 needs a GPU."""
+        import torch
+        from transformers.utils import is_torch_bf16_gpu_available
+
+        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+        if self.fp16 and not accelerator:
+            raise ConfigError("--fp16 needs a CUDA (or XPU) device and there is none; on CPU use --bf16.")
+        if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
+            if accelerator:
+                raise ConfigError("--bf16: this GPU has no bfloat16 support; use --fp16.")
+            if not bf16_cpu_supported():
+                raise ConfigError("--bf16: this CPU has no bfloat16 support (needs AVX512-BF16 or AMX); drop --bf16.")
+            self.use_cpu = True  # bf16 autocast on the CPU

@@ -79,7 +79,8 @@ def load_model(model_args: ModelArguments, auto_class: Any, labels: LabelSpace, 
     for key, value in config_overrides.items():
         setattr(config, key, value)
     name = model_path(model_args)
+    extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     try:
-        return auto_class.from_pretrained(name, config=config, **hub_kwargs(model_args))
+        return auto_class.from_pretrained(name, config=config, **hub_kwargs(model_args), **extra)
     except OSError as err:
         raise ConfigError(f"Could not load the model from '{name}': {err}") from None

@@ -325,6 +325,8 @@ def ner_collator(tokenizer, data_args) -> DataCollatorForTokenClassification:
 def decode_ner(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data_args: NerDataArguments
                ) -> list[list[str]]:
     """Per-word predicted tags for every sentence of the split, reassembled from its windows."""
+    if predictions.ndim == 3:  # full logits (--no_argmax_in_metrics)
+        predictions = predictions.argmax(-1)
     word_ids = gather_word_predictions(predictions, features["word_index"], features["example_index"],
                                        [len(tokens) for tokens in raw["tokens"]])
     names = labels.names

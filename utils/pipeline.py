@@ -15,7 +15,8 @@ from typing import Any
 
 import datasets
 import transformers
-from transformers import set_seed
+from datasets import Dataset
+from transformers import TrainerCallback, set_seed
 
 from utils.arguments import FinetuneTrainingArguments, ModelArguments
 from utils.data import SPLIT_FILES, split_source
@@ -64,8 +65,16 @@ def sample_defaults(task: Task) -> dict[str, Any]:
     return config
 
 
-def run(task: Task, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run one fine-tuning job end to end; returns every metric (the content of all_results.json)."""
+def sorted_by_length(features: Dataset) -> Dataset:
+    """Evaluation features longest first, so each batch pads little (decoding maps rows back by example_index)."""
+    lengths = [len(ids) for ids in features["input_ids"]]
+    return features.select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
+
+
+def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Run one fine-tuning job end to end; returns every metric (the content of all_results.json).
+
+    `callbacks` are extra `TrainerCallback`s (the benchmarks use one to count padding)."""
     types = (ModelArguments, task.data_arguments, FinetuneTrainingArguments)
     defaults = {**COMMON_TRAINING_DEFAULTS, **task.training_defaults}
     (model_args, data_args, training_args), given = parse_args(types, argv, defaults)
@@ -88,9 +97,12 @@ def run(task: Task, argv: Sequence[str] | None = None) -> dict[str, Any]:
     model = load_model(model_args, task.auto_model, labels, config, **task.model_overrides(raw, labels, data_args))
     with training_args.main_process_first(desc="tokenizing"):
         features = {split: task.encode(raw[split], tokenizer, labels, data_args) for split in raw}
+    if training_args.sort_eval_by_length:
+        features.update({split: sorted_by_length(features[split]) for split in ("validation", "test") if split in raw})
 
+    reduce_logits = task.reduce_logits if training_args.argmax_in_metrics else None
     trainer = build_trainer(model, tokenizer, training_args, features, task.collator(tokenizer, data_args),
-                            task.reduce_logits, task.loss(raw, labels, data_args))
+                            reduce_logits, task.loss(raw, labels, data_args), callbacks)
     results, reports, written = run_stages(trainer, task, stages, raw, features, labels, data_args)
 
     main_metrics = [training_args.metric_for_best_model or "loss"]

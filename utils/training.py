@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
-from transformers import EarlyStoppingCallback, EvalPrediction, Trainer
+from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint, has_length
 
 from utils.arguments import FinetuneTrainingArguments
@@ -135,11 +135,12 @@ def build_trainer(
     args: FinetuneTrainingArguments,
     features: Mapping[str, Dataset],
     data_collator,
-    reduce_logits: Callable,
+    reduce_logits: Callable | None,
     compute_loss_func: Callable | None = None,
+    extra_callbacks: Sequence[TrainerCallback] = (),
 ) -> FinetuneTrainer:
     """A `Trainer`: distribution, mixed precision, checkpoints and logging stay its (and accelerate's) job."""
-    callbacks = []
+    callbacks = list(extra_callbacks)
     if args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     return FinetuneTrainer(

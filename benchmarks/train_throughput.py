@@ -1,0 +1,226 @@
+"""Training-speed harness: the fast default path against a baseline that mirrors the transformers examples.
+
+    python benchmarks/train_throughput.py                       # CoNLL-2003 (1 epoch) and SST-2 (fixed steps)
+    python benchmarks/train_throughput.py --tasks ner --modes baseline fast bf16
+
+Each (task, mode) trains in a fresh process, then predicts the test file in another, so the peak RSS of training
+and of evaluation are measured apart. Figures go to a JSON file and a markdown table; the speed of each run stands
+beside its own test F1 / accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+#: What each task trains and scores on; the SST-2 train file is 67k rows, so it runs a fixed number of steps.
+TASKS = {
+    "ner": {"script": "run_ner.py", "metric": "f1", "train": DATA / "conll2003" / "train.txt",
+            "test": DATA / "conll2003" / "test.txt", "length": ["--num_train_epochs", "1"]},
+    "sst2": {"script": "run_classification.py", "metric": "accuracy", "train": DATA / "sst2" / "train.tsv",
+             "test": DATA / "sst2" / "test.tsv", "length": ["--max_steps", "150"]},
+}
+#: Flags per mode. The baseline reproduces the transformers examples' choices: random batches, full logits kept
+#: for evaluation, evaluation in input order, fp32, and (classification) every example padded to 128.
+MODES = {
+    "baseline": {"common": ["--train_sampling_strategy", "random", "--no_sort_eval_by_length",
+                            "--no_argmax_in_metrics"], "classification": ["--pad_to_max_length"]},
+    "fast": {"common": [], "classification": []},
+    "bf16": {"common": ["--bf16"], "classification": []},
+    "eager": {"common": ["--attn_implementation", "eager"], "classification": []},
+    "compile": {"common": ["--torch_compile"], "classification": []},
+}
+COMMON = ["--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64", "--learning_rate", "5e-5",
+          "--max_seq_length", "128", "--seed", "42", "--report_to", "none", "--save_strategy", "no",
+          "--eval_strategy", "no", "--logging_steps", "50"]
+
+
+def mode_flags(task: str, mode: str) -> list[str]:
+    flags = MODES[mode]
+    return flags["common"] + (flags["classification"] if task == "sst2" else [])
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
+    """Achieved GFLOP/s of a square matmul: the machine's practical ceiling for this precision."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def child_train(task: str, mode: str, out: Path) -> None:
+    """Train once, counting real and padded tokens of the batches the sampler forms."""
+    from transformers import TrainerCallback
+
+    import run_classification
+    import run_ner
+
+    class PaddingStats(TrainerCallback):
+        def __init__(self) -> None:
+            self.real = self.total = self.batches = 0
+
+        def on_train_end(self, args, state, control, train_dataloader=None, **kwargs):
+            steps = state.global_step * args.gradient_accumulation_steps
+            for i, batch in enumerate(train_dataloader):
+                if i >= steps:
+                    break
+                mask = batch["attention_mask"]
+                self.real += int(mask.sum())
+                self.total += mask.numel()
+                self.batches += 1
+
+    spec = TASKS[task]
+    stats = PaddingStats()
+    main = run_ner.main if task == "ner" else run_classification.main
+    argv = ["--train_file", str(spec["train"]), "--output_dir", str(out), "--do_train", *COMMON, *spec["length"],
+            *mode_flags(task, mode)]
+    start = time.perf_counter()
+    results = main(argv, callbacks=[stats])
+    wall = time.perf_counter() - start
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(out)
+    non_embedding = sum_parameters(out, config)
+    record = {"train_samples_per_second": results["train_samples_per_second"],
+              "train_runtime_s": results["train_runtime"], "train_wall_s": wall,
+              "train_samples": results["train_samples"], "real_tokens": stats.real, "padded_tokens": stats.total,
+              "batches": stats.batches, "train_peak_rss_mb": peak_rss_mb(), "non_embedding_parameters": non_embedding}
+    (out / "bench_train.json").write_text(json.dumps(record, indent=2))
+
+
+def sum_parameters(directory: Path, config) -> int:
+    """Parameters outside the embedding tables (the ones each token's matmuls use)."""
+    from math import prod
+
+    from safetensors import safe_open
+
+    with safe_open(str(directory / "model.safetensors"), "pt") as tensors:
+        return sum(prod(tensors.get_slice(name).get_shape()) for name in tensors.keys()  # noqa: SIM118
+                   if "embeddings" not in name)
+
+
+def child_eval(task: str, mode: str, out: Path) -> None:
+    """Predict the full test file with the trained model, in a fresh process (its own peak RSS)."""
+    import run_classification
+    import run_ner
+
+    spec = TASKS[task]
+    main = run_ner.main if task == "ner" else run_classification.main
+    argv = ["--model", str(out), "--test_file", str(spec["test"]), "--output_dir", str(out / "eval"), *COMMON,
+            *mode_flags(task, mode)]
+    start = time.perf_counter()
+    results = main(argv)
+    record = {"eval_wall_s": time.perf_counter() - start, "eval_runtime_s": results["predict_runtime"],
+              "eval_samples": results["predict_samples"], "eval_peak_rss_mb": peak_rss_mb(),
+              "test_metric": results[f"predict_{spec['metric']}"]}
+    (out / "bench_eval.json").write_text(json.dumps(record, indent=2))
+
+
+def run_child(stage: str, task: str, mode: str, out: Path) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    log = out.parent / f"{task}-{mode}-{stage}.log"
+    with open(log, "w") as stream:
+        subprocess.run([sys.executable, __file__, f"_{stage}", "--task", task, "--mode", mode, "--out", str(out)],
+                       check=True, env=env, stdout=stream, stderr=subprocess.STDOUT)
+    return json.loads((out / f"bench_{stage}.json").read_text())
+
+
+def summarise(task: str, mode: str, train: dict, evaluation: dict, peaks: dict[str, float]) -> dict:
+    precision = "bfloat16" if mode == "bf16" else "float32"
+    tokens_per_s = train["real_tokens"] / train["train_runtime_s"]
+    flops = 6 * train["non_embedding_parameters"] * tokens_per_s / 1e9
+    return {
+        "task": task, "mode": mode, **train, **evaluation,
+        "padding_fraction": 1 - train["real_tokens"] / max(train["padded_tokens"], 1),
+        "real_tokens_per_second": tokens_per_s,
+        "model_gflops_per_second": flops,
+        "fraction_of_matmul_peak": flops / peaks[precision],
+        "peak_precision": precision,
+    }
+
+
+def markdown(rows: list[dict], peaks: dict[str, float]) -> str:
+    lines = [f"Matmul peak (2048x2048): fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s.",
+             "",
+             "| task | mode | train samples/s | speed-up | real tokens/s | padding | model GFLOP/s (% of peak) | "
+             "train peak RSS MB | eval s | eval peak RSS MB | test metric |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    base = {r["task"]: r for r in rows if r["mode"] == "baseline"}
+    for r in rows:
+        ratio = r["train_samples_per_second"] / base[r["task"]]["train_samples_per_second"] if r["task"] in base else 1
+        lines.append(
+            f"| {r['task']} | {r['mode']} | {r['train_samples_per_second']:.1f} | {ratio:.2f}x | "
+            f"{r['real_tokens_per_second']:.0f} | {r['padding_fraction']:.1%} | {r['model_gflops_per_second']:.1f} "
+            f"({r['fraction_of_matmul_peak']:.1%}) | {r['train_peak_rss_mb']:.0f} | {r['eval_runtime_s']:.1f} | "
+            f"{r['eval_peak_rss_mb']:.0f} | {r['test_metric']:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", nargs="?", default="all", choices=["all", "_train", "_eval"])
+    parser.add_argument("--tasks", nargs="+", default=["ner", "sst2"], choices=list(TASKS))
+    parser.add_argument("--modes", nargs="+", default=["baseline", "fast"], choices=list(MODES))
+    parser.add_argument("--task", choices=list(TASKS))
+    parser.add_argument("--mode", choices=list(MODES))
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/finetune-kit-bench"))
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "train_throughput.json")
+    parser.add_argument("--markdown", type=Path, default=ROOT / "benchmarks" / "results" / "train_throughput.md")
+    args = parser.parse_args()
+    if args.stage == "_train":
+        return child_train(args.task, args.mode, args.out)
+    if args.stage == "_eval":
+        return child_eval(args.task, args.mode, args.out)
+    missing = [str(TASKS[t][k]) for t in args.tasks for k in ("train", "test") if not TASKS[t][k].exists()]
+    if missing:
+        sys.exit(f"error: missing data {missing}; this benchmark needs ../shared/data beside the project.")
+    peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
+    rows = []
+    for task in args.tasks:
+        for mode in args.modes:
+            out = args.workdir / f"{task}-{mode}"
+            print(f"{task} / {mode} ...", flush=True)
+            train = run_child("train", task, mode, out)
+            evaluation = run_child("eval", task, mode, out)
+            rows.append(summarise(task, mode, train, evaluation, peaks))
+            print(json.dumps(rows[-1], indent=2), flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"matmul_peak_gflops": peaks, "runs": rows, "machine": machine()}, indent=2))
+    table = markdown(rows, peaks)
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(table)
+    print(table)
+
+
+def machine() -> dict:
+    import platform
+
+    import torch
+
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "platform": platform.platform(), "processor": platform.processor()}
+
+
+if __name__ == "__main__":
+    main()
