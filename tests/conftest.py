@@ -27,7 +27,8 @@ def shared_data(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    """A 2-layer, 32-wide random BERT saved with the embedded model's tokenizer: real code paths, seconds to train."""
+    """A 2-layer, 32-wide random BERT saved with the embedded model's tokenizer: real code paths, seconds to train.
+    No dropout, so runs that should be equal (one process vs two) are equal to the last digit."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from utils.modeling import embedded_model_path
@@ -35,7 +36,8 @@ def tiny_model(tmp_path_factory) -> str:
     directory = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
+                        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)

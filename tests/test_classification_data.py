@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from transformers import TrainingArguments
 
 from utils.arguments import ModelArguments
 from utils.classification import (
@@ -13,10 +14,10 @@ from utils.classification import (
     ClassificationDataArguments,
     build_classification_labels,
     check_classification_labels,
+    classification_loss,
     encode_classification,
     load_classification_data,
     resolve_class_weights,
-    weighted_loss,
 )
 from utils.errors import ConfigError, DataError
 from utils.modeling import load_tokenizer
@@ -139,14 +140,14 @@ def test_class_weights_auto_manual_and_loss(write_file):
     labels = build_classification_labels(raw, args, None)
     assert resolve_class_weights(raw, labels, args) == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
     args.class_weights = "1,3"
-    loss = weighted_loss(raw, labels, args)
+    loss = classification_loss(raw, labels, args, TrainingArguments(output_dir="x"))
     logits, targets = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
     per_example = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-    expected = (1 * per_example[0] + 3 * per_example[1]) / 4
+    expected = (1 * per_example[0] + 3 * per_example[1]) / 2  # each example's loss scaled by its class weight
     assert loss({"logits": logits}, targets).item() == pytest.approx(expected.item())
     assert loss({"logits": logits}, targets).item() != pytest.approx(per_example.mean().item())
     args.class_weights = "1,2,3"
     with pytest.raises(ConfigError, match="needs 2 positive weights"):
         resolve_class_weights(raw, labels, args)
     args.class_weights = "none"
-    assert weighted_loss(raw, labels, args) is None
+    assert resolve_class_weights(raw, labels, args) is None

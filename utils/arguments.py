@@ -118,20 +118,23 @@ class FinetuneTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        self.check_precision()
+        self.settle_device()
         super().__post_init__()
 
-    def check_precision(self) -> None:
-        """--bf16 without a bf16 GPU means bf16 autocast on the CPU (where the CPU supports it); --fp16 needs a GPU."""
+    def settle_device(self) -> None:
+        """With no accelerator, train on the CPU explicitly: that makes `accelerate launch`/`torchrun` with several
+        processes real gloo DDP instead of independent copies. --bf16 without a bf16 GPU means bf16 autocast on the
+        CPU (where the CPU supports it); --fp16 needs a GPU."""
         import torch
         from transformers.utils import is_torch_bf16_gpu_available
 
-        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-        if self.fp16 and not accelerator:
-            raise ConfigError("--fp16 needs a CUDA (or XPU) device and there is none; on CPU use --bf16.")
-        if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
-            if accelerator:
-                raise ConfigError("--bf16: this GPU has no bfloat16 support; use --fp16.")
-            if not bf16_cpu_supported():
+        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or (
+            torch.backends.mps.is_available())
+        if not accelerator:
+            if self.fp16:
+                raise ConfigError("--fp16 needs a CUDA (or XPU) device and there is none; on CPU use --bf16.")
+            if self.bf16 and not bf16_cpu_supported():
                 raise ConfigError("--bf16: this CPU has no bfloat16 support (needs AVX512-BF16 or AMX); drop --bf16.")
-            self.use_cpu = True  # bf16 autocast on the CPU
+            self.use_cpu = True
+        elif self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
+            raise ConfigError("--bf16: this GPU has no bfloat16 support; use --fp16.")

@@ -7,13 +7,12 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
@@ -22,6 +21,7 @@ from utils.data import load_raw_datasets, pick_column, require_columns, split_so
 from utils.errors import ConfigError, DataError
 from utils.files import atomic_write, write_json, write_jsonl
 from utils.labels import LabelSpace, build_label_space, fine_tuned_labels
+from utils.losses import MULTI, REGRESSION, SINGLE, make_loss
 from utils.metrics import confusion, multi_label_metrics, regression_metrics, single_label_metrics
 from utils.task import Task
 
@@ -31,7 +31,6 @@ LABEL_COLUMNS = ("label", "labels", "score", "target")
 #: Column pairs that are sentence pairs whenever both are present (GLUE/SNLI conventions).
 KNOWN_PAIRS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question", "sentence"),
                ("question1", "question2"))
-SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 PROBLEM_ALIASES = {"single_label": SINGLE, "multi_label": MULTI, SINGLE: SINGLE, MULTI: MULTI, REGRESSION: REGRESSION}
 
 
@@ -345,22 +344,11 @@ def resolve_class_weights(raw: DatasetDict, labels: LabelSpace, data_args: Class
     return weights
 
 
-def weighted_loss(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments):
-    """A `compute_loss_func` applying the class weights, or None for the model's own loss."""
-    weights = resolve_class_weights(raw, labels, data_args)
-    if weights is None:
-        return None
-    weight_tensor = torch.tensor(weights, dtype=torch.float32)
-    multi = data_args.problem_type == MULTI
-
-    def loss(outputs, targets, num_items_in_batch=None):
-        logits = outputs["logits"].float()
-        weight = weight_tensor.to(logits.device)
-        if multi:
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float(), pos_weight=weight)
-        return torch.nn.functional.cross_entropy(logits, targets.long(), weight=weight)
-
-    return loss
+def classification_loss(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments,
+                        training_args) -> Callable:
+    """The problem type's loss with the class weights and label smoothing (see utils/losses.py for why ours)."""
+    smoothing = training_args.label_smoothing_factor if data_args.problem_type == SINGLE else 0.0
+    return make_loss(data_args.problem_type, resolve_class_weights(raw, labels, data_args), smoothing)
 
 
 # ---------------------------------------------------------------- decoding, scoring, writing
@@ -518,7 +506,7 @@ CLASSIFICATION_TASK = Task(
     score=score_classification,
     write_predictions=write_classification_predictions,
     model_overrides=problem_type_override,
-    loss=weighted_loss,
+    loss=classification_loss,
     card_details=classification_card_details,
     best_metric=best_classification_metric,
 )

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,6 +25,8 @@ from utils.errors import ConfigError, DataError
 from utils.files import write_jsonl
 from utils.iob import OUTSIDE, count_invalid_transitions, inside_tag, split_tag, tags_to_spans
 from utils.labels import LabelSpace, build_label_space, fine_tuned_labels
+from utils.losses import SINGLE as SINGLE_LABEL
+from utils.losses import make_loss
 from utils.metrics import argmax_logits, entity_metrics
 from utils.task import Task
 
@@ -363,6 +366,11 @@ def write_ner_predictions(output_dir: str, raw: Dataset, decoded: list[list[str]
     return ["predictions.conll", "predictions.jsonl"]
 
 
+def token_loss(raw, labels: LabelSpace, data_args: NerDataArguments, training_args) -> Callable:
+    """Cross-entropy over labelled tokens (see utils/losses.py for why ours and not the model's)."""
+    return make_loss(SINGLE_LABEL, label_smoothing=training_args.label_smoothing_factor)
+
+
 def ner_card_details(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArguments) -> list[str]:
     """Model-card lines that matter for NER: how long sentences were handled and how entities were scored."""
     return [
@@ -391,6 +399,7 @@ NER_TASK = Task(
     score=score_ner,
     write_predictions=write_ner_predictions,
     tokenizer_kwargs=prefix_space_kwargs,
+    loss=token_loss,
     card_details=ner_card_details,
     best_metric=lambda raw, data_args: ("f1", True),
 )

@@ -5,11 +5,13 @@ Each entry script hands in its `Task`; nothing here knows about entities or clas
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +22,23 @@ from transformers import TrainerCallback, set_seed
 
 from utils.arguments import FinetuneTrainingArguments, ModelArguments
 from utils.data import SPLIT_FILES, split_source
+from utils.hub import push_output_dir
 from utils.modeling import load_config, load_model, load_tokenizer
 from utils.parsing import parse_args, read_config_file
-from utils.reporting import base_model_id, results_table, write_model_card, write_reports
+from utils.reporting import (
+    base_model_id,
+    redact_command,
+    results_table,
+    write_model_card,
+    write_reports,
+    write_training_curves,
+)
 from utils.task import Task
 from utils.training import (
     COMMON_TRAINING_DEFAULTS,
     build_trainer,
     decide_stages,
+    log_hparams,
     run_stages,
     settle_training_args,
 )
@@ -43,13 +54,15 @@ CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradien
 
 
 def setup_logging(args: FinetuneTrainingArguments) -> None:
-    """INFO on the main process, warnings only elsewhere, for our loggers and the libraries'."""
-    level = args.get_process_log_level()
+    """Our messages at INFO on the main process (warnings elsewhere); the libraries at WARNING unless --log_level
+    asks for more."""
+    ours = logging.INFO if args.should_log else logging.WARNING
+    libraries = args.get_process_log_level() if args.log_level != "passive" else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)], level=level)
-    logging.getLogger().setLevel(level)
-    datasets.utils.logging.set_verbosity(level)
-    transformers.utils.logging.set_verbosity(level)
+                        handlers=[logging.StreamHandler(sys.stdout)], level=logging.WARNING, force=True)
+    logging.getLogger("utils").setLevel(ours)
+    datasets.utils.logging.set_verbosity(libraries)
+    transformers.utils.logging.set_verbosity(libraries)
 
 
 def has_data(data_args) -> bool:
@@ -100,31 +113,63 @@ def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[Train
     if training_args.sort_eval_by_length:
         features.update({split: sorted_by_length(features[split]) for split in ("validation", "test") if split in raw})
 
+    hub = HubTarget.take_from(training_args)  # pushed once at the end, not by Trainer mid-run
+    training_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None)
+    logger.info("World size %d (%s) on %s", training_args.world_size, training_args.parallel_mode.value,
+                training_args.device)
     reduce_logits = task.reduce_logits if training_args.argmax_in_metrics else None
     trainer = build_trainer(model, tokenizer, training_args, features, task.collator(tokenizer, data_args),
-                            reduce_logits, task.loss(raw, labels, data_args), callbacks)
+                            reduce_logits, task.loss(raw, labels, data_args, training_args), callbacks)
     results, reports, written = run_stages(trainer, task, stages, raw, features, labels, data_args)
-
-    main_metrics = [training_args.metric_for_best_model or "loss"]
     if trainer.is_world_process_zero():
-        os.makedirs(training_args.output_dir, exist_ok=True)
-        write_reports(training_args.output_dir, reports)
-        write_model_card(
-            training_args.output_dir,
-            title=f"{os.path.basename(os.path.abspath(training_args.output_dir))} ({task.name})",
-            pipeline_tag=task.pipeline_tag,
-            base_model=base_model_id(model_args.model_name_or_path),
-            data_sources={split: split_source(data_args, split) for split in raw},
-            labels=labels.names,
-            hyperparameters={name: getattr(training_args, name) for name in CARD_HYPERPARAMETERS},
-            results=results,
-            main_metrics=main_metrics,
-            details=task.card_details(raw, labels, data_args),
-            command=shlex.join(["python", f"run_{task.name}.py", *(sys.argv[1:] if argv is None else argv)]),
-        )
-        table = results_table(results, main_metrics)
-        if table:
-            print(f"\nResults ({training_args.output_dir}):\n{table}")
-        if written:
-            print("Predictions: " + ", ".join(os.path.join(training_args.output_dir, name) for name in written))
+        finish_outputs(task, trainer, model_args, data_args, raw, labels, results, reports, written, argv, hub)
     return results
+
+
+@dataclass(frozen=True)
+class HubTarget:
+    """Where (and whether) to push the finished output directory."""
+
+    push: bool
+    repo_id: str | None
+    private: bool | None
+    token: str | None
+
+    @classmethod
+    def take_from(cls, args: FinetuneTrainingArguments) -> HubTarget:
+        return cls(args.push_to_hub, args.hub_model_id, args.hub_private_repo, args.hub_token)
+
+
+def finish_outputs(task: Task, trainer, model_args, data_args, raw, labels, results: dict[str, Any],
+                   reports: dict[str, str], written: list[str], argv: Sequence[str] | None, hub: HubTarget) -> None:
+    """Main process only: reports, training curves, TensorBoard hyperparameters, model card, results table, push."""
+    args = trainer.args
+    output_dir = args.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    main_metric = args.metric_for_best_model or "loss"
+    hyperparameters = {name: getattr(args, name) for name in CARD_HYPERPARAMETERS}
+    write_reports(output_dir, reports)
+    curves = write_training_curves(output_dir, trainer.state.log_history, main_metric)
+    log_hparams(trainer, hyperparameters, results)
+    write_model_card(
+        output_dir,
+        title=f"{os.path.basename(os.path.abspath(output_dir))} ({task.name})",
+        pipeline_tag=task.pipeline_tag,
+        base_model=base_model_id(model_args.model_name_or_path),
+        data_sources={split: split_source(data_args, split) for split in raw},
+        labels=labels.names,
+        hyperparameters=hyperparameters,
+        results=results,
+        main_metrics=[main_metric],
+        details=task.card_details(raw, labels, data_args),
+        command=shlex.join(["python", f"run_{task.name}.py",
+                            *redact_command(sys.argv[1:] if argv is None else argv)]),
+        curves=curves,
+    )
+    table = results_table(results, [main_metric])
+    if table:
+        print(f"\nResults ({output_dir}):\n{table}")
+    if written:
+        print("Predictions: " + ", ".join(os.path.join(output_dir, name) for name in written))
+    if hub.push:
+        push_output_dir(output_dir, hub.repo_id, hub.private, hub.token)

@@ -47,6 +47,54 @@ def write_reports(output_dir: str, reports: Mapping[str, str]) -> None:
             stream.write(f"== {split} ==\n{text.rstrip()}\n\n")
 
 
+def write_training_curves(output_dir: str, log_history: Sequence[Mapping[str, Any]], metric: str) -> bool:
+    """training_curves.png: training and validation loss, and the main validation metric, over optimizer steps."""
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evaluation = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    scores = [(e["step"], e[f"eval_{metric}"]) for e in log_history if f"eval_{metric}" in e and "step" in e]
+    if not train and not evaluation:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    for points, label, style in ((train, "train loss", "-"), (evaluation, "validation loss", "o-")):
+        if points:
+            loss_axes.plot(*zip(*points), style, label=label)
+    loss_axes.set_xlabel("step")
+    loss_axes.set_ylabel("loss")
+    loss_axes.legend()
+    loss_axes.set_title("Loss")
+    if scores:
+        metric_axes.plot(*zip(*scores), "o-", color="tab:green")
+    metric_axes.set_xlabel("step")
+    metric_axes.set_ylabel(metric)
+    metric_axes.set_title(f"Validation {metric}")
+    figure.tight_layout()
+    with atomic_write(os.path.join(output_dir, "training_curves.png"), "wb") as stream:
+        figure.savefig(stream, format="png", dpi=110)
+    plt.close(figure)
+    return True
+
+
+def redact_command(argv: Sequence[str]) -> list[str]:
+    """The command line with secret values (tokens) replaced, for the model card."""
+    secret = {"--token", "--hub_token"}
+    redacted, hide_next = [], False
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if hide_next:
+            redacted.append("***")
+        elif name in secret and "=" in arg:
+            redacted.append(f"{name}=***")
+        else:
+            redacted.append(arg)
+        hide_next = arg in secret
+    return redacted
+
+
 def base_model_id(model_name_or_path: str | None) -> str:
     """The base model as the Hub knows it (the embedded model is all-MiniLM-L6-v2)."""
     return model_name_or_path or EMBEDDED_MODEL_HUB_ID
@@ -65,6 +113,7 @@ def write_model_card(
     main_metrics: Sequence[str],
     details: Sequence[str] = (),
     command: str = "",
+    curves: bool = False,
 ) -> None:
     """`README.md` with Hub metadata (so the Hub renders it) and what a reader needs to trust the model."""
     metadata: dict[str, Any] = {
@@ -95,12 +144,18 @@ def write_model_card(
     table = results_table(results, main_metrics)
     if table:
         lines += ["## Results", "", table, ""]
+    if curves:
+        lines += ["## Training curves", "", "![Loss and validation metric over training steps](training_curves.png)",
+                  ""]
     lines += [
         "## Use", "", "```python", "from transformers import pipeline", "",
         f'model = pipeline("{pipeline_tag}", model="{output_dir}")', "```", "",
+        "## Intended use", "",
+        f"{pipeline_tag.replace('-', ' ').capitalize()} of text like the training data above.", "",
         "## Limitations", "",
         "Scores hold for data like the evaluation data above; expect lower scores on other domains, and check the "
-        "labels you rely on against the per-label report (`classification_report.txt`).", "",
+        "labels you rely on against the per-label report (`classification_report.txt`). The model inherits the "
+        "biases of its base model and of the training data.", "",
     ]
     with atomic_write(os.path.join(output_dir, "README.md")) as stream:
         stream.write("\n".join(lines))

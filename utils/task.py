@@ -21,7 +21,7 @@ class Task:
       score(decoded, raw_split, labels, data_args) -> (metrics, report text)
       write_predictions(output_dir, raw_split, decoded, labels, data_args) -> written file names
       model_overrides(raw, labels, data_args) -> config attributes for the model (e.g. problem_type)
-      loss(raw, labels, data_args) -> `compute_loss_func` for `Trainer`, or None
+      loss(raw, labels, data_args, training_args) -> `compute_loss_func` for `Trainer`, or None
       card_details(raw, labels, data_args) -> extra model-card lines
       best_metric(raw, data_args) -> (metric name, greater is better), the default --metric_for_best_model
     """
@@ -43,6 +43,6 @@ class Task:
     write_predictions: Callable
     tokenizer_kwargs: Callable = field(default=lambda config: {})
     model_overrides: Callable = field(default=lambda raw, labels, data_args: {})
-    loss: Callable = field(default=lambda raw, labels, data_args: None)
+    loss: Callable = field(default=lambda raw, labels, data_args, training_args: None)
     card_details: Callable = field(default=lambda raw, labels, data_args: [])
     best_metric: Callable = field(default=lambda raw, data_args: ("loss", False))

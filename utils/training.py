@@ -205,3 +205,20 @@ def run_stages(
         if trainer.is_world_process_zero():
             written = task.write_predictions(args.output_dir, raw["test"], decoded, labels, data_args)
     return results, reports, written
+
+
+def log_hparams(trainer: Trainer, hyperparameters: Mapping[str, Any], results: Mapping[str, Any]) -> None:
+    """The run's hyperparameters beside its final metrics in TensorBoard's HPARAMS tab (when TensorBoard is on)."""
+    from transformers.integrations import TensorBoardCallback
+
+    callback = next((c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)), None)
+    log_dir = getattr(callback, "logging_dir", None)
+    if not log_dir:
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    metrics = {f"hparam/{key}": float(value) for key, value in results.items()
+               if isinstance(value, (int, float)) and key.split("_", 1)[0] in {"eval", "predict", "train"}}
+    with SummaryWriter(log_dir=log_dir) as writer:
+        writer.add_hparams({key: value if isinstance(value, (int, float, str, bool)) else str(value)
+                            for key, value in hyperparameters.items()}, metrics, run_name=".")
