@@ -107,6 +107,11 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Score the untuned model on the validation set first; report before/after side by side."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an output_dir that already holds a run (its checkpoints and results are "
+                  "replaced). Without it such a run is refused, unless --resume_from_checkpoint continues it."},
+    )
     sort_eval_by_length: bool = field(
         default=True,
         metadata={"help": "Evaluate and predict in length-sorted batches (less padding); outputs keep input order."},

@@ -10,9 +10,10 @@
 The task comes from the saved config: an architecture ending in `ForTokenClassification` is NER, one ending in
 `ForSequenceClassification` is classification (single-label, multi-label or regression by its `problem_type`).
 
-NER reads raw text through `split_words` (character offsets kept) and then works on words exactly as training
-did: sentences are windowed with `plan_windows` (utils/alignment.py), nothing is truncated, every word is predicted
-once, from its first subword in the window that owns it, and entities are the tag spans as conlleval reads them.
+NER reads raw text through `words_with_offsets` (character offsets kept) and then works on words exactly as training
+did: sentences go through `encode_batch` (utils/ner.py), so `align_labels`/`plan_windows` (utils/alignment.py) window
+them and nothing is truncated; every word is predicted once, from its first subword in the window that owns it
+(`gather_word_predictions` checks it), and entities are the tag spans as conlleval reads them (`tags_to_spans`).
 Classification cuts texts longer than `max_seq_length` and says so (`"truncated": true`). Inputs are batched by
 length (little padding); results come back in input order, one per input, empty inputs giving empty results.
 """
@@ -93,7 +94,7 @@ class Word(NamedTuple):
     end: int
 
 
-def split_words(text: str) -> list[Word]:
+def words_with_offsets(text: str) -> list[Word]:
     """Words of raw text the way CoNLL-2003 writes them, with their character offsets.
 
     Whitespace separates words and never belongs to one. Punctuation is a word of its own (`--` and `...` whole),
@@ -101,7 +102,7 @@ def split_words(text: str) -> list[Word]:
     `O'Neill`), as do `.`, `,` and `:` between digits (`3,000.50`, `10:30`). Clitics are split off as CoNLL-2003
     does (`Merkel's` -> `Merkel` `'s`, `don't` -> `do` `n't`). A period stays on initialisms (`U.S.`), a capital
     initial before a space (`J. Smith`), common abbreviations (`Mr.`, `Inc.`), and an enumeration opening the text
-    (`1. Japan`). Joining the CoNLL-2003 test sentences with spaces and splitting them again gives back ~97% of the
+    (`1. Japan`). Joining the CoNLL-2003 test sentences with spaces and splitting them again gives back ~98% of the
     sentences word for word (the rest are mostly sports-table ties such as `10=`).
     """
     return [Word(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(text)]
@@ -170,8 +171,8 @@ def check_texts(texts: Sequence[Any], what: str = "text") -> None:
 class Predictor:
     """A fine-tuned model ready to predict; build it with `Predictor.from_pretrained(directory)`."""
 
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel = field(repr=False)
+    tokenizer: PreTrainedTokenizerBase = field(repr=False)
     task: str  # "ner" or "classification"
     labels: LabelSpace
     problem_type: str | None = None  # classification only: SINGLE, MULTI or REGRESSION
@@ -208,8 +209,9 @@ class Predictor:
         """Load the model a fine-tuning run saved in `directory` (its `--output_dir`), in eval mode on `device`.
 
         `max_seq_length` defaults to the model's limit; `stride` (NER: tokens shared by consecutive windows of a long
-        text) to 32; `threshold` is the multi-label probability above which a label is predicted.
+        text) to min(32, half a window); `threshold` is the multi-label probability above which a label is on.
         """
+        target = resolve_device(device)
         path = Path(directory)
         if not path.is_dir():
             raise ConfigError(f"Model directory '{directory}' does not exist. Point --model at the --output_dir of a "
@@ -235,7 +237,6 @@ class Predictor:
             model = task.auto_model.from_pretrained(str(directory), config=config)
         except OSError as err:
             raise ConfigError(f"Could not load the model weights from '{directory}': {err}") from None
-        target = resolve_device(device)
         model.to(target).eval()
         logger.info("Loaded %s model from %s on %s (labels: %s)", task.name, directory, target, ", ".join(names))
         return cls(model=model, tokenizer=tokenizer, task=task.name, labels=LabelSpace(tuple(names)),
@@ -311,7 +312,7 @@ class Predictor:
     # ------------------------------------------------------------ tasks
 
     def _predict_raw_ner(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        words = [split_words(text) for text in texts]
+        words = [words_with_offsets(text) for text in texts]
         tagged = self.tag_words([[word.text for word in text_words] for text_words in words])
         results = []
         for text, text_words, (tags, scores) in zip(texts, words, tagged, strict=True):

@@ -37,6 +37,7 @@ from utils.task import Task
 from utils.training import (
     COMMON_TRAINING_DEFAULTS,
     build_trainer,
+    check_output_dir,
     decide_stages,
     log_hparams,
     run_stages,
@@ -103,6 +104,8 @@ def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[Train
         raw = task.load(data_args, model_args)
     stages = decide_stages(training_args, given, set(raw))
     training_args = settle_training_args(training_args, stages, set(raw), given, task.best_metric(raw, data_args))
+    with training_args.main_process_first(desc="checking output_dir"):
+        check_output_dir(training_args, stages)
 
     labels = task.build_labels(raw, data_args, config)
     raw = task.check_labels(raw, labels, data_args)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
+import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,10 +15,11 @@ from typing import Any
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint, has_length
+from transformers.trainer_utils import has_length
 
 from utils.arguments import FinetuneTrainingArguments
-from utils.errors import ConfigError
+from utils.errors import ConfigError, FinetuneError
+from utils.files import write_json
 from utils.task import Task
 
 logger = logging.getLogger(__name__)
@@ -100,14 +104,30 @@ class SplitScorer:
         return metrics
 
 
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint that was completely written. `Trainer` writes trainer_state.json last, so a run killed
+    while saving leaves a checkpoint directory without it, which must not be resumed from."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted((int(name.split("-")[1]), name) for name in os.listdir(output_dir)
+                   if name.startswith("checkpoint-") and name.split("-")[1].isdigit())
+    for _, name in reversed(steps):
+        path = os.path.join(output_dir, name)
+        if os.path.isfile(os.path.join(path, "trainer_state.json")):
+            return path
+        logger.warning("Skipping %s: it was not completely written (the run was killed while saving).", path)
+    return None
+
+
 def resolve_checkpoint(args: FinetuneTrainingArguments) -> str | None:
-    """`--resume_from_checkpoint last` means the newest checkpoint in output_dir (a warning if there is none)."""
+    """`--resume_from_checkpoint last` means the newest complete checkpoint in output_dir (a warning if none)."""
     wanted = args.resume_from_checkpoint
     if wanted != "last":
-        if wanted and not os.path.isdir(wanted):
-            raise ConfigError(f"--resume_from_checkpoint {wanted}: no such checkpoint directory.")
+        if wanted and not os.path.isfile(os.path.join(wanted, "trainer_state.json")):
+            raise ConfigError(f"--resume_from_checkpoint {wanted}: not a complete checkpoint directory "
+                              "(no trainer_state.json).")
         return wanted
-    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    last = last_complete_checkpoint(args.output_dir)
     if last is None:
         logger.warning("--resume_from_checkpoint last: no checkpoint in %s; training from the start.",
                        args.output_dir)
@@ -117,16 +137,94 @@ def resolve_checkpoint(args: FinetuneTrainingArguments) -> str | None:
 
 
 class FinetuneTrainer(Trainer):
-    """`Trainer` with evaluation in dataset order.
+    """`Trainer` with evaluation in dataset order and result files that are never half-written.
 
     Upstream also length-groups the *evaluation* batches when `train_sampling_strategy="group_by_length"`, which
-    shuffles the predictions relative to the dataset; ours must map back to input rows.
+    shuffles the predictions relative to the dataset; ours must map back to input rows. Upstream's
+    `all_results.json` also merges whatever an earlier run left in the directory; ours holds this run's metrics.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_results: dict[str, Any] = {}
 
     def _get_eval_sampler(self, eval_dataset):
         if eval_dataset is None or not has_length(eval_dataset):
             return None
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None  # accelerate shards in order
+
+    def save_metrics(self, split: str, metrics: dict[str, Any], combined: bool = True) -> None:
+        if not self.is_world_process_zero():
+            return
+        write_json(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics)
+        if combined:
+            self.run_results.update(metrics)
+            write_json(os.path.join(self.args.output_dir, "all_results.json"), self.run_results)
+
+    def save_state(self) -> None:
+        if not self.is_world_process_zero():
+            return
+        path = os.path.join(self.args.output_dir, "trainer_state.json")
+        self.state.save_to_json(f"{path}.tmp")
+        os.replace(f"{path}.tmp", path)
+
+
+class GracefulStop(TrainerCallback):
+    """SIGINT/SIGTERM during training: finish the current step, save a checkpoint, stop. A second signal aborts."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        logger.warning("Got %s: saving a checkpoint after this step, then stopping.", signal.Signals(signum).name)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self.handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous.clear()
+
+
+class Interrupted(FinetuneError):
+    """Training stopped on a signal after saving a checkpoint."""
+
+
+def check_output_dir(args: FinetuneTrainingArguments, stages: Stages) -> None:
+    """Training into a directory that holds another run is refused unless asked to overwrite or to resume it."""
+    out = args.output_dir
+    if not stages.train or args.resume_from_checkpoint or not os.path.isdir(out):
+        return
+    finished = os.path.isfile(os.path.join(out, "all_results.json"))
+    checkpoint = next((name for name in os.listdir(out) if name.startswith("checkpoint-")), None)
+    if not finished and checkpoint is None:
+        return
+    if not args.overwrite_output_dir:
+        held = "a finished run (all_results.json)" if finished else f"an unfinished run ({checkpoint})"
+        raise ConfigError(f"--output_dir {out} already holds {held}. Pass --overwrite_output_dir to replace it, "
+                          "--resume_from_checkpoint last to continue it, or choose another --output_dir.")
+    if not args.should_save:  # the main process cleans up; the others only check
+        return
+    for name in os.listdir(out):
+        path = os.path.join(out, name)
+        if name.startswith("checkpoint-") and os.path.isdir(path):
+            shutil.rmtree(path)
+        elif name.endswith("_results.json") or name in {"trainer_state.json", "predictions.conll",
+                                                        "predictions.jsonl", "predictions.tsv"}:
+            os.remove(path)
+    logger.info("--overwrite_output_dir: removed the previous run's checkpoints and results from %s", out)
 
 
 def build_trainer(
@@ -140,7 +238,7 @@ def build_trainer(
     extra_callbacks: Sequence[TrainerCallback] = (),
 ) -> FinetuneTrainer:
     """A `Trainer`: distribution, mixed precision, checkpoints and logging stay its (and accelerate's) job."""
-    callbacks = list(extra_callbacks)
+    callbacks = [GracefulStop(), *extra_callbacks]
     if args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     return FinetuneTrainer(
@@ -185,6 +283,11 @@ def run_stages(
             record("before_eval", metrics)
     if stages.train:
         train_result = trainer.train(resume_from_checkpoint=resolve_checkpoint(args))
+        stop = next(c for c in trainer.callback_handler.callbacks if isinstance(c, GracefulStop))
+        if stop.received is not None:
+            trainer.save_state()
+            raise Interrupted(f"stopped by {signal.Signals(stop.received).name} at step {trainer.state.global_step} "
+                              f"after saving a checkpoint; continue with --resume_from_checkpoint last.")
         trainer.save_model()
         metrics = dict(train_result.metrics, train_samples=len(raw["train"]), train_features=len(features["train"]))
         record("train", metrics)

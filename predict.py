@@ -1,0 +1,123 @@
+"""Predict with a fine-tuned model: entities (NER) or labels (classification), one JSON line per input line.
+
+    python predict.py --model outputs/ner --input texts.txt --output entities.jsonl
+    echo "Angela Merkel visited Paris." | python predict.py --model outputs/ner --input -
+    python predict.py --model outputs/ner --input test.conll --output -          # pre-split words: + tokens, tags
+    python predict.py --model outputs/classification --input reviews.jsonl --text_field review
+
+The task comes from the model's config. Inputs: one text per line, JSONL with a text field (or, for NER, a `tokens`
+list), or (NER) a CoNLL file, one output per sentence. Output lines follow the input, empty lines giving empty
+results. The same predictions from Python: `utils.inference.Predictor`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import transformers
+
+from utils.errors import DataError, FinetuneError
+from utils.files import write_jsonl
+from utils.inference import INPUT_FORMATS, Predictor, predict_examples, read_examples
+from utils.parsing import parse_args
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictArguments:
+    """predict.py's options (a YAML/JSON config file with these keys works too, as for the training scripts)."""
+
+    model_name_or_path: str = field(
+        metadata={"help": "Directory of a fine-tuned model: a run's --output_dir.", "aliases": ["--model"]}
+    )
+    input: str = field(metadata={"help": "Input file, or - for stdin."})
+    output: str = field(default="-", metadata={"help": "Output JSONL file, or - for stdout."})
+    text_field: str = field(default="text", metadata={"help": "JSONL input: the field holding the text."})
+    batch_size: int = field(default=32, metadata={"help": "Model inputs per forward pass."})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto (a GPU when there is one)."})
+    input_format: str = field(
+        default="auto", metadata={"help": "auto: from the file suffix, else from its content.",
+                                  "choices": list(INPUT_FORMATS)}
+    )
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Most tokens per model input (default: the model's limit). NER windows longer "
+                                "texts; classification cuts them and marks the result \"truncated\": true."}
+    )
+    stride: int | None = field(
+        default=None,
+        metadata={"help": "NER: tokens shared by consecutive windows of a long text "
+                  "(default: min(32, half a window))."},
+    )
+    threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
+
+
+@contextmanager
+def readable_path(path: str) -> Iterator[str]:
+    """A path the line-numbering readers can open: `-` (stdin) is spooled to a temporary file; errors say <stdin>."""
+    if path != "-":
+        if not os.path.isfile(path):
+            raise DataError("input file not found.", source=path)
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        spooled = os.path.join(directory, "stdin")
+        Path(spooled).write_bytes(sys.stdin.buffer.read())
+        try:
+            yield spooled
+        except DataError as err:
+            raise DataError(str(err).replace(spooled, "<stdin>")) from None
+
+
+def write_stdout(records: Iterable[dict]) -> None:
+    """JSON lines on stdout, UTF-8 whatever the locale, as they are ready (a reader downstream starts at once)."""
+    binary = getattr(sys.stdout, "buffer", None)
+    for record in records:
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        if binary is None:
+            sys.stdout.write(line)
+        else:
+            binary.write(line.encode("utf-8"))
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Predict for every input; returns a summary (task, number of records, output, seconds)."""
+    (args,), _ = parse_args((PredictArguments,), argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr, level=logging.INFO)
+    transformers.utils.logging.disable_progress_bar()
+    started = time.perf_counter()
+    with readable_path(args.input) as path:
+        predictor = Predictor.from_pretrained(args.model_name_or_path, device=args.device,
+                                              batch_size=args.batch_size, max_seq_length=args.max_seq_length,
+                                              stride=args.stride, threshold=args.threshold)
+        examples = read_examples(path, args.input_format, args.text_field, predictor.task,
+                                 name="<stdin>" if args.input == "-" else None)
+    results = predict_examples(predictor, examples)
+    if args.output == "-":
+        write_stdout(results)
+    else:
+        write_jsonl(args.output, results)
+    seconds = time.perf_counter() - started
+    logger.info("%d %s predictions written to %s in %.1f s", len(examples), predictor.task,
+                "stdout" if args.output == "-" else args.output, seconds)
+    return {"task": predictor.task, "records": len(examples), "output": args.output, "seconds": seconds}
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except FinetuneError as err:
+        sys.exit(f"error: {err}")
+    except BrokenPipeError:  # `predict.py ... | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

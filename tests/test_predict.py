@@ -1,0 +1,282 @@
+"""predict.py and utils/inference.py: word splitting, windows, agreement with the transformers pipeline, classification
+outputs, input formats, stdin/stdout and the error messages. One NER model is fine-tuned per module (~1 minute)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification, pipeline
+
+import predict
+import run_classification
+import run_ner
+from benchmarks.predict_throughput import comparable
+from tests.conftest import ROOT
+from utils.conll import read_conll
+from utils.errors import ConfigError, DataError
+from utils.inference import Example, Predictor, input_format, predict_examples, read_examples, words_with_offsets
+
+NER_DATA = ROOT / "data" / "ner"
+SENTIMENT = ROOT / "data" / "classification" / "sentiment"
+SHORT = "Tariq Hussain ( Switzerland ) beat Gustavo Ibarra ( Belgium ) 6-0 6-2 ."
+
+
+@pytest.fixture(scope="module")
+def ner_model(tmp_path_factory) -> str:
+    """The embedded MiniLM fine-tuned for 2 epochs on the shipped NER sample (test F1 about 0.3: enough entities)."""
+    out = tmp_path_factory.mktemp("ner-model")
+    run_ner.main(["--train_file", str(NER_DATA / "train.conll"), "--num_train_epochs", "2",
+                  "--per_device_train_batch_size", "8", "--learning_rate", "1e-4", "--report_to", "none",
+                  "--save_strategy", "no", "--output_dir", str(out)])
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def ner(ner_model) -> Predictor:
+    return Predictor.from_pretrained(ner_model, device="cpu", batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def classifier_model(tiny_model, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("sentiment-model")
+    run_classification.main(["--model", tiny_model, "--train_file", str(SENTIMENT / "train.tsv"),
+                             "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--report_to", "none",
+                             "--save_strategy", "no", "--output_dir", str(out)])
+    return str(out)
+
+
+def untrained_classifier(tiny_model: str, directory, labels: list[str], problem_type: str) -> str:
+    """A random tiny classifier saved as a fine-tuning run would save it: output shapes need no training."""
+    config = AutoConfig.from_pretrained(tiny_model, num_labels=len(labels), problem_type=problem_type,
+                                        id2label=dict(enumerate(labels)),
+                                        label2id={name: i for i, name in enumerate(labels)})
+    BertForSequenceClassification(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(directory)
+    return str(directory)
+
+
+def spans(result: dict) -> set[tuple]:
+    return {(e["label"], e["start"], e["end"]) for e in result["entities"]}
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in open(path, encoding="utf-8").read().splitlines()]
+
+
+# ---------------------------------------------------------------- word splitting (pure)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("Angela Merkel's party", ["Angela", "Merkel", "'s", "party"]),
+    ("in the U.S. on 1996-08-22.", ["in", "the", "U.S.", "on", "1996-08-22", "."]),
+    ("I don't know O'Neill, Mr. J. Smith.", ["I", "do", "n't", "know", "O'Neill", ",", "Mr.", "J.", "Smith", "."]),
+    ("AT&T paid $3,000.50 -- or 1/2 ...", ["AT&T", "paid", "$", "3,000.50", "--", "or", "1/2", "..."]),
+    ("(Kirin-Vale) \"quoted\"", ["(", "Kirin-Vale", ")", '"', "quoted", '"']),
+    ("  ", []),
+])
+def test_words_with_offsets_follows_conll_tokenisation(text, words):
+    assert [w.text for w in words_with_offsets(text)] == words
+
+
+def test_words_with_offsets_gives_back_the_sample_sentences():
+    sentences = read_conll(NER_DATA / "test.conll").tokens
+    same = sum([w.text for w in words_with_offsets(" ".join(tokens))] == tokens for tokens in sentences)
+    assert same / len(sentences) > 0.9
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=60))
+def test_words_with_offsets_keeps_offsets_and_every_visible_character(text):
+    words = words_with_offsets(text)
+    previous_end = 0
+    for word in words:
+        assert text[word.start : word.end] == word.text and word.text
+        assert word.start >= previous_end and not any(c.isspace() for c in word.text)
+        previous_end = word.end
+    assert "".join(w.text for w in words) == "".join(c for c in text if not c.isspace())
+
+
+# ---------------------------------------------------------------- NER
+
+
+def test_entities_equal_the_pipelines_where_it_groups_words_like_us(ner, ner_model):
+    texts = [" ".join(tokens) for tokens in read_conll(NER_DATA / "test.conll").tokens[:40]]
+    tagger = pipeline("token-classification", model=ner_model, aggregation_strategy="simple", device="cpu")
+    theirs = [[(e["entity_group"], int(e["start"]), int(e["end"])) for e in entities] for entities in tagger(texts)]
+    ours = ner.predict(texts)
+    checked = 0
+    for text, mine, their in zip(texts, ours, theirs):
+        if comparable(tagger.tokenizer, text, their)[1]:
+            assert spans(mine) == set(their), text
+            checked += 1
+    assert checked >= 10, f"only {checked} comparable sentences"
+    assert sum(len(r["entities"]) for r in ours) > 20
+
+
+def test_offsets_slice_the_input_back_to_the_entity(ner):
+    texts = [SHORT, "Ägypten's Präsident visited Zürich, then Kyoto\u00a0and  Berlin!", "(Tariq Hussain) — Belgium."]
+    for result in ner.predict(texts):
+        assert result["entities"] or result["text"] != SHORT
+        for entity in result["entities"]:
+            assert result["text"][entity["start"] : entity["end"]] == entity["text"]
+            assert 0 < entity["score"] <= 1 and entity["label"] in {"PER", "LOC", "ORG", "MISC"}
+
+
+def test_text_longer_than_the_model_gets_entities_at_its_end(ner):
+    known = max(ner.predict([SHORT])[0]["entities"], key=lambda e: e["score"])
+    filler = "the match was played on a sunny afternoon and the crowd was quiet ."
+    text = " ".join([filler] * 46) + " " + SHORT
+    assert len(text.split()) > 600 and len(ner.tokenizer(text)["input_ids"]) > ner.max_seq_length
+    offset = len(text) - len(SHORT)
+    entities = ner.predict([text])[0]["entities"]
+    at_end = {(e["label"], e["start"] - offset, e["end"] - offset) for e in entities if e["start"] >= offset}
+    assert (known["label"], known["start"], known["end"]) in at_end
+    tagged = ner.predict_tokens([text.split()])[0]
+    assert len(tagged["tags"]) == len(tagged["tokens"]) == len(text.split())
+
+
+def test_small_windows_and_batches_keep_every_word_in_input_order(ner_model, ner):
+    sentences = read_conll(NER_DATA / "test.conll").tokens[:12]
+    windowed = Predictor.from_pretrained(ner_model, device="cpu", batch_size=3, max_seq_length=16, stride=4)
+    one_by_one = Predictor.from_pretrained(ner_model, device="cpu", batch_size=1)
+    small = windowed.predict_tokens(sentences)
+    assert [r["tokens"] for r in small] == sentences
+    assert [len(r["tags"]) for r in small] == [len(s) for s in sentences]
+    batched, single = ner.predict_tokens(sentences), one_by_one.predict_tokens(sentences)
+    assert [r["tags"] for r in batched] == [r["tags"] for r in single]
+    for a, b in zip(batched, single):
+        assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=1e-3)
+
+
+def test_pre_tokenized_entities_are_word_spans(ner):
+    tokens = SHORT.split()
+    result = ner.predict_tokens([tokens, []])
+    assert result[1] == {"text": "", "tokens": [], "tags": [], "entities": []}
+    assert result[0]["tokens"] == tokens and len(result[0]["tags"]) == len(tokens)
+    for entity in result[0]["entities"]:
+        assert entity["text"] == " ".join(tokens[entity["start"] : entity["end"]])
+        assert result[0]["tags"][entity["start"]][2:] == entity["label"]
+
+
+def test_empty_lines_give_empty_results(ner):
+    assert ner.predict(["", "   ", SHORT])[:2] == [{"text": "", "entities": []}, {"text": "   ", "entities": []}]
+    assert ner.predict([]) == []
+
+
+# ---------------------------------------------------------------- classification
+
+
+def test_classification_probabilities_sum_to_one_and_labels_are_names(classifier_model):
+    predictor = Predictor.from_pretrained(classifier_model, device="cpu", max_seq_length=16)
+    texts = ["a warm and funny film", "", "the screen scratches far too easily and " * 5]
+    results = predictor.predict(texts)
+    for result in (results[0], results[2]):
+        assert result["label"] in {"negative", "positive"}
+        assert set(result["probabilities"]) == {"negative", "positive"}
+        assert sum(result["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert results[1] == {"text": "", "label": None, "probabilities": {}}
+    assert "truncated" not in results[0] and results[2]["truncated"] is True
+
+
+def test_multi_label_and_regression_outputs(tiny_model, tmp_path):
+    topics = Predictor.from_pretrained(untrained_classifier(tiny_model, tmp_path / "multi", ["business", "sports"],
+                                                            "multi_label_classification"), threshold=0.5)
+    result, empty = topics.predict(["The markets rallied.", ""])
+    assert result["labels"] == [n for n, p in result["probabilities"].items() if p > 0.5]
+    assert set(result["probabilities"]) == {"business", "sports"} and empty["labels"] == []
+    scores = Predictor.from_pretrained(untrained_classifier(tiny_model, tmp_path / "reg", ["score"], "regression"))
+    result, empty = scores.predict(["A horse eats hay.", ""], text_pairs=["A horse is eating.", ""])
+    assert isinstance(result["value"], float) and result["text_pair"] == "A horse is eating."
+    assert empty["value"] is None
+
+
+# ---------------------------------------------------------------- input files
+
+
+def test_input_format_from_suffix_and_content(write_file):
+    assert input_format("x.jsonl", [], "auto", "ner") == "jsonl"
+    assert input_format("x.conll", [], "auto", "ner") == "conll"
+    assert input_format("x.txt", ["-DOCSTART- -X- O", "", "EU B-ORG"], "auto", "ner") == "conll"
+    assert input_format("x.txt", ["EU NNP B-ORG", "rejects VBZ O"], "auto", "ner") == "conll"
+    assert input_format("x.txt", ["EU NNP B-ORG", "rejects VBZ O"], "auto", "classification") == "text"
+    assert input_format("-", ['{"text": "a"}'], "auto", "ner") == "jsonl"
+    assert input_format("x.txt", ["Some text here."], "auto", "ner") == "text"
+    assert input_format("x.jsonl", [], "text", "ner") == "text"
+    path = write_file("in.jsonl", '{"tokens": ["EU", "rejects"]}\n\n{"review": "fine", "x": 1}\n')
+    examples = read_examples(path, text_field="review", task="ner")
+    assert examples == [Example(text="EU rejects", tokens=("EU", "rejects")), Example(), Example(text="fine")]
+
+
+def test_mixed_inputs_come_back_in_order(ner):
+    examples = [Example(text="Kyoto ."), Example(tokens=("Kyoto", "!")), Example(), Example(text=SHORT)] * 3
+    results = list(predict_examples(ner, examples, chunk_size=5))
+    assert [r["text"] for r in results] == ["Kyoto .", "Kyoto !", "", SHORT] * 3
+    assert ["tokens" in r for r in results] == [e.tokens is not None for e in examples]
+
+
+def test_cli_writes_one_line_per_input_line_and_per_conll_sentence(ner_model, tmp_path, write_file):
+    lines = [SHORT, "", "Kyoto is in Japan ."]
+    out = tmp_path / "out.jsonl"
+    summary = predict.main(["--model", ner_model, "--input", write_file("in.txt", "\n".join(lines) + "\n"),
+                            "--output", str(out), "--device", "cpu"])
+    records = read_jsonl(out)
+    assert summary["records"] == 3 and [r["text"] for r in records] == lines and records[1]["entities"] == []
+    predict.main(["--model", ner_model, "--input", str(NER_DATA / "test.conll"), "--output", str(out)])
+    records = read_jsonl(out)
+    sentences = read_conll(NER_DATA / "test.conll").tokens
+    assert [r["tokens"] for r in records] == sentences and all(len(r["tags"]) == len(r["tokens"]) for r in records)
+
+
+def test_cli_stdin_to_stdout_in_a_subprocess(ner_model):
+    lines = [SHORT, "", "Zürich — Kyoto ."]
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--model", ner_model, "--input", "-"],
+                          input="\n".join(lines).encode("utf-8"), capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    records = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]
+    assert [r["text"] for r in records] == lines and records[1] == {"text": "", "entities": []}
+    assert records[0]["entities"]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--model", str(tmp_path / "none"), "--input",
+                           "-"], input="text\n", capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: Model directory")
+
+
+def test_model_errors(tiny_model, tmp_path, ner_model):
+    with pytest.raises(ConfigError, match="does not exist"):
+        Predictor.from_pretrained(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"no config\.json"):
+        Predictor.from_pretrained(str(tmp_path))
+    with pytest.raises(ConfigError, match="was never fine-tuned"):
+        Predictor.from_pretrained(tiny_model)
+    with pytest.raises(ConfigError, match="--stride 40"):
+        Predictor.from_pretrained(ner_model, max_seq_length=32, stride=40)
+    with pytest.raises(ConfigError, match="model's limit of 512"):
+        Predictor.from_pretrained(ner_model, max_seq_length=4096)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            Predictor.from_pretrained(ner_model, device="cuda")
+
+
+def test_input_errors_name_the_line(ner_model, classifier_model, tmp_path, write_file, ner):
+    out = str(tmp_path / "out.jsonl")
+    bad = write_file("bad.txt", b"fine\n\xff\xfe broken\n")
+    with pytest.raises(DataError, match=r"bad.txt:2: byte 0xff"):
+        predict.main(["--model", ner_model, "--input", bad, "--output", out])
+    missing = write_file("in.jsonl", '{"text": "a"}\n{"body": "b"}\n')
+    with pytest.raises(DataError, match=r"in.jsonl:2: no 'text' field \(it has \['body'\]\)"):
+        predict.main(["--model", ner_model, "--input", missing, "--output", out])
+    with pytest.raises(ConfigError, match="only NER models take"):
+        predict.main(["--model", classifier_model, "--input", str(NER_DATA / "test.conll"), "--output", out])
+    with pytest.raises(DataError, match="text 1 is int"):
+        ner.predict(["fine", 3])
+    assert not (tmp_path / "out.jsonl").exists()
