@@ -136,12 +136,16 @@ def child_eval(task: str, mode: str, out: Path) -> None:
 
 
 def run_child(stage: str, task: str, mode: str, out: Path) -> dict:
+    """One stage in a fresh process; the machine's load before and after is recorded (other work skews timings)."""
+    load_before = os.getloadavg()[0]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     log = out.parent / f"{task}-{mode}-{stage}.log"
     with open(log, "w") as stream:
         subprocess.run([sys.executable, __file__, f"_{stage}", "--task", task, "--mode", mode, "--out", str(out)],
                        check=True, env=env, stdout=stream, stderr=subprocess.STDOUT)
-    return json.loads((out / f"bench_{stage}.json").read_text())
+    record = json.loads((out / f"bench_{stage}.json").read_text())
+    record[f"{stage}_load_average_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return record
 
 
 def summarise(task: str, mode: str, train: dict, evaluation: dict, peaks: dict[str, float]) -> dict:
