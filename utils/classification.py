@@ -17,7 +17,15 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from utils.arguments import DataArguments
-from utils.data import load_raw_datasets, pick_column, require_columns, split_source
+from utils.data import (
+    file_format,
+    load_raw_datasets,
+    number_type,
+    numbers_from_text,
+    pick_column,
+    require_columns,
+    split_source,
+)
 from utils.errors import ConfigError, DataError
 from utils.files import atomic_write, write_json, write_jsonl
 from utils.labels import LabelSpace, build_label_space, fine_tuned_labels
@@ -83,6 +91,8 @@ def infer_text_columns(dataset: Dataset, label_column: str | None, source: str) 
             return list(pair)
     text = [c for c in columns if isinstance(dataset.features[c], Value) and dataset.features[c].dtype in
             {"string", "large_string"}]
+    if len(text) > 1:  # CSV/TSV cells are all text: a column of numbers (ids, scores) is not the one to classify
+        text = [c for c in text if number_type(dataset[c]) is None] or text
     if len(text) != 1:
         raise DataError(
             f"cannot tell which column holds the text: {'no text columns' if not text else f'several: {text}'} "
@@ -93,16 +103,14 @@ def infer_text_columns(dataset: Dataset, label_column: str | None, source: str) 
 
 
 def label_kind(value: Any) -> str:
-    """'list', 'float', 'int' or 'str' for one label cell."""
+    """'list', 'float', 'int', 'str' or 'other' (e.g. a JSON object) for one label cell."""
     if isinstance(value, (list, tuple)):
         return "list"
-    if isinstance(value, bool):
-        return "int"
-    if isinstance(value, int):
+    if isinstance(value, int):  # bools too
         return "int"
     if isinstance(value, float):
         return "float"
-    return "str"
+    return "str" if isinstance(value, str) else "other"
 
 
 def detect_problem_type(labels: Sequence[Any], delimiter: str) -> str:
@@ -127,13 +135,22 @@ def normalise_label(value: Any, problem: str, names: list[str] | None, delimiter
     if is_missing(value):
         raise DataError("empty or missing label (NaN/None/''); every row needs one. Fix or remove the row.",
                         source=location)
+    if label_kind(value) == "other":
+        raise DataError(f"a label must be a name, a number or a list of names, got {value!r}.", source=location)
     if problem == REGRESSION:
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise DataError(f"regression needs a number, got {value!r}.", source=location) from None
+        if not math.isfinite(number):
+            raise DataError(f"regression needs a finite number, got {value!r}.", source=location)
+        return number
     if problem == MULTI:
         items = value if isinstance(value, (list, tuple)) else str(value).split(delimiter)
+        if any(label_kind(item) not in {"str", "int"} for item in items):
+            raise DataError(f"a label list must hold names (or integer ids), got {value!r}.", source=location)
+        if names and any(isinstance(i, int) and not 0 <= i < len(names) for i in items):
+            raise DataError(f"label id out of range for the label names {names}: {value!r}.", source=location)
         items = [names[i] if names and isinstance(i, int) else str(i).strip() for i in items]
         if any(not item for item in items):
             raise DataError(f"empty name in the label list {value!r}.", source=location)
@@ -150,9 +167,10 @@ def normalise_label(value: Any, problem: str, names: list[str] | None, delimiter
     return str(value).strip()
 
 
-def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, source: str, problem: str | None
-                    ) -> tuple[Dataset, str | None]:
-    """text / text_pair / label / location columns, checked row by row. Returns the dataset and the problem type."""
+def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, source: str, problem: str | None,
+                    text_cells: bool = False) -> tuple[Dataset, str | None]:
+    """text / text_pair / label / location columns, checked row by row. Returns the dataset and the problem type.
+    `text_cells`: every cell was read as text (CSV/TSV), so a label column of numbers is parsed as numbers."""
     label_column = None
     try:
         label_column = pick_column(dataset, data_args.label_column_name, LABEL_COLUMNS, source, "--label_column_name")
@@ -168,6 +186,8 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
     feature = dataset.features.get(label_column) if label_column else None
     names = list(feature.names) if isinstance(feature, ClassLabel) else None
     raw_labels = dataset[label_column] if label_column else None
+    if raw_labels is not None and text_cells:
+        raw_labels = numbers_from_text(raw_labels)
     if raw_labels is not None and problem is None:
         problem = detect_problem_type([v for v in raw_labels if not is_missing(v)], data_args.label_delimiter)
     if raw_labels is not None and problem == SINGLE:
@@ -186,9 +206,12 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
         location = f"{source} row {row + 1}"
         for column, values in zip(text_columns, texts):
             value = values[row]
-            if not isinstance(value, str) or not value.strip():
+            if is_missing(value):
                 raise DataError(f"empty or missing text in column '{column}'; fix or remove the row.",
                                 source=location)
+            if not isinstance(value, str):
+                raise DataError(f"the text in column '{column}' must be a string, got {value!r}; fix the row, or "
+                                "name the text column with --text_column_names.", source=location)
         columns["text"].append(texts[0][row])
         if len(text_columns) == 2:
             columns["text_pair"].append(texts[1][row])
@@ -206,7 +229,8 @@ def load_classification_data(data_args: ClassificationDataArguments, model_args)
     result = DatasetDict()
     for split in sorted(raw, key=["train", "validation", "test"].index):
         source = split_source(data_args, split)
-        result[split], problem = canonical_split(raw[split], data_args, source, problem)
+        text_cells = not data_args.dataset_name and file_format(source, data_args.data_format) in {"csv", "tsv"}
+        result[split], problem = canonical_split(raw[split], data_args, source, problem, text_cells)
         if split != "test" and "label" not in result[split].column_names:
             raise DataError("has no label column; training and validation data need labels.", source=source)
     if problem is None:
@@ -463,10 +487,10 @@ def write_classification_predictions(output_dir: str, raw: Dataset, decoded: lis
 
 
 def tsv_cell(value: Any) -> str:
-    """Lists and dicts as JSON; tabs and newlines in text replaced, so one row stays one line."""
+    """Lists and dicts as JSON; tabs and line breaks in text replaced, so one row stays one line."""
     if isinstance(value, (list, dict)):
         value = json.dumps(value, ensure_ascii=False)
-    return str(value).replace("\t", " ").replace("\n", " ")
+    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
 def classification_card_details(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments

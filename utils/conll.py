@@ -4,6 +4,8 @@ sentences, `-DOCSTART-` lines between documents (CoNLL-2003 has 4 columns; 2-col
 from __future__ import annotations
 
 import os
+import re
+import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -11,6 +13,9 @@ from utils.errors import DataError
 from utils.files import atomic_write, read_utf8_lines
 
 DOCSTART = "-DOCSTART-"
+#: Columns are separated by ASCII whitespace only: a no-break or ideographic space (U+00A0, U+3000) is part of a word.
+ASCII_SPACE = string.whitespace
+ASCII_SPACES = re.compile(f"[{re.escape(ASCII_SPACE)}]+")
 
 
 @dataclass
@@ -26,9 +31,14 @@ class ConllCorpus:
         return len(self.tokens)
 
 
+def split_words(text: str) -> list[str]:
+    """`text.split()` on ASCII whitespace only."""
+    return [word for word in ASCII_SPACES.split(text) if word]
+
+
 def split_columns(line: str, tab_separated: bool) -> list[str]:
-    """Columns of one token line: tab-separated files may hold words with spaces, others split on any whitespace."""
-    return [column.strip() for column in line.split("\t")] if tab_separated else line.split()
+    """Columns of one token line: tab-separated files may hold words with spaces, others split on ASCII whitespace."""
+    return [column.strip(ASCII_SPACE) for column in line.split("\t")] if tab_separated else split_words(line)
 
 
 def read_conll(path: str | os.PathLike, tag_column: int = -1) -> ConllCorpus:
@@ -51,7 +61,7 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> ConllCorpus:
             word_tags.clear()
 
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if not line.strip(ASCII_SPACE):
             close_sentence()
             continue
         if n_columns is None:

@@ -6,9 +6,13 @@ becomes a `DataError` that names the file (and the line where the format allows)
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from datasets import Dataset, DatasetDict
 
 from utils.arguments import DataArguments
 from utils.errors import DataError
-from utils.files import check_utf8, read_utf8_lines
+from utils.files import read_utf8, read_utf8_lines
 
 logger = logging.getLogger(__name__)
 
@@ -59,54 +63,205 @@ def root_message(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+#: How a CSV/TSV cell that is a number looks (pandas' reading without its NaN/inf/thousands spellings).
+INTEGER = re.compile(r"[+-]?[0-9]+")
+NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique (`json` keeps the last of two silently; `pyarrow` fails obscurely)."""
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen = [key for key, _ in pairs]
+        raise ValueError(f"the key {next(k for k in seen if seen.count(k) > 1)!r} appears twice in one object")
+    return record
+
+
+def int64(text: str) -> int:
+    """A JSON integer that fits a 64-bit column (a longer one would silently become an approximate float)."""
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"the integer {text[:24]}... does not fit in 64 bits; write it as a string")
+    return value
+
+
+def parse_json(text: str, source: str) -> object:
+    """`json.loads`, refusing what the `datasets` loader would mangle or fail on obscurely (duplicate keys, huge
+    integers, lone UTF-16 surrogates, deep nesting); every failure names the source."""
+    try:
+        value = json.loads(text, object_pairs_hook=unique_keys, parse_int=int64)
+        if "\\u" in text:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except json.JSONDecodeError as err:
+        raise DataError(f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno}).", source=source) \
+            from None
+    except UnicodeEncodeError as err:
+        raise DataError(f"the escape {err.object[err.start]!a} is half of a UTF-16 surrogate pair (a cut "
+                        "emoji?), which is not text; remove it or add its other half.", source=source) from None
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"not usable JSON ({err}).", source=source) from None
+    return value
+
+
+def json_kind(value: object) -> str | None:
+    """The JSON type of a value as an arrow column sees it (ints and floats are both numbers); None for null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else "a list" if isinstance(value, list) else "an object"
+
+
+def check_same_types(record: dict, first: dict[str, tuple[str, str]], source: str) -> None:
+    """Every key keeps the JSON type it first had (null aside): an arrow column has one type, and arrow's own error
+    names neither the file nor the line."""
+    for key, value in record.items():
+        kind = json_kind(value)
+        if kind is not None:
+            seen, where = first.setdefault(key, (kind, source))
+            if seen != kind:
+                raise DataError(f"{key!r} changed from {seen} (at {where}) to {kind}; give each key one type in every "
+                                "row (null for a missing value).", source=source)
+
+
 def check_json_lines(path: str) -> None:
-    """JSON Lines: every non-blank line must be one JSON object; name the first bad line."""
+    """JSON Lines: every non-blank line must be one JSON object, each key of one type; name the first bad line."""
+    first: dict[str, tuple[str, str]] = {}
     for number, line in enumerate(read_utf8_lines(path), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"not valid JSON ({err.msg} at column {err.colno}).", source=f"{path}:{number}") from None
+        record = parse_json(line, f"{path}:{number}")
         if not isinstance(record, dict):
             raise DataError("each line must be a JSON object {...}.", source=f"{path}:{number}")
+        check_same_types(record, first, f"{path}:{number}")
 
 
-def is_json_lines(path: str) -> bool:
+def read_json_document(text: str, path: str) -> Dataset:
+    """A JSON document: a list of objects (one per row) or one object (one row). Built from Python's exact parse:
+    the `datasets` loader round-trips documents through ujson, which keeps only 10 significant digits of a float."""
+    document = parse_json(text, path)
+    records = [document] if isinstance(document, dict) else document
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise DataError("a JSON document must be a list of objects [{...}, ...] (or JSON Lines: one object per "
+                        "line).", source=path)
+    first: dict[str, tuple[str, str]] = {}
+    for row, record in enumerate(records, start=1):
+        check_same_types(record, first, f"{path} row {row}")
+    names = list(dict.fromkeys(name for record in records for name in record))  # every row's keys, in order
+    if not names:
+        raise DataError("holds no rows.", source=path)
+    try:
+        return Dataset.from_dict({name: [record.get(name) for record in records] for name in names})
+    except Exception as err:  # pyarrow: a column whose values have different types
+        raise DataError(f"could not be read as json: {root_message(err)}", source=path) from None
+
+
+def is_json_lines(text: str) -> bool:
     """A `.json` file may hold one object per line (as the transformers examples write it) or one document."""
-    with open(path, encoding="utf-8") as stream:
-        head = stream.read(1 << 16).lstrip()
-    if not head.startswith("{"):
+    text = text.lstrip()
+    if not text.startswith("{"):
         return False
     try:
-        json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        json.loads(text)
+    except (ValueError, RecursionError):
         return True
     return False
 
 
-def load_table(path: str, fmt: str, cache_dir: str | None = None) -> Dataset:
-    """Read one CSV/TSV/JSON/JSONL/parquet file with `datasets`, strictly: empty cells stay empty strings (never
-    NaN), `NA`/`None` stay text, TSV has no quoting."""
-    kwargs: dict = {}
-    builder = fmt
-    if fmt in {"csv", "tsv"}:
-        check_utf8(path)
-        builder = "csv"
-        kwargs = {"keep_default_na": False, "na_values": []}
-        if fmt == "tsv":
-            kwargs.update(sep="\t", quoting=3)  # csv.QUOTE_NONE: quotes in TSV text are text
-    elif fmt in {"json", "jsonl"}:
-        check_utf8(path)
-        builder = "json"
-        if fmt == "jsonl" or is_json_lines(path):
-            check_json_lines(path)
+def read_delimited(path: str, fmt: str) -> Dataset:
+    """A CSV or TSV file as text columns, every cell exactly as written (never a number, NaN or bool: a text "007"
+    stays "007"); a row whose field count differs from the header's is an error naming its line. TSV has no
+    quoting: quotes are text."""
+    text = read_utf8(path)
+    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {"delimiter": ","}
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one huge cell is still a cell
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, **dialect)
+    header: list[str] | None = None
+    columns: list[list[str]] = []
+    line = 0
     try:
-        dataset = datasets.load_dataset(builder, data_files=os.path.abspath(path), split="train", cache_dir=cache_dir,
-                                        **kwargs)
+        for fields in reader:
+            start, line = line + 1, reader.line_num
+            if not fields:
+                continue
+            if header is None:
+                header = fields
+                duplicates = sorted({name for name in header if header.count(name) > 1})
+                if duplicates:
+                    raise DataError(f"the header names column(s) {duplicates} twice; give each column its own name.",
+                                    source=f"{path}:{start}")
+                columns = [[] for _ in header]
+            elif len(fields) != len(header):
+                raise DataError(
+                    f"{len(fields)} field(s) but the header has {len(header)} ({', '.join(header)}); "
+                    + ("a tab inside a text splits it (TSV has no quoting)." if fmt == "tsv" else
+                       'quote a field that holds a comma, a quote or a line break ("a, b").'),
+                    source=f"{path}:{start}",
+                )
+            else:
+                for column, value in zip(columns, fields):
+                    column.append(value)
+    except csv.Error as err:
+        raise DataError(f"not valid {fmt.upper()} ({err}); check the quotes of the row that starts here.",
+                        source=f"{path}:{line + 1}") from None
+    if header is None:
+        raise DataError("is empty; the first line must name the columns.", source=path)
+    if not columns[0]:
+        raise DataError("holds no rows, only the header.", source=path)
+    return Dataset.from_dict(dict(zip(header, columns)))
+
+
+def number_type(values: Sequence) -> type | None:
+    """`int` (or `float`) when every non-empty cell of a CSV/TSV column is an integer (a number); else None."""
+    cells = [value for value in values if value != ""]
+    if not cells or not all(isinstance(value, str) for value in cells):
+        return None
+    if all(INTEGER.fullmatch(value) for value in cells):  # ids too long for int64 stay names, exactly as written
+        return int if max(map(len, cells)) <= 18 else None
+    return float if all(NUMBER.fullmatch(value) for value in cells) else None
+
+
+def numbers_from_text(values: Sequence) -> list:
+    """A CSV/TSV column of numbers as ints or floats (as pandas would read it); any other column unchanged. Empty
+    cells stay empty strings, for the caller to refuse."""
+    kind = number_type(values)
+    return [kind(value) if kind and value != "" else value for value in values]
+
+
+def content_fingerprint(path: str) -> str:
+    """A hash of a file's bytes. `datasets` keys its cache on path and mtime alone, so a file rewritten with its old
+    mtime (cp -p, rsync -t, tar, or twice within the clock's tick) would be served stale without it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def load_table(path: str, fmt: str, cache_dir: str | None = None) -> Dataset:
+    """Read one CSV/TSV (as text cells), JSON, JSONL or parquet file, strictly: empty cells stay empty strings
+    (never NaN), `NA`/`None` stay text, TSV has no quoting."""
+    if fmt in {"csv", "tsv"}:
+        return read_delimited(path, fmt)
+    if fmt in {"json", "jsonl"}:
+        text = read_utf8(path)
+        if not text.strip():
+            raise DataError("is empty.", source=path)
+        if fmt == "json" and not is_json_lines(text):
+            return read_json_document(text, path)
+        check_json_lines(path)
+    builder = "json" if fmt == "jsonl" else fmt
+    try:
+        loader = datasets.load_dataset_builder(builder, name=f"content-{content_fingerprint(path)}",
+                                               data_files=os.path.abspath(path), cache_dir=cache_dir)
+        loader.download_and_prepare()
+        splits = loader.info.splits or {}
+        dataset = loader.as_dataset(split="train") if "train" in splits and splits["train"].num_examples else None
     except Exception as err:  # the library raises many types; the user needs the file and the cause
         raise DataError(f"could not be read as {fmt}: {root_message(err)}", source=path) from None
-    if len(dataset) == 0:
+    if dataset is None or len(dataset) == 0 or not dataset.column_names:
         raise DataError("holds no rows.", source=path)
     return dataset
 

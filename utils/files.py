@@ -13,21 +13,39 @@ from typing import IO, Any
 from utils.errors import DataError
 
 
-def read_utf8_lines(path: str | os.PathLike) -> list[str]:
-    """Lines of a text file without their line ends; a byte that is not UTF-8 is an error naming its line."""
+def read_utf8(path: str | os.PathLike) -> str:
+    """A text file's content (without a byte-order mark); a byte that is not UTF-8, or a NUL byte (the sign of a
+    UTF-16 or binary file), is an error naming its line and column."""
     raw = Path(path).read_bytes()
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
-    lines = []
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            lines.append(line.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"byte 0x{line[err.start]:02x} at column {err.start + 1} is not valid UTF-8; "
-                "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).",
-                source=f"{path}:{number}",
-            ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line, column = byte_position(raw, err.start)
+        raise DataError(
+            f"byte 0x{raw[err.start]:02x} at column {column} is not valid UTF-8; "
+            "re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).",
+            source=f"{path}:{line}",
+        ) from None
+    if b"\x00" in raw:
+        line, column = byte_position(raw, raw.index(b"\x00"))
+        raise DataError(
+            f"NUL byte at column {column}: the file looks like UTF-16 or binary, not UTF-8 text; "
+            "re-save it as UTF-8 (e.g. `iconv -f utf-16 -t utf-8`).",
+            source=f"{path}:{line}",
+        )
+    return text
+
+
+def byte_position(raw: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in bytes) of a byte offset."""
+    return raw.count(b"\n", 0, offset) + 1, offset - raw.rfind(b"\n", 0, offset)
+
+
+def read_utf8_lines(path: str | os.PathLike) -> list[str]:
+    """Lines of a text file without their line ends (see `read_utf8` for what is refused)."""
+    lines = [line.rstrip("\r") for line in read_utf8(path).split("\n")]
     if lines and lines[-1] == "":
         lines.pop()
     return lines

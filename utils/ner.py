@@ -6,6 +6,7 @@ import ast
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from utils.alignment import IGNORE, NO_WORD, align_labels, gather_word_predictions
 from utils.arguments import DataArguments
-from utils.conll import read_conll, write_conll
+from utils.conll import ASCII_SPACE, read_conll, split_words, write_conll
 from utils.data import file_format, load_raw_datasets, pick_column, split_source
 from utils.errors import ConfigError, DataError
 from utils.files import write_jsonl
@@ -37,6 +38,7 @@ TAG_COLUMNS = ("ner_tags", "tags", "labels", "ner")
 #: Tokenizers that need a space before each word when given pre-split words (BPE with byte-level spaces).
 PREFIX_SPACE_MODELS = {"roberta", "gpt2", "bart", "longformer", "deberta", "mvp", "bloom"}
 PREFIX_ORDER = {"B": 0, "I": 1, "E": 2, "S": 3}
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what a JSON or Python escape can make, and arrow refuses
 
 
 @dataclass
@@ -90,21 +92,26 @@ def read_conll_dataset(path: str, tag_column: int = -1) -> Dataset:
 
 
 def parse_word_list(value: Any, location: str, what: str) -> list:
-    """A list cell, or a CSV/TSV cell holding a JSON/Python list or whitespace-separated items."""
+    """A list cell, or a CSV/TSV cell holding a JSON/Python list `[...]` or items separated by ASCII whitespace
+    (so `[1] Smith` is two words)."""
     if isinstance(value, (list, tuple)):
         return list(value)
     if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
+        text = value.strip(ASCII_SPACE)
+        if not (text.startswith("[") and text.endswith("]")):
+            return split_words(text)
+        try:
+            items = list(json.loads(text))
+        except (ValueError, RecursionError):
             try:
-                return list(json.loads(text))
-            except json.JSONDecodeError:
-                try:
-                    return list(ast.literal_eval(text))
-                except (ValueError, SyntaxError):
-                    raise DataError(f"the {what} cell looks like a list but does not parse: {text[:80]}",
-                                    source=location) from None
-        return text.split()
+                items = list(ast.literal_eval(text))
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                raise DataError(f"the {what} cell looks like a list but does not parse: {text[:80]}",
+                                source=location) from None
+        if any(isinstance(item, str) and LONE_SURROGATE.search(item) for item in items):
+            raise DataError(f"the {what} cell holds half of a UTF-16 surrogate pair (an escape \\ud800-\\udfff "
+                            "without its other half), which is not text; remove it.", source=location)
+        return items
     raise DataError(f"the {what} cell must be a list of strings, got {type(value).__name__}: {value!r}",
                     source=location)
 
@@ -142,7 +149,7 @@ def canonical_table(dataset: Dataset, data_args: NerDataArguments, source: str, 
                   for t in parse_word_list(record[token_column], location, "tokens")]
         if not tokens:
             raise DataError("empty token list; every row needs at least one word.", source=location)
-        if any(not isinstance(t, str) or not t.strip() for t in tokens):
+        if any(not isinstance(t, str) or not t.strip(ASCII_SPACE) for t in tokens):  # as a CoNLL word may be
             raise DataError(f"every token must be a non-empty string, got {tokens[:20]}", source=location)
         columns["tokens"].append(tokens)
         columns["document_id"].append(str(record[data_args.document_column_name]) if has_docs else str(row))
@@ -154,16 +161,15 @@ def canonical_table(dataset: Dataset, data_args: NerDataArguments, source: str, 
             raise DataError(
                 f"{len(tokens)} tokens but {len(tags)} tags; every word needs exactly one tag.", source=location
             )
-        if any(isinstance(tag, int) for tag in tags):
+        if any(isinstance(tag, int) and not isinstance(tag, bool) for tag in tags):
             if names is None:
                 raise DataError(
                     f"tags are integers {tags[:10]} with no names; give --label_list (names in id order) or write "
                     "the tags as strings.", source=location,
                 )
-            try:
-                tags = [names[int(tag)] if isinstance(tag, int) else tag for tag in tags]
-            except IndexError:
-                raise DataError(f"tag id out of range for --label_list {names}: {tags}", source=location) from None
+            if any(isinstance(tag, int) and not 0 <= tag < len(names) for tag in tags):
+                raise DataError(f"tag id out of range for --label_list {names}: {tags}", source=location)
+            tags = [names[tag] if isinstance(tag, int) and not isinstance(tag, bool) else tag for tag in tags]
         if any(not isinstance(tag, str) or not tag.strip() for tag in tags):
             raise DataError(f"every tag must be a non-empty string, got {tags[:20]}", source=location)
         columns["ner_tags"].append(tags)
