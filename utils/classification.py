@@ -28,7 +28,7 @@ from utils.data import (
 )
 from utils.errors import ConfigError, DataError
 from utils.files import atomic_write, write_json, write_jsonl
-from utils.labels import LabelSpace, build_label_space, fine_tuned_labels
+from utils.labels import LabelSpace, build_label_space, fine_tuned_labels, unseen_labels
 from utils.losses import MULTI, REGRESSION, SINGLE, make_loss
 from utils.metrics import confusion, multi_label_metrics, regression_metrics, single_label_metrics
 from utils.task import Task
@@ -273,15 +273,9 @@ def check_classification_labels(raw: DatasetDict, labels: LabelSpace, data_args:
     if data_args.problem_type == REGRESSION:
         return raw
     for split in [s for s in ("validation", "test") if s in raw and "label" in raw[s].column_names]:
-        unknown: Counter = Counter()
-        first: dict[str, str] = {}
-        for value, location in zip(raw[split]["label"], raw[split]["location"]):
-            for name in value if data_args.problem_type == MULTI else [value]:
-                if name not in labels:
-                    unknown[name] += 1
-                    first.setdefault(name, location)
-        if unknown:
-            summary = ", ".join(f"{name!r} ({n}x, first at {first[name]})" for name, n in unknown.most_common())
+        rows = raw[split]["label"] if data_args.problem_type == MULTI else ([v] for v in raw[split]["label"])
+        count, summary = unseen_labels(rows, raw[split]["location"], labels, show=repr)
+        if count:
             raise DataError(f"{split} labels never seen in training: {summary}. Known labels: {list(labels.names)}. "
                             "Fix the data or add examples of these labels to the training data.")
     return raw

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from utils.errors import ConfigError
@@ -70,3 +71,17 @@ def build_label_space(
             )
         return LabelSpace(tuple(model_labels))
     return LabelSpace(tuple(sorted(seen, key=sort_key)))
+
+
+def unseen_labels(rows: Iterable[Iterable[str]], locations: Iterable[str], labels: LabelSpace,
+                  show: Callable[[str], str] = str) -> tuple[int, str]:
+    """Labels outside the label space: (occurrences, "name (Nx, first at location), ..."), or (0, "")."""
+    unknown: Counter = Counter()
+    first: dict[str, str] = {}
+    for names, location in zip(rows, locations):
+        for name in names:
+            if name not in labels:
+                unknown[name] += 1
+                first.setdefault(name, location)
+    summary = ", ".join(f"{show(name)} ({n}x, first at {first[name]})" for name, n in unknown.most_common())
+    return sum(unknown.values()), summary

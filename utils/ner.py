@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,7 +24,7 @@ from utils.data import file_format, load_raw_datasets, pick_column, split_source
 from utils.errors import ConfigError, DataError
 from utils.files import write_jsonl
 from utils.iob import OUTSIDE, count_invalid_transitions, inside_tag, split_tag, tags_to_spans
-from utils.labels import LabelSpace, build_label_space, fine_tuned_labels
+from utils.labels import LabelSpace, build_label_space, fine_tuned_labels, unseen_labels
 from utils.losses import SINGLE as SINGLE_LABEL
 from utils.losses import make_loss
 from utils.metrics import argmax_logits, entity_metrics
@@ -224,20 +223,13 @@ def build_ner_labels(raw: DatasetDict, data_args: NerDataArguments, config) -> L
 def check_ner_labels(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArguments) -> DatasetDict:
     """Validation/test tags the model cannot predict: an error naming where, or mapped to O on request."""
     for split in [s for s in ("validation", "test") if s in raw and "ner_tags" in raw[s].column_names]:
-        unknown: Counter = Counter()
-        first: dict[str, str] = {}
-        for tags, location in zip(raw[split]["ner_tags"], raw[split]["location"]):
-            for tag in tags:
-                if tag not in labels:
-                    unknown[tag] += 1
-                    first.setdefault(tag, location)
-        if not unknown:
+        count, summary = unseen_labels(raw[split]["ner_tags"], raw[split]["location"], labels)
+        if not count:
             continue
-        summary = ", ".join(f"{tag} ({count}x, first at {first[tag]})" for tag, count in unknown.most_common())
         if data_args.unknown_labels != OUTSIDE:
             raise DataError(f"{split} tags never seen in training: {summary}. Fix the data, add them to the "
                             "training data, or pass --unknown_labels O to map them to O.")
-        logger.warning("%s: mapped %d tags never seen in training to O: %s", split, sum(unknown.values()), summary)
+        logger.warning("%s: mapped %d tags never seen in training to O: %s", split, count, summary)
         raw[split] = raw[split].map(
             lambda row: {"ner_tags": [tag if tag in labels else OUTSIDE for tag in row["ner_tags"]]}
         )
