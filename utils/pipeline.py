@@ -110,7 +110,11 @@ def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[Train
     labels = task.build_labels(raw, data_args, config)
     raw = task.check_labels(raw, labels, data_args)
     tokenizer = load_tokenizer(model_args, **task.tokenizer_kwargs(config))
-    model = load_model(model_args, task.auto_model, labels, config, **task.model_overrides(raw, labels, data_args))
+    overrides = task.model_overrides(raw, labels, data_args)
+    if task.build_model is not None:
+        model = task.build_model(model_args, labels, config, raw, data_args, training_args, tokenizer, overrides)
+    else:
+        model = load_model(model_args, task.auto_model, labels, config, **overrides)
     with training_args.main_process_first(desc="tokenizing"):
         features = {split: task.encode(raw[split], tokenizer, labels, data_args) for split in raw}
     if training_args.sort_eval_by_length:

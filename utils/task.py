@@ -24,6 +24,8 @@ class Task:
       loss(raw, labels, data_args, training_args) -> `compute_loss_func` for `Trainer`, or None
       card_details(raw, labels, data_args) -> extra model-card lines
       best_metric(raw, data_args) -> (metric name, greater is better), the default --metric_for_best_model
+      build_model(model_args, labels, config, raw, data_args, training_args, tokenizer, overrides) -> model, or None
+          for the shared `utils.modeling.load_model` (a task that builds its model differently, e.g. few-shot)
     """
 
     name: str
@@ -46,3 +48,4 @@ class Task:
     loss: Callable = field(default=lambda raw, labels, data_args, training_args: None)
     card_details: Callable = field(default=lambda raw, labels, data_args: [])
     best_metric: Callable = field(default=lambda raw, data_args: ("loss", False))
+    build_model: Callable | None = None
