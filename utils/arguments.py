@@ -38,6 +38,71 @@ class ModelArguments:
         metadata={"help": "Attention kernel (default: the library's choice, SDPA where the model supports it).",
                   "choices": ["eager", "sdpa", "flash_attention_2"]},
     )
+    # What trains (utils/tuning.py): LoRA adapters, frozen layers, a linear probe; head growth for new labels.
+    use_peft: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (peft) instead of every weight; the task head trains fully. Without "
+                  "--learning_rate the rate becomes 1e-3, which suits adapters."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling (alpha / r multiplies the update)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated names of the encoder's linear layers that get adapters (default per "
+                  "architecture: every attention and feed-forward projection, e.g. query,key,value,dense for BERT)."},
+    )
+    merge_adapter: bool = field(
+        default=True,
+        metadata={"help": "Save the adapter-merged full model in output_dir (loads without peft); the adapter itself "
+                  "goes to output_dir/adapter. --no_merge_adapter saves the adapter only."},
+    )
+    freeze_embeddings: bool = field(default=False, metadata={"help": "Keep the embedding layer's weights fixed."})
+    freeze_layers: int = field(default=0, metadata={"help": "Keep the bottom N encoder layers fixed."})
+    train_head_only: bool = field(
+        default=False,
+        metadata={"help": "Train only the task head (a linear probe on the frozen encoder). Without --learning_rate "
+                  "the rate becomes 5e-3."},
+    )
+    reinit_head: bool = field(
+        default=False,
+        metadata={"help": "Starting from a fine-tuned model: a fresh task head (labels from the data) instead of "
+                  "reusing, or growing, the old one."},
+    )
+    hidden_dropout_prob: float | None = field(
+        default=None, metadata={"help": "Override the model's hidden-layer dropout (config.hidden_dropout_prob)."}
+    )
+    attention_probs_dropout_prob: float | None = field(
+        default=None, metadata={"help": "Override the model's attention dropout."}
+    )
+    classifier_dropout: float | None = field(
+        default=None, metadata={"help": "Override the dropout before the task head (config.classifier_dropout)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 1 or self.lora_alpha < 1:
+            raise ConfigError(f"--lora_r and --lora_alpha must be positive, got {self.lora_r} and {self.lora_alpha}.")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"--freeze_layers must be 0 or more, got {self.freeze_layers}.")
+        for name in DROPOUT_OVERRIDES + ("lora_dropout",):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"--{name} must be in [0, 1), got {value}.")
+        strategies = [flag for flag, on in (("--use_peft", self.use_peft), ("--train_head_only", self.train_head_only),
+                                            ("--freeze_layers/--freeze_embeddings",
+                                             self.freeze_layers > 0 or self.freeze_embeddings)) if on]
+        if len(strategies) > 1:
+            raise ConfigError(f"Choose one of {' and '.join(strategies)}: LoRA and the linear probe already keep the "
+                              "encoder fixed.")
+
+    @property
+    def trains_part(self) -> bool:
+        """Whether only part of the model trains (adapters or a head), which wants a higher learning rate."""
+        return self.use_peft or self.train_head_only
+
+
+#: Dropout settings a run may override (names of the BERT-family config attributes).
+DROPOUT_OVERRIDES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
 
 
 @dataclass
@@ -116,6 +181,15 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Evaluate and predict in length-sorted batches (less padding); outputs keep input order."},
     )
+    hp_search_trials: int = field(
+        default=0,
+        metadata={"help": "Run an Optuna search of N trials over learning rate, batch size, epochs and weight decay "
+                  "(and LoRA r with --use_peft), scored on the validation split; every trial goes to "
+                  "hp_search.jsonl, then the best setting is trained into output_dir."},
+    )
+    hp_search_space: str | None = field(
+        default=None, metadata={"help": "YAML/JSON file with the search space (see configs/hp_search_space.yaml)."}
+    )
     argmax_in_metrics: bool = field(
         default=True,
         metadata={"help": "Reduce logits to label ids batch by batch during evaluation. --no_argmax_in_metrics keeps "
@@ -123,6 +197,10 @@ class FinetuneTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.hp_search_trials < 0:
+            raise ConfigError(f"--hp_search_trials must be 0 or more, got {self.hp_search_trials}.")
+        if self.hp_search_space and not self.hp_search_trials:
+            raise ConfigError("--hp_search_space needs --hp_search_trials N.")
         self.settle_device()
         super().__post_init__()
 

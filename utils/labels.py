@@ -55,21 +55,17 @@ def build_label_space(
     sort_key=None,
 ) -> LabelSpace:
     """Decide the label order: `--label_list` if given, else the fine-tuned model's own order (so its head is
-    reused as it is), else the data's labels sorted by `sort_key`. Every label in the data must be in the result."""
+    reused, or grown by the data's new labels, appended sorted by `sort_key`), else the data's labels sorted by
+    `sort_key`. Every label in the data is in the result."""
     seen = set(data_labels)
     if order:
         missing = sorted(seen - set(order))
         if missing:
             raise ConfigError(f"--label_list lacks labels found in the data: {missing}. Add them to --label_list.")
         return LabelSpace(tuple(order))
-    if model_labels:
-        extra = sorted(seen - set(model_labels))
-        if extra:
-            raise ConfigError(
-                f"The model was fine-tuned on labels {list(model_labels)}, but the data also has {extra}. "
-                "Start from the base model, or give --label_list with every label."
-            )
-        return LabelSpace(tuple(model_labels))
+    if model_labels:  # continued fine-tuning: old labels keep their ids, new ones are appended (the head grows)
+        extra = sorted(seen - set(model_labels), key=sort_key)
+        return LabelSpace(tuple(model_labels) + tuple(extra))
     return LabelSpace(tuple(sorted(seen, key=sort_key)))
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
+from torch import nn
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from utils.arguments import ModelArguments
+from utils.arguments import DROPOUT_OVERRIDES, ModelArguments
 from utils.errors import ConfigError
 from utils.labels import LabelSpace, fine_tuned_labels
 
@@ -63,24 +65,98 @@ def load_tokenizer(model_args: ModelArguments, **kwargs: Any) -> PreTrainedToken
     return tokenizer
 
 
-def load_model(model_args: ModelArguments, auto_class: Any, labels: LabelSpace, config=None, **config_overrides: Any
-               ) -> PreTrainedModel:
-    """A task model whose head has one output per label and whose config carries the real label names."""
-    config = config or load_config(model_args)
-    existing = fine_tuned_labels(config)
-    if existing is not None and list(existing) != list(labels.names):
-        raise ConfigError(
-            f"The model was fine-tuned with labels {existing} but this run uses {list(labels.names)}. Start from "
-            "the base model or keep the model's labels (--label_list)."
-        )
+def dropout_overrides(model_args: ModelArguments, config) -> dict[str, float]:
+    """The dropout settings asked for, checked against what this architecture's config has."""
+    asked = {name: getattr(model_args, name) for name in DROPOUT_OVERRIDES if getattr(model_args, name) is not None}
+    for name in asked:
+        if not hasattr(config, name):
+            available = sorted(key for key in config.to_dict() if "dropout" in key)
+            raise ConfigError(f"--{name}: the {config.model_type} config has no such setting; its dropout settings "
+                              f"are {available}.")
+    return asked
+
+
+def head_linear(model: PreTrainedModel, out_features: int) -> tuple[str, nn.Linear]:
+    """The task head's output layer: the one linear layer outside the encoder with one output per label."""
+    prefix = model.base_model_prefix
+    found = [(name, module) for name, module in model.named_modules()
+             if isinstance(module, nn.Linear) and not name.startswith(prefix) and module.out_features == out_features]
+    if len(found) != 1:
+        raise ConfigError(f"Cannot find the task head of {type(model).__name__} (linear layers with {out_features} "
+                          f"outputs outside the encoder: {[name for name, _ in found]}); use --reinit_head.")
+    return found[0]
+
+
+def grow_head(model: PreTrainedModel, labels: LabelSpace) -> None:
+    """Give the head one output per label: the old labels keep their ids and learned rows, new ones start like a
+    fresh head (normal(0, initializer_range) weights, zero bias)."""
+    old = model.config.num_labels
+    name, layer = head_linear(model, old)
+    grown = nn.Linear(layer.in_features, len(labels), bias=layer.bias is not None,
+                      device=layer.weight.device, dtype=layer.weight.dtype)
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        grown.weight.normal_(0.0, std)
+        grown.weight[:old] = layer.weight
+        if layer.bias is not None:
+            grown.bias.zero_()
+            grown.bias[:old] = layer.bias
+    model.set_submodule(name, grown)
+    set_labels(model.config, labels)
+
+
+def reset_head(model: PreTrainedModel) -> None:
+    """A fresh task head: its linear layers re-drawn as a new head starts (normal(0, initializer_range) weights,
+    zero biases). Done by hand: transformers' own initialiser skips weights that were loaded from a checkpoint."""
+    std = getattr(model.config, "initializer_range", 0.02)
+    prefix = model.base_model_prefix
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear) and not name.startswith(prefix):
+                module.weight.normal_(0.0, std)
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def set_labels(config, labels: LabelSpace) -> None:
     config.num_labels = len(labels)
     config.id2label = labels.id2label
     config.label2id = labels.label2id
-    for key, value in config_overrides.items():
+
+
+def load_model(model_args: ModelArguments, auto_class: Any, labels: LabelSpace, config=None, **config_overrides: Any
+               ) -> PreTrainedModel:
+    """A task model whose head has one output per label and whose config carries the real label names.
+
+    From a fine-tuned model: the same labels reuse its head; more labels (the old ones first, as
+    `build_label_space` orders them) grow it; --reinit_head starts a fresh one."""
+    config = config or load_config(model_args)
+    existing = fine_tuned_labels(config)
+    grow = False
+    if existing is not None and not model_args.reinit_head and list(existing) != list(labels.names):
+        if list(labels.names[:len(existing)]) != list(existing):
+            raise ConfigError(
+                f"The model was fine-tuned with labels {existing} but this run uses {list(labels.names)} in another "
+                "order. Keep the model's order (drop --label_list), or pass --reinit_head for a fresh head."
+            )
+        grow = True
+        logger.info("Growing the head from %d to %d labels: new %s; the old labels keep their ids.", len(existing),
+                    len(labels), list(labels.names[len(existing):]))
+    if not grow:
+        set_labels(config, labels)
+    for key, value in {**config_overrides, **dropout_overrides(model_args, config)}.items():
         setattr(config, key, value)
     name = model_path(model_args)
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    if model_args.reinit_head and existing is not None:
+        extra["ignore_mismatched_sizes"] = True
     try:
-        return auto_class.from_pretrained(name, config=config, **hub_kwargs(model_args), **extra)
+        model = auto_class.from_pretrained(name, config=config, **hub_kwargs(model_args), **extra)
     except OSError as err:
         raise ConfigError(f"Could not load the model from '{name}': {err}") from None
+    if grow:
+        grow_head(model, labels)
+    elif model_args.reinit_head and existing is not None:
+        logger.info("--reinit_head: a fresh task head for %s", list(labels.names))
+        reset_head(model)
+    return model

@@ -5,6 +5,7 @@ Each entry script hands in its `Task`; nothing here knows about entities or clas
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -43,6 +44,7 @@ from utils.training import (
     run_stages,
     settle_training_args,
 )
+from utils.tuning import PARTIAL_TRAINING_LR, is_peft_model, parameter_counts, prepare_model, save_adapter_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +87,36 @@ def sorted_by_length(features: Dataset) -> Dataset:
     return features.select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
 
 
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a finished job hands back: every metric (all_results.json) and the training arguments it ran with."""
+
+    results: dict[str, Any]
+    args: FinetuneTrainingArguments
+
+
 def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
     """Run one fine-tuning job end to end; returns every metric (the content of all_results.json).
 
     `callbacks` are extra `TrainerCallback`s (the benchmarks use one to count padding)."""
+    return run_job(task, argv, callbacks).results
+
+
+def run_job(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> JobOutcome:
+    """`run`, also returning the settled training arguments (the hyper-parameter search reads the metric chosen)."""
     types = (ModelArguments, task.data_arguments, FinetuneTrainingArguments)
     defaults = {**COMMON_TRAINING_DEFAULTS, **task.training_defaults}
     (model_args, data_args, training_args), given = parse_args(types, argv, defaults)
     if not has_data(data_args):  # zero-argument run: the shipped sample and its recipe, anything given still wins
         (model_args, data_args, training_args), given = parse_args(types, argv, {**defaults, **sample_defaults(task)})
     setup_logging(training_args)
+    if training_args.hp_search_trials:
+        from utils.hp_search import search
+
+        known = {field.name for kind in types for field in dataclasses.fields(kind)}
+        return search(list(sys.argv[1:] if argv is None else argv), model_args, training_args, known,
+                      lambda job_argv: run_job(task, job_argv, callbacks))
+    training_args = partial_training_lr(model_args, training_args, given)
     if "train_file" not in given and data_args.train_file and data_args.train_file.startswith(str(PROJECT_ROOT)):
         logger.info("No data given: running the %s sample recipe %s.", task.name, task.sample_config)
     set_seed(training_args.seed)
@@ -107,7 +129,7 @@ def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[Train
     with training_args.main_process_first(desc="checking output_dir"):
         check_output_dir(training_args, stages)
 
-    labels = task.build_labels(raw, data_args, config)
+    labels = task.build_labels(raw, data_args, without_labels(config) if model_args.reinit_head else config)
     raw = task.check_labels(raw, labels, data_args)
     tokenizer = load_tokenizer(model_args, **task.tokenizer_kwargs(config))
     overrides = task.model_overrides(raw, labels, data_args)
@@ -115,6 +137,10 @@ def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[Train
         model = task.build_model(model_args, labels, config, raw, data_args, training_args, tokenizer, overrides)
     else:
         model = load_model(model_args, task.auto_model, labels, config, **overrides)
+    model = prepare_model(model, model_args, task.pipeline_tag)
+    counts = parameter_counts(model)
+    logger.info("Trainable parameters: %s of %s (%.2f%%)", f"{counts['trainable_parameters']:,}",
+                f"{counts['total_parameters']:,}", counts["trainable_percent"])
     with training_args.main_process_first(desc="tokenizing"):
         features = {split: task.encode(raw[split], tokenizer, labels, data_args) for split in raw}
     if training_args.sort_eval_by_length:
@@ -127,10 +153,34 @@ def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[Train
     reduce_logits = task.reduce_logits if training_args.argmax_in_metrics else None
     trainer = build_trainer(model, tokenizer, training_args, features, task.collator(tokenizer, data_args),
                             reduce_logits, task.loss(raw, labels, data_args, training_args), callbacks)
+    trainer.run_results.update(counts)  # into all_results.json with the metrics
     results, reports, written = run_stages(trainer, task, stages, raw, features, labels, data_args)
+    results = {**counts, **results}
+    if stages.train and is_peft_model(model) and trainer.is_world_process_zero():
+        save_adapter_outputs(trainer.model, training_args.output_dir, model_args.merge_adapter)
     if trainer.is_world_process_zero():
         finish_outputs(task, trainer, model_args, data_args, raw, labels, results, reports, written, argv, hub)
-    return results
+    return JobOutcome(results, training_args)
+
+
+def partial_training_lr(model_args: ModelArguments, args: FinetuneTrainingArguments, given: set[str]
+                        ) -> FinetuneTrainingArguments:
+    """Adapters and linear probes learn at a higher rate than full fine-tuning; used unless --learning_rate is set."""
+    if "learning_rate" in given:
+        return args
+    for flag, rate in PARTIAL_TRAINING_LR.items():
+        if getattr(model_args, flag):
+            logger.info("--%s without --learning_rate: learning rate %g.", flag, rate)
+            return dataclasses.replace(args, learning_rate=rate)
+    return args
+
+
+def without_labels(config):
+    """A copy of the model config that names no labels, so the label space comes from the data (--reinit_head)."""
+    config = copy.deepcopy(config)
+    config.id2label = {i: f"LABEL_{i}" for i in range(config.num_labels)}
+    config.label2id = {name: i for i, name in config.id2label.items()}
+    return config
 
 
 @dataclass(frozen=True)
