@@ -88,6 +88,7 @@ def test_train_head_only_is_a_linear_probe(tiny_model, tmp_path):
     assert all(torch.equal(before[name], after[f"bert.{name}"]) for name in encoder_weights)
     assert results["trainable_parameters"] == after["classifier.weight"].numel() + after["classifier.bias"].numel()
     assert not torch.equal(after["classifier.weight"], torch.zeros_like(after["classifier.weight"]))
+    assert "- Trained: the task head only (a linear probe" in (out / "README.md").read_text()
 
 
 def test_sgd_with_momentum_warmup_and_dropout_overrides(tiny_model, tmp_path):
@@ -135,6 +136,8 @@ def test_lora_without_merge_keeps_the_adapter_at_the_root_too(tiny_model, tmp_pa
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert config["r"] == 4 and "classifier" in config["modules_to_save"]
+    card = (out / "README.md").read_text()
+    assert "- Trained: LoRA (r=4, alpha=16" in card and "- Trainable parameters: 3,881 of" in card
     # LoRA rank 4 on q/k/v/dense of 2 layers (width 32, feed-forward 64) plus the 32 x 9 head
     lora = 2 * (4 * (4 * (32 + 32)) + 4 * (32 + 64) + 4 * (64 + 32))
     assert results["trainable_parameters"] == lora + 9 * 32 + 9

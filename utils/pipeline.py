@@ -44,7 +44,14 @@ from utils.training import (
     run_stages,
     settle_training_args,
 )
-from utils.tuning import PARTIAL_TRAINING_LR, is_peft_model, parameter_counts, prepare_model, save_adapter_outputs
+from utils.tuning import (
+    PARTIAL_TRAINING_LR,
+    describe_training,
+    is_peft_model,
+    parameter_counts,
+    prepare_model,
+    save_adapter_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +225,7 @@ def finish_outputs(task: Task, trainer, model_args, data_args, raw, labels, resu
         hyperparameters=hyperparameters,
         results=results,
         main_metrics=[main_metric],
-        details=task.card_details(raw, labels, data_args),
+        details=[*task.card_details(raw, labels, data_args), *describe_training(model_args, results)],
         command=shlex.join(["python", f"run_{task.name}.py",
                             *redact_command(sys.argv[1:] if argv is None else argv)]),
         curves=curves,

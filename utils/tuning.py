@@ -142,6 +142,29 @@ def parameter_counts(model: nn.Module) -> dict[str, Any]:
             "trainable_percent": round(100.0 * trainable / total, 4) if total else 0.0}
 
 
+def describe_training(model_args: ModelArguments, counts: dict[str, Any]) -> list[str]:
+    """Model-card lines saying what trained, so a reader knows whether this is a full fine-tune, LoRA or a probe."""
+    if model_args.use_peft:
+        what = (f"LoRA (r={model_args.lora_r}, alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout}, "
+                f"targets: {model_args.lora_target_modules or 'the default per architecture'}); the task head trained "
+                "fully. The adapter is in `adapter/`"
+                + ("; the weights here are the adapter merged into the base model." if model_args.merge_adapter
+                   else "."))
+    elif model_args.train_head_only:
+        what = "the task head only (a linear probe on the frozen encoder)."
+    elif model_args.freeze_embeddings or model_args.freeze_layers:
+        frozen = ["the embeddings"] * model_args.freeze_embeddings + (
+            [f"the bottom {model_args.freeze_layers} encoder layers"] if model_args.freeze_layers else [])
+        what = f"every weight except {' and '.join(frozen)}."
+    else:
+        what = "every weight (full fine-tuning)."
+    lines = [f"- Trained: {what}"]
+    if "trainable_parameters" in counts:
+        lines.append(f"- Trainable parameters: {counts['trainable_parameters']:,} of {counts['total_parameters']:,} "
+                     f"({counts['trainable_percent']:.2f}%).")
+    return lines
+
+
 def is_peft_model(model: nn.Module) -> bool:
     try:
         from peft import PeftModel
