@@ -7,7 +7,9 @@
 
 The task comes from the model's config. Inputs: one text per line, JSONL with a text field (or, for NER, a `tokens`
 list), or (NER) a CoNLL file, one output per sentence. Output lines follow the input, empty lines giving empty
-results. The same predictions from Python: `utils.inference.Predictor`.
+results. A model trained with --context_size sees the neighbouring sentences of the same document (CoNLL
+`-DOCSTART-` lines, a JSONL `document_id`) as in training. The same predictions from Python:
+`utils.inference.Predictor`.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ class PredictArguments:
                   "(default: min(32, half a window))."},
     )
     threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
+    context_size: int | None = field(
+        default=None,
+        metadata={"help": "NER: document context tokens per side (default: what the model was trained with). Needs "
+                  "documents in the input: CoNLL -DOCSTART- lines or a JSONL --document_field."},
+    )
+    document_field: str = field(default="document_id", metadata={"help": "JSONL input: the field naming the "
+                                                                "document a line belongs to (NER document context)."})
 
 
 @contextmanager
@@ -100,9 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
     with readable_path(args.input) as path:
         predictor = Predictor.from_pretrained(args.model_name_or_path, device=args.device,
                                               batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-                                              stride=args.stride, threshold=args.threshold)
+                                              stride=args.stride, threshold=args.threshold,
+                                              context_size=args.context_size)
         examples = read_examples(path, args.input_format, args.text_field, predictor.task,
-                                 name="<stdin>" if args.input == "-" else None)
+                                 name="<stdin>" if args.input == "-" else None, document_field=args.document_field)
     results = predict_examples(predictor, examples)
     if args.output == "-":
         write_stdout(results)

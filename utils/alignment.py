@@ -3,6 +3,9 @@
 A sentence's subword tokens are split into windows of at most `max_tokens` that overlap by `stride` tokens. Every
 token is *owned* by exactly one window (the overlap is split at its middle, so each owned token keeps context on
 both sides); only owned tokens carry labels, and each word is predicted from the window owning its first subword.
+
+Document context (FLERT, `--context_size`): a sentence that fits one window is given the nearest subword tokens of
+the neighbouring sentences of its document on each side (`document_context`); they are context only, never labelled.
 """
 
 from __future__ import annotations
@@ -115,3 +118,49 @@ def gather_word_predictions(
         if missing:
             raise RuntimeError(f"example {example}: words {missing[:10]} got no prediction")
     return result  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- document context (FLERT)
+
+
+def context_budget(n_tokens: int, n_left: int, n_right: int, size: int, max_tokens: int) -> tuple[int, int]:
+    """How many left and right context tokens a sentence of `n_tokens` gets: at most `size` per side and only what
+    its document holds, the whole input within `max_tokens`. A sentence that fills the input (or needs windows)
+    gets none, so the windowing of long sentences is unchanged. When both sides do not fit, the room is split
+    evenly, and a side with less to give leaves the rest to the other: no room is wasted."""
+    room = max_tokens - n_tokens
+    if size <= 0 or room <= 0:
+        return 0, 0
+    left, right = min(size, n_left), min(size, n_right)
+    if left + right > room:
+        left = min(left, max(room // 2, room - right))
+        right = min(right, room - left)
+    return left, right
+
+
+def nearest_tokens(sentences: Sequence[Sequence[int]], index: int, count: int, step: int) -> list[int]:
+    """Up to `count` tokens nearest to sentence `index` among those before it (`step` -1: the tail of the preceding
+    sentences) or after it (`step` 1: the head of the following ones), across as many sentence boundaries as needed;
+    in document order."""
+    taken: list[int] = []
+    other = index + step
+    while len(taken) < count and 0 <= other < len(sentences):
+        need = count - len(taken)
+        sentence = sentences[other]
+        taken = list(sentence[-need:]) + taken if step < 0 else taken + list(sentence[:need])
+        other += step
+    return taken
+
+
+def document_context(sentences: Sequence[Sequence[int]], size: int, max_tokens: int
+                     ) -> list[tuple[list[int], list[int]]]:
+    """(left, right) context tokens of each sentence of one document (its sentences' subword ids, in order): the
+    nearest tokens of the neighbouring sentences, at most `size` per side, each sentence's input (context included)
+    within `max_tokens`; see `context_budget`."""
+    result = []
+    for index, own in enumerate(sentences):
+        before = nearest_tokens(sentences, index, size, step=-1)
+        after = nearest_tokens(sentences, index, size, step=1)
+        left, right = context_budget(len(own), len(before), len(after), size, max_tokens)
+        result.append((before[len(before) - left :], after[:right]))
+    return result

@@ -14,6 +14,8 @@ NER reads raw text through `words_with_offsets` (character offsets kept) and the
 did: sentences go through `encode_batch` (utils/ner.py), so `align_labels`/`plan_windows` (utils/alignment.py) window
 them and nothing is truncated; every word is predicted once, from its first subword in the window that owns it
 (`gather_word_predictions` checks it), and entities are the tag spans as conlleval reads them (`tags_to_spans`).
+A model trained with document context (`--context_size`, kept in its config) gets the same context here when the
+inputs say which document they belong to (CoNLL `-DOCSTART-`, a JSONL `document_id`, the `documents` argument).
 Classification cuts texts longer than `max_seq_length` and says so (`"truncated": true`). Inputs are batched by
 length (little padding); results come back in input order, one per input, empty inputs giving empty results.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,7 +50,7 @@ from utils.files import read_utf8_lines
 from utils.iob import tags_to_spans
 from utils.labels import LabelSpace, fine_tuned_labels
 from utils.modeling import load_config, load_tokenizer
-from utils.ner import NER_TASK, encode_batch, special_token_template
+from utils.ner import NER_TASK, context_columns, encode_batch, special_token_template
 from utils.task import Task
 
 logger = logging.getLogger(__name__)
@@ -181,10 +183,13 @@ class Predictor:
     max_seq_length: int = 512
     stride: int | None = None  # NER: tokens shared by consecutive windows; default min(32, half a window)
     threshold: float = 0.5
+    context_size: int = 0  # NER: document context tokens per side (the model's training setting by default)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"--batch_size must be positive, got {self.batch_size}.")
+        if self.context_size < 0:
+            raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {self.context_size}.")
         limit = model_limit(self.tokenizer, self.model.config)
         if not 8 <= self.max_seq_length <= limit:
             raise ConfigError(f"--max_seq_length {self.max_seq_length} must be between 8 and the model's limit of "
@@ -204,12 +209,13 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, directory: str, device: str | torch.device = "auto", batch_size: int = 32,
-                        max_seq_length: int | None = None, stride: int | None = None, threshold: float = 0.5
-                        ) -> Predictor:
+                        max_seq_length: int | None = None, stride: int | None = None, threshold: float = 0.5,
+                        context_size: int | None = None) -> Predictor:
         """Load the model a fine-tuning run saved in `directory` (its `--output_dir`), in eval mode on `device`.
 
         `max_seq_length` defaults to the model's limit; `stride` (NER: tokens shared by consecutive windows of a long
-        text) to min(32, half a window); `threshold` is the multi-label probability above which a label is on.
+        text) to min(32, half a window); `threshold` is the multi-label probability above which a label is on;
+        `context_size` (NER: document context tokens per side) to what the model was trained with.
         """
         target = resolve_device(device)
         path = Path(directory)
@@ -242,50 +248,63 @@ class Predictor:
         return cls(model=model, tokenizer=tokenizer, task=task.name, labels=LabelSpace(tuple(names)),
                    problem_type=problem_type if task is CLASSIFICATION_TASK else None, device=target,
                    batch_size=batch_size, max_seq_length=max_seq_length or model_limit(tokenizer, config),
-                   stride=stride, threshold=threshold)
+                   stride=stride, threshold=threshold,
+                   context_size=getattr(config, "context_size", 0) if context_size is None else context_size)
 
     # ------------------------------------------------------------ public API
 
-    def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+                documents: Sequence[Hashable | None] | None = None) -> list[dict[str, Any]]:
         """One result per text, in order.
 
         NER: `{"text", "entities": [{"label", "text", "start", "end", "score"}]}` with character offsets into the
         text. Classification: `{"text", "label", "probabilities"}` (multi-label: `"labels"` over the threshold;
         regression: `"value"`), `"truncated": true` when the text was cut; `text_pairs` for sentence-pair models.
+        `documents` (NER): each text's document id, for models trained with document context (None: on its own).
         """
         check_texts(texts)
         if self.task == NER_TASK.name:
             if text_pairs is not None:
                 raise ConfigError("Sentence pairs are for classification models; this model tags entities.")
-            return self._predict_raw_ner(texts)
+            return self._predict_raw_ner(texts, documents)
         if text_pairs is not None:
             check_texts(text_pairs, "text_pair")
             if len(text_pairs) != len(texts):
                 raise DataError(f"{len(texts)} texts but {len(text_pairs)} text pairs; give one pair per text.")
         return self._predict_classification(texts, text_pairs)
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
+                       ) -> list[dict[str, Any]]:
         """NER on pre-split words: `{"text", "tokens", "tags", "entities"}` per sentence, entity start/end being word
-        indices (`tokens[start:end]`) and `text` the words joined by spaces."""
+        indices (`tokens[start:end]`) and `text` the words joined by spaces. `documents`: as for `predict`."""
         if self.task != NER_TASK.name:
             raise ConfigError("predict_tokens needs an NER model; this one classifies texts (use predict).")
         for index, tokens in enumerate(sentences):
             check_texts(tokens, f"token of sentence {index}")
         results = []
-        for tokens, (tags, scores) in zip(sentences, self.tag_words(sentences), strict=True):
+        for tokens, (tags, scores) in zip(sentences, self.tag_words(sentences, documents), strict=True):
             entities = [{"label": span.label, "text": " ".join(tokens[span.start : span.end]), "start": span.start,
                          "end": span.end, "score": mean_score(scores[span.start : span.end])}
                         for span in tags_to_spans(tags)]
             results.append({"text": " ".join(tokens), "tokens": list(tokens), "tags": tags, "entities": entities})
         return results
 
-    def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], list[float]]]:
-        """Each word's predicted tag and that tag's probability, from its first subword in the window owning it."""
+    def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
+                  ) -> list[tuple[list[str], list[float]]]:
+        """Each word's predicted tag and that tag's probability, from its first subword in the window owning it
+        (with the document context the model was trained with, from the other sentences of the same document)."""
+        if documents is not None and len(documents) != len(sentences):
+            raise DataError(f"{len(sentences)} sentences but {len(documents)} document ids; give one per sentence.")
         present = [i for i, words in enumerate(sentences) if len(words)]
         result: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
         if not present:
             return result
-        features = encode_batch({"tokens": [list(sentences[i]) for i in present]}, list(range(len(present))),
+        batch: dict[str, list] = {"tokens": [list(sentences[i]) for i in present]}
+        if self.context_size:
+            batch.update(context_columns(self.tokenizer, batch["tokens"],
+                                         [None if documents is None else documents[i] for i in present],
+                                         self.context_size, self._max_tokens))
+        features = encode_batch(batch, list(range(len(present))),
                                 tokenizer=self.tokenizer, label2id={}, continuation={}, prefix=self._prefix,
                                 suffix=self._suffix, max_tokens=self._max_tokens, stride=self.stride,
                                 label_all_tokens=False, with_token_types=self._token_types)
@@ -311,9 +330,10 @@ class Predictor:
 
     # ------------------------------------------------------------ tasks
 
-    def _predict_raw_ner(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def _predict_raw_ner(self, texts: Sequence[str], documents: Sequence[Hashable | None] | None
+                         ) -> list[dict[str, Any]]:
         words = [words_with_offsets(text) for text in texts]
-        tagged = self.tag_words([[word.text for word in text_words] for text_words in words])
+        tagged = self.tag_words([[word.text for word in text_words] for text_words in words], documents)
         results = []
         for text, text_words, (tags, scores) in zip(texts, words, tagged, strict=True):
             entities = []
@@ -385,11 +405,13 @@ def mean_score(probabilities: Sequence[float]) -> float:
 
 @dataclass(frozen=True)
 class Example:
-    """One input: a text (with an optional second text of a pair) or a sentence of pre-split words."""
+    """One input: a text (with an optional second text of a pair) or a sentence of pre-split words, and the document
+    it belongs to (NER document context), if the input says."""
 
     text: str = ""
     text_pair: str | None = None
     tokens: tuple[str, ...] | None = None
+    document: str | None = None
 
 
 def input_format(path: str, lines: Sequence[str], requested: str, task: str) -> str:
@@ -414,9 +436,10 @@ def input_format(path: str, lines: Sequence[str], requested: str, task: str) -> 
 
 
 def read_examples(path: str, requested_format: str = "auto", text_field: str = "text", task: str = "ner",
-                  name: str | None = None) -> list[Example]:
+                  name: str | None = None, document_field: str = "document_id") -> list[Example]:
     """The inputs of a file: one per line (text, JSONL) or per sentence (CoNLL); errors name the line. `name` is how
-    the log names the input (e.g. <stdin> for a spooled copy)."""
+    the log names the input (e.g. <stdin> for a spooled copy). Documents: `-DOCSTART-` lines (CoNLL; a file without
+    them is one document) or the JSONL `document_field`."""
     if requested_format not in INPUT_FORMATS:
         raise ConfigError(f"--input_format {requested_format}: use one of {list(INPUT_FORMATS)}.")
     lines = read_utf8_lines(path)
@@ -426,13 +449,17 @@ def read_examples(path: str, requested_format: str = "auto", text_field: str = "
         if task != NER_TASK.name:
             raise ConfigError(f"{path} is CoNLL (pre-split words), which only NER models take; this model "
                               "classifies texts. Give one text per line or JSONL.")
-        return [Example(text=" ".join(tokens), tokens=tuple(tokens)) for tokens in read_conll(path).tokens]
+        corpus = read_conll(path)
+        return [Example(text=" ".join(tokens), tokens=tuple(tokens), document=str(document))
+                for tokens, document in zip(corpus.tokens, corpus.document_id, strict=True)]
     if fmt == "text":
         return [Example(text=line) for line in lines]
-    return [jsonl_example(line, f"{path}:{number}", text_field, task) for number, line in enumerate(lines, start=1)]
+    return [jsonl_example(line, f"{path}:{number}", text_field, task, document_field)
+            for number, line in enumerate(lines, start=1)]
 
 
-def jsonl_example(line: str, source: str, text_field: str, task: str) -> Example:
+def jsonl_example(line: str, source: str, text_field: str, task: str, document_field: str = "document_id"
+                  ) -> Example:
     """One JSONL line: its `tokens` list (NER) or its text field (and `text_pair`); a blank line is an empty text."""
     if not line.strip():
         return Example()
@@ -442,11 +469,13 @@ def jsonl_example(line: str, source: str, text_field: str, task: str) -> Example
         raise DataError(f"not valid JSON ({err.msg} at column {err.colno}).", source=source) from None
     if not isinstance(record, dict):
         raise DataError("each line must be a JSON object {...}.", source=source)
+    document = record.get(document_field)
+    document = None if document is None else str(document)
     if task == NER_TASK.name and "tokens" in record:
         tokens = record["tokens"]
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
             raise DataError(f"'tokens' must be a list of strings, got {tokens!r:.80}", source=source)
-        return Example(text=" ".join(tokens), tokens=tuple(tokens))
+        return Example(text=" ".join(tokens), tokens=tuple(tokens), document=document)
     if text_field not in record:
         raise DataError(f"no '{text_field}' field (it has {sorted(record)}); name the text field with --text_field"
                         + (" or give a 'tokens' list." if task == NER_TASK.name else "."), source=source)
@@ -457,14 +486,28 @@ def jsonl_example(line: str, source: str, text_field: str, task: str) -> Example
         raise DataError(f"'text_pair' must be a string, got {pair!r:.80}", source=source)
     if pair is not None and task == NER_TASK.name:
         raise DataError("'text_pair' is for sentence-pair classification; an NER model tags one text.", source=source)
-    return Example(text=text, text_pair=pair)
+    return Example(text=text, text_pair=pair, document=document)
+
+
+def chunk_ends(examples: Sequence[Example], chunk_size: int, whole_documents: bool) -> Iterator[int]:
+    """Where each chunk of `chunk_size` examples ends; with `whole_documents`, never inside a document (of
+    consecutive examples), so document context is the same whatever the chunk size."""
+    end = 0
+    while end < len(examples):
+        end = min(end + chunk_size, len(examples))
+        while whole_documents and 0 < end < len(examples) and examples[end].document is not None and (
+                examples[end].document == examples[end - 1].document):
+            end += 1
+        yield end
 
 
 def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_size: int = 4096
                      ) -> Iterator[dict[str, Any]]:
     """Results in input order, computed a chunk at a time (memory stays flat however long the file)."""
-    for chunk_start in range(0, len(examples), chunk_size):
-        chunk = examples[chunk_start : chunk_start + chunk_size]
+    chunk_start = 0
+    for chunk_end in chunk_ends(examples, chunk_size, whole_documents=predictor.context_size > 0):
+        chunk = examples[chunk_start:chunk_end]
+        chunk_start = chunk_end
         results: list[dict[str, Any] | None] = [None] * len(chunk)
         groups = {
             "tokens": [i for i, e in enumerate(chunk) if e.tokens is not None],
@@ -474,11 +517,12 @@ def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_si
         for kind, indices in groups.items():
             if not indices:
                 continue
+            documents = [chunk[i].document for i in indices] if predictor.task == NER_TASK.name else None
             if kind == "tokens":
-                outputs = predictor.predict_tokens([chunk[i].tokens for i in indices])
+                outputs = predictor.predict_tokens([chunk[i].tokens for i in indices], documents)
             else:
                 pairs = [chunk[i].text_pair for i in indices] if kind == "pairs" else None
-                outputs = predictor.predict([chunk[i].text for i in indices], pairs)
+                outputs = predictor.predict([chunk[i].text for i in indices], pairs, documents)
             for i, output in zip(indices, outputs, strict=True):
                 results[i] = output
         yield from results  # type: ignore[misc]

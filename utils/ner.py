@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 from datasets import Sequence as SequenceFeature
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from utils.alignment import IGNORE, NO_WORD, align_labels, gather_word_predictions
+from utils.alignment import IGNORE, NO_WORD, align_labels, document_context, gather_word_predictions
 from utils.arguments import DataArguments
 from utils.conll import ASCII_SPACE, read_conll, split_words, write_conll
 from utils.data import file_format, load_raw_datasets, pick_column, split_source
@@ -38,6 +38,8 @@ TAG_COLUMNS = ("ner_tags", "tags", "labels", "ner")
 PREFIX_SPACE_MODELS = {"roberta", "gpt2", "bart", "longformer", "deberta", "mvp", "bloom"}
 PREFIX_ORDER = {"B": 0, "I": 1, "E": 2, "S": 3}
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # what a JSON or Python escape can make, and arrow refuses
+#: Columns of a split with document context: the subword ids each sentence borrows from its neighbours.
+LEFT_CONTEXT, RIGHT_CONTEXT = "left_context", "right_context"
 
 
 @dataclass
@@ -72,6 +74,17 @@ class NerDataArguments(DataArguments):
     )
     seqeval_scheme: str = field(default="IOB2", metadata={"help": "Scheme for strict mode.",
                                                           "choices": ["IOB2", "IOBES"]})
+    context_size: int = field(
+        default=0,
+        metadata={"help": "Document context (FLERT): up to N subword tokens of the neighbouring sentences of the same "
+                  "document on each side of a sentence, never labelled or scored; documents come from -DOCSTART- "
+                  "(CoNLL) or --document_column_name. 0: off. Saved in the model config, where predict.py finds it."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.context_size < 0:
+            raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {self.context_size}.")
 
 
 # ---------------------------------------------------------------- loading: any source -> tokens/ner_tags/document_id
@@ -266,9 +279,14 @@ def word_ids_without_gaps(tokenizer, words: list[list[str]]) -> tuple[list[list[
 def encode_batch(batch: dict[str, list], indices: list[int], *, tokenizer, label2id: dict[str, int],
                  continuation: dict[int, int], prefix: list[int], suffix: list[int], max_tokens: int, stride: int,
                  label_all_tokens: bool, with_token_types: bool) -> dict[str, list]:
-    """Sentences -> windows of model inputs with labels and the word each scored token stands for."""
+    """Sentences -> windows of model inputs with labels and the word each scored token stands for.
+
+    With document context (`left_context`/`right_context` columns, see `context_columns`) a sentence's input is
+    its left context, its tokens and its right context, the context tokens labelled IGNORE and scored nowhere."""
     ids, word_ids = word_ids_without_gaps(tokenizer, batch["tokens"])
     gold = batch.get("ner_tags")
+    no_context = [[]] * len(indices)
+    left, right = batch.get(LEFT_CONTEXT, no_context), batch.get(RIGHT_CONTEXT, no_context)
     out: dict[str, list] = {"input_ids": [], "attention_mask": [], "word_index": [], "example_index": []}
     if with_token_types:
         out["token_type_ids"] = []
@@ -276,17 +294,39 @@ def encode_batch(batch: dict[str, list], indices: list[int], *, tokenizer, label
         out["labels"] = []
     for i, example in enumerate(indices):
         word_labels = [label2id[tag] for tag in gold[i]] if gold is not None else None
+        # context only ever goes with a sentence that fits one window (`context_budget` leaves long ones alone)
+        before, after = prefix + list(left[i]), list(right[i]) + suffix
         for window in align_labels(word_ids[i], word_labels, max_tokens, stride, label_all_tokens, continuation):
-            input_ids = prefix + ids[i][window.start : window.end] + suffix
+            input_ids = before + ids[i][window.start : window.end] + after
             out["input_ids"].append(input_ids)
             out["attention_mask"].append([1] * len(input_ids))
-            out["word_index"].append([NO_WORD] * len(prefix) + window.word_index + [NO_WORD] * len(suffix))
+            out["word_index"].append([NO_WORD] * len(before) + window.word_index + [NO_WORD] * len(after))
             out["example_index"].append(example)
             if with_token_types:
                 out["token_type_ids"].append([0] * len(input_ids))
             if gold is not None:
-                out["labels"].append([IGNORE] * len(prefix) + window.labels + [IGNORE] * len(suffix))
+                out["labels"].append([IGNORE] * len(before) + window.labels + [IGNORE] * len(after))
     return out
+
+
+def context_columns(tokenizer, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None], size: int,
+                    max_tokens: int) -> dict[str, list[list[int]]]:
+    """The left and right context (subword ids) of every sentence, from the other sentences of its document.
+
+    Documents are the sentences sharing a document id, in input order (a None id: a document of its own). All
+    sentences are tokenized here at once, so context crosses the batch boundaries of a later batched `map`."""
+    ids, _ = word_ids_without_gaps(tokenizer, [list(words) for words in sentences])
+    rows_of: dict[Hashable, list[int]] = {}
+    for row, document in enumerate(documents):
+        rows_of.setdefault((row,) if document is None else document, []).append(row)
+    if len(rows_of) == len(sentences) and sentences:
+        logger.info("Document context has no effect: every sentence is a document of its own (no -DOCSTART- lines "
+                    "or document ids).")
+    columns: dict[str, list[list[int]]] = {LEFT_CONTEXT: [[]] * len(sentences), RIGHT_CONTEXT: [[]] * len(sentences)}
+    for rows in rows_of.values():
+        for row, (left, right) in zip(rows, document_context([ids[row] for row in rows], size, max_tokens)):
+            columns[LEFT_CONTEXT][row], columns[RIGHT_CONTEXT][row] = left, right
+    return columns
 
 
 def encode_ner(split: Dataset, tokenizer, labels: LabelSpace, data_args: NerDataArguments) -> Dataset:
@@ -299,6 +339,11 @@ def encode_ner(split: Dataset, tokenizer, labels: LabelSpace, data_args: NerData
     limit = getattr(tokenizer, "model_max_length", None)
     if limit and limit < 100_000 and data_args.max_seq_length > limit:
         raise ConfigError(f"--max_seq_length {data_args.max_seq_length} exceeds the model's limit of {limit}.")
+    if data_args.context_size:
+        documents = split["document_id"] if "document_id" in split.column_names else [None] * len(split)
+        for name, values in context_columns(tokenizer, split["tokens"], documents, data_args.context_size,
+                                            max_tokens).items():
+            split = split.add_column(name, values)
     label2id = labels.label2id
     continuation = {label2id[tag]: label2id[inside_tag(tag, label2id)] for tag in labels.names}
     encode = partial(encode_batch, tokenizer=tokenizer, label2id=label2id, continuation=continuation, prefix=prefix,
@@ -376,8 +421,15 @@ def ner_card_details(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArg
         f"- Sentences longer than {data_args.max_seq_length} tokens are split into windows overlapping by "
         f"{data_args.stride} tokens; every word gets exactly one prediction.",
         f"- Training labels: {'every subword' if data_args.label_all_tokens else 'first subword of each word'}.",
+        *([f"- Document context: up to {data_args.context_size} subword tokens of the neighbouring sentences of the "
+           "same document on each side of a sentence (unlabelled)."] if data_args.context_size else []),
         f"- Entity scores: seqeval, {data_args.seqeval_mode} mode.",
     ]
+
+
+def context_override(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArguments) -> dict[str, Any]:
+    """The model remembers the document context it was trained with, so `Predictor` (predict.py) uses the same."""
+    return {"context_size": data_args.context_size}
 
 
 NER_TASK = Task(
@@ -399,5 +451,6 @@ NER_TASK = Task(
     tokenizer_kwargs=prefix_space_kwargs,
     loss=token_loss,
     card_details=ner_card_details,
+    model_overrides=context_override,
     best_metric=lambda raw, data_args: ("f1", True),
 )
