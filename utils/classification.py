@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Value
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+from transformers import DataCollatorWithPadding
 
 from utils.arguments import DataArguments
 from utils.data import (
@@ -27,11 +27,21 @@ from utils.data import (
     split_source,
 )
 from utils.errors import ConfigError, DataError
+from utils.few_shot import (
+    FewShotArguments,
+    fit_contrastive_model,
+    set_head,
+    take_few_shot_sample,
+    write_sample_record,
+)
 from utils.files import atomic_write, write_json, write_jsonl
 from utils.labels import LabelSpace, build_label_space, fine_tuned_labels, unseen_labels
 from utils.losses import MULTI, REGRESSION, SINGLE, make_loss
 from utils.metrics import confusion, multi_label_metrics, regression_metrics, single_label_metrics
+from utils.modeling import load_model
+from utils.sentence_embedding import MEAN, POOLING_MARKER, MeanPoolingForSequenceClassification, SequenceClassifier
 from utils.task import Task
+from utils.zero_shot import descriptions_for, read_label_descriptions, zero_shot_head
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +53,8 @@ PROBLEM_ALIASES = {"single_label": SINGLE, "multi_label": MULTI, SINGLE: SINGLE,
 
 
 @dataclass
-class ClassificationDataArguments(DataArguments):
-    """Classification-specific data options."""
+class ClassificationDataArguments(DataArguments, FewShotArguments):
+    """Classification-specific data options (zero-shot and few-shot ones in `FewShotArguments`)."""
 
     text_column_names: str | None = field(
         default=None,
@@ -69,6 +79,10 @@ class ClassificationDataArguments(DataArguments):
     pad_to_max_length: bool = field(
         default=False, metadata={"help": "Pad every input to max_seq_length (slow; default pads per batch)."}
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_few_shot()
 
     @property
     def text_columns(self) -> list[str] | None:
@@ -240,7 +254,39 @@ def load_classification_data(data_args: ClassificationDataArguments, model_args)
         raise DataError(f"some splits are sentence pairs and some are not: {pairs}. Use the same text columns.")
     data_args.problem_type = problem  # settled here, so every later piece reads one value
     logger.info("Problem type: %s", problem)
-    return result
+    return select_training_data(result, data_args)
+
+
+def select_training_data(raw: DatasetDict, data_args: ClassificationDataArguments) -> DatasetDict:
+    """Zero-shot: the label names are settled (descriptions, --label_list, else the data's labels) and the train
+    split is dropped, so no train stage runs. Few-shot: the train split becomes its K-per-label sample."""
+    if not (data_args.zero_shot or data_args.few_shot_k):
+        return raw
+    mode = "--zero_shot" if data_args.zero_shot else "--few_shot_k"
+    if data_args.problem_type != SINGLE:
+        raise ConfigError(f"{mode} is for single-label classification; these labels are {data_args.problem_type}.")
+    if "text_pair" in raw[next(iter(raw))].column_names:
+        raise ConfigError(f"{mode} compares single texts; sentence pairs are not supported.")
+    if data_args.few_shot_k:
+        if "train" not in raw:
+            raise ConfigError("--few_shot_k samples from the training data: pass --train_file.")
+        raw["train"] = take_few_shot_sample(raw["train"], data_args.few_shot_k, data_args.few_shot_seed)
+        return raw
+    if not data_args.label_names:
+        described = list(read_label_descriptions(data_args.label_descriptions)) if data_args.label_descriptions \
+            else None
+        seen = raw["train"]["label"] if "train" in raw else [v for split in raw.values() for v in split["label"]
+                                                             if "label" in split.column_names]
+        names = described or sorted(set(seen), key=label_sort_key)
+        if any("," in name for name in names):
+            raise ConfigError(f"zero-shot label names cannot contain commas: {names}.")
+        data_args.label_list = ",".join(names)
+    if "train" in raw:
+        logger.info("Zero-shot: the train split is not used (labels: %s).", data_args.label_list)
+        del raw["train"]
+    if not raw:
+        raise ConfigError("--zero_shot needs data to label: pass --validation_file and/or --test_file.")
+    return raw
 
 
 # ---------------------------------------------------------------- labels
@@ -329,6 +375,34 @@ def classification_collator(tokenizer, data_args) -> DataCollatorWithPadding:
 
 def problem_type_override(raw, labels: LabelSpace, data_args: ClassificationDataArguments) -> dict[str, Any]:
     return {"problem_type": data_args.problem_type}
+
+
+def build_classification_model(model_args, labels: LabelSpace, config, raw: DatasetDict,
+                               data_args: ClassificationDataArguments, training_args, tokenizer,
+                               overrides: dict[str, Any]):
+    """The usual model; or, for zero-shot and contrastive few-shot, a mean-pooling classifier whose head is set
+    (label-description embeddings) or fitted (after contrastive training of the encoder) here, before `Trainer`."""
+    if not (data_args.zero_shot or data_args.contrastive):
+        model = load_model(model_args, SequenceClassifier, labels, config, **overrides)
+        if data_args.few_shot_k and training_args.should_save:
+            write_sample_record(training_args.output_dir, raw["train"], data_args)
+        return model
+    model = load_model(model_args, MeanPoolingForSequenceClassification, labels, config, **overrides,
+                       **{POOLING_MARKER: MEAN, "normalize_embeddings": True})
+    model.to(training_args.device)
+    if data_args.contrastive:
+        stats = fit_contrastive_model(model, tokenizer, raw["train"], labels, data_args, data_args.few_shot_seed)
+        if training_args.should_save:
+            write_sample_record(training_args.output_dir, raw["train"], data_args, stats)
+        return model
+    given = read_label_descriptions(data_args.label_descriptions) if data_args.label_descriptions else {}
+    descriptions = descriptions_for(labels, given)
+    set_head(model, *zero_shot_head(model, tokenizer, descriptions, data_args.max_seq_length))
+    model.config.label_descriptions = descriptions  # saved with the model: what its head was made from
+    if training_args.should_save:  # no train stage saves it
+        model.save_pretrained(training_args.output_dir)
+        tokenizer.save_pretrained(training_args.output_dir)
+    return model
 
 
 # ---------------------------------------------------------------- loss
@@ -500,6 +574,24 @@ def classification_card_details(raw: DatasetDict, labels: LabelSpace, data_args:
     if data_args.problem_type == MULTI:
         lines.append(f"- A label is predicted when its probability exceeds {data_args.threshold}.")
     lines.append(f"- Texts longer than {data_args.max_seq_length} tokens are cut on the {data_args.truncation_side}.")
+    return lines + few_shot_card_lines(raw, data_args)
+
+
+def few_shot_card_lines(raw: DatasetDict, data_args: ClassificationDataArguments) -> list[str]:
+    """How a zero-shot or few-shot model was made (the card's hyperparameters describe only the train stage)."""
+    if data_args.zero_shot:
+        source = data_args.label_descriptions or "the label names"
+        return [f"- Zero-shot, no training: each text gets the label whose description ({source}; saved in "
+                "config.json as `label_descriptions`) has the most similar mean-pooled embedding (cosine)."]
+    if not data_args.few_shot_k:
+        return []
+    lines = [f"- Few-shot: {data_args.few_shot_k} training examples per label ({len(raw['train'])} in all), sampled "
+             f"with seed {data_args.few_shot_seed}; the rows are listed in few_shot_sample.json."]
+    if data_args.contrastive:
+        lines.append(f"- Contrastive (SetFit-style): the encoder was trained on same/different-label pairs "
+                     f"({data_args.few_shot_iterations} rounds, cosine-similarity loss on mean-pooled embeddings, "
+                     f"lr {data_args.few_shot_learning_rate}), then a logistic-regression head was fitted; the train "
+                     "stage trained only the head.")
     return lines
 
 
@@ -510,7 +602,7 @@ def best_classification_metric(raw, data_args: ClassificationDataArguments) -> t
 CLASSIFICATION_TASK = Task(
     name="classification",
     pipeline_tag="text-classification",
-    auto_model=AutoModelForSequenceClassification,
+    auto_model=SequenceClassifier,
     data_arguments=ClassificationDataArguments,
     sample_config=str(Path(__file__).resolve().parent.parent / "configs/classification/sample.yaml"),
     training_defaults={"output_dir": "outputs/classification"},
@@ -527,4 +619,5 @@ CLASSIFICATION_TASK = Task(
     loss=classification_loss,
     card_details=classification_card_details,
     best_metric=best_classification_metric,
+    build_model=build_classification_model,
 )

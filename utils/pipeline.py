@@ -23,6 +23,7 @@ from transformers import TrainerCallback, set_seed
 
 from utils.arguments import FinetuneTrainingArguments, ModelArguments
 from utils.data import SPLIT_FILES, split_source
+from utils.errors import ConfigError
 from utils.hub import push_output_dir
 from utils.modeling import load_config, load_model, load_tokenizer
 from utils.parsing import parse_args, read_config_file
@@ -131,10 +132,14 @@ def run_job(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[T
     config = load_config(model_args)
     with training_args.main_process_first(desc="loading data"):
         raw = task.load(data_args, model_args)
+    writes_model = getattr(data_args, "model_without_training", False)  # zero-shot: a model, but no training
+    if writes_model and "do_train" in given and training_args.do_train:
+        raise ConfigError("--zero_shot does not train: drop --do_train (or use --few_shot_k K to train on K "
+                          "examples per label).")
     stages = decide_stages(training_args, given, set(raw))
     training_args = settle_training_args(training_args, stages, set(raw), given, task.best_metric(raw, data_args))
     with training_args.main_process_first(desc="checking output_dir"):
-        check_output_dir(training_args, stages)
+        check_output_dir(training_args, dataclasses.replace(stages, train=True) if writes_model else stages)
 
     labels = task.build_labels(raw, data_args, without_labels(config) if model_args.reinit_head else config)
     raw = task.check_labels(raw, labels, data_args)
