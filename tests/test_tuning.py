@@ -211,8 +211,8 @@ def test_continued_fine_tuning_grows_the_head_and_keeps_old_labels(tiny_model, t
     assert torch.equal(grown.classifier.weight[:len(old)], before["classifier.weight"])
     assert torch.equal(grown.classifier.bias[:len(old)], before["classifier.bias"])
     # a run on new data with a new entity type continues from it
-    new_data = "\n\n".join(["Apple B-ORG\nreleased O\nthe O\niPhone B-PROD\nPro I-PROD\n.",
-                            "Maria B-PER\nbought O\na O\nWalkman B-PROD\nin O\nParis B-LOC\n."] * 8) + "\n"
+    new_data = "\n\n".join(["Apple B-ORG\nreleased O\nthe O\niPhone B-PROD\nPro I-PROD\n. O",
+                            "Maria B-PER\nbought O\na O\nWalkman B-PROD\nin O\nParis B-LOC\n. O"] * 8) + "\n"
     train = write_file("new/train.conll", new_data)
     second = tmp_path / "second"
     run_ner.main(ner_args(str(first), second, "--train_file", train, "--validation_file", train,
