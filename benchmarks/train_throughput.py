@@ -33,10 +33,11 @@ TASKS = {
 #: Flags per mode. The baseline reproduces the transformers examples' choices: random batches, full logits kept
 #: for evaluation, evaluation in input order, fp32, and (classification) every example padded to 128.
 MODES = {
-    "baseline": {"common": ["--train_sampling_strategy", "random", "--no_sort_eval_by_length",
+    "baseline": {"common": ["--no_bucket_by_length", "--no_sort_eval_by_length",
                             "--no_argmax_in_metrics"], "classification": ["--pad_to_max_length"]},
     "fast": {"common": [], "classification": []},
     "bf16": {"common": ["--bf16"], "classification": []},
+    "grouped": {"common": ["--train_sampling_strategy", "group_by_length"], "classification": []},
     "eager": {"common": ["--attn_implementation", "eager"], "classification": []},
     "compile": {"common": ["--torch_compile"], "classification": []},
 }
@@ -54,6 +55,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    """Resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as stream:
+            return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    except OSError:
+        return 0.0
+
+
 def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
     """Achieved GFLOP/s of a square matmul: the machine's practical ceiling for this precision."""
     import torch
@@ -67,7 +77,7 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def child_train(task: str, mode: str, out: Path) -> None:
+def child_train(task: str, mode: str, out: Path, max_steps: int | None = None) -> None:
     """Train once, counting real and padded tokens of the batches the sampler forms."""
     from transformers import TrainerCallback
 
@@ -91,7 +101,8 @@ def child_train(task: str, mode: str, out: Path) -> None:
     spec = TASKS[task]
     stats = PaddingStats()
     main = run_ner.main if task == "ner" else run_classification.main
-    argv = ["--train_file", str(spec["train"]), "--output_dir", str(out), "--do_train", *COMMON, *spec["length"],
+    length = ["--max_steps", str(max_steps)] if max_steps else spec["length"]
+    argv = ["--train_file", str(spec["train"]), "--output_dir", str(out), "--do_train", *COMMON, *length,
             *mode_flags(task, mode)]
     start = time.perf_counter()
     results = main(argv, callbacks=[stats])
@@ -120,36 +131,53 @@ def sum_parameters(directory: Path, config) -> int:
 
 def child_eval(task: str, mode: str, out: Path) -> None:
     """Predict the full test file with the trained model, in a fresh process (its own peak RSS)."""
+    from transformers import TrainerCallback
+
     import run_classification
     import run_ner
 
+    class PredictionMemory(TrainerCallback):
+        """Resident memory after each prediction step: what evaluation itself adds (kept logits or argmaxes)
+        apart from the libraries, model and data that the process holds anyway."""
+
+        def __init__(self) -> None:
+            self.first = self.highest = 0.0
+
+        def on_prediction_step(self, args, state, control, **kwargs):
+            self.first = self.first or current_rss_mb()
+            self.highest = max(self.highest, current_rss_mb())
+
     spec = TASKS[task]
+    memory = PredictionMemory()
     main = run_ner.main if task == "ner" else run_classification.main
     argv = ["--model", str(out), "--test_file", str(spec["test"]), "--output_dir", str(out / "eval"), *COMMON,
             *mode_flags(task, mode)]
     start = time.perf_counter()
-    results = main(argv)
+    results = main(argv, callbacks=[memory])
     record = {"eval_wall_s": time.perf_counter() - start, "eval_runtime_s": results["predict_runtime"],
               "eval_samples": results["predict_samples"], "eval_peak_rss_mb": peak_rss_mb(),
+              "eval_rss_growth_mb": memory.highest - memory.first,
               "test_metric": results[f"predict_{spec['metric']}"]}
     (out / "bench_eval.json").write_text(json.dumps(record, indent=2))
 
 
-def run_child(stage: str, task: str, mode: str, out: Path) -> dict:
+def run_child(stage: str, task: str, mode: str, out: Path, max_steps: int | None = None) -> dict:
     """One stage in a fresh process; the machine's load before and after is recorded (other work skews timings)."""
     load_before = os.getloadavg()[0]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     log = out.parent / f"{task}-{mode}-{stage}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as stream:
-        subprocess.run([sys.executable, __file__, f"_{stage}", "--task", task, "--mode", mode, "--out", str(out)],
-                       check=True, env=env, stdout=stream, stderr=subprocess.STDOUT)
+        steps = ["--max_steps", str(max_steps)] if max_steps else []
+        command = [sys.executable, __file__, f"_{stage}", "--task", task, "--mode", mode, "--out", str(out), *steps]
+        subprocess.run(command, check=True, env=env, stdout=stream, stderr=subprocess.STDOUT)
     record = json.loads((out / f"bench_{stage}.json").read_text())
     record[f"{stage}_load_average_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return record
 
 
 def summarise(task: str, mode: str, train: dict, evaluation: dict, peaks: dict[str, float]) -> dict:
-    precision = "bfloat16" if mode == "bf16" else "float32"
+    precision = "bfloat16" if "bf16" in mode else "float32"
     tokens_per_s = train["real_tokens"] / train["train_runtime_s"]
     flops = 6 * train["non_embedding_parameters"] * tokens_per_s / 1e9
     return {
@@ -166,8 +194,8 @@ def markdown(rows: list[dict], peaks: dict[str, float]) -> str:
     lines = [f"Matmul peak (2048x2048): fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s.",
              "",
              "| task | mode | train samples/s | speed-up | real tokens/s | padding | model GFLOP/s (% of peak) | "
-             "train peak RSS MB | eval s | eval peak RSS MB | test metric |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "train peak RSS MB | eval s | eval peak RSS MB | eval RSS growth MB | test metric |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     base = {r["task"]: r for r in rows if r["mode"] == "baseline"}
     for r in rows:
         ratio = r["train_samples_per_second"] / base[r["task"]]["train_samples_per_second"] if r["task"] in base else 1
@@ -175,7 +203,7 @@ def markdown(rows: list[dict], peaks: dict[str, float]) -> str:
             f"| {r['task']} | {r['mode']} | {r['train_samples_per_second']:.1f} | {ratio:.2f}x | "
             f"{r['real_tokens_per_second']:.0f} | {r['padding_fraction']:.1%} | {r['model_gflops_per_second']:.1f} "
             f"({r['fraction_of_matmul_peak']:.1%}) | {r['train_peak_rss_mb']:.0f} | {r['eval_runtime_s']:.1f} | "
-            f"{r['eval_peak_rss_mb']:.0f} | {r['test_metric']:.4f} |"
+            f"{r['eval_peak_rss_mb']:.0f} | {r.get('eval_rss_growth_mb', float('nan')):.0f} | {r['test_metric']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -188,12 +216,14 @@ def main() -> None:
     parser.add_argument("--task", choices=list(TASKS))
     parser.add_argument("--mode", choices=list(MODES))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="Train every task for N steps instead of its default length (quick mode comparisons).")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/finetune-kit-bench"))
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "train_throughput.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "benchmarks" / "results" / "train_throughput.md")
     args = parser.parse_args()
     if args.stage == "_train":
-        return child_train(args.task, args.mode, args.out)
+        return child_train(args.task, args.mode, args.out, args.max_steps)
     if args.stage == "_eval":
         return child_eval(args.task, args.mode, args.out)
     missing = [str(TASKS[t][k]) for t in args.tasks for k in ("train", "test") if not TASKS[t][k].exists()]
@@ -205,7 +235,7 @@ def main() -> None:
         for mode in args.modes:
             out = args.workdir / f"{task}-{mode}"
             print(f"{task} / {mode} ...", flush=True)
-            train = run_child("train", task, mode, out)
+            train = run_child("train", task, mode, out, args.max_steps)
             evaluation = run_child("eval", task, mode, out)
             rows.append(summarise(task, mode, train, evaluation, peaks))
             print(json.dumps(rows[-1], indent=2), flush=True)

@@ -181,6 +181,16 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Evaluate and predict in length-sorted batches (less padding); outputs keep input order."},
     )
+    bucket_by_length: bool = field(
+        default=True,
+        metadata={"help": "Train on batches of similar-length examples (little padding), cut from length-sorted "
+                  "pools of --bucket_pool_batches batches and shuffled across the epoch; token losses weigh every "
+                  "labelled token as random batches do. --no_bucket_by_length: random batches, as the transformers "
+                  "examples. Giving --train_sampling_strategy turns it off."},
+    )
+    bucket_pool_batches: int = field(
+        default=50, metadata={"help": "Batches per length-sorted pool for --bucket_by_length (more: less padding)."}
+    )
     hp_search_trials: int = field(
         default=0,
         metadata={"help": "Run an Optuna search of N trials over learning rate, batch size, epochs and weight decay "
@@ -201,6 +211,8 @@ class FinetuneTrainingArguments(TrainingArguments):
             raise ConfigError(f"--hp_search_trials must be 0 or more, got {self.hp_search_trials}.")
         if self.hp_search_space and not self.hp_search_trials:
             raise ConfigError("--hp_search_space needs --hp_search_trials N.")
+        if self.bucket_pool_batches < 1:
+            raise ConfigError(f"--bucket_pool_batches must be 1 or more, got {self.bucket_pool_batches}.")
         self.settle_device()
         super().__post_init__()
 

@@ -12,12 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
 from transformers import EarlyStoppingCallback, EvalPrediction, Trainer, TrainerCallback
 from transformers.trainer_utils import has_length
 
 from utils.arguments import FinetuneTrainingArguments
+from utils.batching import BucketedSampler, labelled_items
 from utils.errors import ConfigError, FinetuneError
 from utils.files import write_json
 from utils.task import Task
@@ -32,8 +34,8 @@ COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 2,
     "logging_steps": 25,
     "report_to": ["tensorboard"],
-    # Random batches, as the transformers examples: length-grouped batches train 4.5x faster on CoNLL-2003 but cost
-    # 1.5 test F1 points after one epoch (docs/benchmarks.md); `--train_sampling_strategy group_by_length` opts in.
+    # Training batches come from `--bucket_by_length` (utils/batching.py): upstream's group_by_length cost 1.5 test F1
+    # points on CoNLL-2003 after one epoch (docs/benchmarks.md); giving --train_sampling_strategy turns buckets off.
     "train_sampling_strategy": "random",
     "learning_rate": 5e-5,
     "per_device_train_batch_size": 32,
@@ -73,6 +75,11 @@ def settle_training_args(args: FinetuneTrainingArguments, stages: Stages, splits
     """Make the training arguments fit the data: no validation split, no evaluation during training; otherwise the
     best checkpoint by the task's metric (e.g. F1) is restored at the end, unless the user decided otherwise."""
     changes: dict[str, Any] = {"do_train": stages.train, "do_eval": stages.evaluate, "do_predict": stages.predict}
+    if "train_sampling_strategy" in given and args.bucket_by_length:
+        if "bucket_by_length" in given:
+            raise ConfigError(f"--bucket_by_length replaces --train_sampling_strategy; drop one of them (got "
+                              f"--train_sampling_strategy {args.train_sampling_strategy}).")
+        changes["bucket_by_length"] = False
     if best_metric is not None and "metric_for_best_model" not in given:
         changes.update(metric_for_best_model=best_metric[0], greater_is_better=best_metric[1])
     if "validation" not in splits:
@@ -149,6 +156,28 @@ class FinetuneTrainer(Trainer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.run_results: dict[str, Any] = {}
+        self.items_per_example: float | None = None
+        if getattr(self.args, "bucket_by_length", False) and self.train_dataset is not None:
+            labels = self.train_dataset["labels"]
+            self.items_per_example = sum(labelled_items(row) for row in labels) / max(len(labels), 1)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not getattr(self.args, "bucket_by_length", False) or dataset is None or not has_length(dataset):
+            return super()._get_train_sampler(train_dataset)
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return BucketedSampler(lengths, self.args.train_batch_size, self.args.bucket_pool_batches, seed)
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
+        """With length buckets, divide summed losses by the labelled items a step holds on average, not by this
+        step's own count: a batch of short sentences must not give each of its tokens more weight."""
+        counted = super()._get_num_items_in_batch(batch_samples, device)
+        if counted is None or self.items_per_example is None or not torch.is_tensor(counted) or counted.dim():
+            return counted
+        rows = sum(len(batch["labels"]) for batch in batch_samples)
+        scope = self.args.world_size if self.args.average_tokens_across_devices and self.args.world_size > 1 else 1
+        return torch.tensor(self.items_per_example * rows * scope, dtype=torch.float32, device=counted.device)
 
     def _get_eval_sampler(self, eval_dataset):
         if eval_dataset is None or not has_length(eval_dataset):

@@ -1,0 +1,115 @@
+"""Length-bucketed training batches: every example once per epoch, little padding, shuffled, unbiased loss weights."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from utils.batching import BucketedSampler, bucketed_batches, labelled_items, padding_fraction
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(1, 200), max_size=300), batch_size=st.integers(1, 17),
+       pool_batches=st.integers(1, 9), seed=st.integers(0, 2**31))
+def test_every_example_once_and_only_the_last_batch_short(lengths, batch_size, pool_batches, seed):
+    batches = bucketed_batches(lengths, batch_size, pool_batches, torch.Generator().manual_seed(seed))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert all(len(batch) == batch_size for batch in batches[:-1])
+    assert not batches or 1 <= len(batches[-1]) <= batch_size
+
+
+@settings(max_examples=100, deadline=None)
+@given(lengths=st.lists(st.integers(1, 200), min_size=1, max_size=200), batch_size=st.integers(1, 9),
+       seed=st.integers(0, 2**31))
+def test_one_pool_gives_the_least_padding_possible(lengths, batch_size, seed):
+    """With every example in one pool, the batches are consecutive runs of the length-sorted examples."""
+    batches = bucketed_batches(lengths, batch_size, len(lengths), torch.Generator().manual_seed(seed))
+    assert sorted(sorted(lengths[i] for i in batch) for batch in batches) == sorted(
+        sorted(lengths)[start:start + batch_size] for start in range(0, len(lengths), batch_size))
+
+
+def test_padding_falls_and_batch_order_is_shuffled():
+    rng = random.Random(0)
+    lengths = [rng.choice([3, 5, 8, 13, 21, 34, 55]) for _ in range(3200)]
+    batches = bucketed_batches(lengths, 32, 50, torch.Generator().manual_seed(0))
+    in_order = [list(range(i, i + 32)) for i in range(0, 3200, 32)]
+    assert padding_fraction(lengths, in_order) > 0.5
+    assert padding_fraction(lengths, batches) < 0.05
+    # Upstream's group_by_length runs each pool from the longest batch to the shortest: ours must not.
+    longest = [max(lengths[i] for i in batch) for batch in batches]
+    descents = sum(a > b for a, b in zip(longest, longest[1:]))
+    assert 0.3 < descents / (len(longest) - 1) < 0.7
+
+
+def test_padding_fraction_by_hand():
+    assert padding_fraction([2, 4, 4], [[0, 1], [2]]) == pytest.approx(1 - 10 / 12)
+    assert padding_fraction([], []) == 0.0
+
+
+def test_sampler_order_depends_on_seed_and_epoch_only():
+    lengths = [i % 17 + 1 for i in range(100)]
+    sampler = BucketedSampler(lengths, batch_size=8, pool_batches=4, seed=7)
+    first = list(sampler)
+    assert list(sampler) == first == list(BucketedSampler(lengths, batch_size=8, pool_batches=4, seed=7))
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert first != second and sorted(first) == sorted(second) == list(range(100))
+    assert first != list(BucketedSampler(lengths, batch_size=8, pool_batches=4, seed=8))
+    assert len(sampler) == 100
+
+
+def test_bad_sizes_are_refused():
+    with pytest.raises(ValueError, match="positive"):
+        bucketed_batches([1, 2], 0, 1)
+
+
+def test_labelled_items_per_row():
+    assert labelled_items([-100, 3, 0, -100, 1]) == 3
+    assert labelled_items(2) == 1
+
+
+def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_model):
+    """A batch of short sentences gets the same per-token weight as a batch of long ones."""
+    from datasets import Dataset
+    from transformers import AutoModelForTokenClassification
+
+    from utils.arguments import FinetuneTrainingArguments
+    from utils.losses import SINGLE, make_loss
+    from utils.training import FinetuneTrainer
+
+    train = Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102], [101, 8, 9, 102]],
+                               "labels": [[-100, 1, -100], [-100, 1, 2, 0, -100], [-100, 0, 1, -100]]})
+    model = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3)
+
+    def trainer(bucket: bool) -> FinetuneTrainer:
+        args = FinetuneTrainingArguments(output_dir=str(tmp_path), bucket_by_length=bucket,
+                                         per_device_train_batch_size=2, report_to="none")
+        return FinetuneTrainer(model=model, args=args, train_dataset=train, compute_loss_func=make_loss(SINGLE))
+
+    short_batch = [{"labels": torch.tensor([[-100, 1, -100, -100], [-100, 0, -100, -100]])}]
+    bucketed = trainer(True)
+    assert bucketed.items_per_example == pytest.approx(6 / 3)
+    assert float(bucketed._get_num_items_in_batch(short_batch, torch.device("cpu"))) == pytest.approx(4.0)
+    assert isinstance(bucketed._get_train_sampler(), BucketedSampler)
+    assert int(trainer(False)._get_num_items_in_batch(short_batch, torch.device("cpu"))) == 2
+
+
+def test_a_sampling_strategy_turns_buckets_off_and_both_together_are_refused(tmp_path):
+    from utils.arguments import FinetuneTrainingArguments
+    from utils.errors import ConfigError
+    from utils.training import Stages, settle_training_args
+
+    stages = Stages(train=True, evaluate=False, predict=False)
+    args = FinetuneTrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="sequential")
+    assert args.bucket_by_length
+    assert not settle_training_args(args, stages, {"train"}, {"train_sampling_strategy"}).bucket_by_length
+    assert settle_training_args(FinetuneTrainingArguments(output_dir=str(tmp_path)), stages, {"train"},
+                                set()).bucket_by_length
+    with pytest.raises(ConfigError, match="--bucket_by_length replaces --train_sampling_strategy"):
+        settle_training_args(args, stages, {"train"}, {"train_sampling_strategy", "bucket_by_length"})
+    with pytest.raises(ConfigError, match="--bucket_pool_batches must be 1 or more"):
+        FinetuneTrainingArguments(output_dir=str(tmp_path), bucket_pool_batches=0)
