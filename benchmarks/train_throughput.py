@@ -197,8 +197,9 @@ def markdown(rows: list[dict], peaks: dict[str, float]) -> str:
              "train peak RSS MB | eval s | eval peak RSS MB | eval RSS growth MB | test metric |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     base = {r["task"]: r for r in rows if r["mode"] == "baseline"}
-    for r in rows:
-        ratio = r["train_samples_per_second"] / base[r["task"]]["train_samples_per_second"] if r["task"] in base else 1
+    for r in rows:  # without a baseline in the run, ratios are against the task's first mode
+        base.setdefault(r["task"], r)
+        ratio = r["train_samples_per_second"] / base[r["task"]]["train_samples_per_second"]
         lines.append(
             f"| {r['task']} | {r['mode']} | {r['train_samples_per_second']:.1f} | {ratio:.2f}x | "
             f"{r['real_tokens_per_second']:.0f} | {r['padding_fraction']:.1%} | {r['model_gflops_per_second']:.1f} "
@@ -230,17 +231,23 @@ def main() -> None:
     if missing:
         sys.exit(f"error: missing data {missing}; this benchmark needs ../shared/data beside the project.")
     peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
-    rows = []
+    rows, failed = [], []
     for task in args.tasks:
         for mode in args.modes:
             out = args.workdir / f"{task}-{mode}"
             print(f"{task} / {mode} ...", flush=True)
-            train = run_child("train", task, mode, out, args.max_steps)
-            evaluation = run_child("eval", task, mode, out)
+            try:
+                train = run_child("train", task, mode, out, args.max_steps)
+                evaluation = run_child("eval", task, mode, out)
+            except subprocess.CalledProcessError:
+                failed.append({"task": task, "mode": mode, "log": str(args.workdir / f"{task}-{mode}-*.log")})
+                print(f"{task} / {mode} failed: see {failed[-1]['log']}", flush=True)
+                continue
             rows.append(summarise(task, mode, train, evaluation, peaks))
             print(json.dumps(rows[-1], indent=2), flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"matmul_peak_gflops": peaks, "runs": rows, "machine": machine()}, indent=2))
+    args.output.write_text(json.dumps({"matmul_peak_gflops": peaks, "runs": rows, "failed": failed,
+                                       "machine": machine()}, indent=2))
     table = markdown(rows, peaks)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(table)

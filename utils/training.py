@@ -157,13 +157,19 @@ class FinetuneTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.run_results: dict[str, Any] = {}
         self.items_per_example: float | None = None
-        if getattr(self.args, "bucket_by_length", False) and self.train_dataset is not None:
+        if self.buckets_apply(self.train_dataset) and "labels" in self.train_dataset.column_names:
             labels = self.train_dataset["labels"]
             self.items_per_example = sum(labelled_items(row) for row in labels) / max(len(labels), 1)
 
+    def buckets_apply(self, dataset) -> bool:
+        """Length buckets need a `datasets.Dataset` of token ids (a streamed or custom dataset keeps upstream's
+        sampler)."""
+        return (getattr(self.args, "bucket_by_length", False) and isinstance(dataset, Dataset)
+                and "input_ids" in dataset.column_names)
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if not getattr(self.args, "bucket_by_length", False) or dataset is None or not has_length(dataset):
+        if not self.buckets_apply(dataset):
             return super()._get_train_sampler(train_dataset)
         lengths = [len(ids) for ids in dataset["input_ids"]]
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
