@@ -21,14 +21,15 @@ from torch.utils.data import Sampler
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, pool_batches: int,
                      generator: torch.Generator | None = None) -> list[list[int]]:
-    """Batches of example indices: a random permutation cut into pools of `pool_batches * batch_size`, each pool
-    sorted by length and cut into batches, every full batch shuffled across the epoch; a short last batch (there is
-    at most one) stays last so that the batches a data loader cuts from the flattened order are these batches.
-    Every index appears exactly once."""
+    """Batches of example indices: a random permutation cut into pools of `pool_batches * batch_size` (smaller where
+    that would leave fewer than four pools), each pool sorted by length and cut into batches, every full batch
+    shuffled across the epoch; a short last batch (there is at most one) stays last, so the batches a data loader
+    cuts from the flattened order are these batches. Every index appears exactly once."""
     if batch_size < 1 or pool_batches < 1:
         raise ValueError(f"batch_size and pool_batches must be positive, got {batch_size} and {pool_batches}.")
     order = torch.randperm(len(lengths), generator=generator).tolist()
-    pool_size = batch_size * pool_batches
+    # At least four pools, as upstream: one pool holding the whole dataset would give the same batches every epoch.
+    pool_size = batch_size * max(1, min(pool_batches, len(lengths) // (4 * batch_size)))
     batches: list[list[int]] = []
     for start in range(0, len(order), pool_size):
         pool = sorted(order[start:start + pool_size], key=lambda index: lengths[index])
