@@ -33,11 +33,13 @@ TASKS = {
 #: Flags per mode. The baseline reproduces the transformers examples' choices: random batches, full logits kept
 #: for evaluation, evaluation in input order, fp32, and (classification) every example padded to 128.
 MODES = {
-    "baseline": {"common": ["--no_bucket_by_length", "--no_sort_eval_by_length",
+    "baseline": {"common": ["--no_pack_sequences", "--no_bucket_by_length", "--no_sort_eval_by_length",
                             "--no_argmax_in_metrics"], "classification": ["--pad_to_max_length"]},
     "fast": {"common": [], "classification": []},
     "bf16": {"common": ["--bf16"], "classification": []},
-    "grouped": {"common": ["--train_sampling_strategy", "group_by_length"], "classification": []},
+    "buckets": {"common": ["--no_pack_sequences"], "classification": []},
+    "grouped": {"common": ["--no_pack_sequences", "--train_sampling_strategy", "group_by_length"],
+                "classification": []},
     "eager": {"common": ["--attn_implementation", "eager"], "classification": []},
     "compile": {"common": ["--torch_compile"], "classification": []},
 }
@@ -78,7 +80,8 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
 
 
 def child_train(task: str, mode: str, out: Path, max_steps: int | None = None) -> None:
-    """Train once, counting real and padded tokens of the batches the sampler forms."""
+    """Train once; real tokens are counted from the batches the sampler forms, the padding computed on (after
+    packing, when sequences are packed) is the trainer's `train_padding_fraction`."""
     from transformers import TrainerCallback
 
     import run_classification
@@ -86,16 +89,14 @@ def child_train(task: str, mode: str, out: Path, max_steps: int | None = None) -
 
     class PaddingStats(TrainerCallback):
         def __init__(self) -> None:
-            self.real = self.total = self.batches = 0
+            self.real = self.batches = 0
 
         def on_train_end(self, args, state, control, train_dataloader=None, **kwargs):
             steps = state.global_step * args.gradient_accumulation_steps
             for i, batch in enumerate(train_dataloader):
                 if i >= steps:
                     break
-                mask = batch["attention_mask"]
-                self.real += int(mask.sum())
-                self.total += mask.numel()
+                self.real += int(batch["attention_mask"].sum())
                 self.batches += 1
 
     spec = TASKS[task]
@@ -113,7 +114,8 @@ def child_train(task: str, mode: str, out: Path, max_steps: int | None = None) -
     non_embedding = sum_parameters(out, config)
     record = {"train_samples_per_second": results["train_samples_per_second"],
               "train_runtime_s": results["train_runtime"], "train_wall_s": wall,
-              "train_samples": results["train_samples"], "real_tokens": stats.real, "padded_tokens": stats.total,
+              "train_samples": results["train_samples"], "real_tokens": stats.real,
+              "padded_tokens": round(stats.real / (1 - results["train_padding_fraction"])),
               "batches": stats.batches, "train_peak_rss_mb": peak_rss_mb(), "non_embedding_parameters": non_embedding}
     (out / "bench_train.json").write_text(json.dumps(record, indent=2))
 

@@ -87,7 +87,7 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
     model = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3)
 
     def trainer(bucket: bool) -> FinetuneTrainer:
-        args = FinetuneTrainingArguments(output_dir=str(tmp_path), bucket_by_length=bucket,
+        args = FinetuneTrainingArguments(output_dir=str(tmp_path), bucket_by_length=bucket, pack_sequences=False,
                                          per_device_train_batch_size=2, report_to="none")
         return FinetuneTrainer(model=model, args=args, train_dataset=train, compute_loss_func=make_loss(SINGLE))
 

@@ -181,12 +181,25 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Evaluate and predict in length-sorted batches (less padding); outputs keep input order."},
     )
+    pack_sequences: bool = field(
+        default=True,
+        metadata={"help": "Token tasks (NER) on BERT, RoBERTa, XLM-R, CamemBERT and ELECTRA models: keep random "
+                  "batches, but lay each batch's sequences end to end in rows of --pack_length tokens, attention "
+                  "kept within each sequence, so almost no padding is computed. Every sequence gets the logits it "
+                  "gets alone. Other models and tasks use --bucket_by_length. --no_pack_sequences: length buckets "
+                  "(with --no_bucket_by_length: padded random batches)."},
+    )
+    pack_length: int = field(
+        default=64,
+        metadata={"help": "Row length for --pack_sequences; a row grows to the batch's longest sequence. Longer rows "
+                  "pack tighter but spend more on attention."},
+    )
     bucket_by_length: bool = field(
         default=True,
-        metadata={"help": "Train on batches of similar-length examples (little padding), cut from length-sorted "
-                  "pools of --bucket_pool_batches batches and shuffled across the epoch; token losses weigh every "
-                  "labelled token as random batches do. --no_bucket_by_length: random batches, as the transformers "
-                  "examples. Giving --train_sampling_strategy turns it off."},
+        metadata={"help": "When sequences are not packed: train on batches of similar-length examples (little "
+                  "padding), cut from length-sorted pools of --bucket_pool_batches batches and shuffled across the "
+                  "epoch; token losses weigh every labelled token as random batches do. --no_bucket_by_length: "
+                  "random batches, as the transformers examples. Giving --train_sampling_strategy turns it off."},
     )
     bucket_pool_batches: int = field(
         default=50, metadata={"help": "Batches per length-sorted pool for --bucket_by_length (more: less padding)."}
@@ -211,6 +224,8 @@ class FinetuneTrainingArguments(TrainingArguments):
             raise ConfigError(f"--hp_search_trials must be 0 or more, got {self.hp_search_trials}.")
         if self.hp_search_space and not self.hp_search_trials:
             raise ConfigError("--hp_search_space needs --hp_search_trials N.")
+        if self.pack_length < 1:
+            raise ConfigError(f"--pack_length must be 1 or more, got {self.pack_length}.")
         if self.bucket_pool_batches < 1:
             raise ConfigError(f"--bucket_pool_batches must be 1 or more, got {self.bucket_pool_batches}.")
         self.settle_device()

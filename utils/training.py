@@ -22,6 +22,7 @@ from utils.arguments import FinetuneTrainingArguments
 from utils.batching import BucketedSampler, labelled_items
 from utils.errors import ConfigError, FinetuneError
 from utils.files import write_json
+from utils.packing import SequencePacker, make_packer
 from utils.task import Task
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 2,
     "logging_steps": 25,
     "report_to": ["tensorboard"],
-    # Training batches come from `--bucket_by_length` (utils/batching.py): upstream's group_by_length cost 1.5 test F1
-    # points on CoNLL-2003 after one epoch (docs/benchmarks.md); giving --train_sampling_strategy turns buckets off.
+    # Training batches: packed random batches for token tasks (`--pack_sequences`, utils/packing.py), else
+    # `--bucket_by_length` (utils/batching.py): upstream's group_by_length cost 1.5 test F1 points on CoNLL-2003 after
+    # one epoch (docs/benchmarks.md); giving --train_sampling_strategy turns buckets off.
     "train_sampling_strategy": "random",
     "learning_rate": 5e-5,
     "per_device_train_batch_size": 32,
@@ -145,6 +147,12 @@ def resolve_checkpoint(args: FinetuneTrainingArguments) -> str | None:
     return last
 
 
+def is_token_classifier(model) -> bool:
+    """A model with one output per token (a LoRA wrapper is looked through)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(base).__name__.endswith("ForTokenClassification")
+
+
 class FinetuneTrainer(Trainer):
     """`Trainer` with evaluation in dataset order and result files that are never half-written.
 
@@ -156,16 +164,52 @@ class FinetuneTrainer(Trainer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.run_results: dict[str, Any] = {}
+        self.packer: SequencePacker | None = self.choose_packer()
+        self.tokens_real = self.tokens_computed = 0  # training tokens: real ones, and all the model computed on
         self.items_per_example: float | None = None
         if self.buckets_apply(self.train_dataset) and "labels" in self.train_dataset.column_names:
             labels = self.train_dataset["labels"]
             self.items_per_example = sum(labelled_items(row) for row in labels) / max(len(labels), 1)
 
+    def choose_packer(self) -> SequencePacker | None:
+        """Pack token-task batches (`--pack_sequences`) when the model can take packed rows; else None."""
+        dataset = self.train_dataset
+        if not (getattr(self.args, "pack_sequences", False) and isinstance(dataset, Dataset) and len(dataset)
+                and {"input_ids", "labels"} <= set(dataset.column_names) and is_token_classifier(self.model)):
+            return None
+        packer = make_packer(self.model, getattr(self.processing_class, "pad_token_id", None), self.args.pack_length)
+        config = getattr(self.model, "config", None)
+        if packer is None:
+            logger.info("--pack_sequences: %s models with %s attention cannot take packed rows; training batches "
+                        "come from length buckets instead.", getattr(config, "model_type", "these"),
+                        getattr(config, "_attn_implementation", "this"))
+        else:
+            logger.info("Training batches: random, packed into rows of %d tokens (--pack_sequences).",
+                        self.args.pack_length)
+        return packer
+
     def buckets_apply(self, dataset) -> bool:
         """Length buckets need a `datasets.Dataset` of token ids (a streamed or custom dataset keeps upstream's
-        sampler)."""
-        return (getattr(self.args, "bucket_by_length", False) and isinstance(dataset, Dataset)
-                and "input_ids" in dataset.column_names)
+        sampler), and are not used when batches are packed."""
+        return (getattr(self.args, "bucket_by_length", False) and getattr(self, "packer", None) is None
+                and isinstance(dataset, Dataset) and "input_ids" in dataset.column_names)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Training batches are packed here, after the collator (so any sampler and collator keep working), and
+        their real and computed tokens counted for `train_padding_fraction`."""
+        if model.training and torch.is_tensor(inputs.get("attention_mask")) and inputs["attention_mask"].dim() == 2:
+            self.tokens_real += int(inputs["attention_mask"].sum())
+            if self.packer is not None:
+                inputs = self.packer(inputs)
+            self.tokens_computed += int(inputs["input_ids"].numel())
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+    def padding_fraction(self) -> float | None:
+        """Share of the training tokens the model computed on that were padding (None before training)."""
+        if not self.tokens_computed:
+            return None
+        return 1 - self.tokens_real / self.tokens_computed
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -327,6 +371,9 @@ def run_stages(
                               f"after saving a checkpoint; continue with --resume_from_checkpoint last.")
         trainer.save_model()
         metrics = dict(train_result.metrics, train_samples=len(raw["train"]), train_features=len(features["train"]))
+        padding = trainer.padding_fraction() if isinstance(trainer, FinetuneTrainer) else None
+        if padding is not None:
+            metrics["train_padding_fraction"] = round(padding, 4)
         record("train", metrics)
         trainer.save_state()
     if stages.evaluate:
