@@ -191,7 +191,7 @@ class FinetuneTrainer(Trainer):
     def buckets_apply(self, dataset) -> bool:
         """Length buckets need a `datasets.Dataset` of token ids (a streamed or custom dataset keeps upstream's
         sampler), and are not used when batches are packed."""
-        return (getattr(self.args, "bucket_by_length", False) and getattr(self, "packer", None) is None
+        return (getattr(self.args, "bucket_by_length", False) and self.packer is None
                 and isinstance(dataset, Dataset) and "input_ids" in dataset.column_names)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
