@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-IGNORE_INDEX = -100
+from utils.losses import IGNORE_INDEX
 
 #: Model types whose embeddings and attention accept packed rows, with the position id of a sequence's first token
 #: (RoBERTa-style models count positions from padding_idx + 1).
