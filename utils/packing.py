@@ -4,9 +4,10 @@ Why: the transformers examples pad every random batch to its longest sentence, a
 model computes is padding. Length buckets remove the padding but make each batch a set of similar sentences (on
 CoNLL-2003, short ones are score tables and headlines), which cost about 0.4 test F1 points after one epoch.
 Packing keeps the random batch as it is and only changes its layout: sequences are laid end to end in rows of
-`row_length` tokens, each keeps its own position ids from 0 and a block-diagonal attention mask lets a token see
-only the tokens of its own sequence. Every sequence gets exactly the logits it would get alone (the tests check
-it), so the loss, its per-token weights and the gradient are those of the random batch; only the padding is gone.
+`row_length` tokens, each keeps its own position ids (from its model's first position) and a block-diagonal
+mask lets a token see only the tokens of its own sequence. Every sequence gets exactly the logits it would get
+alone (the tests check it), so the loss, its per-token weights and the gradient are those of the random batch;
+only the padding is gone.
 
 Only models whose embeddings take explicit `position_ids` and whose attention takes a prepared 4-D mask can be
 packed (`packing_position_offset`); others keep length buckets.
