@@ -9,7 +9,7 @@ The task comes from the model's config. Inputs: one text per line, JSONL with a 
 list), or (NER) a CoNLL file, one output per sentence. Output lines follow the input, empty lines giving empty
 results. A model trained with --context_size sees the neighbouring sentences of the same document (CoNLL
 `-DOCSTART-` lines, a JSONL `document_id`) as in training. The same predictions from Python:
-`utils.inference.Predictor`.
+`utils.serving.predictor.Predictor`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from pathlib import Path
 
 import transformers
 
-from utils.errors import DataError, FinetuneError
-from utils.files import write_jsonl
-from utils.inference import INPUT_FORMATS, Predictor, predict_examples, read_examples
-from utils.parsing import parse_args
+from utils.core.errors import DataError, FinetuneError
+from utils.core.files import write_jsonl
+from utils.core.parsing import parse_args
+from utils.serving.inputs import INPUT_FORMATS, predict_examples, read_examples
+from utils.serving.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from transformers import TrainerCallback
 
-from utils.classification import CLASSIFICATION_TASK
-from utils.errors import FinetuneError
-from utils.pipeline import run
+from utils.core.errors import FinetuneError
+from utils.tasks.classification.task import CLASSIFICATION_TASK
+from utils.training.pipeline import run
 
 
 def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict:

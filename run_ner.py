@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 from transformers import TrainerCallback
 
-from utils.errors import FinetuneError
-from utils.ner import NER_TASK
-from utils.pipeline import run
+from utils.core.errors import FinetuneError
+from utils.tasks.ner.task import NER_TASK
+from utils.training.pipeline import run
 
 
 def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict:

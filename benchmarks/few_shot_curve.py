@@ -31,7 +31,7 @@ DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 import run_classification  # noqa: E402
-from utils.conll import read_conll  # noqa: E402
+from utils.core.conll import read_conll  # noqa: E402
 
 logger = logging.getLogger("few_shot_curve")
 
@@ -134,8 +134,8 @@ def pooler_head_accuracy(run_dir: Path, dev_file: str, seed: int) -> dict[str, f
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoTokenizer
 
-    from utils.data import load_split_file
-    from utils.sentence_embedding import SequenceClassifier, length_order_batches, mean_pool
+    from utils.core.data import load_split_file
+    from utils.tasks.classification.sentence_embedding import SequenceClassifier, length_order_batches, mean_pool
 
     model = SequenceClassifier.from_pretrained(str(run_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))

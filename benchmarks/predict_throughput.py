@@ -1,4 +1,4 @@
-"""Prediction speed: `Predictor` (utils/inference.py) against the transformers token-classification pipeline.
+"""Prediction speed: `Predictor` (utils/serving/predictor.py) against the transformers token-classification pipeline.
 
     python benchmarks/predict_throughput.py --model outputs/ner --conll ../shared/data/conll2003/test.txt \
         --sentences 3000 --output benchmarks/results/predict_throughput.json
@@ -41,7 +41,7 @@ def peak_rss_mib() -> float:
 
 def run_predictor(model: str, texts: list[str], device: str, batch_size: int, imported) -> tuple[list[list], float,
                                                                                                     float]:
-    from utils.inference import Predictor
+    from utils.serving.predictor import Predictor
 
     imported()
     start = time.perf_counter()
@@ -113,7 +113,7 @@ def run_worker(system: str, args: argparse.Namespace, texts_path: str, workdir: 
 
 def word_boundaries(text: str) -> tuple[list[tuple[int, int]], set[int], set[int]]:
     """Our words' offsets, and the offsets where words start and where they end."""
-    from utils.inference import words_with_offsets
+    from utils.tasks.ner.words import words_with_offsets
 
     words = [(word.start, word.end) for word in words_with_offsets(text)]
     return words, {start for start, _ in words}, {end for _, end in words}
@@ -198,9 +198,9 @@ def main() -> None:
         return worker(args)
     from transformers import AutoTokenizer
 
-    from utils.conll import read_conll
-    from utils.errors import FinetuneError
-    from utils.files import write_json
+    from utils.core.conll import read_conll
+    from utils.core.errors import FinetuneError
+    from utils.core.files import write_json
 
     try:
         sentences = read_conll(args.conll).tokens[: args.sentences]

@@ -31,7 +31,7 @@ def tiny_model(tmp_path_factory) -> str:
     No dropout, so runs that should be equal (one process vs two) are equal to the last digit."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from utils.modeling import embedded_model_path
+    from utils.core.modeling import embedded_model_path
 
     directory = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())

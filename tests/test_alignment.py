@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.alignment import IGNORE, NO_WORD, align_labels, gather_word_predictions, plan_windows
+from utils.tasks.ner.alignment import IGNORE, NO_WORD, align_labels, gather_word_predictions, plan_windows
 
 
 def word_ids_from_pieces(pieces: list[int]) -> list[int]:

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.batching import BucketedSampler, bucketed_batches, labelled_items, padding_fraction
+from utils.training.batching import BucketedSampler, bucketed_batches, labelled_items, padding_fraction
 
 
 @settings(max_examples=200, deadline=None)
@@ -78,9 +78,9 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
     from datasets import Dataset
     from transformers import AutoModelForTokenClassification
 
-    from utils.arguments import FinetuneTrainingArguments
-    from utils.losses import SINGLE, make_loss
-    from utils.training import FinetuneTrainer
+    from utils.core.arguments import FinetuneTrainingArguments
+    from utils.core.losses import SINGLE, make_loss
+    from utils.training.trainer import FinetuneTrainer
 
     train = Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102], [101, 8, 9, 102]],
                                "labels": [[-100, 1, -100], [-100, 1, 2, 0, -100], [-100, 0, 1, -100]]})
@@ -100,9 +100,9 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
 
 
 def test_a_sampling_strategy_turns_buckets_off_and_both_together_are_refused(tmp_path):
-    from utils.arguments import FinetuneTrainingArguments
-    from utils.errors import ConfigError
-    from utils.training import Stages, settle_training_args
+    from utils.core.arguments import FinetuneTrainingArguments
+    from utils.core.errors import ConfigError
+    from utils.training.stages import Stages, settle_training_args
 
     stages = Stages(train=True, evaluate=False, predict=False)
     args = FinetuneTrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="sequential")

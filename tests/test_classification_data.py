@@ -6,21 +6,15 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from utils.arguments import ModelArguments
-from utils.classification import (
-    MULTI,
-    REGRESSION,
-    SINGLE,
-    ClassificationDataArguments,
-    build_classification_labels,
-    check_classification_labels,
-    classification_loss,
-    encode_classification,
-    load_classification_data,
-    resolve_class_weights,
-)
-from utils.errors import ConfigError, DataError
-from utils.modeling import load_tokenizer
+from utils.core.arguments import ModelArguments
+from utils.core.errors import ConfigError, DataError
+from utils.core.losses import MULTI, REGRESSION, SINGLE
+from utils.core.modeling import load_tokenizer
+from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.tasks.classification.data import load_classification_data
+from utils.tasks.classification.encoding import encode_classification
+from utils.tasks.classification.labels import build_classification_labels, check_classification_labels
+from utils.tasks.classification.model import classification_loss, resolve_class_weights
 
 
 def load(**kwargs):

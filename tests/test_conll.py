@@ -2,8 +2,8 @@
 
 import pytest
 
-from utils.conll import read_conll, write_conll
-from utils.errors import DataError
+from utils.core.conll import read_conll, write_conll
+from utils.core.errors import DataError
 
 CONLL_2003 = """-DOCSTART- -X- -X- O
 

@@ -11,12 +11,14 @@ from transformers import AutoTokenizer
 import predict
 import run_ner
 from tests.conftest import ROOT
-from utils.alignment import IGNORE, NO_WORD, context_budget, document_context
-from utils.conll import read_conll
-from utils.errors import ConfigError
-from utils.inference import Example, Predictor, chunk_ends, predict_examples, read_examples
-from utils.labels import LabelSpace
-from utils.ner import LEFT_CONTEXT, RIGHT_CONTEXT, NerDataArguments, context_columns, encode_ner
+from utils.core.conll import read_conll
+from utils.core.errors import ConfigError
+from utils.core.labels import LabelSpace
+from utils.serving.inputs import Example, chunk_ends, predict_examples, read_examples
+from utils.serving.predictor import Predictor
+from utils.tasks.ner.alignment import IGNORE, NO_WORD, context_budget, document_context
+from utils.tasks.ner.arguments import NerDataArguments
+from utils.tasks.ner.encoding import LEFT_CONTEXT, RIGHT_CONTEXT, context_columns, encode_ner
 
 FAST = ["--per_device_train_batch_size", "8", "--report_to", "none", "--save_strategy", "no", "--num_train_epochs",
         "1"]

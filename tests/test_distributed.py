@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from utils.conll import read_conll
+from utils.core.conll import read_conll
 
 NER_DATA = ROOT / "data" / "ner"
 SENTIMENT = ROOT / "data" / "classification" / "sentiment"

@@ -12,9 +12,9 @@ from transformers import pipeline
 import predict
 import run_classification
 from tests.conftest import ROOT
-from utils.errors import ConfigError, DataError
-from utils.few_shot import contrastive_pairs, head_from_logistic_regression, sample_k_per_label
-from utils.inference import Predictor
+from utils.core.errors import ConfigError, DataError
+from utils.serving.predictor import Predictor
+from utils.tasks.classification.few_shot import contrastive_pairs, head_from_logistic_regression, sample_k_per_label
 
 SENTIMENT = ROOT / "data" / "classification" / "sentiment"
 FAST = ["--report_to", "none", "--logging_steps", "5", "--per_device_train_batch_size", "8"]
@@ -206,7 +206,7 @@ def test_finetune_few_shot_trains_the_ordinary_model_on_exactly_k_per_label(tiny
 
 
 def zero_shot_args(**kwargs):
-    from utils.classification import ClassificationDataArguments
+    from utils.tasks.classification.arguments import ClassificationDataArguments
 
     args = ClassificationDataArguments(zero_shot=True, **kwargs)
     args.problem_type = "single_label_classification"
@@ -216,7 +216,7 @@ def zero_shot_args(**kwargs):
 def test_zero_shot_labels_come_from_descriptions_then_train_labels_and_train_is_dropped(write_file):
     from datasets import Dataset, DatasetDict
 
-    from utils.classification import select_training_data
+    from utils.tasks.classification.data import select_training_data
 
     def raw():
         return DatasetDict(train=Dataset.from_dict({"text": ["a", "b"], "label": ["2", "10"], "location": ["", ""]}),
@@ -230,8 +230,8 @@ def test_zero_shot_labels_come_from_descriptions_then_train_labels_and_train_is_
 
 
 def test_label_description_errors(write_file):
-    from utils.labels import LabelSpace
-    from utils.zero_shot import descriptions_for, read_label_descriptions
+    from utils.core.labels import LabelSpace
+    from utils.tasks.classification.zero_shot import descriptions_for, read_label_descriptions
 
     with pytest.raises(ConfigError, match="non-empty description"):
         read_label_descriptions(write_file("bad.yaml", "pos: ''\n"))

@@ -28,11 +28,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from utils.arguments import ModelArguments
-from utils.classification import ClassificationDataArguments, load_classification_data
-from utils.conll import DOCSTART, read_conll
-from utils.errors import DataError, FinetuneError
-from utils.ner import NerDataArguments, load_ner_data
+from utils.core.arguments import ModelArguments
+from utils.core.conll import DOCSTART, read_conll
+from utils.core.errors import DataError, FinetuneError
+from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.tasks.classification.data import load_classification_data
+from utils.tasks.ner.arguments import NerDataArguments
+from utils.tasks.ner.data import load_ner_data
 
 FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.data_too_large,

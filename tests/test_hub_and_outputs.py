@@ -79,7 +79,7 @@ def test_card_has_hub_metadata_and_curves(tiny_model, tmp_path):
 
 
 def test_fp16_without_a_gpu_is_a_clear_error(tmp_path):
-    from utils.errors import ConfigError
+    from utils.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--fp16 needs a CUDA"):
         run_ner.main(["--fp16", "--output_dir", str(tmp_path)])

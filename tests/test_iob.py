@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from seqeval.metrics.sequence_labeling import get_entities
 
-from utils.iob import count_invalid_transitions, inside_tag, split_tag, tags_to_spans
+from utils.tasks.ner.iob import count_invalid_transitions, inside_tag, split_tag, tags_to_spans
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 

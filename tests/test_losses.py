@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils.losses import MULTI, REGRESSION, SINGLE, make_loss
+from utils.core.losses import MULTI, REGRESSION, SINGLE, make_loss
 
 
 def test_token_loss_is_the_mean_over_labelled_tokens():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from utils.metrics import argmax_logits, entity_metrics
+from utils.tasks.ner.metrics import argmax_logits, entity_metrics
 
 GOLD = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
 PRED = [["B-PER", "I-PER", "O", "B-PER"], ["I-ORG", "O"]]

@@ -5,9 +5,11 @@ import json
 import pytest
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-from utils.arguments import ModelArguments
-from utils.errors import DataError
-from utils.ner import NerDataArguments, build_ner_labels, check_ner_labels, load_ner_data
+from utils.core.arguments import ModelArguments
+from utils.core.errors import DataError
+from utils.tasks.ner.arguments import NerDataArguments
+from utils.tasks.ner.data import load_ner_data
+from utils.tasks.ner.labels import build_ner_labels, check_ner_labels
 
 ROWS = [
     {"tokens": ["Ada", "Lovelace", "wrote"], "ner_tags": ["B-PER", "I-PER", "O"]},

@@ -10,8 +10,8 @@ import pytest
 
 import run_ner
 from tests.conftest import ROOT
-from utils.conll import read_conll
-from utils.errors import DataError
+from utils.core.conll import read_conll
+from utils.core.errors import DataError
 
 SAMPLE = ROOT / "data" / "ner"
 FAST = ["--per_device_train_batch_size", "16", "--logging_steps", "5", "--report_to", "none"]

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.packing import SequencePacker, make_packer, pack_rows, packing_position_offset
+from utils.training.packing import SequencePacker, make_packer, pack_rows, packing_position_offset
 
 
 @settings(max_examples=300, deadline=None)
@@ -113,8 +113,8 @@ def test_trainer_packs_token_batches_only(tmp_path, tiny_model):
     from torch.utils.data import RandomSampler
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
-    from utils.arguments import FinetuneTrainingArguments
-    from utils.training import FinetuneTrainer
+    from utils.core.arguments import FinetuneTrainingArguments
+    from utils.training.trainer import FinetuneTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from utils.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from utils.errors import ConfigError
-from utils.parsing import parse_args
+from utils.core.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from utils.core.errors import ConfigError
+from utils.core.parsing import parse_args
 
 TYPES = (ModelArguments, DataArguments, FinetuneTrainingArguments)
 DEFAULTS = {"output_dir": "out", "learning_rate": 5e-5}

@@ -1,4 +1,4 @@
-"""predict.py and utils/inference.py: word splitting, windows, agreement with the transformers pipeline, classification
+"""predict.py and utils/serving/predictor.py: word splitting, windows, agreement with the transformers pipeline, classification
 outputs, input formats, stdin/stdout and the error messages. One NER model is fine-tuned per module (~1 minute)."""
 
 import json
@@ -16,9 +16,11 @@ import run_classification
 import run_ner
 from benchmarks.predict_throughput import comparable
 from tests.conftest import ROOT
-from utils.conll import read_conll
-from utils.errors import ConfigError, DataError
-from utils.inference import Example, Predictor, input_format, predict_examples, read_examples, words_with_offsets
+from utils.core.conll import read_conll
+from utils.core.errors import ConfigError, DataError
+from utils.serving.inputs import Example, input_format, predict_examples, read_examples
+from utils.serving.predictor import Predictor
+from utils.tasks.ner.words import words_with_offsets
 
 NER_DATA = ROOT / "data" / "ner"
 SENTIMENT = ROOT / "data" / "classification" / "sentiment"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from utils.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
-from utils.classification import ClassificationDataArguments
-from utils.ner import NerDataArguments
-from utils.parsing import parse_args
+from utils.core.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from utils.core.parsing import parse_args
+from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.tasks.ner.arguments import NerDataArguments
 
 
 def readme_commands() -> list[str]:

@@ -5,7 +5,7 @@ import json
 import run_classification
 import run_ner
 from tests.conftest import shared_data
-from utils.conll import read_conll
+from utils.core.conll import read_conll
 
 CONLL_LABELS = "O,B-PER,I-PER,B-ORG,I-ORG,B-LOC,I-LOC,B-MISC,I-MISC"
 

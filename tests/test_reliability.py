@@ -11,7 +11,7 @@ import pytest
 
 import run_ner
 from tests.conftest import ROOT
-from utils.errors import ConfigError
+from utils.core.errors import ConfigError
 
 SAMPLE = ROOT / "data" / "ner"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -11,12 +11,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoMod
 import run_classification
 import run_ner
 from tests.conftest import ROOT
-from utils.arguments import ModelArguments
-from utils.errors import ConfigError
-from utils.hp_search import parse_space, trial_argv
-from utils.labels import LabelSpace, build_label_space
-from utils.modeling import dropout_overrides, load_model
-from utils.modeling import model_path as resolve_model_path
+from utils.core.arguments import ModelArguments
+from utils.core.errors import ConfigError
+from utils.core.labels import LabelSpace, build_label_space
+from utils.core.modeling import dropout_overrides, load_model
+from utils.core.modeling import model_path as resolve_model_path
+from utils.training.hp_search import parse_space, trial_argv
 
 SENTIMENT = ROOT / "data" / "classification" / "sentiment"
 FAST = ["--logging_steps", "5", "--report_to", "none", "--save_strategy", "no"]

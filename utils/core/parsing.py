@@ -1,0 +1,108 @@
+"""One configuration mechanism: task defaults < YAML/JSON config file < command-line flags.
+
+    python run_ner.py configs/ner/conll2003.yaml
+    python run_ner.py --config configs/ner/conll2003.yaml --num_train_epochs 1
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from utils.core.errors import ConfigError
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+#: Config-file spellings accepted for a field, beside its own name (the CLI gets them as flag aliases).
+KEY_ALIASES = {"model": "model_name_or_path"}
+
+
+def split_config_path(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Take the config file out of argv: a leading `run.yaml`, or `--config run.yaml` anywhere."""
+    args = list(argv)
+    if args and not args[0].startswith("-") and args[0].endswith(CONFIG_SUFFIXES):
+        return args[0], args[1:]
+    for i, arg in enumerate(args):
+        if arg == "--config":
+            if i + 1 >= len(args):
+                raise ConfigError("--config needs a file path.")
+            return args[i + 1], args[:i] + args[i + 2 :]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1], args[:i] + args[i + 1 :]
+    return None, args
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Read a flat YAML or JSON mapping of argument names to values."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"Config file {path} does not exist.")
+    text = file.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"Config file {path} is not valid {file.suffix[1:].upper()}: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"Config file {path} must hold a mapping of argument names to values.")
+    return {KEY_ALIASES.get(key, key): value for key, value in data.items()}
+
+
+def check_known_keys(keys: Sequence[str], known: set[str], source: str) -> None:
+    """Unknown keys fail loudly, with a guess at what was meant."""
+    unknown = [key for key in keys if key not in known]
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1)
+        hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    raise ConfigError(f"Unknown key(s) in {source}: {', '.join(hints)}. Run with --help for the full list.")
+
+
+def flag_names(cli_args: Sequence[str], parser: HfArgumentParser) -> set[str]:
+    """Destination names of the flags given on the command line (aliases resolved)."""
+    by_option = {option: action.dest for action in parser._actions for option in action.option_strings}
+    names = set()
+    for arg in cli_args:
+        if arg.startswith("--"):
+            option = arg.split("=", 1)[0]
+            names.add(by_option.get(option, option[2:]))
+    return names
+
+
+def parse_args(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> tuple[tuple[Any, ...], set[str]]:
+    """Parse argv into one instance per dataclass; the CLI overrides the config file, which overrides `defaults`.
+
+    Also returns the names the user set explicitly (in the config file or on the command line), so a pipeline can
+    tell "not asked for" from "asked for and left at its default".
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    known = {action.dest for action in parser._actions}
+    config_path, cli_args = split_config_path(argv)
+    merged = dict(defaults or {})
+    given = flag_names(cli_args, parser)
+    if config_path:
+        config = read_config_file(config_path)
+        check_known_keys(list(config), known, f"config file {config_path}")
+        merged.update(config)
+        given |= set(config)
+    check_known_keys(list(merged), known, "the task defaults")
+    parser.set_defaults(**merged)
+    try:
+        return tuple(parser.parse_args_into_dataclasses(args=cli_args)), given
+    except ValueError as err:  # raised by the dataclasses' own validation
+        raise ConfigError(str(err)) from None

@@ -1,0 +1,152 @@
+"""predict.py's inputs: text lines, JSONL or CoNLL, read into examples; predictions a chunk at a time, in order."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from utils.core.conll import DOCSTART, read_conll
+from utils.core.errors import ConfigError, DataError
+from utils.core.files import read_utf8_lines
+from utils.serving.predictor import Predictor
+from utils.tasks.ner.task import NER_TASK
+
+logger = logging.getLogger(__name__)
+
+#: Input formats of predict.py; "auto" picks one from the file name, else from the content.
+INPUT_FORMATS = ("auto", "text", "jsonl", "conll")
+
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".iob": "conll", ".bio": "conll"}
+
+IOB_TAG = re.compile(r"^(O|[BIESLU]-\S+)$")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One input: a text (with an optional second text of a pair) or a sentence of pre-split words, and the document
+    it belongs to (NER document context), if the input says."""
+
+    text: str = ""
+    text_pair: str | None = None
+    tokens: tuple[str, ...] | None = None
+    document: str | None = None
+
+
+def input_format(path: str, lines: Sequence[str], requested: str, task: str) -> str:
+    """`--input_format`, or for `auto`: from the file's suffix (.jsonl/.json, .conll/.iob/.bio), else from its first
+    lines: a JSON object is JSONL; `-DOCSTART-`, or (for NER) lines of word + IOB tag columns, is CoNLL; else text
+    (one text per line; note that `.txt` is text too, unless its content says CoNLL)."""
+    if requested != "auto":
+        return requested
+    suffix = Path(path).suffix.lower()
+    if suffix in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[suffix]
+    head = [line for line in lines[:200] if line.strip()][:20]
+    if not head:
+        return "text"
+    if head[0].lstrip().startswith("{"):
+        return "jsonl"
+    if head[0].split()[0] == DOCSTART:
+        return "conll"
+    if task == NER_TASK.name and all(len(line.split()) >= 2 and IOB_TAG.match(line.split()[-1]) for line in head):
+        return "conll"
+    return "text"
+
+
+def read_examples(path: str, requested_format: str = "auto", text_field: str = "text", task: str = "ner",
+                  name: str | None = None, document_field: str = "document_id") -> list[Example]:
+    """The inputs of a file: one per line (text, JSONL) or per sentence (CoNLL); errors name the line. `name` is how
+    the log names the input (e.g. <stdin> for a spooled copy). Documents: `-DOCSTART-` lines (CoNLL; a file without
+    them is one document) or the JSONL `document_field`."""
+    if requested_format not in INPUT_FORMATS:
+        raise ConfigError(f"--input_format {requested_format}: use one of {list(INPUT_FORMATS)}.")
+    lines = read_utf8_lines(path)
+    fmt = input_format(path, lines, requested_format, task)
+    logger.info("Reading %s as %s", name or path, fmt)
+    if fmt == "conll":
+        if task != NER_TASK.name:
+            raise ConfigError(f"{path} is CoNLL (pre-split words), which only NER models take; this model "
+                              "classifies texts. Give one text per line or JSONL.")
+        corpus = read_conll(path)
+        return [Example(text=" ".join(tokens), tokens=tuple(tokens), document=str(document))
+                for tokens, document in zip(corpus.tokens, corpus.document_id, strict=True)]
+    if fmt == "text":
+        return [Example(text=line) for line in lines]
+    return [jsonl_example(line, f"{path}:{number}", text_field, task, document_field)
+            for number, line in enumerate(lines, start=1)]
+
+
+def jsonl_example(line: str, source: str, text_field: str, task: str, document_field: str = "document_id"
+                  ) -> Example:
+    """One JSONL line: its `tokens` list (NER) or its text field (and `text_pair`); a blank line is an empty text."""
+    if not line.strip():
+        return Example()
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"not valid JSON ({err.msg} at column {err.colno}).", source=source) from None
+    if not isinstance(record, dict):
+        raise DataError("each line must be a JSON object {...}.", source=source)
+    document = record.get(document_field)
+    document = None if document is None else str(document)
+    if task == NER_TASK.name and "tokens" in record:
+        tokens = record["tokens"]
+        if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
+            raise DataError(f"'tokens' must be a list of strings, got {tokens!r:.80}", source=source)
+        return Example(text=" ".join(tokens), tokens=tuple(tokens), document=document)
+    if text_field not in record:
+        raise DataError(f"no '{text_field}' field (it has {sorted(record)}); name the text field with --text_field"
+                        + (" or give a 'tokens' list." if task == NER_TASK.name else "."), source=source)
+    text, pair = record[text_field], record.get("text_pair")
+    if not isinstance(text, str):
+        raise DataError(f"'{text_field}' must be a string, got {text!r:.80}", source=source)
+    if pair is not None and not isinstance(pair, str):
+        raise DataError(f"'text_pair' must be a string, got {pair!r:.80}", source=source)
+    if pair is not None and task == NER_TASK.name:
+        raise DataError("'text_pair' is for sentence-pair classification; an NER model tags one text.", source=source)
+    return Example(text=text, text_pair=pair, document=document)
+
+
+def chunk_ends(examples: Sequence[Example], chunk_size: int, whole_documents: bool) -> Iterator[int]:
+    """Where each chunk of `chunk_size` examples ends; with `whole_documents`, never inside a document (of
+    consecutive examples), so document context is the same whatever the chunk size."""
+    end = 0
+    while end < len(examples):
+        end = min(end + chunk_size, len(examples))
+        while whole_documents and 0 < end < len(examples) and examples[end].document is not None and (
+                examples[end].document == examples[end - 1].document):
+            end += 1
+        yield end
+
+
+def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_size: int = 4096
+                     ) -> Iterator[dict[str, Any]]:
+    """Results in input order, computed a chunk at a time (memory stays flat however long the file)."""
+    chunk_start = 0
+    for chunk_end in chunk_ends(examples, chunk_size, whole_documents=predictor.context_size > 0):
+        chunk = examples[chunk_start:chunk_end]
+        chunk_start = chunk_end
+        results: list[dict[str, Any] | None] = [None] * len(chunk)
+        groups = {
+            "tokens": [i for i, e in enumerate(chunk) if e.tokens is not None],
+            "pairs": [i for i, e in enumerate(chunk) if e.tokens is None and e.text_pair is not None],
+            "texts": [i for i, e in enumerate(chunk) if e.tokens is None and e.text_pair is None],
+        }
+        for kind, indices in groups.items():
+            if not indices:
+                continue
+            documents = [chunk[i].document for i in indices] if predictor.task == NER_TASK.name else None
+            if kind == "tokens":
+                outputs = predictor.predict_tokens([chunk[i].tokens for i in indices], documents)
+            else:
+                pairs = [chunk[i].text_pair for i in indices] if kind == "pairs" else None
+                outputs = predictor.predict([chunk[i].text for i in indices], pairs, documents)
+            for i, output in zip(indices, outputs, strict=True):
+                results[i] = output
+        yield from results  # type: ignore[misc]
+

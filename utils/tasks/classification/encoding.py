@@ -1,0 +1,58 @@
+"""Texts (and pairs, as real pairs) to model inputs, cut at max_seq_length on the chosen side."""
+
+from __future__ import annotations
+
+import logging
+
+from datasets import Dataset
+from transformers import DataCollatorWithPadding
+
+from utils.core.labels import LabelSpace
+from utils.core.losses import MULTI, REGRESSION
+from utils.tasks.classification.arguments import ClassificationDataArguments
+
+logger = logging.getLogger(__name__)
+
+
+def encode_labels(values: list, labels: LabelSpace, problem: str) -> list:
+    if problem == REGRESSION:
+        return [float(v) for v in values]
+    label2id = labels.label2id
+    if problem == MULTI:
+        return [[1.0 if name in set(value) else 0.0 for name in labels.names] for value in values]
+    return [label2id[v] for v in values]
+
+
+def encode_classification(split: Dataset, tokenizer, labels: LabelSpace, data_args: ClassificationDataArguments
+                          ) -> Dataset:
+    """Tokenize texts (pairs as real pairs, with token type ids), cut at max_seq_length from the chosen side; the
+    number of cut examples is logged."""
+    tokenizer.truncation_side = data_args.truncation_side
+    padding = "max_length" if data_args.pad_to_max_length else False
+    pair = "text_pair" in split.column_names
+
+    def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        texts = (batch["text"], batch["text_pair"]) if pair else (batch["text"],)
+        full_lengths = [len(ids) for ids in tokenizer(*texts)["input_ids"]]
+        encoded = tokenizer(*texts, truncation=True, max_length=data_args.max_seq_length, padding=padding)
+        encoded["truncated"] = [n > data_args.max_seq_length for n in full_lengths]
+        encoded["example_index"] = indices
+        if "label" in batch:
+            encoded["labels"] = encode_labels(batch["label"], labels, data_args.problem_type)
+        return dict(encoded)
+
+    features = split.map(encode, batched=True, with_indices=True, remove_columns=split.column_names,
+                         num_proc=data_args.preprocessing_num_workers,
+                         load_from_cache_file=not data_args.overwrite_cache, desc="Tokenizing")
+    cut = sum(features["truncated"])
+    if cut:
+        logger.warning("%d of %d examples are longer than --max_seq_length %d and were cut on the %s.", cut,
+                       len(features), data_args.max_seq_length, data_args.truncation_side)
+    return features
+
+
+def classification_collator(tokenizer, data_args) -> DataCollatorWithPadding:
+    """Pad each batch to its longest example (or to max_seq_length with --pad_to_max_length)."""
+    return DataCollatorWithPadding(tokenizer, padding="max_length" if data_args.pad_to_max_length else True,
+                                   max_length=data_args.max_seq_length if data_args.pad_to_max_length else None)
+

@@ -1,0 +1,150 @@
+"""Logits to labels and probabilities, prediction files, the confusion matrix and the model-card lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from utils.core.files import atomic_write, write_json, write_jsonl
+from utils.core.labels import LabelSpace
+from utils.core.losses import MULTI, REGRESSION, SINGLE
+from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.tasks.classification.metrics import confusion
+from utils.tasks.classification.model import resolve_class_weights
+
+logger = logging.getLogger(__name__)
+
+
+def decode_classification(predictions, features: Dataset, raw: Dataset, labels: LabelSpace,
+                          data_args: ClassificationDataArguments) -> list[dict]:
+    """Per-example predictions in input order: the label and every label's probability (single-label), the labels
+    over --threshold (multi-label), or the value (regression)."""
+    logits = np.asarray(predictions, dtype=np.float64)
+    result: list[dict] = [{}] * len(raw)
+    for row, example in zip(logits, features["example_index"], strict=True):
+        if data_args.problem_type == REGRESSION:
+            result[example] = {"value": float(row[0])}
+        elif data_args.problem_type == MULTI:
+            probabilities = 1 / (1 + np.exp(-row))
+            result[example] = {"labels": [n for n, p in zip(labels.names, probabilities) if p > data_args.threshold],
+                               "probabilities": rounded(labels.names, probabilities)}
+        else:
+            probabilities = np.exp(row - row.max())
+            probabilities /= probabilities.sum()
+            result[example] = {"label": labels.names[int(row.argmax())],
+                               "probabilities": rounded(labels.names, probabilities)}
+    return result
+
+
+def rounded(names: Sequence[str], probabilities: np.ndarray) -> dict[str, float]:
+    """Probabilities by label name, to 6 decimals (more is noise in a predictions file)."""
+    return {name: round(float(p), 6) for name, p in zip(names, probabilities)}
+
+
+def write_confusion_matrix(output_dir: str, matrix: list[list[int]], names: Sequence[str]) -> list[str]:
+    """confusion_matrix.json (rows: gold, columns: predicted) and a readable confusion_matrix.png."""
+    write_json(os.path.join(output_dir, "confusion_matrix.json"), {"labels": list(names), "matrix": matrix,
+                                                                    "rows": "gold", "columns": "predicted"})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.6 * len(names) + 2.5)
+    figure, axes = plt.subplots(figsize=(size, size))
+    counts = np.asarray(matrix)
+    axes.imshow(counts, cmap="Blues")
+    axes.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
+    axes.set_yticks(range(len(names)), labels=names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("gold")
+    for (i, j), value in np.ndenumerate(counts):
+        axes.text(j, i, str(value), ha="center", va="center",
+                  color="white" if value > counts.max() / 2 else "black")
+    axes.set_title("Confusion matrix (test)")
+    figure.tight_layout()
+    with atomic_write(os.path.join(output_dir, "confusion_matrix.png"), "wb") as stream:
+        figure.savefig(stream, format="png", dpi=120)
+    plt.close(figure)
+    return ["confusion_matrix.json", "confusion_matrix.png"]
+
+
+def write_classification_predictions(output_dir: str, raw: Dataset, decoded: list[dict], labels: LabelSpace,
+                                     data_args: ClassificationDataArguments) -> list[str]:
+    """predictions.jsonl and predictions.tsv in input order (with gold when known), plus the confusion matrix."""
+    gold = raw["label"] if "label" in raw.column_names else None
+    pairs = raw["text_pair"] if "text_pair" in raw.column_names else None
+    records = []
+    for index, (text, prediction) in enumerate(zip(raw["text"], decoded, strict=True)):
+        record: dict[str, Any] = {"index": index, "text": text}
+        if pairs is not None:
+            record["text_pair"] = pairs[index]
+        record.update(prediction)
+        if gold is not None:
+            record["gold"] = gold[index]
+        records.append(record)
+    write_jsonl(os.path.join(output_dir, "predictions.jsonl"), records)
+    prediction_key = {REGRESSION: "value", MULTI: "labels"}.get(data_args.problem_type, "label")
+    header = ["index", "text"] + (["text_pair"] if pairs is not None else []) + ["prediction", "probabilities"]
+    header += ["gold"] if gold is not None else []
+    with atomic_write(os.path.join(output_dir, "predictions.tsv")) as stream:
+        stream.write("\t".join(header) + "\n")
+        for record in records:
+            cells = [record["index"], record["text"]] + ([record["text_pair"]] if pairs is not None else [])
+            cells += [record[prediction_key], record.get("probabilities", "")]
+            cells += [record["gold"]] if gold is not None else []
+            stream.write("\t".join(tsv_cell(c) for c in cells) + "\n")
+    written = ["predictions.jsonl", "predictions.tsv"]
+    if gold is not None and data_args.problem_type == SINGLE:
+        label2id = labels.label2id
+        matrix = confusion([label2id[g] for g in gold], [label2id[d["label"]] for d in decoded], len(labels))
+        written += write_confusion_matrix(output_dir, matrix, labels.names)
+    return written
+
+
+def tsv_cell(value: Any) -> str:
+    """Lists and dicts as JSON; tabs and line breaks in text replaced, so one row stays one line."""
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False)
+    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def classification_card_details(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments
+                                ) -> list[str]:
+    """Model-card lines: problem type, class weights actually used, truncation."""
+    weights = resolve_class_weights(raw, labels, data_args)
+    lines = ["## Method", "", f"- Problem type: {data_args.problem_type}."]
+    if "text_pair" in raw[next(iter(raw))].column_names:
+        lines.append("- Inputs are sentence pairs (encoded as pairs, with token type ids).")
+    if weights:
+        lines.append("- Class weights in the loss: " + ", ".join(f"{n}={w:.4g}" for n, w in zip(labels.names,
+                                                                                              weights)) + ".")
+    if data_args.problem_type == MULTI:
+        lines.append(f"- A label is predicted when its probability exceeds {data_args.threshold}.")
+    lines.append(f"- Texts longer than {data_args.max_seq_length} tokens are cut on the {data_args.truncation_side}.")
+    return lines + few_shot_card_lines(raw, data_args)
+
+
+def few_shot_card_lines(raw: DatasetDict, data_args: ClassificationDataArguments) -> list[str]:
+    """How a zero-shot or few-shot model was made (the card's hyperparameters describe only the train stage)."""
+    if data_args.zero_shot:
+        source = data_args.label_descriptions or "the label names"
+        return [f"- Zero-shot, no training: each text gets the label whose description ({source}; saved in "
+                "config.json as `label_descriptions`) has the most similar mean-pooled embedding (cosine)."]
+    if not data_args.few_shot_k:
+        return []
+    lines = [f"- Few-shot: {data_args.few_shot_k} training examples per label ({len(raw['train'])} in all), sampled "
+             f"with seed {data_args.few_shot_seed}; the rows are listed in few_shot_sample.json."]
+    if data_args.contrastive:
+        lines.append(f"- Contrastive (SetFit-style): the encoder was trained on same/different-label pairs "
+                     f"({data_args.few_shot_iterations} rounds, cosine-similarity loss on mean-pooled embeddings, "
+                     f"lr {data_args.few_shot_learning_rate}), then a logistic-regression head was fitted; the train "
+                     "stage trained only the head.")
+    return lines
+

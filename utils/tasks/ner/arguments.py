@@ -1,0 +1,57 @@
+"""NER's data options: the transformers example's names, plus windows, document context and scoring."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from utils.core.arguments import DataArguments
+from utils.core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class NerDataArguments(DataArguments):
+    """NER-specific data options (column names follow the transformers example)."""
+
+    text_column_name: str | None = field(default=None, metadata={"help": "Column of word lists (default: tokens)."})
+    tag_column: int = field(default=-1, metadata={"help": "CoNLL files: column holding the tag (default: last)."})
+    document_column_name: str = field(
+        default="document_id", metadata={"help": "Column holding document ids (tables); CoNLL uses -DOCSTART-."}
+    )
+    label_all_tokens: bool = field(
+        default=False,
+        metadata={"help": "Train on every subword (continuations of a B-X word get I-X), not only on the first. "
+                  "Scoring is always per word."},
+    )
+    return_entity_level_metrics: bool = field(
+        default=False, metadata={"help": "Report P/R/F1/support per entity type in the metrics, not only the report."}
+    )
+    stride: int = field(
+        default=32, metadata={"help": "Tokens shared by consecutive windows of a sentence longer than max_seq_length."}
+    )
+    unknown_labels: str = field(
+        default="error",
+        metadata={"help": "A validation/test tag never seen in training: 'error', or 'O' to map it to O.",
+                  "choices": ["error", "O"]},
+    )
+    seqeval_mode: str = field(
+        default="conlleval",
+        metadata={"help": "'conlleval' (lenient, like conlleval.pl) or 'strict' (exact --seqeval_scheme spans).",
+                  "choices": ["conlleval", "strict"]},
+    )
+    seqeval_scheme: str = field(default="IOB2", metadata={"help": "Scheme for strict mode.",
+                                                          "choices": ["IOB2", "IOBES"]})
+    context_size: int = field(
+        default=0,
+        metadata={"help": "Document context (FLERT): up to N subword tokens of the neighbouring sentences of the same "
+                  "document on each side of a sentence, never labelled or scored; documents come from -DOCSTART- "
+                  "(CoNLL) or --document_column_name. 0: off. Saved in the model config, where predict.py finds it."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.context_size < 0:
+            raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {self.context_size}.")
+

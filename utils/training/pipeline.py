@@ -1,0 +1,235 @@
+"""The shared recipe: parse -> load data -> labels -> tokenizer/model -> encode -> Trainer -> stages -> outputs.
+
+Each entry script hands in its `Task`; nothing here knows about entities or classes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import transformers
+from datasets import Dataset
+from transformers import TrainerCallback, set_seed
+
+from utils.core.arguments import FinetuneTrainingArguments, ModelArguments
+from utils.core.data import SPLIT_FILES, split_source
+from utils.core.errors import ConfigError
+from utils.core.modeling import load_config, load_model, load_tokenizer
+from utils.core.parsing import parse_args, read_config_file
+from utils.core.task import PROJECT_ROOT, Task
+from utils.training.checkpoints import check_output_dir
+from utils.training.hub import push_output_dir
+from utils.training.reporting import (
+    base_model_id,
+    redact_command,
+    results_table,
+    write_model_card,
+    write_reports,
+    write_training_curves,
+)
+from utils.training.stages import COMMON_TRAINING_DEFAULTS, decide_stages, run_stages, settle_training_args
+from utils.training.trainer import build_trainer, log_hparams
+from utils.training.tuning import (
+    PARTIAL_TRAINING_LR,
+    describe_training,
+    is_peft_model,
+    parameter_counts,
+    prepare_model,
+    save_adapter_outputs,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Hyperparameters worth a line in the model card.
+CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+                        "num_train_epochs", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim", "seed",
+                        "bf16", "fp16")
+
+
+def setup_logging(args: FinetuneTrainingArguments) -> None:
+    """Our messages at INFO on the main process (warnings elsewhere); the libraries at WARNING unless --log_level
+    asks for more."""
+    ours = logging.INFO if args.should_log else logging.WARNING
+    libraries = args.get_process_log_level() if args.log_level != "passive" else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)], level=logging.WARNING, force=True)
+    logging.getLogger("utils").setLevel(ours)
+    datasets.utils.logging.set_verbosity(libraries)
+    transformers.utils.logging.set_verbosity(libraries)
+
+
+def has_data(data_args) -> bool:
+    return bool(data_args.dataset_name or any(getattr(data_args, arg) for arg in SPLIT_FILES.values()))
+
+
+def sample_defaults(task: Task) -> dict[str, Any]:
+    """The task's sample recipe as defaults, its data paths taken relative to the project, not the working dir."""
+    config = read_config_file(task.sample_config)
+    for arg in SPLIT_FILES.values():
+        if arg in config:
+            config[arg] = str(PROJECT_ROOT / config[arg])
+    return config
+
+
+def sorted_by_length(features: Dataset) -> Dataset:
+    """Evaluation features longest first, so each batch pads little (decoding maps rows back by example_index)."""
+    lengths = [len(ids) for ids in features["input_ids"]]
+    return features.select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a finished job hands back: every metric (all_results.json) and the training arguments it ran with."""
+
+    results: dict[str, Any]
+    args: FinetuneTrainingArguments
+
+
+def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Run one fine-tuning job end to end; returns every metric (the content of all_results.json).
+
+    `callbacks` are extra `TrainerCallback`s (the benchmarks use one to count padding)."""
+    return run_job(task, argv, callbacks).results
+
+
+def run_job(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> JobOutcome:
+    """`run`, also returning the settled training arguments (the hyper-parameter search reads the metric chosen)."""
+    types = (ModelArguments, task.data_arguments, FinetuneTrainingArguments)
+    defaults = {**COMMON_TRAINING_DEFAULTS, **task.training_defaults}
+    (model_args, data_args, training_args), given = parse_args(types, argv, defaults)
+    if not has_data(data_args):  # zero-argument run: the shipped sample and its recipe, anything given still wins
+        (model_args, data_args, training_args), given = parse_args(types, argv, {**defaults, **sample_defaults(task)})
+    setup_logging(training_args)
+    if training_args.hp_search_trials:
+        from utils.training.hp_search import search
+
+        known = {field.name for kind in types for field in dataclasses.fields(kind)}
+        return search(list(sys.argv[1:] if argv is None else argv), model_args, training_args, known,
+                      lambda job_argv: run_job(task, job_argv, callbacks))
+    training_args = partial_training_lr(model_args, training_args, given)
+    if "train_file" not in given and data_args.train_file and data_args.train_file.startswith(str(PROJECT_ROOT)):
+        logger.info("No data given: running the %s sample recipe %s.", task.name, task.sample_config)
+    set_seed(training_args.seed)
+
+    config = load_config(model_args)
+    with training_args.main_process_first(desc="loading data"):
+        raw = task.load(data_args, model_args)
+    writes_model = getattr(data_args, "model_without_training", False)  # zero-shot: a model, but no training
+    if writes_model and "do_train" in given and training_args.do_train:
+        raise ConfigError("--zero_shot does not train: drop --do_train (or use --few_shot_k K to train on K "
+                          "examples per label).")
+    stages = decide_stages(training_args, given, set(raw))
+    training_args = settle_training_args(training_args, stages, set(raw), given, task.best_metric(raw, data_args))
+    with training_args.main_process_first(desc="checking output_dir"):
+        check_output_dir(training_args, stages.train or writes_model)
+
+    labels = task.build_labels(raw, data_args, without_labels(config) if model_args.reinit_head else config)
+    raw = task.check_labels(raw, labels, data_args)
+    tokenizer = load_tokenizer(model_args, **task.tokenizer_kwargs(config))
+    overrides = task.model_overrides(raw, labels, data_args)
+    if task.build_model is not None:
+        model = task.build_model(model_args, labels, config, raw, data_args, training_args, tokenizer, overrides)
+    else:
+        model = load_model(model_args, task.auto_model, labels, config, **overrides)
+    model = prepare_model(model, model_args, task.pipeline_tag)
+    counts = parameter_counts(model)
+    logger.info("Trainable parameters: %s of %s (%.2f%%)", f"{counts['trainable_parameters']:,}",
+                f"{counts['total_parameters']:,}", counts["trainable_percent"])
+    with training_args.main_process_first(desc="tokenizing"):
+        features = {split: task.encode(raw[split], tokenizer, labels, data_args) for split in raw}
+    if training_args.sort_eval_by_length:
+        features.update({split: sorted_by_length(features[split]) for split in ("validation", "test") if split in raw})
+
+    hub = HubTarget.take_from(training_args)  # pushed once at the end, not by Trainer mid-run
+    training_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None)
+    logger.info("World size %d (%s) on %s", training_args.world_size, training_args.parallel_mode.value,
+                training_args.device)
+    reduce_logits = task.reduce_logits if training_args.argmax_in_metrics else None
+    trainer = build_trainer(model, tokenizer, training_args, features, task.collator(tokenizer, data_args),
+                            reduce_logits, task.loss(raw, labels, data_args, training_args), callbacks)
+    trainer.run_results.update(counts)  # into all_results.json with the metrics
+    results, reports, written = run_stages(trainer, task, stages, raw, features, labels, data_args)
+    results = {**counts, **results}
+    if stages.train and is_peft_model(model) and trainer.is_world_process_zero():
+        save_adapter_outputs(trainer.model, training_args.output_dir, model_args.merge_adapter)
+    if trainer.is_world_process_zero():
+        finish_outputs(task, trainer, model_args, data_args, raw, labels, results, reports, written, argv, hub)
+    return JobOutcome(results, training_args)
+
+
+def partial_training_lr(model_args: ModelArguments, args: FinetuneTrainingArguments, given: set[str]
+                        ) -> FinetuneTrainingArguments:
+    """Adapters and linear probes learn at a higher rate than full fine-tuning; used unless --learning_rate is set."""
+    if "learning_rate" in given:
+        return args
+    for flag, rate in PARTIAL_TRAINING_LR.items():
+        if getattr(model_args, flag):
+            logger.info("--%s without --learning_rate: learning rate %g.", flag, rate)
+            return dataclasses.replace(args, learning_rate=rate)
+    return args
+
+
+def without_labels(config):
+    """A copy of the model config that names no labels, so the label space comes from the data (--reinit_head)."""
+    config = copy.deepcopy(config)
+    config.id2label = {i: f"LABEL_{i}" for i in range(config.num_labels)}
+    config.label2id = {name: i for i, name in config.id2label.items()}
+    return config
+
+
+@dataclass(frozen=True)
+class HubTarget:
+    """Where (and whether) to push the finished output directory."""
+
+    push: bool
+    repo_id: str | None
+    private: bool | None
+    token: str | None
+
+    @classmethod
+    def take_from(cls, args: FinetuneTrainingArguments) -> HubTarget:
+        return cls(args.push_to_hub, args.hub_model_id, args.hub_private_repo, args.hub_token)
+
+
+def finish_outputs(task: Task, trainer, model_args, data_args, raw, labels, results: dict[str, Any],
+                   reports: dict[str, str], written: list[str], argv: Sequence[str] | None, hub: HubTarget) -> None:
+    """Main process only: reports, training curves, TensorBoard hyperparameters, model card, results table, push."""
+    args = trainer.args
+    output_dir = args.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    main_metric = args.metric_for_best_model or "loss"
+    hyperparameters = {name: getattr(args, name) for name in CARD_HYPERPARAMETERS}
+    write_reports(output_dir, reports)
+    curves = write_training_curves(output_dir, trainer.state.log_history, main_metric)
+    log_hparams(trainer, hyperparameters, results)
+    write_model_card(
+        output_dir,
+        title=f"{os.path.basename(os.path.abspath(output_dir))} ({task.name})",
+        pipeline_tag=task.pipeline_tag,
+        base_model=base_model_id(model_args.model_name_or_path),
+        data_sources={split: split_source(data_args, split) for split in raw},
+        labels=labels.names,
+        hyperparameters=hyperparameters,
+        results=results,
+        main_metrics=[main_metric],
+        details=[*task.card_details(raw, labels, data_args), *describe_training(model_args, results)],
+        command=shlex.join(["python", f"run_{task.name}.py",
+                            *redact_command(sys.argv[1:] if argv is None else argv)]),
+        curves=curves,
+    )
+    table = results_table(results, [main_metric])
+    if table:
+        print(f"\nResults ({output_dir}):\n{table}")
+    if written:
+        print("Predictions: " + ", ".join(os.path.join(output_dir, name) for name in written))
+    if hub.push:
+        push_output_dir(output_dir, hub.repo_id, hub.private, hub.token)
