@@ -5,11 +5,11 @@
     python predict.py --model outputs/ner --input test.conll --output -          # pre-split words: + tokens, tags
     python predict.py --model outputs/classification --input reviews.jsonl --text_field review
 
-The task comes from the model's config. Inputs: one text per line, JSONL with a text field (or, for NER, a `tokens`
-list), or (NER) a CoNLL file, one output per sentence. Output lines follow the input, empty lines giving empty
-results. A model trained with --context_size sees the neighbouring sentences of the same document (CoNLL
-`-DOCSTART-` lines, a JSONL `document_id`) as in training. The same predictions from Python:
-`utils.serving.predictor.Predictor`.
+The task comes from the model's config (the architecture it was saved with), and decides what the model takes and
+gives (utils/tasks/*/predict.py). Inputs: one text per line, JSONL with a text field (or, for NER, a `tokens` list),
+or (NER) a CoNLL file, one output per sentence. Output lines follow the input, empty lines giving empty results. A
+model trained with --context_size sees the neighbouring sentences of the same document (CoNLL `-DOCSTART-` lines, a
+JSONL `document_id`) as in training. The same predictions from Python: `utils.serving.predictor.Predictor`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from pathlib import Path
 
 import transformers
 
-from utils.core.errors import DataError, FinetuneError
+from utils.core.errors import ConfigError, DataError, run_command
 from utils.core.files import write_jsonl
 from utils.core.parsing import parse_args
+from utils.core.validation import can_write_in, nearest_existing
 from utils.serving.inputs import INPUT_FORMATS, predict_examples, read_examples
+from utils.serving.onnx_backend import BACKENDS
 from utils.serving.predictor import Predictor
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ class PredictArguments:
     stride: int | None = field(
         default=None,
         metadata={"help": "NER: tokens shared by consecutive windows of a long text "
-                  "(default: min(32, half a window))."},
+                  "(default: run_ner.py's --stride default, at most half a window)."},
     )
     threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
     context_size: int | None = field(
@@ -69,6 +71,11 @@ class PredictArguments:
     )
     document_field: str = field(default="document_id", metadata={"help": "JSONL input: the field naming the "
                                                                 "document a line belongs to (NER document context)."})
+    backend: str = field(
+        default="auto", metadata={"help": "torch, onnx (the export's int8 graph if any, else fp32), onnx-fp32, "
+                                  "onnx-int8, or auto: the ONNX export (export.py) when the model directory holds "
+                                  "one, else torch.", "choices": list(BACKENDS)}
+    )
 
 
 @contextmanager
@@ -79,13 +86,34 @@ def readable_path(path: str) -> Iterator[str]:
             raise DataError("input file not found.", source=path)
         yield path
         return
+    stdin = getattr(sys.stdin, "buffer", None)
+    if stdin is None or sys.stdin.closed:
+        raise ConfigError("--input -: standard input is closed; pipe text in (echo ... | predict.py --input -) or "
+                          "give --input FILE.")
     with tempfile.TemporaryDirectory() as directory:
         spooled = os.path.join(directory, "stdin")
-        Path(spooled).write_bytes(sys.stdin.buffer.read())
+        try:
+            Path(spooled).write_bytes(stdin.read())
+        except OSError as err:
+            raise ConfigError(f"--input -: standard input cannot be read ({err.strerror}); give --input FILE."
+                              ) from None
         try:
             yield spooled
         except DataError as err:
             raise DataError(str(err).replace(spooled, "<stdin>")) from None
+
+
+def check_output(path: str) -> None:
+    """--output is a file this user can write (checked before the model loads, not after predicting)."""
+    if path == "-":
+        return
+    if os.path.isdir(path):
+        example = os.path.join(path, "predictions.jsonl")
+        raise ConfigError(f"--output {path} is a directory; name a file, e.g. {example}.")
+    directory = nearest_existing(os.path.dirname(os.path.abspath(path)))
+    if not can_write_in(directory):
+        raise ConfigError(f"--output {path}: the directory {directory} is not writable (read-only disk or no "
+                          "permission); choose another --output, or - for stdout.")
 
 
 def write_stdout(records: Iterable[dict]) -> None:
@@ -107,11 +135,12 @@ def main(argv: list[str] | None = None) -> dict:
                         stream=sys.stderr, level=logging.INFO)
     transformers.utils.logging.disable_progress_bar()
     started = time.perf_counter()
+    check_output(args.output)
     with readable_path(args.input) as path:
         predictor = Predictor.from_pretrained(args.model_name_or_path, device=args.device,
                                               batch_size=args.batch_size, max_seq_length=args.max_seq_length,
                                               stride=args.stride, threshold=args.threshold,
-                                              context_size=args.context_size)
+                                              context_size=args.context_size, backend=args.backend)
         examples = read_examples(path, args.input_format, args.text_field, predictor.task,
                                  name="<stdin>" if args.input == "-" else None, document_field=args.document_field)
     results = predict_examples(predictor, examples)
@@ -120,15 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         write_jsonl(args.output, results)
     seconds = time.perf_counter() - started
-    logger.info("%d %s predictions written to %s in %.1f s", len(examples), predictor.task,
+    logger.info("%d %s predictions written to %s in %.1f s", len(examples), predictor.task.name,
                 "stdout" if args.output == "-" else args.output, seconds)
-    return {"task": predictor.task, "records": len(examples), "output": args.output, "seconds": seconds}
+    return {"task": predictor.task.name, "records": len(examples), "output": args.output, "seconds": seconds}
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except FinetuneError as err:
-        sys.exit(f"error: {err}")
-    except BrokenPipeError:  # `predict.py ... | head`: the reader left, which is not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    run_command(main)

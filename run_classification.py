@@ -11,12 +11,11 @@ non-integer numbers: regression) unless --problem_type says otherwise.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from transformers import TrainerCallback
 
-from utils.core.errors import FinetuneError
+from utils.core.errors import run_command
 from utils.tasks.classification.task import CLASSIFICATION_TASK
 from utils.training.pipeline import run
 
@@ -28,7 +27,4 @@ def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = (
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except FinetuneError as err:
-        sys.exit(f"error: {err}")
+    run_command(main)

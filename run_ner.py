@@ -11,12 +11,11 @@ columns, or a Hub dataset. Long sentences are windowed, never truncated: every w
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from transformers import TrainerCallback
 
-from utils.core.errors import FinetuneError
+from utils.core.errors import run_command
 from utils.tasks.ner.task import NER_TASK
 from utils.training.pipeline import run
 
@@ -28,7 +27,4 @@ def main(argv: list[str] | None = None, callbacks: Sequence[TrainerCallback] = (
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except FinetuneError as err:
-        sys.exit(f"error: {err}")
+    run_command(main)

@@ -2,6 +2,8 @@
 
     python benchmarks/few_shot_curve.py                          # SST-2 and CoNLL topics, K = 8 16 64, 3 seeds
     python benchmarks/few_shot_curve.py --datasets conll_topic --ks 8 --seeds 0 --max_eval_samples 64   # smoke
+    python benchmarks/few_shot_curve.py --datasets sst2 --ks 16 --methods contrastive \
+        --results /tmp/few_shot_k16                                   # one point of the curve, kept apart
 
 Every run goes through `run_classification.main` (the real pipeline, in this one process); accuracy is SST-2 dev
 (`eval_accuracy`) or the CoNLL-topic test split (`predict_accuracy`); wall time is the whole run (loading, sampling,
@@ -46,6 +48,8 @@ COMMON = ["--report_to", "none", "--overwrite_output_dir", "--eval_strategy", "n
           "--logging_steps", "50", "--per_device_eval_batch_size", "128"]
 #: Fine-tuning on K examples per label: batch 8 and (by default) 10 epochs, so even 16 examples get 20 steps.
 FINETUNE = ["--few_shot_method", "finetune", "--per_device_train_batch_size", "8"]
+#: What --methods can choose: zero-shot, the two few-shot methods at each K, full fine-tuning.
+METHODS = ["zero-shot", "contrastive", "finetune", "full"]
 
 
 # ---------------------------------------------------------------- the datasets
@@ -135,7 +139,8 @@ def pooler_head_accuracy(run_dir: Path, dev_file: str, seed: int) -> dict[str, f
     from transformers import AutoTokenizer
 
     from utils.core.data import load_split_file
-    from utils.tasks.classification.sentence_embedding import SequenceClassifier, length_order_batches, mean_pool
+    from utils.core.ordering import length_batches
+    from utils.tasks.classification.sentence_embedding import SequenceClassifier, mean_pool
 
     model = SequenceClassifier.from_pretrained(str(run_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
@@ -148,7 +153,7 @@ def pooler_head_accuracy(run_dir: Path, dev_file: str, seed: int) -> dict[str, f
     def features(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         size = (len(texts), model.config.hidden_size)
         mean, pooled = np.zeros(size, np.float32), np.zeros(size, np.float32)
-        for batch in length_order_batches(texts, 64):
+        for batch in length_batches([len(text) for text in texts], 64):
             inputs = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=128,
                                return_tensors="pt")
             output = model.encoder(**inputs)
@@ -221,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", default=["sst2", "conll_topic"], choices=["sst2", "conll_topic"])
     parser.add_argument("--ks", nargs="+", type=int, default=[8, 16, 64])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS,
+                        help="Run only these (full: CoNLL topics' run, and reading the SST-2 one). A partial run "
+                        "belongs in its own --results, not over the full curve's.")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--max_pairs", type=int, default=640, help="Contrastive: pair cap (SetFit at K=8, 2 labels).")
     parser.add_argument("--budget_s", type=float, default=1500.0, help="Start no new run after this many seconds.")
@@ -249,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     skipped: list[str] = []
     settings = {"machine": f"{platform.machine()} CPU x{os.cpu_count()}", "date": time.strftime("%Y-%m-%d"),
                 "seeds": args.seeds, "iterations": args.iterations, "max_pairs": args.max_pairs,
-                "ks": args.ks, "finetune_epochs": args.finetune_epochs, "budget_s": args.budget_s,
+                "ks": args.ks, "methods": args.methods, "finetune_epochs": args.finetune_epochs,
+                "budget_s": args.budget_s,
                 "command": " ".join(["python", "benchmarks/few_shot_curve.py", *(argv or sys.argv[1:])])}
 
     def save() -> None:  # after every run, so a killed benchmark still leaves its numbers
@@ -271,11 +280,12 @@ def main(argv: list[str] | None = None) -> None:
         return record
 
     # most wanted first (the issue's question is SST-2 at K=16), so a run cut short by --budget_s still answers it
-    plan: list[tuple[str, str, Any, Any]] = [(dataset, "zero-shot", 0, "-") for dataset in data]
+    plan: list[tuple[str, str, Any, Any]] = [(d, "zero-shot", 0, "-") for d in data if "zero-shot" in args.methods]
+    few_shot = [method for method in ("contrastive", "finetune") if method in args.methods]
     for k in sorted(args.ks, key=lambda k: (k != 16, k)):
-        plan += [(d, m, k, s) for d in data for s in args.seeds for m in ("contrastive", "finetune")]
-        if k == min(args.ks) and "conll_topic" in data and not args.no_full:  # before the costly K=64
-            plan.append(("conll_topic", "full fine-tuning", "all", args.seeds[0]))
+        plan += [(d, m, k, s) for d in data for s in args.seeds for m in few_shot]
+        if k == min(args.ks) and "conll_topic" in data and "full" in args.methods and not args.no_full:
+            plan.append(("conll_topic", "full fine-tuning", "all", args.seeds[0]))  # before the costly K=64
     started = time.perf_counter()
     for dataset, method, k, seed in plan:
         if time.perf_counter() - started > args.budget_s:
@@ -295,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
                 run_dir = work / dataset / f"contrastive_k16_s{seed}"
                 pooler.append({"seed": seed, **pooler_head_accuracy(run_dir, spec["data"][3], seed)})
                 save()
-    if "sst2" in data:
+    if "sst2" in data and "full" in args.methods:
         full = sst2_full_run(Path(args.sst2_full_dir))
         if full is not None:
             records.append({**full, "dataset": "sst2", "split": "dev", "method": "full fine-tuning",

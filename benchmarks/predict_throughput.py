@@ -1,7 +1,10 @@
-"""Prediction speed: `Predictor` (utils/serving/predictor.py) against the transformers token-classification pipeline.
+"""Prediction speed: `Predictor` (utils/serving/predictor.py) against the transformers token-classification pipeline,
+and the ONNX Runtime backends of the same `Predictor` (export first: `export.py --model DIR --quantize int8`).
 
     python benchmarks/predict_throughput.py --model outputs/ner --conll ../shared/data/conll2003/test.txt \
         --sentences 3000 --output benchmarks/results/predict_throughput.json
+    python benchmarks/predict_throughput.py --model outputs/ner --systems predictor,onnx-fp32,onnx-int8 \
+        --output benchmarks/results/predict_throughput_onnx.json
 
 Both systems tag the same raw texts (the CoNLL sentences' words joined by single spaces) with the same model, each in
 a fresh process, so its peak RSS (`ru_maxrss`, which sees torch's allocations where tracemalloc does not) is its
@@ -11,6 +14,8 @@ whose (label, start, end) sets are equal. The pipeline's "simple" strategy group
 word whose continuation subwords get a B- tag (or another type) becomes several entity fragments. So agreement is
 also given over the comparable sentences: those the pipeline splits into our words (its pre-tokenizer separates
 every punctuation mark) and whose pipeline entities all start and end on word boundaries.
+The ONNX systems are compared with the PyTorch `Predictor` (`predictor`, always the torch backend): the fraction of
+sentences whose entities are equal.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SYSTEMS = ("predictor", "pipeline")
+SYSTEMS = ("predictor", "pipeline", "onnx-fp32", "onnx-int8")
+BACKENDS = {"predictor": "torch", "onnx-fp32": "onnx-fp32", "onnx-int8": "onnx-int8"}  # Predictor's backend
 WARMUP = 16  # sentences run once before timing: first calls pay for lazy initialisation
 
 
@@ -39,13 +45,13 @@ def peak_rss_mib() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def run_predictor(model: str, texts: list[str], device: str, batch_size: int, imported) -> tuple[list[list], float,
-                                                                                                    float]:
+def run_predictor(model: str, texts: list[str], device: str, batch_size: int, imported, backend: str = "torch"
+                  ) -> tuple[list[list], float, float]:
     from utils.serving.predictor import Predictor
 
     imported()
     start = time.perf_counter()
-    predictor = Predictor.from_pretrained(model, device=device, batch_size=batch_size)
+    predictor = Predictor.from_pretrained(model, device=device, batch_size=batch_size, backend=backend)
     loaded = time.perf_counter() - start
     predictor.predict(texts[:WARMUP])
     start = time.perf_counter()
@@ -84,8 +90,9 @@ def worker(args: argparse.Namespace) -> None:
     def imported() -> None:
         memory["imported"] = peak_rss_mib()
 
-    if args.worker == "predictor":
-        entities, loaded, seconds = run_predictor(args.model, texts, args.device, args.batch_size, imported)
+    if args.worker in BACKENDS:
+        entities, loaded, seconds = run_predictor(args.model, texts, args.device, args.batch_size, imported,
+                                                  BACKENDS[args.worker])
     else:
         entities, loaded, seconds = run_pipeline(args.model, texts, args.device, args.pipeline_batch_size,
                                                  args.pipeline_strategy, imported)
@@ -144,32 +151,45 @@ def compare(texts: list[str], ours: list[list], theirs: list[list], tokenizer) -
     }
 
 
+def system_name(system: str, report: dict) -> str:
+    if system == "pipeline":
+        return f"pipeline, aggregation_strategy={report['pipeline_strategy']}"
+    backend = "" if system == "predictor" else f", ONNX Runtime {system.removeprefix('onnx-')}"
+    return f"Predictor{backend} (batch {report['batch_size']})"
+
+
 def markdown(report: dict) -> str:
     runs = {run["system"]: run for run in report["runs"]}
-    speedup = runs["predictor"]["sentences_per_second"] / runs["pipeline"]["sentences_per_second"]
-    agreement = report["agreement"]
-    comparable = agreement["entity_agreement_comparable"]
+    first = next(iter(runs.values()))
     lines = [
         f"Model `{report['model']}`, {report['sentences']} sentences of `{report['conll']}` as raw text, "
-        f"device {report['device']}, {runs['predictor']['torch_threads']} torch threads.",
+        f"device {report['device']}, {first['torch_threads']} torch threads"
+        + (f", load average {report['load_average']:.2f} before the runs." if report.get("load_average") else "."),
         "",
-        "| system | sentences/s | predict s | load s | imports MiB | load + predict MiB | peak RSS MiB | entities |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | sentences/s | x PyTorch Predictor | predict s | load s | imports MiB | load + predict MiB | "
+        "peak RSS MiB | entities |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for system, name in (("predictor", f"Predictor (batch {report['batch_size']})"),
-                         ("pipeline", f"pipeline, aggregation_strategy={report['pipeline_strategy']}")):
-        run = runs[system]
-        lines.append(f"| {name} | {run['sentences_per_second']:.1f} | {run['seconds']:.2f} | "
-                     f"{run['load_seconds']:.2f} | {run['import_mib']:.0f} | {run['rss_growth_mib']:.0f} | "
-                     f"{run['peak_rss_mib']:.0f} | "
-                     f"{agreement['entities_' + system]} |")
-    lines += [
-        "",
-        f"Speed-up: {speedup:.2f}x. Same entities (label, start, end) in {agreement['entity_agreement']:.1%} of the "
-        f"sentences. {agreement['same_words_sentences']} sentences are split into the same words by both; in "
-        f"{agreement['comparable_sentences']} of them the pipeline also cuts no word into entity fragments, and "
-        + (f"{comparable:.1%} of those agree." if comparable is not None else "none are comparable."),
-    ]
+    base = runs.get("predictor", {}).get("sentences_per_second")
+    for system, run in runs.items():
+        ratio = f"{run['sentences_per_second'] / base:.2f}x" if base else "-"
+        lines.append(f"| {system_name(system, report)} | {run['sentences_per_second']:.1f} | {ratio} | "
+                     f"{run['seconds']:.2f} | {run['load_seconds']:.2f} | {run['import_mib']:.0f} | "
+                     f"{run['rss_growth_mib']:.0f} | {run['peak_rss_mib']:.0f} | {run['entity_count']} |")
+    agreement = report.get("agreement")
+    if agreement:
+        comparable = agreement["entity_agreement_comparable"]
+        lines += [
+            "",
+            f"Predictor against the pipeline: {report['speedup']:.2f}x. Same entities (label, start, end) in "
+            f"{agreement['entity_agreement']:.1%} of the sentences. {agreement['same_words_sentences']} sentences are "
+            f"split into the same words by both; in {agreement['comparable_sentences']} of them the pipeline also "
+            "cuts no word into entity fragments, and "
+            + (f"{comparable:.1%} of those agree." if comparable is not None else "none are comparable."),
+        ]
+    for system, same in report.get("backend_agreement", {}).items():
+        lines += ["", f"{system_name(system, report)}: the same entities as the PyTorch Predictor in {same:.2%} of "
+                  "the sentences."]
     return "\n".join(lines) + "\n"
 
 
@@ -183,7 +203,10 @@ def parse() -> argparse.Namespace:
                         help="Pipeline batch size (default: the pipeline's own, one text at a time).")
     parser.add_argument("--pipeline_strategy", default="simple", choices=["simple", "first", "average", "max"],
                         help="The pipeline's aggregation_strategy; 'first' is word-level, like Predictor.")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto, for both systems.")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto, for every system.")
+    parser.add_argument("--systems", default="predictor,pipeline",
+                        help=f"Comma-separated, run in this order, each in a fresh process: {', '.join(SYSTEMS)}. "
+                        "predictor is the PyTorch backend; onnx-* need `export.py --model DIR [--quantize int8]`.")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "predict_throughput.json")
     parser.add_argument("--markdown", type=Path, default=None, help="Markdown table (default: --output as .md).")
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
@@ -207,21 +230,35 @@ def main() -> None:
     except FinetuneError as err:
         sys.exit(f"error: {err}")
     texts = [" ".join(tokens) for tokens in sentences]
+    systems = [system.strip() for system in args.systems.split(",") if system.strip()]
+    unknown = [system for system in systems if system not in SYSTEMS]
+    if unknown or not systems:
+        sys.exit(f"error: --systems {args.systems}: use some of {', '.join(SYSTEMS)}.")
+    load_average = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as workdir:
         texts_path = os.path.join(workdir, "texts.json")
         Path(texts_path).write_text(json.dumps(texts), encoding="utf-8")
         runs = []
-        for system in SYSTEMS:
+        for system in systems:
             print(f"{system} ...", flush=True)
             runs.append(run_worker(system, args, texts_path, workdir))
-    agreement = compare(texts, runs[0]["entities"], runs[1]["entities"], AutoTokenizer.from_pretrained(args.model))
+    entities = {run["system"]: run.pop("entities") for run in runs}
     for run in runs:
-        del run["entities"]
+        run["entity_count"] = sum(len(sentence) for sentence in entities[run["system"]])
     report = {"model": args.model, "conll": args.conll, "sentences": len(texts), "device": args.device,
               "batch_size": args.batch_size, "pipeline_batch_size": args.pipeline_batch_size,
-              "pipeline_strategy": args.pipeline_strategy,
-              "speedup": runs[0]["sentences_per_second"] / runs[1]["sentences_per_second"], "runs": runs,
-              "agreement": agreement, "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
+              "pipeline_strategy": args.pipeline_strategy, "load_average": load_average, "runs": runs,
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
+    if "predictor" in entities and "pipeline" in entities:
+        report["agreement"] = compare(texts, entities["predictor"], entities["pipeline"],
+                                      AutoTokenizer.from_pretrained(args.model))
+        report["speedup"] = (runs[systems.index("predictor")]["sentences_per_second"]
+                             / runs[systems.index("pipeline")]["sentences_per_second"])
+    if "predictor" in entities:
+        report["backend_agreement"] = {
+            system: sum({tuple(e) for e in a} == {tuple(e) for e in b}
+                        for a, b in zip(entities[system], entities["predictor"])) / len(texts)
+            for system in systems if system.startswith("onnx-")}
     write_json(args.output, report)
     table = markdown(report)
     markdown_path = args.markdown or args.output.with_suffix(".md")

@@ -1,4 +1,5 @@
-"""Shared fixtures: offline mode, a tiny random BERT with the embedded tokenizer, paths to data."""
+"""Shared fixtures: offline mode, Hypothesis profiles, a tiny random BERT with the embedded tokenizer, paths to
+data."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
+from hypothesis import settings
+
+# CI (which sets CI=true) explores the same examples every run and prints how to reproduce a failure; developers get
+# fresh random examples each run. HYPOTHESIS_PROFILE=ci|dev chooses either one explicitly.
+settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None, database=None)
+settings.register_profile("dev", derandomize=False, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.tasks.ner.alignment import IGNORE, NO_WORD, align_labels, gather_word_predictions, plan_windows
+from utils.core.losses import IGNORE_INDEX
+from utils.tasks.ner.alignment import NO_WORD, align_labels, gather_word_predictions, plan_windows
 
 
 def word_ids_from_pieces(pieces: list[int]) -> list[int]:
@@ -66,7 +67,7 @@ def test_continuation_pieces_follow_label_all_tokens(sentence):
             for offset, label in enumerate(window.labels):
                 token = window.start + offset
                 first = token == 0 or word_ids[token - 1] != word_ids[token]
-                if label != IGNORE:
+                if label != IGNORE_INDEX:
                     total_labelled[label_all] += 1
                     expected = labels[word_ids[token]] if first else mapping[labels[word_ids[token]]]
                     assert label == expected
@@ -92,7 +93,7 @@ def test_gather_reassembles_predictions_per_word(batch):
 
 def test_unlabelled_sentences_still_know_their_words():
     windows = align_labels([0, 0, 1, 2], None, 2, 0)
-    assert all(label == IGNORE for w in windows for label in w.labels)
+    assert all(label == IGNORE_INDEX for w in windows for label in w.labels)
     assert [w.word_index for w in windows] == [[0, NO_WORD], [1, 2]]
 
 

@@ -95,7 +95,10 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
     bucketed = trainer(True)
     assert bucketed.items_per_example == pytest.approx(6 / 3)
     assert float(bucketed._get_num_items_in_batch(short_batch, torch.device("cpu"))) == pytest.approx(4.0)
-    assert isinstance(bucketed._get_train_sampler(), BucketedSampler)
+    sampler = bucketed._get_train_sampler()
+    assert isinstance(sampler, BucketedSampler)
+    assert (sampler.lengths, sampler.batch_size, sampler.pool_batches, sampler.seed) == (
+        [3, 5, 4], 2, bucketed.args.bucket_pool_batches, bucketed.args.seed)
     assert int(trainer(False)._get_num_items_in_batch(short_batch, torch.device("cpu"))) == 2
 
 

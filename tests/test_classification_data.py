@@ -15,11 +15,11 @@ from utils.tasks.classification.data import load_classification_data
 from utils.tasks.classification.encoding import encode_classification
 from utils.tasks.classification.labels import build_classification_labels, check_classification_labels
 from utils.tasks.classification.model import classification_loss, resolve_class_weights
+from utils.tasks.classification.task import CLASSIFICATION_TASK
 
 
 def load(**kwargs):
-    args = ClassificationDataArguments(**kwargs)
-    return load_classification_data(args, ModelArguments()), args
+    return load_classification_data(ClassificationDataArguments(**kwargs), ModelArguments())
 
 
 def jsonl(rows):
@@ -119,14 +119,19 @@ def test_pairs_get_token_types_and_truncation_side_is_honoured(write_file):
     raw, args = load(train_file=write_file("t.csv", "sentence1,sentence2,label\nhello there,general kenobi,a\n"))
     labels = build_classification_labels(raw, args, None)
     features = encode_classification(raw["train"], tokenizer, labels, args)
-    assert set(features[0]["token_type_ids"]) == {0, 1}
+    pair = tokenizer("hello there", "general kenobi")  # the tokenizer's own pair encoding: [CLS] a [SEP] b [SEP]
+    assert features[0]["input_ids"] == pair["input_ids"]
+    assert features[0]["token_type_ids"] == pair["token_type_ids"] == [0] * 4 + [1] * (len(pair["input_ids"]) - 4)
     long_text = " ".join(f"w{i}" for i in range(40)) + " final"
     raw, args = load(train_file=write_file("l.csv", f"text,label\n{long_text},a\nshort,b\n"), max_seq_length=8,
                      truncation_side="left")
-    features = encode_classification(raw["train"], tokenizer, build_classification_labels(raw, args, None), args)
-    assert features["truncated"] == [True, False]
+    # the side is the tokenizer's setting, given when the task loads it (and saved with it for predict.py)
+    left = load_tokenizer(ModelArguments(), **CLASSIFICATION_TASK.tokenizer_kwargs(None, args))
+    features = encode_classification(raw["train"], left, build_classification_labels(raw, args, None), args)
+    assert features["truncated"] == [True, False] and left.truncation_side == "left"
     assert len(features[0]["input_ids"]) == 8
     assert tokenizer.decode(features[0]["input_ids"], skip_special_tokens=True).endswith("final")
+    assert tokenizer.truncation_side == "right"  # encoding changed nothing on the tokenizer it was given
 
 
 def test_class_weights_auto_manual_and_loss(write_file):

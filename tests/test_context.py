@@ -14,9 +14,10 @@ from tests.conftest import ROOT
 from utils.core.conll import read_conll
 from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
+from utils.core.losses import IGNORE_INDEX
 from utils.serving.inputs import Example, chunk_ends, predict_examples, read_examples
 from utils.serving.predictor import Predictor
-from utils.tasks.ner.alignment import IGNORE, NO_WORD, context_budget, document_context
+from utils.tasks.ner.alignment import NO_WORD, context_budget, document_context
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.encoding import LEFT_CONTEXT, RIGHT_CONTEXT, context_columns, encode_ner
 
@@ -109,7 +110,7 @@ def test_no_label_ever_lands_on_a_context_token(tokenizer):
         start = next(s for s in starts if row["labels"][s : s + len(own)] == without["labels"][1:-1])
         end = start + len(own)
         for position in [*range(start), *range(end, len(row["input_ids"]))]:
-            assert row["labels"][position] == IGNORE and row["word_index"][position] == NO_WORD
+            assert row["labels"][position] == IGNORE_INDEX and row["word_index"][position] == NO_WORD
         assert row["word_index"][start:end] == without["word_index"][1:-1]
 
 
@@ -117,9 +118,11 @@ def test_first_last_and_lone_sentences_of_a_document(tokenizer):
     plain, context = encoded(tokenizer, 0), encoded(tokenizer, 16)
     first, middle, last, lone = (context[i]["input_ids"] for i in range(4))
     own = [row["input_ids"] for row in plain]
-    assert first[: len(own[0]) - 1] == own[0][:-1] and len(first) > len(own[0])  # no left context, some right
-    assert last[-(len(own[2]) - 1) :] == own[2][1:] and len(last) > len(own[2])  # no right context, some left
-    assert len(middle) > len(own[1])
+    # document 0 is 10 tokens, well inside 16 a side: each of its sentences sees the others whole, so each is
+    # encoded as [CLS] + the whole document + [SEP] (the first with right context only, the last with left only)
+    document = [token for ids in own[:3] for token in ids[1:-1]]
+    assert len(document) == 10
+    assert first == middle == last == own[0][:1] + document + own[0][-1:]
     assert lone == own[3]  # a document of one sentence is encoded as without context
 
 
@@ -199,7 +202,11 @@ def test_jsonl_document_ids_and_chunks_that_keep_documents_whole(context_model, 
     assert [e.document for e in examples] == ["7", "7", None]
     predictor = Predictor.from_pretrained(str(context_model), device="cpu")
     results = list(predict_examples(predictor, examples))
-    assert [len(r["tags"]) for r in results[:1]] == [2] and len(results) == 3
+    assert [r["text"] for r in results] == ["Ada sang", "Bob too.", "Carl left."]
+    assert results[0]["tokens"] == ["Ada", "sang"] and len(results[0]["tags"]) == 2
+    # every entity is the span its offsets name: words of a token list, characters of a text
+    assert all(e["text"] == (" ".join(r["tokens"][e["start"]:e["end"]]) if "tokens" in r else
+                             r["text"][e["start"]:e["end"]]) for r in results for e in r["entities"])
     documents = [Example(document=d) for d in ["a", "a", "a", "b", None, None, "c"]]
     assert list(chunk_ends(documents, 2, whole_documents=True)) == [3, 5, 7]
     assert list(chunk_ends(documents, 2, whole_documents=False)) == [2, 4, 6, 7]

@@ -1,12 +1,19 @@
 """Zero-shot and few-shot classification: K-per-label sampling, contrastive pairs, the head, end-to-end runs."""
 
 import json
+import math
+import os
+import shutil
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.torch import load_file
 from transformers import pipeline
 
 import predict
@@ -14,7 +21,14 @@ import run_classification
 from tests.conftest import ROOT
 from utils.core.errors import ConfigError, DataError
 from utils.serving.predictor import Predictor
-from utils.tasks.classification.few_shot import contrastive_pairs, head_from_logistic_regression, sample_k_per_label
+from utils.tasks.classification.few_shot import (
+    CONTRASTIVE_DIR,
+    contrastive_pairs,
+    contrastive_steps,
+    contrastive_training_args,
+    head_from_logistic_regression,
+    sample_k_per_label,
+)
 
 SENTIMENT = ROOT / "data" / "classification" / "sentiment"
 FAST = ["--report_to", "none", "--logging_steps", "5", "--per_device_train_batch_size", "8"]
@@ -194,6 +208,103 @@ def test_contrastive_few_shot_run_saves_reloads_and_predicts(tiny_model, tmp_pat
     assert "predict_accuracy" in again
 
 
+def scalar_events(runs) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) of every scalar in the TensorBoard event files under `runs`, by tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found: dict[str, list[tuple[int, float]]] = {}
+    for events in sorted(runs.rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            found.setdefault(tag, []).extend((event.step, event.value) for event in accumulator.Scalars(tag))
+    return {tag: sorted(values) for tag, values in found.items()}
+
+
+def test_contrastive_phase_trains_through_trainer_and_logs_to_tensorboard(tiny_model, tmp_path):
+    """K=4 of 2 labels, 3 rounds: 48 pairs; batches of 10 make 5 steps an epoch, 2 epochs 10 steps (warmup 1)."""
+    out = tmp_path / "tb"
+    few_shot_run(tiny_model, out, "--few_shot_k", "4", "--few_shot_iterations", "3", "--few_shot_batch_size", "10",
+                 "--few_shot_epochs", "2", "--few_shot_learning_rate", "1e-3", "--few_shot_seed", "3",
+                 "--report_to", "tensorboard", "--logging_steps", "1")
+    sample = json.loads((out / "few_shot_sample.json").read_text())
+    assert sample["contrastive_pairs"] == 48 and sample["contrastive_steps"] == math.ceil(48 / 10) * 2 == 10
+    phase = out / CONTRASTIVE_DIR
+    assert [path.name for path in phase.iterdir()] == ["runs"]  # logs only: no checkpoints, no results
+    scalars = scalar_events(phase / "runs")
+    steps = list(range(1, 11))
+    assert [step for step, _ in scalars["train/loss"]] == steps  # one loss per optimizer step: Trainer's logging
+    # one warmup step (int(0.1 * 10)) at rate 0, then linear decay: step s takes 1e-3 * (11 - s) / 9
+    rates = [rate for _, rate in scalars["train/learning_rate"]]
+    assert rates == pytest.approx([0.0] + [1e-3 * (11 - s) / 9 for s in steps[1:]], rel=1e-6)
+    losses = [loss for _, loss in scalars["train/loss"]]
+    assert sample["contrastive_final_loss"] == pytest.approx(losses[-1], rel=1e-5)  # the last 10% is one step
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert scalars["train/loss"] != scalar_events(out / "runs").get("train/loss")  # the train stage logs apart
+
+
+def test_contrastive_training_args_keep_the_runs_setup_and_set_the_phases_own(tmp_path):
+    from utils.core.arguments import FinetuneTrainingArguments
+    from utils.tasks.classification.arguments import ClassificationDataArguments
+
+    run = FinetuneTrainingArguments(
+        output_dir=str(tmp_path), report_to=["tensorboard"], logging_steps=7, logging_first_step=True, seed=1,
+        learning_rate=5e-5, weight_decay=0.3, max_grad_norm=1.0, gradient_accumulation_steps=4, warmup_steps=0.5,
+        per_device_train_batch_size=32, num_train_epochs=3, eval_strategy="epoch", save_strategy="epoch",
+        load_best_model_at_end=True, metric_for_best_model="accuracy", early_stopping_patience=2,
+        label_smoothing_factor=0.1, optim="adafactor", lr_scheduler_type="cosine", dataloader_drop_last=True)
+    data = ClassificationDataArguments(few_shot_k=8, few_shot_batch_size=12, few_shot_epochs=2,
+                                       few_shot_learning_rate=3e-5)
+    args = contrastive_training_args(run, data, steps=contrastive_steps(100, 12, 2), seed=9)
+    assert contrastive_steps(100, 12, 2) == 18 and contrastive_steps(100, 12, 2, world_size=2) == 10
+    assert args.output_dir == os.path.join(str(tmp_path), CONTRASTIVE_DIR)
+    kept = ("report_to", "logging_steps", "logging_first_step", "use_cpu", "bf16", "fp16", "world_size",
+            "local_rank", "disable_tqdm")
+    assert {name: getattr(args, name) for name in kept} == {name: getattr(run, name) for name in kept}
+    assert (args.per_device_train_batch_size, args.num_train_epochs, args.learning_rate, args.seed) == (12, 2, 3e-5, 9)
+    assert (args.optim, args.weight_decay, args.lr_scheduler_type, args.warmup_steps, args.max_grad_norm) == (
+        "adamw_torch", 0.01, "linear", 1, 0.0)
+    assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (0.9, 0.999, 1e-8)  # torch AdamW's own
+    assert (args.gradient_accumulation_steps, args.label_smoothing_factor, args.dataloader_drop_last) == (
+        1, 0.0, False)
+    assert (args.save_strategy, args.eval_strategy, args.load_best_model_at_end) == ("no", "no", False)
+    assert args.early_stopping_patience is None and args.data_seed is None and not args.remove_unused_columns
+
+
+DDP_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": "1"}
+
+
+def test_contrastive_phase_in_two_processes_equals_one_with_the_same_global_batch(tiny_model, tmp_path):
+    """Real DDP (gloo, configs/accelerate/cpu_ddp.yaml): 32 pairs, 4 per process and step, are the steps of 8 pairs
+    one process takes: half the steps of 4, the same losses and the same tuned encoder."""
+    common = ["--model", tiny_model, "--train_file", str(SENTIMENT / "train.tsv"), "--validation_file",
+              str(SENTIMENT / "validation.tsv"), "--few_shot_k", "4", "--few_shot_iterations", "2",
+              "--few_shot_learning_rate", "1e-3", "--num_train_epochs", "1", "--report_to", "none",
+              "--eval_strategy", "no", "--save_strategy", "no"]
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
+    launches = {"ddp": [accelerate, "launch", "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_ddp.yaml"),
+                        str(ROOT / "run_classification.py"), *common, "--few_shot_batch_size", "4"],
+                "one": [sys.executable, str(ROOT / "run_classification.py"), *common, "--few_shot_batch_size", "8"]}
+    logs, samples, encoders = {}, {}, {}
+    for name, command in launches.items():
+        proc = subprocess.run([*command, "--output_dir", str(tmp_path / name)], cwd=ROOT, env=DDP_ENV,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        logs[name] = proc.stdout + proc.stderr
+        samples[name] = json.loads((tmp_path / name / "few_shot_sample.json").read_text())
+        weights = load_file(tmp_path / name / "model.safetensors")
+        encoders[name] = {key: value for key, value in weights.items() if key.startswith("encoder.")}
+    assert "World size 2 (distributed)" in logs["ddp"] and "World size 1" in logs["one"]
+    ddp, one = samples["ddp"], samples["one"]
+    assert ddp["contrastive_pairs"] == one["contrastive_pairs"] == 32
+    assert ddp["contrastive_steps"] == one["contrastive_steps"] == contrastive_steps(32, 4, 1, world_size=2) == 4
+    assert ddp["contrastive_final_loss"] == pytest.approx(one["contrastive_final_loss"], rel=1e-4)
+    assert encoders["ddp"].keys() == encoders["one"].keys() and len(encoders["one"]) > 20  # frozen after the phase
+    for key, value in encoders["one"].items():
+        assert torch.allclose(encoders["ddp"][key], value, atol=1e-5), key
+
+
 def test_finetune_few_shot_trains_the_ordinary_model_on_exactly_k_per_label(tiny_model, tmp_path):
     out = tmp_path / "finetune"
     results = few_shot_run(tiny_model, out, "--few_shot_k", "3", "--few_shot_method", "finetune")
@@ -222,11 +333,11 @@ def test_zero_shot_labels_come_from_descriptions_then_train_labels_and_train_is_
         return DatasetDict(train=Dataset.from_dict({"text": ["a", "b"], "label": ["2", "10"], "location": ["", ""]}),
                            test=Dataset.from_dict({"text": ["c"], "label": ["2"], "location": [""]}))
 
-    args = zero_shot_args()
-    assert set(select_training_data(raw(), args)) == {"test"} and args.label_names == ["2", "10"]
+    given = zero_shot_args()
+    selected, args = select_training_data(raw(), given)
+    assert set(selected) == {"test"} and args.label_names == ["2", "10"] and given.label_names is None
     described = zero_shot_args(label_descriptions=write_file("d.yaml", "10: ten\n2: [two, a pair]\n"))
-    select_training_data(raw(), described)
-    assert described.label_names == ["10", "2"]
+    assert select_training_data(raw(), described)[1].label_names == ["10", "2"]
 
 
 def test_label_description_errors(write_file):

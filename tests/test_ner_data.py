@@ -8,7 +8,7 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from utils.core.arguments import ModelArguments
 from utils.core.errors import DataError
 from utils.tasks.ner.arguments import NerDataArguments
-from utils.tasks.ner.data import load_ner_data
+from utils.tasks.ner.data import load_ner_data, parse_word_list
 from utils.tasks.ner.labels import build_ner_labels, check_ner_labels
 
 ROWS = [
@@ -18,7 +18,8 @@ ROWS = [
 
 
 def load(**kwargs):
-    return load_ner_data(NerDataArguments(**kwargs), ModelArguments())
+    raw, _ = load_ner_data(NerDataArguments(**kwargs), ModelArguments())
+    return raw
 
 
 def jsonl(rows):
@@ -27,15 +28,17 @@ def jsonl(rows):
 
 @pytest.mark.parametrize("name", ["train.json", "train.jsonl"])
 def test_json_lines(write_file, name):
-    raw = load(train_file=write_file(name, jsonl(ROWS)))
-    assert raw["train"]["tokens"] == [r["tokens"] for r in ROWS]
-    assert raw["train"]["ner_tags"] == [r["ner_tags"] for r in ROWS]
-    assert [loc.endswith(f"{name} row {i}") for i, loc in enumerate(raw["train"]["location"], 1)] == [True, True]
+    path = write_file(name, jsonl(ROWS))
+    raw = load(train_file=path)
+    assert raw["train"].to_dict() == {"tokens": [r["tokens"] for r in ROWS], "document_id": ["0", "1"],
+                                      "location": [f"{path} row 1", f"{path} row 2"],
+                                      "ner_tags": [r["ner_tags"] for r in ROWS]}
 
 
 def test_json_document_with_a_list(write_file):
     raw = load(train_file=write_file("train.json", json.dumps(ROWS)))
-    assert raw["train"]["ner_tags"][1] == ["B-LOC", "O", "O"]
+    assert raw["train"]["tokens"] == [r["tokens"] for r in ROWS]
+    assert raw["train"]["ner_tags"] == [r["ner_tags"] for r in ROWS]
 
 
 def test_csv_and_tsv_with_space_separated_or_list_cells(write_file):
@@ -45,6 +48,41 @@ def test_csv_and_tsv_with_space_separated_or_list_cells(write_file):
     tsv_path = write_file("t.tsv", "words\ttags\nAda Lovelace\tB-PER I-PER\n")
     assert load(train_file=csv_path)["train"]["tokens"] == [["Ada", "Lovelace", "wrote"], ["Paris", "is"]]
     assert load(train_file=tsv_path)["train"]["ner_tags"] == [["B-PER", "I-PER"]]
+
+
+@pytest.mark.parametrize(("cell", "words"), [
+    ("[0]", ["[0]"]),  # once the list [0]: the word "0"
+    ("[A]", ["[A]"]),  # once refused: "looks like a list but does not parse"
+    ("[:]", ["[:]"]),
+    ('["a", "b"]', ["a", "b"]),  # a JSON list of strings is a list
+    ("['a', 'b c']", ["a", "b c"]),  # and so is a Python list literal of strings (pandas writes lists so)
+    ("  [0]\t[A] ", ["[0]", "[A]"]),
+    ("[]", ["[]"]),  # an empty list is never a sentence: a word
+    ("[1.5]", ["[1.5]"]), ("[true]", ["[true]"]), ("[null]", ["[null]"]), ('[["a"]]', ['[["a"]]']),
+    ('[1, "a"]', ["[1,", '"a"]']),  # a list of other things is words
+    ("[1] Smith", ["[1]", "Smith"]),
+])
+def test_a_string_cell_is_words_unless_it_is_a_list_of_strings(cell, words):
+    assert parse_word_list(cell, "t.csv row 1", "tokens") == words
+
+
+def test_a_tag_cell_may_list_tag_ids_but_never_bools_or_floats():
+    assert parse_word_list("[0, 2]", "t.csv row 1", "tags") == [0, 2]
+    assert parse_word_list('["B-PER", 0]', "t.csv row 1", "tags") == ["B-PER", 0]
+    assert parse_word_list("[true]", "t.csv row 1", "tags") == ["[true]"]
+    assert parse_word_list("[0.5]", "t.csv row 1", "tags") == ["[0.5]"]
+    assert parse_word_list("[0]", "t.csv row 1", "tokens") == ["[0]"]  # for tokens an id list is a word
+
+
+def test_list_looking_words_load_as_words(write_file):
+    path = write_file("t.jsonl", jsonl([{"tokens": "[0] [A] [:]", "ner_tags": ["O", "B-PER", "O"]},
+                                        {"tokens": '["a", "b"]', "ner_tags": ["O", "O"]}]))
+    raw = load(train_file=path)
+    assert raw["train"]["tokens"] == [["[0]", "[A]", "[:]"], ["a", "b"]]
+    assert raw["train"]["ner_tags"] == [["O", "B-PER", "O"], ["O", "O"]]
+    csv_path = write_file("t.csv", 'tokens,ner_tags\n[0],O\n"[""a""]",[1]\n')  # a tag cell [1] is an id
+    raw = load(train_file=csv_path, label_list="O,B-PER")
+    assert raw["train"]["tokens"] == [["[0]"], ["a"]] and raw["train"]["ner_tags"] == [["O"], ["B-PER"]]
 
 
 def test_parquet_with_integer_tags_and_class_label(tmp_path):

@@ -59,7 +59,10 @@ def test_each_sequence_gets_its_unpacked_logits_loss_and_gradient(model_type, at
     torch.manual_seed(0)
     model = AutoModelForTokenClassification.from_config(tiny_config(model_type, attention))
     packer = make_packer(model, model.config.pad_token_id, row_length=24)
-    assert packer is not None
+    # BERT and ELECTRA count positions from 0, RoBERTa and XLM-R from the padding index + 1
+    first_position = model.config.pad_token_id + 1 if "roberta" in model_type else 0
+    assert packer == SequencePacker(24, model.config.pad_token_id, first_position,
+                                    {"sdpa": "boolean", "eager": "additive"}[attention])
     lengths = [20, 3, 11, 7, 1, 16, 9, 2]
     batch = padded_batch(lengths, width=20)
     packed = packer(batch)
@@ -125,15 +128,17 @@ def test_trainer_packs_token_batches_only(tmp_path, tiny_model):
                                      "labels": [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]})
     classifier = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=3)
 
-    def trainer(dataset, model=model, **flags) -> FinetuneTrainer:
+    def trainer(dataset, model=model, token_outputs=True, **flags) -> FinetuneTrainer:
         args = FinetuneTrainingArguments(output_dir=str(tmp_path), report_to="none", **flags)
-        return FinetuneTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        return FinetuneTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                               token_outputs=token_outputs)
 
     packing = trainer(tokens)
     assert packing.packer == SequencePacker(64, tokenizer.pad_token_id, 0, "boolean")
     assert isinstance(packing._get_train_sampler(), RandomSampler)
     assert packing.items_per_example is None
-    assert trainer(sentences, model=classifier).packer is None
-    assert trainer(multi_label, model=classifier).packer is None  # list labels, but one per sentence
+    # classification tasks do not have token outputs (NER_TASK / CLASSIFICATION_TASK say which)
+    assert trainer(sentences, model=classifier, token_outputs=False).packer is None
+    assert trainer(multi_label, model=classifier, token_outputs=False).packer is None  # list labels, one per sentence
     assert trainer(tokens, pack_sequences=False).packer is None
     assert trainer(tokens, pack_sequences=False).items_per_example == pytest.approx(2.0)

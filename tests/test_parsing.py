@@ -29,7 +29,7 @@ def test_json_with_config_flag(write_file):
 
 def test_model_alias_on_cli():
     (model, _, _), given = parse_args(TYPES, ["--model", "bert-base-cased"], DEFAULTS)
-    assert model.model_name_or_path == "bert-base-cased" and "model_name_or_path" in given
+    assert model.model_name_or_path == "bert-base-cased" and given == {"model_name_or_path"}
 
 
 def test_defaults_apply_when_nothing_is_given():

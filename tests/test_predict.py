@@ -1,7 +1,9 @@
-"""predict.py and utils/serving/predictor.py: word splitting, windows, agreement with the transformers pipeline, classification
-outputs, input formats, stdin/stdout and the error messages. One NER model is fine-tuned per module (~1 minute)."""
+"""predict.py and utils/serving/predictor.py: word splitting, windows, agreement with the transformers pipeline,
+classification outputs, input formats, stdin/stdout and the error messages.
+One NER model is fine-tuned per module (~1 minute)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -18,8 +20,15 @@ from benchmarks.predict_throughput import comparable
 from tests.conftest import ROOT
 from utils.core.conll import read_conll
 from utils.core.errors import ConfigError, DataError
+from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.serving.inputs import Example, input_format, predict_examples, read_examples
-from utils.serving.predictor import Predictor
+from utils.serving.predictor import Predictor, TorchForward
+from utils.tasks.classification.outputs import classification_result
+from utils.tasks.classification.task import CLASSIFICATION_TASK
+from utils.tasks.ner.arguments import DEFAULT_STRIDE
+from utils.tasks.ner.encoding import NerWindows, encode_batch
+from utils.tasks.ner.outputs import RUN_ENTITY_KEYS, entity_record
+from utils.tasks.ner.task import NER_TASK
 from utils.tasks.ner.words import words_with_offsets
 
 NER_DATA = ROOT / "data" / "ner"
@@ -102,7 +111,70 @@ def test_words_with_offsets_keeps_offsets_and_every_visible_character(text):
     assert "".join(w.text for w in words) == "".join(c for c in text if not c.isspace())
 
 
+# ---------------------------------------------------------------- what the tasks and the forward pass share (pure)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from utils.core.modeling import embedded_model_path
+
+    return AutoTokenizer.from_pretrained(embedded_model_path())
+
+
+def test_entity_records_keep_each_outputs_key_order():
+    served = entity_record("PER", "Angela Merkel", 0, 13, [0.5, 0.70006])
+    assert list(served) == ["label", "text", "start", "end", "score"] and served["score"] == 0.6
+    written = entity_record("LOC", "New York", 3, 5, keys=RUN_ENTITY_KEYS)
+    assert json.dumps(written) == '{"label": "LOC", "start": 3, "end": 5, "text": "New York"}'
+
+
+def test_classification_result_decodes_each_problem_type():
+    logits = torch.tensor([2.0, 0.0, -1.0], dtype=torch.float64).numpy()
+    single = classification_result(logits, ["a", "b", "c"], SINGLE, 0.5)
+    assert single["label"] == "a" and sum(single["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    multi = classification_result(logits, ["a", "b", "c"], MULTI, 0.5)
+    assert multi["labels"] == ["a"] and multi["probabilities"] == {"a": 0.880797, "b": 0.5, "c": 0.268941}
+    assert classification_result(logits[:1], ["score"], REGRESSION, 0.5) == {"value": 2.0}
+
+
+def test_ner_windows_are_checked_once_for_training_and_prediction(tokenizer):
+    assert NerWindows.build(tokenizer, 512).stride == DEFAULT_STRIDE
+    small = NerWindows.build(tokenizer, 16)
+    assert (small.max_tokens, small.stride) == (14, 7)  # the default is at most half a window
+    with pytest.raises(ConfigError, match=r"--stride 40 must be smaller than max_seq_length minus special tokens"):
+        NerWindows.build(tokenizer, 32, 40)
+    with pytest.raises(ConfigError, match="exceeds the model's limit of 512"):
+        NerWindows.build(tokenizer, 4096)
+    features = encode_batch({"tokens": [SHORT.split()]}, [0], tokenizer=tokenizer,
+                            windows=NerWindows.build(tokenizer, 8, 2))  # unlabelled: no label ids needed
+    assert "labels" not in features and len(features["input_ids"]) > 1
+    assert all(row[0] == tokenizer.cls_token_id and row[-1] == tokenizer.sep_token_id
+               for row in features["input_ids"])
+
+
+def test_forward_batches_rows_of_similar_length_and_pads_them():
+    class Echo(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return type("Output", (), {"logits": (input_ids * 10 + attention_mask).unsqueeze(-1)})
+
+    forward = TorchForward(Echo(), torch.device("cpu"), batch_size=2, pad_id=9)
+    rows = {"input_ids": [[1], [2, 2, 2], [3, 3]], "attention_mask": [[1], [1, 1, 1], [1, 1]], "word_index": [[0]]}
+    batches = [(batch, logits.squeeze(-1).tolist()) for batch, logits in forward(rows)]
+    assert batches == [([1, 2], [[21, 21, 21], [31, 31, 90]]), ([0], [[11]])]
+    assert all(logits.dtype == torch.float32 for _, logits in forward(rows))
+
+
 # ---------------------------------------------------------------- NER
+
+
+def test_the_predictor_delegates_to_its_task(ner, classifier_model):
+    assert ner.task is NER_TASK and ner.stride == DEFAULT_STRIDE and not ner.whole_documents
+    with pytest.raises(ConfigError, match="Sentence pairs are for classification models"):
+        ner.predict(["Kyoto ."], text_pairs=["Japan ."])
+    classifier = Predictor.from_pretrained(classifier_model, device="cpu")
+    assert classifier.task is CLASSIFICATION_TASK and classifier.problem_type == SINGLE
+    with pytest.raises(ConfigError, match="predict_tokens needs an NER model"):
+        classifier.predict_tokens([["Kyoto"]])
 
 
 def test_entities_equal_the_pipelines_where_it_groups_words_like_us(ner, ner_model):
@@ -200,16 +272,16 @@ def test_multi_label_and_regression_outputs(tiny_model, tmp_path):
 
 
 def test_input_format_from_suffix_and_content(write_file):
-    assert input_format("x.jsonl", [], "auto", "ner") == "jsonl"
-    assert input_format("x.conll", [], "auto", "ner") == "conll"
-    assert input_format("x.txt", ["-DOCSTART- -X- O", "", "EU B-ORG"], "auto", "ner") == "conll"
-    assert input_format("x.txt", ["EU NNP B-ORG", "rejects VBZ O"], "auto", "ner") == "conll"
-    assert input_format("x.txt", ["EU NNP B-ORG", "rejects VBZ O"], "auto", "classification") == "text"
-    assert input_format("-", ['{"text": "a"}'], "auto", "ner") == "jsonl"
-    assert input_format("x.txt", ["Some text here."], "auto", "ner") == "text"
-    assert input_format("x.jsonl", [], "text", "ner") == "text"
+    assert input_format("x.jsonl", [], "auto", NER_TASK) == "jsonl"
+    assert input_format("x.conll", [], "auto", NER_TASK) == "conll"
+    assert input_format("x.txt", ["-DOCSTART- -X- O", "", "EU B-ORG"], "auto", NER_TASK) == "conll"
+    assert input_format("x.txt", ["EU NNP B-ORG", "rejects VBZ O"], "auto", NER_TASK) == "conll"
+    assert input_format("x.txt", ["EU NNP B-ORG", "rejects VBZ O"], "auto", CLASSIFICATION_TASK) == "text"
+    assert input_format("-", ['{"text": "a"}'], "auto", NER_TASK) == "jsonl"
+    assert input_format("x.txt", ["Some text here."], "auto", NER_TASK) == "text"
+    assert input_format("x.jsonl", [], "text", NER_TASK) == "text"
     path = write_file("in.jsonl", '{"tokens": ["EU", "rejects"]}\n\n{"review": "fine", "x": 1}\n')
-    examples = read_examples(path, text_field="review", task="ner")
+    examples = read_examples(path, text_field="review", task=NER_TASK)
     assert examples == [Example(text="EU rejects", tokens=("EU", "rejects")), Example(), Example(text="fine")]
 
 
@@ -227,6 +299,7 @@ def test_cli_writes_one_line_per_input_line_and_per_conll_sentence(ner_model, tm
                             "--output", str(out), "--device", "cpu"])
     records = read_jsonl(out)
     assert summary["records"] == 3 and [r["text"] for r in records] == lines and records[1]["entities"] == []
+    assert summary["task"] == "ner"
     predict.main(["--model", ner_model, "--input", str(NER_DATA / "test.conll"), "--output", str(out)])
     records = read_jsonl(out)
     sentences = read_conll(NER_DATA / "test.conll").tokens
@@ -253,6 +326,22 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: Model directory")
 
 
+def test_closed_stdin_and_unusable_outputs_are_one_error_line(ner_model, tmp_path):
+    command = [sys.executable, str(ROOT / "predict.py"), "--model", ner_model, "--input", "-"]
+    closed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+                            preexec_fn=lambda: os.close(0))
+    assert closed.returncode == 1 and "Traceback" not in closed.stderr
+    assert closed.stderr.strip().splitlines()[-1] == ("error: --input -: standard input is closed; pipe text in "
+                                                      "(echo ... | predict.py --input -) or give --input FILE.")
+    for output, message in ((str(tmp_path), f"--output {tmp_path} is a directory; name a file"),
+                            ("/proc/out.jsonl", "--output /proc/out.jsonl: the directory /proc is not writable")):
+        proc = subprocess.run([*command, "--output", output], input="text\n", capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_model_errors(tiny_model, tmp_path, ner_model):
     with pytest.raises(ConfigError, match="does not exist"):
         Predictor.from_pretrained(str(tmp_path / "missing"))
@@ -277,7 +366,7 @@ def test_input_errors_name_the_line(ner_model, classifier_model, tmp_path, write
     missing = write_file("in.jsonl", '{"text": "a"}\n{"body": "b"}\n')
     with pytest.raises(DataError, match=r"in.jsonl:2: no 'text' field \(it has \['body'\]\)"):
         predict.main(["--model", ner_model, "--input", missing, "--output", out])
-    with pytest.raises(ConfigError, match="only NER models take"):
+    with pytest.raises(ConfigError, match=r"only models that tag words take; this model \(classification\)"):
         predict.main(["--model", classifier_model, "--input", str(NER_DATA / "test.conll"), "--output", out])
     with pytest.raises(DataError, match="text 1 is int"):
         ner.predict(["fine", 3])

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import run_classification
 import run_ner
 from tests.conftest import shared_data
@@ -25,7 +27,15 @@ def test_conll2003_every_test_word_gets_one_prediction(tmp_path):
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [len(r["predicted"]) for r in records] == [len(s) for s in gold.tokens]
     assert [r["document_id"] for r in records][-1] == str(gold.document_id[-1])
-    assert results["predict_samples"] == 3453 and 0 <= results["predict_f1"] <= 1
+    assert [r["tokens"] for r in records] == gold.tokens and [r["gold"] for r in records] == gold.tags
+    assert [r["predicted"] for r in records] == read_conll(out / "predictions.conll", tag_column=2).tags
+    # the reported scores are seqeval's on the written gold and predicted columns
+    from seqeval.metrics import accuracy_score, f1_score
+
+    predicted = [r["predicted"] for r in records]
+    assert results["predict_samples"] == 3453
+    assert results["predict_f1"] == pytest.approx(f1_score(gold.tags, predicted, zero_division=0), abs=1e-12)
+    assert results["predict_accuracy"] == pytest.approx(accuracy_score(gold.tags, predicted), abs=1e-12)
 
 
 def test_sst2_one_prediction_per_dev_row(tmp_path):
@@ -40,4 +50,5 @@ def test_sst2_one_prediction_per_dev_row(tmp_path):
     assert len(records) == len(dev_rows) == 872
     assert [r["text"] for r in records] == [row.split("\t", 1)[1] for row in dev_rows]
     assert [r["gold"] for r in records] == [row.split("\t", 1)[0] for row in dev_rows]
-    assert results["predict_samples"] == 872 and results["predict_accuracy"] > 0.5
+    assert results["predict_samples"] == 872 and results["predict_accuracy"] > 0.5  # it learned something
+    assert results["predict_accuracy"] == sum(r["label"] == r["gold"] for r in records) / len(records)

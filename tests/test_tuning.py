@@ -12,6 +12,7 @@ import run_classification
 import run_ner
 from tests.conftest import ROOT
 from utils.core.arguments import ModelArguments
+from utils.core.conll import read_conll
 from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace, build_label_space
 from utils.core.modeling import dropout_overrides, load_model
@@ -43,8 +44,12 @@ def test_lora_learns_and_the_merged_model_predicts_like_the_adapter(tmp_path):
     # learns: the fine-tuned adapter beats the untuned model on the validation split
     assert results["eval_f1_macro"] > results["before_eval_f1_macro"] + 0.1
     assert results["eval_accuracy"] >= 0.75
-    # a small share of the weights trained, and the run says how many
-    assert 0 < results["trainable_parameters"] < 0.05 * results["total_parameters"]
+    # a small share of the weights trained, and the run says how many: exactly those the adapter file holds
+    adapter_weights = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert results["trainable_parameters"] == sum(tensor.numel() for tensor in adapter_weights.values())
+    assert results["trainable_parameters"] < 0.05 * results["total_parameters"]
+    assert results["trainable_percent"] == pytest.approx(
+        100 * results["trainable_parameters"] / results["total_parameters"], abs=0.01)
     assert json.loads((out / "all_results.json").read_text())["trainable_parameters"] == results[
         "trainable_parameters"]
     # the adapter is saved on its own; the root holds a merged model that loads without peft
@@ -59,9 +64,13 @@ def test_lora_learns_and_the_merged_model_predicts_like_the_adapter(tmp_path):
     from transformers import AutoTokenizer
     batch = AutoTokenizer.from_pretrained(out)(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        torch.testing.assert_close(merged(**batch).logits, adapter(**batch).logits, atol=1e-4, rtol=1e-4)
-    labels = {row["label"] for row in pipeline("text-classification", model=str(out))(texts)}
-    assert labels <= {"negative", "positive"}
+        logits = merged(**batch).logits
+        torch.testing.assert_close(logits, adapter(**batch).logits, atol=1e-4, rtol=1e-4)
+    # the pipeline on the saved directory gives the merged model's own top class and probability
+    rows = pipeline("text-classification", model=str(out))(texts)
+    probabilities = logits.softmax(-1)
+    assert [row["label"] for row in rows] == [merged.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    assert [row["score"] for row in rows] == pytest.approx(probabilities.max(-1).values.tolist(), abs=1e-4)
 
 
 def test_frozen_embeddings_and_layers_stay_bitwise_unchanged(tiny_model, tmp_path):
@@ -71,10 +80,10 @@ def test_frozen_embeddings_and_layers_stay_bitwise_unchanged(tiny_model, tmp_pat
     before, after = load_file(f"{tiny_model}/model.safetensors"), weights(out)
     frozen = [name for name in before if name.startswith(("embeddings.", "encoder.layer.0."))]
     trained = [name for name in before if name.startswith("encoder.layer.1.")]
-    assert frozen and trained
+    assert (len(frozen), len(trained)) == (len([n for n in before if n.startswith("embeddings.")]) + 16, 16)
     for name in frozen:
         assert torch.equal(before[name], after[f"bert.{name}"]), name
-    assert any(not torch.equal(before[name], after[f"bert.{name}"]) for name in trained)
+    assert [name for name in trained if torch.equal(before[name], after[f"bert.{name}"])] == []  # all of it moved
     frozen_count = sum(before[name].numel() for name in frozen if name != "embeddings.position_ids")
     assert results["total_parameters"] - results["trainable_parameters"] == frozen_count
 
@@ -84,8 +93,9 @@ def test_train_head_only_is_a_linear_probe(tiny_model, tmp_path):
     results = run_ner.main(ner_args(tiny_model, out, "--train_head_only"))
     before, after = load_file(f"{tiny_model}/model.safetensors"), weights(out)
     encoder_weights = [name for name in before if f"bert.{name}" in after]  # (no pooler for token classification)
-    assert len(encoder_weights) > 20
-    assert all(torch.equal(before[name], after[f"bert.{name}"]) for name in encoder_weights)
+    assert encoder_weights == [name for name in before if not name.startswith("pooler.")]
+    assert set(after) == {f"bert.{name}" for name in encoder_weights} | {"classifier.weight", "classifier.bias"}
+    assert [name for name in encoder_weights if not torch.equal(before[name], after[f"bert.{name}"])] == []
     assert results["trainable_parameters"] == after["classifier.weight"].numel() + after["classifier.bias"].numel()
     assert not torch.equal(after["classifier.weight"], torch.zeros_like(after["classifier.weight"]))
     assert "- Trained: the task head only (a linear probe" in (out / "README.md").read_text()
@@ -96,13 +106,21 @@ def test_sgd_with_momentum_warmup_and_dropout_overrides(tiny_model, tmp_path):
     results = run_ner.main(ner_args(tiny_model, out, "--optim", "sgd", "--optim_args", "momentum=0.9",
                                     "--learning_rate", "0.05", "--warmup_steps", "1", "--weight_decay", "0.01",
                                     "--hidden_dropout_prob", "0.2", "--attention_probs_dropout_prob", "0.15",
-                                    "--classifier_dropout", "0.3", "--label_smoothing_factor", "0.1"))
+                                    "--classifier_dropout", "0.3", "--label_smoothing_factor", "0.1",
+                                    "--logging_steps", "1"))
     config = json.loads((out / "config.json").read_text())
     assert (config["hidden_dropout_prob"], config["attention_probs_dropout_prob"], config["classifier_dropout"]) == (
         0.2, 0.15, 0.3)
     args = torch.load(out / "training_args.bin", weights_only=False)
     assert args.optim == "sgd" and args.optim_args == "momentum=0.9"
-    assert results["train_loss"] > 0
+    assert (args.warmup_steps, args.weight_decay, args.label_smoothing_factor) == (1, 0.01, 0.1)
+    # 48 examples in batches of 16: three steps, each logged with the rate it used: 0 for the one warm-up step,
+    # then 0.05 decaying linearly to 0 over the remaining two
+    logged = [entry for entry in json.loads((out / "trainer_state.json").read_text())["log_history"]
+              if "loss" in entry]
+    assert [entry["step"] for entry in logged] == [1, 2, 3]
+    assert [entry["learning_rate"] for entry in logged] == pytest.approx([0.0, 0.05, 0.025])
+    assert results["train_loss"] == pytest.approx(sum(entry["loss"] for entry in logged) / 3, rel=1e-3)
 
 
 def test_dropout_override_the_architecture_lacks_is_named():
@@ -184,7 +202,10 @@ def test_two_trial_search_logs_both_and_trains_the_best(tiny_model, tmp_path, wr
     final = torch.load(out / "training_args.bin", weights_only=False)
     assert final.learning_rate == best["params"]["learning_rate"]
     assert final.weight_decay == best["params"]["weight_decay"]
-    assert results["predict_samples"] == 8 and (out / "predictions.conll").is_file()
+    assert results["predict_samples"] == 8
+    written = read_conll(out / "predictions.conll", tag_column=1)
+    gold = read_conll(ROOT / "data" / "ner" / "test.conll")
+    assert written.tokens == gold.tokens[:8] and written.tags == gold.tags[:8]  # --max_predict_samples 8
     for trial in trials:  # trials keep their metrics, not their weights
         assert (tmp_path / trial["output_dir"]).joinpath("eval_results.json").is_file()
         assert not list((tmp_path / trial["output_dir"]).glob("**/*.safetensors"))

@@ -33,6 +33,18 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow model code from the Hub to run locally. Off unless you trust it."}
     )
+    use_fast_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "The tokenizers-library (fast) tokenizer. --use_fast_tokenizer false loads the model's "
+                  "Python (slow) tokenizer where transformers still has one (BERT's wordpiece), else says so and "
+                  "keeps the fast one; NER needs word ids, which only fast tokenizers give, and refuses it."},
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Load a checkpoint whose weights differ in shape from this run's model (e.g. a head "
+                  "trained for another number of labels): those weights start fresh, as in the transformers "
+                  "examples. Without it such a checkpoint is a clear error."},
+    )
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "Attention kernel (default: the library's choice, SDPA where the model supports it).",
@@ -95,11 +107,6 @@ class ModelArguments:
             raise ConfigError(f"Choose one of {' and '.join(strategies)}: LoRA and the linear probe already keep the "
                               "encoder fixed.")
 
-    @property
-    def trains_part(self) -> bool:
-        """Whether only part of the model trains (adapters or a head), which wants a higher learning rate."""
-        return self.use_peft or self.train_head_only
-
 
 #: Dropout settings a run may override (names of the BERT-family config attributes).
 DROPOUT_OVERRIDES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
@@ -131,10 +138,43 @@ class DataArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test examples."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Ignore cached tokenized datasets."})
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every input to --max_seq_length (fixed shapes, e.g. for TPUs), as the transformers "
+                  "examples do; it turns --pack_sequences and --bucket_by_length off, which would undo it. Default: "
+                  "each batch is padded to its own longest input."},
+    )
+    # Split and column selection, as in the transformers example run_classification.py (applied in this order,
+    # to Hub datasets and data files alike, before --max_*_samples).
+    remove_splits: str | None = field(
+        default=None, metadata={"help": "Comma-separated splits of the dataset to drop (e.g. unused,test)."}
+    )
+    train_split_name: str | None = field(
+        default=None, metadata={"help": "The dataset's split to train on (default: train)."}
+    )
+    validation_split_name: str | None = field(
+        default=None, metadata={"help": "The dataset's split to validate on (default: validation, or dev/valid)."}
+    )
+    test_split_name: str | None = field(
+        default=None, metadata={"help": "The dataset's split to predict (default: test)."}
+    )
+    remove_columns: str | None = field(
+        default=None, metadata={"help": "Comma-separated columns to drop from every split before anything reads them."}
+    )
+    shuffle_train_dataset: bool = field(
+        default=False,
+        metadata={"help": "Shuffle the training split (with --shuffle_seed) before --max_train_samples takes its "
+                  "first N, so N examples are a random sample rather than the file's first N. Training batches are "
+                  "random either way."},
+    )
+    shuffle_seed: int = field(default=42, metadata={"help": "Seed of --shuffle_train_dataset."})
 
     def __post_init__(self) -> None:
         if self.dataset_name and any((self.train_file, self.validation_file, self.test_file)):
             raise ConfigError("Give either --dataset_name or data files (--train_file ...), not both.")
+        for name in ("remove_splits", "remove_columns"):
+            if getattr(self, name) is not None and not split_names(getattr(self, name)):
+                raise ConfigError(f"--{name} {getattr(self, name)!r} names nothing: give comma-separated names.")
         if self.max_seq_length < 8:
             raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8.")
         for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
@@ -148,6 +188,11 @@ class DataArguments:
         if not self.label_list:
             return None
         return [name.strip() for name in self.label_list.split(",") if name.strip()]
+
+
+def split_names(text: str | None) -> list[str]:
+    """A comma-separated flag value (--remove_splits, --remove_columns, --metric_name) as a list of names."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def bf16_cpu_supported() -> bool:

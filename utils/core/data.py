@@ -19,15 +19,14 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict
 
-from utils.core.arguments import DataArguments
+from utils.core.arguments import DataArguments, split_names
 from utils.core.errors import DataError
 from utils.core.files import read_utf8, read_utf8_lines
+from utils.core.splits import ROW_COLUMN, SPLIT_FILES, choose_splits, drop_columns, shuffled, split_source
+
+__all__ = ["SPLIT_FILES", "split_source"]  # where the pipeline and the checks have always found them
 
 logger = logging.getLogger(__name__)
-
-SPLIT_FILES = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
-
-SPLIT_ALIASES = {"validation": ("validation", "valid", "dev", "val"), "test": ("test",), "train": ("train",)}
 
 FORMAT_BY_SUFFIX = {
     ".csv": "csv",
@@ -199,12 +198,8 @@ def read_delimited(path: str, fmt: str) -> Dataset:
                                     source=f"{path}:{start}")
                 columns = [[] for _ in header]
             elif len(fields) != len(header):
-                raise DataError(
-                    f"{len(fields)} field(s) but the header has {len(header)} ({', '.join(header)}); "
-                    + ("a tab inside a text splits it (TSV has no quoting)." if fmt == "tsv" else
-                       'quote a field that holds a comma, a quote or a line break ("a, b").'),
-                    source=f"{path}:{start}",
-                )
+                raise DataError(f"{len(fields)} field(s) but the header has {len(header)} ({', '.join(header)}); "
+                                + field_count_hint(fmt, len(fields) > len(header)), source=f"{path}:{start}")
             else:
                 for column, value in zip(columns, fields):
                     column.append(value)
@@ -216,6 +211,16 @@ def read_delimited(path: str, fmt: str) -> Dataset:
     if not columns[0]:
         raise DataError("holds no rows, only the header.", source=path)
     return Dataset.from_dict(dict(zip(header, columns)))
+
+
+def field_count_hint(fmt: str, too_many: bool) -> str:
+    """What usually makes a CSV/TSV row one field too long, or too short."""
+    separator = "tab" if fmt == "tsv" else "comma"
+    if not too_many:
+        return f"a field is missing: give every column a value (an empty value still needs its {separator})."
+    if fmt == "tsv":
+        return "a tab inside a text splits it (TSV has no quoting)."
+    return 'quote a field that holds a comma, a quote or a line break ("a, b").'
 
 
 def number_type(values: Sequence) -> type | None:
@@ -283,35 +288,21 @@ def load_split_file(path: str, fmt: str, conll_reader: ConllReader | None, cache
     return load_table(path, fmt, cache_dir)
 
 
-def find_split(dataset: DatasetDict, split: str) -> str | None:
-    """The name under which a Hub dataset keeps a split (`validation` may be called `dev` or `valid`)."""
-    return next((name for name in SPLIT_ALIASES[split] if name in dataset), None)
-
-
 def load_hub_dataset(data_args: DataArguments, cache_dir: str | None, token: str | None) -> DatasetDict:
-    """A dataset from the Hub (or the local `datasets` cache when offline), splits renamed to train/validation/test."""
+    """A dataset from the Hub (or the local `datasets` cache when offline), every split under its own name."""
+    config = f" (configuration '{data_args.dataset_config_name}')" if data_args.dataset_config_name else ""
     try:
         loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir,
                                        token=token)
     except Exception as err:
         raise DataError(
-            f"could not load dataset '{data_args.dataset_name}': {root_message(err)}. Offline (HF_DATASETS_OFFLINE=1) "
-            "only datasets already in the cache load; otherwise pass local files with --train_file etc.",
+            f"could not load dataset '{data_args.dataset_name}'{config}: {root_message(err)}. Offline "
+            "(HF_DATASETS_OFFLINE=1) only datasets already in the cache load; otherwise pass local files with "
+            "--train_file etc.",
         ) from None
-    result = DatasetDict()
-    for split in SPLIT_FILES:
-        name = find_split(loaded, split)
-        if name is not None:
-            result[split] = loaded[name]
-    if not result:
-        raise DataError(f"dataset '{data_args.dataset_name}' has none of the splits train/validation/test: "
-                        f"{list(loaded)}")
-    return result
-
-
-def split_source(data_args: DataArguments, split: str) -> str:
-    """How error messages name a split's origin."""
-    return getattr(data_args, SPLIT_FILES[split]) or f"{data_args.dataset_name}[{split}]"
+    if not isinstance(loaded, DatasetDict):
+        raise DataError(f"dataset '{data_args.dataset_name}'{config} did not load as named splits: {type(loaded)}")
+    return loaded
 
 
 def load_raw_datasets(
@@ -320,22 +311,31 @@ def load_raw_datasets(
     cache_dir: str | None = None,
     token: str | None = None,
 ) -> DatasetDict:
-    """All splits the arguments name, each capped by its `--max_*_samples`."""
+    """All splits the arguments name (chosen by `choose_splits`, less --remove_columns), the training split shuffled
+    on request, each capped by its `--max_*_samples`."""
     if data_args.dataset_name:
-        raw = load_hub_dataset(data_args, cache_dir, token)
+        raw = choose_splits(load_hub_dataset(data_args, cache_dir, token), data_args,
+                            f"dataset '{data_args.dataset_name}'")
     else:
         raw = DatasetDict()
         for split, arg in SPLIT_FILES.items():
             path = getattr(data_args, arg)
             if path:
                 raw[split] = load_split_file(path, file_format(path, data_args.data_format), conll_reader, cache_dir)
+        if raw:
+            raw = choose_splits(raw, data_args, "the data files")
     if not raw:
         raise DataError("no data given: pass --train_file/--validation_file/--test_file or --dataset_name.")
+    raw = drop_columns(raw, split_names(data_args.remove_columns))
+    if data_args.shuffle_train_dataset and "train" in raw:
+        raw["train"] = shuffled(raw["train"], data_args.shuffle_seed)
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
               "test": data_args.max_predict_samples}
     for split, limit in limits.items():
         if split in raw and limit is not None and limit < len(raw[split]):
             raw[split] = raw[split].select(range(limit))
+    if "train" in raw and ROW_COLUMN in raw["train"].column_names:
+        raw["train"] = raw["train"].sort(ROW_COLUMN)  # a random sample, in source order (documents stay whole)
     for split, dataset in raw.items():
         logger.info("Loaded %s: %d examples from %s", split, len(dataset), split_source(data_args, split))
     return raw

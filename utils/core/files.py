@@ -51,24 +51,63 @@ def read_utf8_lines(path: str | os.PathLike) -> list[str]:
     return lines
 
 
-def check_utf8(path: str | os.PathLike) -> None:
-    """Fail early, naming the line, if a file is not UTF-8 (library loaders report it without a line)."""
-    read_utf8_lines(path)
+def umask_mode(base: int = 0o666) -> int:
+    """The mode a plain `open()` would give a new file under the current umask (0644 under 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
 
 
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write to a temporary file beside `path` and rename it into place only when writing succeeded."""
+    """Write to a temporary file beside `path` and rename it into place only when writing succeeded.
+
+    The file gets the permissions the umask gives (`mkstemp` alone makes it 0600: unreadable to a teammate or a
+    service running as another user), and its bytes reach the disk before the rename (then the directory entry
+    does), so a crash leaves either the old file or the whole new one, never a renamed empty file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
             yield stream
+            stream.flush()
+            os.fchmod(stream.fileno(), umask_mode())
+            os.fsync(stream.fileno())
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+    sync_directory(target.parent)
+
+
+def open_up_new_files(directory: str | os.PathLike, since: float) -> None:
+    """Give the files written under `directory` since `since` (a `time.time()`) the mode the umask gives, where the
+    writer made them private: transformers writes weights through a temporary file too, so `model.safetensors`
+    would be 0600 and unreadable to a teammate or a service running as another user."""
+    mode = umask_mode()
+    since -= 2.0  # file times come from a coarser clock than time.time()
+    for path in Path(directory).rglob("*"):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if path.is_file() and not path.is_symlink() and info.st_mtime >= since and not info.st_mode & 0o077:
+            os.chmod(path, mode)
+
+
+def sync_directory(directory: str | os.PathLike) -> None:
+    """fsync a directory, so the renames in it survive a power cut (a no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch
@@ -45,23 +46,66 @@ def hub_kwargs(model_args: ModelArguments) -> dict[str, Any]:
     }
 
 
+def one_line(err: BaseException) -> str:
+    """A library's (often multi-line) message as one line, for the one `error:` line a user sees."""
+    return " ".join(str(err).split())
+
+
+def offline_hint() -> str:
+    """What to add to a failed Hub load when offline mode is on (the library's message does not say it is)."""
+    offline = [name for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+               if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}]
+    if not offline:
+        return ""
+    return (f" Offline mode is on ({', '.join(offline)}=1), so only models already in the cache or on disk load: "
+            "download it once online, or point --model_name_or_path at a local directory.")
+
+
 def load_config(model_args: ModelArguments):
     """The pretrained model's config (read before the model, to reuse a fine-tuned model's labels)."""
     name = model_args.config_name or model_path(model_args)
     try:
         return AutoConfig.from_pretrained(name, **hub_kwargs(model_args))
     except OSError as err:
-        raise ConfigError(f"Could not load the model config from '{name}': {err}") from None
+        raise ConfigError(f"Could not load the model config from '{name}': {one_line(err)}{offline_hint()}") from None
 
 
 def load_tokenizer(model_args: ModelArguments, **kwargs: Any) -> PreTrainedTokenizerBase:
-    """The model's (fast) tokenizer; right padding, which the label alignment relies on."""
+    """The model's (fast) tokenizer, or with --use_fast_tokenizer false its Python one where transformers has it;
+    right padding, which the label alignment relies on."""
     name = model_args.tokenizer_name or model_path(model_args)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs(model_args), **kwargs)
+        if not model_args.use_fast_tokenizer:
+            tokenizer = slow_tokenizer(tokenizer, name, model_args, **kwargs)
     except OSError as err:
-        raise ConfigError(f"Could not load the tokenizer from '{name}': {err}") from None
+        raise ConfigError(f"Could not load the tokenizer from '{name}': {one_line(err)}{offline_hint()}") from None
     tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def slow_tokenizer(fast: PreTrainedTokenizerBase, name: str, model_args: ModelArguments, **kwargs: Any
+                   ) -> PreTrainedTokenizerBase:
+    """--use_fast_tokenizer false. transformers 5 loads the fast (tokenizers-library) tokenizer whatever `use_fast`
+    says, so the examples' flag no longer changes anything there; the Python tokenizers it still ships are the
+    `<Name>Legacy` classes (BERT's wordpiece), loaded here with the fast one's input names (token type ids for
+    pairs). Where there is none, the fast tokenizer stays, and the log says so."""
+    import transformers
+
+    legacy = getattr(transformers, f"{type(fast).__name__}Legacy", None)
+    if legacy is None:
+        logger.warning("--use_fast_tokenizer false: transformers %s has no Python tokenizer for %s; using the fast "
+                       "one (as the transformers examples now do whatever the flag says).", transformers.__version__,
+                       type(fast).__name__)
+        return fast
+    try:
+        tokenizer = legacy.from_pretrained(name, **hub_kwargs(model_args), model_input_names=fast.model_input_names,
+                                           **kwargs)
+    except (OSError, TypeError, ValueError) as err:  # e.g. a tokenizer saved as tokenizer.json alone (no vocab.txt)
+        logger.warning("--use_fast_tokenizer false: cannot load %s from '%s' (%s); using the fast tokenizer.",
+                       legacy.__name__, name, one_line(err))
+        return fast
+    logger.info("--use_fast_tokenizer false: the Python tokenizer %s", type(tokenizer).__name__)
     return tokenizer
 
 
@@ -148,12 +192,19 @@ def load_model(model_args: ModelArguments, auto_class: Any, labels: LabelSpace, 
         setattr(config, key, value)
     name = model_path(model_args)
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-    if model_args.reinit_head and existing is not None:
+    if model_args.ignore_mismatched_sizes or (model_args.reinit_head and existing is not None):
         extra["ignore_mismatched_sizes"] = True
     try:
         model = auto_class.from_pretrained(name, config=config, **hub_kwargs(model_args), **extra)
     except OSError as err:
         raise ConfigError(f"Could not load the model from '{name}': {err}") from None
+    except RuntimeError as err:
+        if "ignore_mismatched_sizes" not in str(err):
+            raise
+        raise ConfigError(f"The checkpoint '{name}' has weights of other shapes than this run's model (see the load "
+                          "report above; usually a task head trained for another number of labels). Pass "
+                          "--ignore_mismatched_sizes to start those weights fresh, as the transformers examples "
+                          "do.") from None
     if grow:
         grow_head(model, labels)
     elif model_args.reinit_head and existing is not None:

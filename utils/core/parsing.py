@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,60 @@ def check_known_keys(keys: Sequence[str], known: set[str], source: str) -> None:
     raise ConfigError(f"Unknown key(s) in {source}: {', '.join(hints)}. Run with --help for the full list.")
 
 
+#: The scalar types a config value can be checked against (fields of other types are left to the parser).
+SCALARS = (bool, int, float, str)
+
+
+def scalar_types(dataclass_types: Sequence[type]) -> dict[str, tuple[type, bool]]:
+    """Field name -> (scalar type, whether None is allowed), for the fields typed `X` or `X | None`."""
+    result: dict[str, tuple[type, bool]] = {}
+    for kind in dataclass_types:
+        for name, hint in typing.get_type_hints(kind).items():
+            options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+            optional = type(None) in options
+            scalars = [option for option in options if option is not type(None)]
+            if len(scalars) == 1 and scalars[0] in SCALARS:
+                result.setdefault(name, (scalars[0], optional))
+    return result
+
+
+def number(text: str, kind: type) -> int | float | None:
+    """`text` as an int or float, as the command line would parse it; None when it is not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if kind is int:
+        return int(value) if value.is_integer() and text.strip().lstrip("+-").isdigit() else None
+    return value
+
+
+def check_config_types(config: Mapping[str, Any], dataclass_types: Sequence[type], source: str) -> dict[str, Any]:
+    """Config values of the field's type (an int is a float too; a float that is a whole number is an int);
+    anything else is an error naming the key, the value and the file. Command-line flags are the parser's job."""
+    expected = scalar_types(dataclass_types)
+    checked = dict(config)
+    for key, value in config.items():
+        if key not in expected:
+            continue
+        kind, optional = expected[key]
+        if value is None and optional:
+            continue
+        if kind in (int, float) and isinstance(value, str) and number(value, kind) is not None:
+            checked[key] = number(value, kind)  # YAML 1.1 reads 1e-4 (no dot) as a string
+        elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+            checked[key] = float(value)
+        elif kind is int and isinstance(value, float) and value.is_integer():
+            checked[key] = int(value)
+        elif kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            checked[key] = str(value)
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{source}: key '{key}' is {value!r} ({type(value).__name__}); it takes "
+                              f"{'a whole number' if kind is int else f'a {kind.__name__}'}"
+                              f"{' or null' if optional else ''}.")
+    return checked
+
+
 def flag_names(cli_args: Sequence[str], parser: HfArgumentParser) -> set[str]:
     """Destination names of the flags given on the command line (aliases resolved)."""
     by_option = {option: action.dest for action in parser._actions for option in action.option_strings}
@@ -98,6 +154,7 @@ def parse_args(
     if config_path:
         config = read_config_file(config_path)
         check_known_keys(list(config), known, f"config file {config_path}")
+        config = check_config_types(config, dataclass_types, f"config file {config_path}")
         merged.update(config)
         given |= set(config)
     check_known_keys(list(merged), known, "the task defaults")

@@ -1,4 +1,8 @@
-"""predict.py's inputs: text lines, JSONL or CoNLL, read into examples; predictions a chunk at a time, in order."""
+"""predict.py's inputs: text lines, JSONL or CoNLL, read into examples; predictions a chunk at a time, in order.
+
+What a model accepts comes from its `Task` (`takes_words`: pre-split words, and no sentence pairs), never from the
+task's name; `task` None accepts words as a word-tagging model does.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from typing import Any
 from utils.core.conll import DOCSTART, read_conll
 from utils.core.errors import ConfigError, DataError
 from utils.core.files import read_utf8_lines
+from utils.core.task import Task
 from utils.serving.predictor import Predictor
-from utils.tasks.ner.task import NER_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +41,20 @@ class Example:
     document: str | None = None
 
 
-def input_format(path: str, lines: Sequence[str], requested: str, task: str) -> str:
+def takes_words(task: Task | None) -> bool:
+    """Whether the model takes pre-split words (CoNLL, JSONL `tokens`); None (no model named): yes."""
+    return task is None or task.takes_words
+
+
+def model_phrase(task: Task | None) -> str:
+    """How an error message names the model: by its task's name."""
+    return "this model" if task is None else f"this model ({task.name})"
+
+
+def input_format(path: str, lines: Sequence[str], requested: str, task: Task | None = None) -> str:
     """`--input_format`, or for `auto`: from the file's suffix (.jsonl/.json, .conll/.iob/.bio), else from its first
-    lines: a JSON object is JSONL; `-DOCSTART-`, or (for NER) lines of word + IOB tag columns, is CoNLL; else text
-    (one text per line; note that `.txt` is text too, unless its content says CoNLL)."""
+    lines: a JSON object is JSONL; `-DOCSTART-`, or (for a model that takes words) lines of word + IOB tag columns,
+    is CoNLL; else text (one text per line; note that `.txt` is text too, unless its content says CoNLL)."""
     if requested != "auto":
         return requested
     suffix = Path(path).suffix.lower()
@@ -53,25 +67,25 @@ def input_format(path: str, lines: Sequence[str], requested: str, task: str) -> 
         return "jsonl"
     if head[0].split()[0] == DOCSTART:
         return "conll"
-    if task == NER_TASK.name and all(len(line.split()) >= 2 and IOB_TAG.match(line.split()[-1]) for line in head):
+    if takes_words(task) and all(len(line.split()) >= 2 and IOB_TAG.match(line.split()[-1]) for line in head):
         return "conll"
     return "text"
 
 
-def read_examples(path: str, requested_format: str = "auto", text_field: str = "text", task: str = "ner",
+def read_examples(path: str, requested_format: str = "auto", text_field: str = "text", task: Task | None = None,
                   name: str | None = None, document_field: str = "document_id") -> list[Example]:
-    """The inputs of a file: one per line (text, JSONL) or per sentence (CoNLL); errors name the line. `name` is how
-    the log names the input (e.g. <stdin> for a spooled copy). Documents: `-DOCSTART-` lines (CoNLL; a file without
-    them is one document) or the JSONL `document_field`."""
+    """The inputs of a file for a model of `task`: one per line (text, JSONL) or per sentence (CoNLL); errors name
+    the line. `name` is how the log names the input (e.g. <stdin> for a spooled copy). Documents: `-DOCSTART-` lines
+    (CoNLL; a file without them is one document) or the JSONL `document_field`."""
     if requested_format not in INPUT_FORMATS:
         raise ConfigError(f"--input_format {requested_format}: use one of {list(INPUT_FORMATS)}.")
     lines = read_utf8_lines(path)
     fmt = input_format(path, lines, requested_format, task)
     logger.info("Reading %s as %s", name or path, fmt)
     if fmt == "conll":
-        if task != NER_TASK.name:
-            raise ConfigError(f"{path} is CoNLL (pre-split words), which only NER models take; this model "
-                              "classifies texts. Give one text per line or JSONL.")
+        if not takes_words(task):
+            raise ConfigError(f"{path} is CoNLL (pre-split words), which only models that tag words take; "
+                              f"{model_phrase(task)} takes texts. Give one text per line or JSONL.")
         corpus = read_conll(path)
         return [Example(text=" ".join(tokens), tokens=tuple(tokens), document=str(document))
                 for tokens, document in zip(corpus.tokens, corpus.document_id, strict=True)]
@@ -81,9 +95,10 @@ def read_examples(path: str, requested_format: str = "auto", text_field: str = "
             for number, line in enumerate(lines, start=1)]
 
 
-def jsonl_example(line: str, source: str, text_field: str, task: str, document_field: str = "document_id"
-                  ) -> Example:
-    """One JSONL line: its `tokens` list (NER) or its text field (and `text_pair`); a blank line is an empty text."""
+def jsonl_example(line: str, source: str, text_field: str, task: Task | None = None,
+                  document_field: str = "document_id") -> Example:
+    """One JSONL line: its `tokens` list (a model that takes words) or its text field (and `text_pair`); a blank line
+    is an empty text."""
     if not line.strip():
         return Example()
     try:
@@ -94,21 +109,23 @@ def jsonl_example(line: str, source: str, text_field: str, task: str, document_f
         raise DataError("each line must be a JSON object {...}.", source=source)
     document = record.get(document_field)
     document = None if document is None else str(document)
-    if task == NER_TASK.name and "tokens" in record:
+    words = takes_words(task)
+    if words and "tokens" in record:
         tokens = record["tokens"]
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
             raise DataError(f"'tokens' must be a list of strings, got {tokens!r:.80}", source=source)
         return Example(text=" ".join(tokens), tokens=tuple(tokens), document=document)
     if text_field not in record:
         raise DataError(f"no '{text_field}' field (it has {sorted(record)}); name the text field with --text_field"
-                        + (" or give a 'tokens' list." if task == NER_TASK.name else "."), source=source)
+                        + (" or give a 'tokens' list." if words else "."), source=source)
     text, pair = record[text_field], record.get("text_pair")
     if not isinstance(text, str):
         raise DataError(f"'{text_field}' must be a string, got {text!r:.80}", source=source)
     if pair is not None and not isinstance(pair, str):
         raise DataError(f"'text_pair' must be a string, got {pair!r:.80}", source=source)
-    if pair is not None and task == NER_TASK.name:
-        raise DataError("'text_pair' is for sentence-pair classification; an NER model tags one text.", source=source)
+    if pair is not None and words:
+        raise DataError(f"'text_pair' is for sentence-pair classification; {model_phrase(task)} tags one text.",
+                        source=source)
     return Example(text=text, text_pair=pair, document=document)
 
 
@@ -128,7 +145,7 @@ def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_si
                      ) -> Iterator[dict[str, Any]]:
     """Results in input order, computed a chunk at a time (memory stays flat however long the file)."""
     chunk_start = 0
-    for chunk_end in chunk_ends(examples, chunk_size, whole_documents=predictor.context_size > 0):
+    for chunk_end in chunk_ends(examples, chunk_size, whole_documents=predictor.whole_documents):
         chunk = examples[chunk_start:chunk_end]
         chunk_start = chunk_end
         results: list[dict[str, Any] | None] = [None] * len(chunk)
@@ -140,7 +157,7 @@ def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_si
         for kind, indices in groups.items():
             if not indices:
                 continue
-            documents = [chunk[i].document for i in indices] if predictor.task == NER_TASK.name else None
+            documents = [chunk[i].document for i in indices]  # for a model that uses them (document context)
             if kind == "tokens":
                 outputs = predictor.predict_tokens([chunk[i].tokens for i in indices], documents)
             else:

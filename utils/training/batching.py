@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from utils.core.losses import IGNORE_INDEX
+
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, pool_batches: int,
                      generator: torch.Generator | None = None) -> list[list[int]]:
@@ -75,5 +77,5 @@ def labelled_items(labels: Sequence) -> int:
     """How many items a row's labels contribute to the loss: label positions other than -100 for token tasks (a
     list), one for a sequence label."""
     if isinstance(labels, (list, tuple)):
-        return sum(1 for label in labels if label != -100)
+        return sum(1 for label in labels if label != IGNORE_INDEX)
     return 1

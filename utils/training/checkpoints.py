@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 
 from utils.core.arguments import FinetuneTrainingArguments
 from utils.core.errors import ConfigError
@@ -44,7 +45,8 @@ def resolve_checkpoint(args: FinetuneTrainingArguments) -> str | None:
     return last
 
 
-def check_output_dir(args: FinetuneTrainingArguments, writes_model: bool) -> None:
+def check_output_dir(args: FinetuneTrainingArguments, writes_model: bool, prediction_files: Sequence[str] = ()
+                     ) -> None:
     """Training into a directory that holds another run is refused unless asked to overwrite or to resume it."""
     out = args.output_dir
     if not writes_model or args.resume_from_checkpoint or not os.path.isdir(out):
@@ -63,8 +65,7 @@ def check_output_dir(args: FinetuneTrainingArguments, writes_model: bool) -> Non
         path = os.path.join(out, name)
         if name.startswith("checkpoint-") and os.path.isdir(path):
             shutil.rmtree(path)
-        elif name.endswith("_results.json") or name in {"trainer_state.json", "predictions.conll",
-                                                        "predictions.jsonl", "predictions.tsv"}:
+        elif name.endswith("_results.json") or name == "trainer_state.json" or name in prediction_files:
             os.remove(path)
     logger.info("--overwrite_output_dir: removed the previous run's checkpoints and results from %s", out)
 

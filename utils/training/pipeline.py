@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import os
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,16 +24,19 @@ from transformers import TrainerCallback, set_seed
 
 from utils.core.arguments import FinetuneTrainingArguments, ModelArguments
 from utils.core.data import SPLIT_FILES, split_source
-from utils.core.errors import ConfigError
-from utils.core.modeling import load_config, load_model, load_tokenizer
+from utils.core.errors import FinetuneError
+from utils.core.files import open_up_new_files
+from utils.core.modeling import load_config, load_model, load_tokenizer, one_line
+from utils.core.ordering import longest_first
 from utils.core.parsing import parse_args, read_config_file
 from utils.core.task import PROJECT_ROOT, Task
+from utils.core.validation import validate_job
 from utils.training.checkpoints import check_output_dir
 from utils.training.hub import push_output_dir
 from utils.training.reporting import (
     base_model_id,
-    redact_command,
     results_table,
+    shown_command,
     write_model_card,
     write_reports,
     write_training_curves,
@@ -82,8 +87,7 @@ def sample_defaults(task: Task) -> dict[str, Any]:
 
 def sorted_by_length(features: Dataset) -> Dataset:
     """Evaluation features longest first, so each batch pads little (decoding maps rows back by example_index)."""
-    lengths = [len(ids) for ids in features["input_ids"]]
-    return features.select(sorted(range(len(lengths)), key=lambda i: -lengths[i]))
+    return features.select(longest_first([len(ids) for ids in features["input_ids"]]))
 
 
 @dataclass(frozen=True)
@@ -94,53 +98,108 @@ class JobOutcome:
     args: FinetuneTrainingArguments
 
 
-def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
-    """Run one fine-tuning job end to end; returns every metric (the content of all_results.json).
+@dataclass(frozen=True)
+class ParsedJob:
+    """A job's parsed arguments, and which flags (or config keys) the user gave."""
 
-    `callbacks` are extra `TrainerCallback`s (the benchmarks use one to count padding)."""
-    return run_job(task, argv, callbacks).results
+    model_args: ModelArguments
+    data_args: Any
+    training_args: FinetuneTrainingArguments
+    given: set[str]
 
 
-def run_job(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> JobOutcome:
-    """`run`, also returning the settled training arguments (the hyper-parameter search reads the metric chosen)."""
-    types = (ModelArguments, task.data_arguments, FinetuneTrainingArguments)
+def argument_types(task: Task) -> tuple[type, ...]:
+    return ModelArguments, task.data_arguments, FinetuneTrainingArguments
+
+
+def parse_job(task: Task, argv: Sequence[str]) -> ParsedJob:
+    """Flags and config file on top of the defaults; with no data given, the task's sample recipe (anything the
+    user gave still wins). The recipe may overwrite only its own output directory: pointed at another one, the run
+    is protected like any other (another run there is refused unless --overwrite_output_dir)."""
+    types = argument_types(task)
     defaults = {**COMMON_TRAINING_DEFAULTS, **task.training_defaults}
     (model_args, data_args, training_args), given = parse_args(types, argv, defaults)
-    if not has_data(data_args):  # zero-argument run: the shipped sample and its recipe, anything given still wins
-        (model_args, data_args, training_args), given = parse_args(types, argv, {**defaults, **sample_defaults(task)})
-    setup_logging(training_args)
-    if training_args.hp_search_trials:
+    if not has_data(data_args):
+        sample = sample_defaults(task)
+        if "output_dir" in given and "overwrite_output_dir" not in given:
+            sample.pop("overwrite_output_dir", None)
+        (model_args, data_args, training_args), given = parse_args(types, argv, {**defaults, **sample})
+    return ParsedJob(model_args, data_args, training_args, given)
+
+
+def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Run one fine-tuning job end to end (or, with --hp_search_trials, a search whose trials and final training are
+    such jobs); returns every metric (the content of all_results.json).
+
+    `callbacks` are extra `TrainerCallback`s (the benchmarks use one to count padding)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    job = parse_job(task, argv)
+    validate_job(job.model_args, job.data_args, job.training_args, job.given)
+    setup_logging(job.training_args)
+    if job.training_args.hp_search_trials:
         from utils.training.hp_search import search
 
-        known = {field.name for kind in types for field in dataclasses.fields(kind)}
-        return search(list(sys.argv[1:] if argv is None else argv), model_args, training_args, known,
-                      lambda job_argv: run_job(task, job_argv, callbacks))
-    training_args = partial_training_lr(model_args, training_args, given)
+        known = {field.name for kind in argument_types(task) for field in dataclasses.fields(kind)}
+        return search(argv, job.model_args, job.training_args, known,
+                      functools.partial(run_job, task, callbacks=callbacks)).results
+    try:
+        return run_job(task, argv, callbacks, job).results
+    except RuntimeError as err:  # torch.distributed's errors are RuntimeErrors
+        if job.training_args.world_size > 1 and is_lost_peer(err):
+            cause = one_line(err)[:300]
+            raise PeerLost(f"another process of this distributed run stopped or cannot be reached ({cause}), so this "
+                           "one stops too. Relaunch every machine with --resume_from_checkpoint last to continue from "
+                           "the newest checkpoint.") from None
+        raise
+
+
+class PeerLost(FinetuneError):
+    """A rank of a distributed run died (its machine, its process) or stopped answering (--ddp_timeout)."""
+
+
+#: What gloo, NCCL and the rendezvous store say when a peer is gone or silent.
+LOST_PEER_MESSAGES = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "timed out",
+                      "Timed out", "DistNetworkError", "DistStoreError", "NCCL communicator was aborted")
+
+
+def is_lost_peer(err: BaseException) -> bool:
+    """Whether an error is a collective that failed because another rank is gone (not a bug of this rank)."""
+    import torch.distributed
+
+    return isinstance(err, torch.distributed.DistError) or any(text in str(err) for text in LOST_PEER_MESSAGES)
+
+
+def run_job(task: Task, argv: Sequence[str], callbacks: Sequence[TrainerCallback] = (), job: ParsedJob | None = None
+            ) -> JobOutcome:
+    """One job: load, train, evaluate, predict, write the outputs; returns the metrics and the settled training
+    arguments (the hyper-parameter search reads the metric chosen). `job`: `argv` already parsed."""
+    started = time.time()
+    job = job or parse_job(task, argv)
+    model_args, data_args, given = job.model_args, job.data_args, job.given
+    training_args = partial_training_lr(model_args, job.training_args, given)
+    task.check_arguments(data_args, training_args, given)
     if "train_file" not in given and data_args.train_file and data_args.train_file.startswith(str(PROJECT_ROOT)):
         logger.info("No data given: running the %s sample recipe %s.", task.name, task.sample_config)
     set_seed(training_args.seed)
 
     config = load_config(model_args)
     with training_args.main_process_first(desc="loading data"):
-        raw = task.load(data_args, model_args)
-    writes_model = getattr(data_args, "model_without_training", False)  # zero-shot: a model, but no training
-    if writes_model and "do_train" in given and training_args.do_train:
-        raise ConfigError("--zero_shot does not train: drop --do_train (or use --few_shot_k K to train on K "
-                          "examples per label).")
+        raw, data_args = task.load(data_args, model_args)
     stages = decide_stages(training_args, given, set(raw))
     training_args = settle_training_args(training_args, stages, set(raw), given, task.best_metric(raw, data_args))
     with training_args.main_process_first(desc="checking output_dir"):
-        check_output_dir(training_args, stages.train or writes_model)
+        check_output_dir(training_args, stages.train or task.writes_model_without_training(data_args),
+                         task.prediction_files)
 
     labels = task.build_labels(raw, data_args, without_labels(config) if model_args.reinit_head else config)
     raw = task.check_labels(raw, labels, data_args)
-    tokenizer = load_tokenizer(model_args, **task.tokenizer_kwargs(config))
+    tokenizer = load_tokenizer(model_args, **task.tokenizer_kwargs(config, data_args))
     overrides = task.model_overrides(raw, labels, data_args)
     if task.build_model is not None:
         model = task.build_model(model_args, labels, config, raw, data_args, training_args, tokenizer, overrides)
     else:
         model = load_model(model_args, task.auto_model, labels, config, **overrides)
-    model = prepare_model(model, model_args, task.pipeline_tag)
+    model = prepare_model(model, model_args, task.peft_task_type)
     counts = parameter_counts(model)
     logger.info("Trainable parameters: %s of %s (%.2f%%)", f"{counts['trainable_parameters']:,}",
                 f"{counts['total_parameters']:,}", counts["trainable_percent"])
@@ -155,7 +214,8 @@ def run_job(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[T
                 training_args.device)
     reduce_logits = task.reduce_logits if training_args.argmax_in_metrics else None
     trainer = build_trainer(model, tokenizer, training_args, features, task.collator(tokenizer, data_args),
-                            reduce_logits, task.loss(raw, labels, data_args, training_args), callbacks)
+                            reduce_logits, task.loss(raw, labels, data_args, training_args), callbacks,
+                            token_outputs=task.token_outputs)
     trainer.run_results.update(counts)  # into all_results.json with the metrics
     results, reports, written = run_stages(trainer, task, stages, raw, features, labels, data_args)
     results = {**counts, **results}
@@ -163,6 +223,7 @@ def run_job(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[T
         save_adapter_outputs(trainer.model, training_args.output_dir, model_args.merge_adapter)
     if trainer.is_world_process_zero():
         finish_outputs(task, trainer, model_args, data_args, raw, labels, results, reports, written, argv, hub)
+        open_up_new_files(training_args.output_dir, started)  # adapters, zero-shot models: saved outside Trainer
     return JobOutcome(results, training_args)
 
 
@@ -201,14 +262,14 @@ class HubTarget:
 
 
 def finish_outputs(task: Task, trainer, model_args, data_args, raw, labels, results: dict[str, Any],
-                   reports: dict[str, str], written: list[str], argv: Sequence[str] | None, hub: HubTarget) -> None:
+                   reports: dict[str, str], written: list[str], argv: Sequence[str], hub: HubTarget) -> None:
     """Main process only: reports, training curves, TensorBoard hyperparameters, model card, results table, push."""
     args = trainer.args
     output_dir = args.output_dir
     os.makedirs(output_dir, exist_ok=True)
     main_metric = args.metric_for_best_model or "loss"
     hyperparameters = {name: getattr(args, name) for name in CARD_HYPERPARAMETERS}
-    write_reports(output_dir, reports)
+    write_reports(output_dir, reports, task.report_file)
     curves = write_training_curves(output_dir, trainer.state.log_history, main_metric)
     log_hparams(trainer, hyperparameters, results)
     write_model_card(
@@ -222,8 +283,7 @@ def finish_outputs(task: Task, trainer, model_args, data_args, raw, labels, resu
         results=results,
         main_metrics=[main_metric],
         details=[*task.card_details(raw, labels, data_args), *describe_training(model_args, results)],
-        command=shlex.join(["python", f"run_{task.name}.py",
-                            *redact_command(sys.argv[1:] if argv is None else argv)]),
+        command=shlex.join(["python", task.script, *shown_command(argv)]),
         curves=curves,
     )
     table = results_table(results, [main_metric])

@@ -40,11 +40,12 @@ def results_table(results: Mapping[str, Any], main_metrics: Sequence[str]) -> st
     return "\n".join(lines)
 
 
-def write_reports(output_dir: str, reports: Mapping[str, str]) -> None:
-    """`classification_report.txt`: the per-label (per-entity-type) table of each scored split."""
+def write_reports(output_dir: str, reports: Mapping[str, str], file_name: str) -> None:
+    """The task's report file (`classification_report.txt`): the per-label (per-entity-type) table of each scored
+    split."""
     if not reports:
         return
-    with atomic_write(os.path.join(output_dir, "classification_report.txt")) as stream:
+    with atomic_write(os.path.join(output_dir, file_name)) as stream:
         for split, text in reports.items():
             stream.write(f"== {split} ==\n{text.rstrip()}\n\n")
 
@@ -97,9 +98,27 @@ def redact_command(argv: Sequence[str]) -> list[str]:
     return redacted
 
 
+def shown_path(value: str) -> str:
+    """A local path as the model card shows it (the card goes to the Hub): relative to the working directory when it
+    lies inside it, else its base name; anything that is not an absolute path (Hub ids, flags) is unchanged."""
+    if not os.path.isabs(value):
+        return value
+    relative = os.path.relpath(value)
+    return os.path.basename(os.path.normpath(value)) if relative.split(os.sep, 1)[0] == os.pardir else relative
+
+
+def shown_command(argv: Sequence[str]) -> list[str]:
+    """The command line with secrets redacted and absolute local paths shown as `shown_path` shows them."""
+    shown = []
+    for arg in redact_command(argv):
+        name, equals, value = arg.partition("=")
+        shown.append(f"{name}={shown_path(value)}" if equals and name.startswith("--") else shown_path(arg))
+    return shown
+
+
 def base_model_id(model_name_or_path: str | None) -> str:
-    """The base model as the Hub knows it (the embedded model is all-MiniLM-L6-v2)."""
-    return model_name_or_path or EMBEDDED_MODEL_HUB_ID
+    """The base model as the Hub knows it (the embedded model is all-MiniLM-L6-v2; a local directory by its name)."""
+    return shown_path(model_name_or_path) if model_name_or_path else EMBEDDED_MODEL_HUB_ID
 
 
 def write_model_card(
@@ -117,7 +136,8 @@ def write_model_card(
     command: str = "",
     curves: bool = False,
 ) -> None:
-    """`README.md` with Hub metadata (so the Hub renders it) and what a reader needs to trust the model."""
+    """`README.md` with Hub metadata (so the Hub renders it) and what a reader needs to trust the model; no absolute
+    local path (the card is pushed to the Hub)."""
     metadata: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": pipeline_tag,
@@ -137,7 +157,8 @@ def write_model_card(
              f"Fine-tuned from `{base_model}` with finetune-kit.", ""]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]
-    lines += ["## Data", ""] + [f"- {split}: `{source}`" for split, source in data_sources.items()] + [""]
+    lines += ["## Data", ""] + [f"- {split}: `{shown_path(source)}`" for split, source in data_sources.items()]
+    lines += [""]
     lines += ["## Labels", "", ", ".join(f"`{label}`" for label in labels), ""]
     if details:
         lines += list(details) + [""]
@@ -151,7 +172,7 @@ def write_model_card(
                   ""]
     lines += [
         "## Use", "", "```python", "from transformers import pipeline", "",
-        f'model = pipeline("{pipeline_tag}", model="{output_dir}")', "```", "",
+        f'model = pipeline("{pipeline_tag}", model="{shown_path(os.path.abspath(output_dir))}")', "```", "",
         "## Intended use", "",
         f"{pipeline_tag.replace('-', ' ').capitalize()} of text like the training data above.", "",
         "## Limitations", "",

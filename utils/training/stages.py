@@ -29,9 +29,9 @@ COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 2,
     "logging_steps": 25,
     "report_to": ["tensorboard"],
-    # Training batches: packed random batches for token tasks (`--pack_sequences`, utils/training/packing.py), else
-    # `--bucket_by_length` (utils/training/batching.py): upstream's group_by_length cost 1.5 test F1 points on CoNLL-2003 after
-    # one epoch (docs/benchmarks.md); giving --train_sampling_strategy turns buckets off.
+    # Training batches: packed random batches for token tasks (`--pack_sequences`, utils/training/packing.py),
+    # else `--bucket_by_length` (utils/training/batching.py): upstream's group_by_length cost 1.5 test F1 points on
+    # CoNLL-2003 after one epoch (docs/benchmarks.md); giving --train_sampling_strategy turns buckets off.
     "train_sampling_strategy": "random",
     "learning_rate": 5e-5,
     "per_device_train_batch_size": 32,
@@ -96,6 +96,51 @@ def settle_training_args(args: FinetuneTrainingArguments, stages: Stages, splits
         return dataclasses.replace(args, **changes)
 
 
+def pad_every_batch(trainer: Trainer, max_length: int) -> None:
+    """--pad_to_max_length: every batch padded to --max_seq_length (the task's collator pads to `max_length` from
+    here on), so packing and length buckets, which exist to remove that padding, are turned off."""
+    collator = trainer.data_collator
+    if hasattr(collator, "padding") and hasattr(collator, "max_length"):
+        collator.padding, collator.max_length = "max_length", max_length
+    if getattr(trainer, "packer", None) is not None:
+        off = "; --pack_sequences turned off (it would remove that padding)"
+    elif getattr(trainer.args, "bucket_by_length", False):
+        off = "; --bucket_by_length turned off (it would remove most of that padding)"
+    else:
+        off = ""
+    if hasattr(trainer, "packer"):
+        trainer.packer, trainer.items_per_example = None, None
+    trainer.args.pack_sequences = trainer.args.bucket_by_length = False
+    logger.info("--pad_to_max_length: every batch is padded to %d tokens%s.", max_length, off)
+
+
+def kept_checkpoint(state, args) -> dict[str, Any]:
+    """When training restored a best checkpoint that is not its last step: which step, and why (the scores that
+    decided), as `kept_step`/`kept_reason` result keys; else nothing."""
+    best = state.best_model_checkpoint
+    if not (args.load_best_model_at_end and best and state.best_global_step
+            and state.best_global_step != state.global_step):
+        return {}
+    name = args.metric_for_best_model or "loss"
+    key = name if name.startswith("eval_") else f"eval_{name}"
+    evaluations = [entry for entry in state.log_history if key in entry and "step" in entry]
+    kept = next((entry for entry in evaluations if entry["step"] == state.best_global_step), None)
+    last = evaluations[-1] if evaluations else None
+    if kept is None or last is None:
+        return {"kept_step": state.best_global_step}
+    name = key[len("eval_"):]
+    if last["step"] == kept["step"]:
+        reason = (f"best {name} {kept[key]:.4f} at the last evaluation (step {kept['step']}); steps after it were "
+                  "never evaluated")
+    elif kept[key] == last[key]:
+        reason = (f"{name} tied at {kept[key]:.4f} with the last evaluation (step {last['step']}); lower loss "
+                  f"{kept.get('eval_loss', float('nan')):.4f} against {last.get('eval_loss', float('nan')):.4f}")
+    else:
+        reason = (f"{name} {kept[key]:.4f} against {last[key]:.4f} at the last evaluation (step {last['step']}; "
+                  f"{'higher' if args.greater_is_better else 'lower'} is better)")
+    return {"kept_step": kept["step"], "kept_reason": reason}
+
+
 class SplitScorer:
     """`compute_metrics` bound to one split, so predictions on its features map back to its raw examples."""
 
@@ -130,6 +175,9 @@ def run_stages(
         trainer.save_metrics(prefix, metrics)
         results.update(metrics)
 
+    if data_args.pad_to_max_length:
+        pad_every_batch(trainer, data_args.max_seq_length)
+    kept: dict[str, Any] = {}
     if "validation" in features:
         trainer.compute_metrics = scorers["validation"]
         if args.eval_before_training:
@@ -144,6 +192,10 @@ def run_stages(
             raise Interrupted(f"stopped by {signal.Signals(stop.received).name} at step {trainer.state.global_step} "
                               f"after saving a checkpoint; continue with --resume_from_checkpoint last.")
         trainer.save_model()
+        kept = kept_checkpoint(trainer.state, args)
+        if kept:
+            logger.warning("Restored checkpoint-%d of %d steps, not the last one: %s.", kept["kept_step"],
+                           trainer.state.global_step, kept.get("kept_reason", "the best score"))
         metrics = dict(train_result.metrics, train_samples=len(raw["train"]), train_features=len(features["train"]))
         padding = trainer.padding_fraction() if isinstance(trainer, FinetuneTrainer) else None
         if padding is not None:
@@ -153,7 +205,7 @@ def run_stages(
     if stages.evaluate:
         trainer.compute_metrics = scorers["validation"]
         metrics = trainer.evaluate()
-        metrics.update(eval_samples=len(raw["validation"]))
+        metrics.update(eval_samples=len(raw["validation"]), **{f"eval_{key}": value for key, value in kept.items()})
         reports["validation"] = scorers["validation"].report
         record("eval", metrics)
     if stages.predict:

@@ -115,12 +115,12 @@ def lora_target_modules(model: PreTrainedModel, model_args: ModelArguments) -> s
     return rf"^{prefix}\..*\.({'|'.join(names)})$"
 
 
-def apply_lora(model: PreTrainedModel, model_args: ModelArguments, pipeline_tag: str):
+def apply_lora(model: PreTrainedModel, model_args: ModelArguments, peft_task_type: str):
     """Wrap the model with LoRA adapters on the encoder; the head (modules outside it) trains fully and is saved."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     config = LoraConfig(
-        task_type=TaskType.TOKEN_CLS if pipeline_tag == "token-classification" else TaskType.SEQ_CLS,
+        task_type=TaskType[peft_task_type],
         r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
         lora_dropout=model_args.lora_dropout,
@@ -130,10 +130,10 @@ def apply_lora(model: PreTrainedModel, model_args: ModelArguments, pipeline_tag:
     return get_peft_model(model, config)
 
 
-def prepare_model(model: PreTrainedModel, model_args: ModelArguments, pipeline_tag: str):
+def prepare_model(model: PreTrainedModel, model_args: ModelArguments, peft_task_type: str):
     """The model as it will train: LoRA-wrapped or partly frozen as asked."""
     if model_args.use_peft:
-        return apply_lora(model, model_args, pipeline_tag)
+        return apply_lora(model, model_args, peft_task_type)
     apply_freezing(model, model_args)
     return model
 

@@ -5,15 +5,43 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from utils.core.arguments import DataArguments
+from utils.core.arguments import DataArguments, split_names
 from utils.core.errors import ConfigError
-from utils.core.losses import MULTI, SINGLE
+from utils.core.losses import MULTI, REGRESSION, SINGLE
 
 logger = logging.getLogger(__name__)
 
 CONTRASTIVE, FINETUNE = "contrastive", "finetune"
 
 WARMUP_RATIO = 0.1  # SetFit's default for the contrastive phase
+
+#: The GLUE tasks of the transformers example run_glue.py (`--task_name`): text columns, label names in GLUE's id
+#: order (None: regression) and the metrics GLUE reports, as the `glue` metric of `evaluate` computes them.
+GLUE_DATASET = "nyu-mll/glue"
+GLUE_TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, tuple[str, ...]]] = {
+    "cola": (("sentence",), ("unacceptable", "acceptable"), ("matthews_correlation",)),
+    "mnli": (("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",)),
+    "mrpc": (("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("accuracy", "f1")),
+    "qnli": (("question", "sentence"), ("entailment", "not_entailment"), ("accuracy",)),
+    "qqp": (("question1", "question2"), ("not_duplicate", "duplicate"), ("accuracy", "f1")),
+    "rte": (("sentence1", "sentence2"), ("entailment", "not_entailment"), ("accuracy",)),
+    "sst2": (("sentence",), ("negative", "positive"), ("accuracy",)),
+    "stsb": (("sentence1", "sentence2"), None, ("pearson", "spearmanr")),
+    "wnli": (("sentence1", "sentence2"), ("not_entailment", "entailment"), ("accuracy",)),
+}
+#: MNLI has two validation and test sets; like run_glue.py we validate on the matched ones (the mismatched ones:
+#: --validation_split_name validation_mismatched --test_split_name test_mismatched).
+GLUE_SPLITS = {"mnli": {"validation_split_name": "validation_matched", "test_split_name": "test_matched"}}
+
+#: `--metric_name` values, by the problem types they apply to: the names of the `evaluate` metrics the example loads
+#: (what it writes as `eval_<name>`), and our own spellings of the correlations.
+METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    SINGLE: ("accuracy", "f1", "precision", "recall", "matthews_correlation", "mcc"),
+    MULTI: ("accuracy", "f1", "precision", "recall"),
+    REGRESSION: ("mse", "mae", "pearson", "pearsonr", "spearman", "spearmanr"),
+}
+#: Which of them are lower-is-better (for the default --metric_for_best_model).
+LOWER_IS_BETTER = {"mse", "mae"}
 
 
 @dataclass
@@ -46,7 +74,9 @@ class FewShotArguments:
     few_shot_max_pairs: int | None = field(
         default=None, metadata={"help": "Contrastive: at most this many pairs (half positive, half negative)."}
     )
-    few_shot_batch_size: int = field(default=16, metadata={"help": "Contrastive: pairs per step."})
+    few_shot_batch_size: int = field(
+        default=16, metadata={"help": "Contrastive: pairs per step and process (as --per_device_train_batch_size)."}
+    )
     few_shot_learning_rate: float = field(default=2e-5, metadata={"help": "Contrastive: encoder learning rate."})
     few_shot_epochs: int = field(default=1, metadata={"help": "Contrastive: passes over the pairs."})
 
@@ -70,25 +100,46 @@ class FewShotArguments:
     def contrastive(self) -> bool:
         return bool(self.few_shot_k) and self.few_shot_method == CONTRASTIVE
 
-    @property
-    def model_without_training(self) -> bool:
-        """Zero-shot writes a model to output_dir without a train stage (the pipeline protects the directory)."""
-        return self.zero_shot
-
 
 @dataclass
 class ClassificationDataArguments(DataArguments, FewShotArguments):
     """Classification-specific data options (zero-shot and few-shot ones in `FewShotArguments`)."""
 
+    task_name: str | None = field(
+        default=None,
+        metadata={"help": "A GLUE task, as in run_glue.py: " + ", ".join(GLUE_TASKS) + ". Loads the Hub dataset "
+                  f"{GLUE_DATASET} (unless data files or --dataset_name are given) and sets the task's text columns, "
+                  "label names, problem type (stsb: regression) and metrics."},
+    )
     text_column_names: str | None = field(
         default=None,
         metadata={"help": "Text column, or two comma-separated columns encoded as a sentence pair "
-                  "(default: the one text column of each split)."},
+                  "(default: the one text column of each split). Three or more columns, or any columns with "
+                  "--text_column_delimiter, are joined into one text."},
+    )
+    text_column_delimiter: str | None = field(
+        default=None,
+        metadata={"help": "Join the --text_column_names columns into one text with this string, as "
+                  "run_classification.py does (its default ' ' applies to three or more columns; \\n and \\t "
+                  "are a newline and a tab). Not given: two columns are encoded as a real pair."},
     )
     problem_type: str | None = field(
         default=None,
         metadata={"help": "Override the type detected from the labels.",
                   "choices": ["single_label", "multi_label", "regression", SINGLE, MULTI]},
+    )
+    do_regression: bool = field(  # typed bool with a None default, as in the example: a bare --do_regression is true
+        default=None,
+        metadata={"help": "run_classification.py's switch: true is --problem_type regression (integer labels become "
+                  "scores); false keeps numeric labels as classes. Default: detected from the labels."},
+    )
+    metric_name: str | None = field(
+        default=None,
+        metadata={"help": "Metric(s) to report as eval_<name>/predict_<name> beside ours, and the default "
+                  "--metric_for_best_model: one of, or a comma-separated list of, accuracy, f1, precision, recall, "
+                  "matthews_correlation (single- and multi-label; f1/precision/recall are binary with two labels, "
+                  "macro with more, micro for multi-label), mse, mae, pearson(r), spearman(r) (regression). Several "
+                  "also give <split>_combined_score, their mean, as the examples do."},
     )
     label_delimiter: str = field(default=",", metadata={"help": "Separator of multi-label names in one string."})
     threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
@@ -100,19 +151,91 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
     truncation_side: str = field(
         default="right", metadata={"help": "Which end of a too-long text to cut.", "choices": ["right", "left"]}
     )
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every input to max_seq_length (slow; default pads per batch)."}
-    )
 
     def __post_init__(self) -> None:
+        self.settle_glue_task()
+        self.settle_regression_switch()
         super().__post_init__()
         self.check_few_shot()
+        for name in split_names(self.metric_name):
+            if not any(name in names for names in METRIC_NAMES.values()):
+                known = sorted({n for names in METRIC_NAMES.values() for n in names})
+                raise ConfigError(f"--metric_name {name}: not a metric we compute; choose from {known}.")
+        if self.text_column_names is not None and not self.text_columns:
+            raise ConfigError(f"--text_column_names {self.text_column_names!r} names no column.")
+
+    def settle_glue_task(self) -> None:
+        """--task_name: the GLUE task's dataset (when no data is given), split names, text columns and problem type;
+        anything given explicitly is kept. Idempotent (dataclasses.replace runs it again)."""
+        if self.task_name is None:
+            return
+        self.task_name = self.task_name.lower()
+        if self.task_name not in GLUE_TASKS:
+            raise ConfigError(f"--task_name {self.task_name}: not a GLUE task; choose from {', '.join(GLUE_TASKS)} "
+                              "(or drop it and give --dataset_name or data files).")
+        columns, names, _ = GLUE_TASKS[self.task_name]
+        if not self.dataset_name and not any((self.train_file, self.validation_file, self.test_file)):
+            self.dataset_name, self.dataset_config_name = GLUE_DATASET, self.task_name
+        if self.dataset_name == GLUE_DATASET:
+            for flag, split in GLUE_SPLITS.get(self.task_name, {}).items():
+                if getattr(self, flag) is None:
+                    setattr(self, flag, split)
+        if self.text_column_names is None:
+            self.text_column_names = ",".join(columns)
+        if names is None and self.problem_type is None and self.do_regression is None:
+            self.problem_type = REGRESSION
+
+    def settle_regression_switch(self) -> None:
+        """--do_regression true is --problem_type regression; both given must agree."""
+        if self.do_regression is None:
+            return
+        problem = PROBLEM_TYPES.get(self.problem_type, self.problem_type)
+        if self.do_regression and problem not in (None, REGRESSION):
+            raise ConfigError(f"--do_regression true contradicts --problem_type {self.problem_type}; give one.")
+        if not self.do_regression and problem == REGRESSION:
+            raise ConfigError("--do_regression false contradicts --problem_type regression; give one.")
+        if self.do_regression:
+            self.problem_type = REGRESSION
 
     @property
     def text_columns(self) -> list[str] | None:
-        if not self.text_column_names:
-            return None
-        names = [name.strip() for name in self.text_column_names.split(",") if name.strip()]
-        if not 1 <= len(names) <= 2:
-            raise ConfigError("--text_column_names takes one column, or two for sentence pairs.")
-        return names
+        """The --text_column_names, or None."""
+        return split_names(self.text_column_names) or None
+
+    @property
+    def joined_text(self) -> bool:
+        """Whether the text columns are joined into one text (three or more, or a delimiter given) rather than
+        encoded alone or as a pair."""
+        columns = self.text_columns or []
+        return len(columns) > 2 or (len(columns) > 1 and self.text_column_delimiter is not None)
+
+    @property
+    def text_delimiter(self) -> str:
+        """--text_column_delimiter with \\n and \\t read as a newline and a tab (run_classification.py's default:
+        a space)."""
+        if self.text_column_delimiter is None:
+            return " "
+        return self.text_column_delimiter.replace("\\n", "\n").replace("\\t", "\t")
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The extra metrics asked for: --metric_name, else the GLUE task's."""
+        if self.metric_name:
+            return split_names(self.metric_name)
+        return list(GLUE_TASKS[self.task_name][2]) if self.task_name else []
+
+
+#: --problem_type spellings to the loss names.
+PROBLEM_TYPES = {"single_label": SINGLE, "multi_label": MULTI}
+
+
+def check_classification_arguments(data_args: ClassificationDataArguments, training_args, given: set[str]) -> None:
+    """Refusals that need the training flags too: zero-shot saves a model but never trains."""
+    if data_args.zero_shot and "do_train" in given and training_args.do_train:
+        raise ConfigError("--zero_shot does not train: drop --do_train (or use --few_shot_k K to train on K "
+                          "examples per label).")
+
+
+def writes_model_without_training(data_args: ClassificationDataArguments) -> bool:
+    """Zero-shot writes a model to output_dir without a train stage (so the directory is protected as for one)."""
+    return data_args.zero_shot

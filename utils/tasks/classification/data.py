@@ -3,6 +3,7 @@ type detected from the labels, and the zero-/few-shot selection of the training 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from utils.core.data import (
+    NUMBER,
     file_format,
     load_raw_datasets,
     number_type,
@@ -21,7 +23,13 @@ from utils.core.data import (
 )
 from utils.core.errors import ConfigError, DataError
 from utils.core.losses import MULTI, REGRESSION, SINGLE
-from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.core.splits import source_rows
+from utils.tasks.classification.arguments import (
+    GLUE_DATASET,
+    GLUE_TASKS,
+    METRIC_NAMES,
+    ClassificationDataArguments,
+)
 from utils.tasks.classification.few_shot import take_few_shot_sample
 from utils.tasks.classification.labels import label_sort_key
 from utils.tasks.classification.zero_shot import read_label_descriptions
@@ -66,6 +74,52 @@ def label_kind(value: Any) -> str:
     if isinstance(value, float):
         return "float"
     return "str" if isinstance(value, str) else "other"
+
+
+NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def label_cell_kind(value: Any) -> str | None:
+    """'number' (an int or float, or text that is one), 'non-finite' (NaN or infinity, as a float or as text), 'name'
+    (any other text); None for lists and missing cells, which other checks handle."""
+    if isinstance(value, bool) or value is None or isinstance(value, (list, tuple)):
+        return None
+    if isinstance(value, (int, float)):
+        if math.isnan(value):
+            return None  # a missing cell (JSON null read as NaN): refused at its row as missing
+        return "number" if math.isfinite(value) else "non-finite"
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.lower() in NON_FINITE:
+        return "non-finite"
+    return "number" if NUMBER.fullmatch(text) else "name"
+
+
+def check_label_kinds(values: Sequence[Any], source: str, column: str, delimiter: str) -> None:
+    """Numbers and names mixed in one label column (`0/1` beside `positive/negative`) are not one label set, and a
+    NaN or infinite value is not a target nor a class: each is an error naming the first row of each kind.
+    Delimited multi-label cells (`a,b`) are names lists, checked elsewhere."""
+    if any(isinstance(value, str) and delimiter in value for value in values):
+        return
+    first: dict[str, int] = {}
+    for row, value in enumerate(values, start=1):
+        kind = label_cell_kind(value)
+        if kind is not None:
+            first.setdefault(kind, row)
+    if "non-finite" in first and "number" in first:
+        row = first["non-finite"]
+        raise DataError(f"label {values[row - 1]!r} in column '{column}' is not a finite number (rows of numbers "
+                        f"start at row {first['number']}); fix or remove the row.", source=f"{source} row {row}")
+    if "non-finite" in first:
+        row = first["non-finite"]
+        raise DataError(f"label {values[row - 1]!r} in column '{column}' is a missing value (NaN), not a name; fix or "
+                        "remove the row.", source=f"{source} row {row}")
+    if "name" in first and "number" in first:
+        number_row = first["number"]
+        raise DataError(f"column '{column}' mixes numbers (first at row {number_row}: {values[number_row - 1]!r}) "
+                        f"and names (first at row {first['name']}: {values[first['name'] - 1]!r}); use one kind: all "
+                        "names, or all integer ids (with --label_list for their names).", source=source)
 
 
 def detect_problem_type(labels: Sequence[Any], delimiter: str) -> str:
@@ -125,7 +179,8 @@ def normalise_label(value: Any, problem: str, names: list[str] | None, delimiter
 def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, source: str, problem: str | None,
                     text_cells: bool = False) -> tuple[Dataset, str | None]:
     """text / text_pair / label / location columns, checked row by row. Returns the dataset and the problem type.
-    `text_cells`: every cell was read as text (CSV/TSV), so a label column of numbers is parsed as numbers."""
+    `text_cells`: every cell was read as text (CSV/TSV), so a label column of numbers is parsed as numbers.
+    Several text columns are joined into one text when `data_args.joined_text` says so."""
     label_column = None
     try:
         label_column = pick_column(dataset, data_args.label_column_name, LABEL_COLUMNS, source, "--label_column_name")
@@ -139,10 +194,15 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
         text_columns = infer_text_columns(dataset, label_column, source)
         logger.info("%s: text column(s) %s (set --text_column_names to choose others)", source, text_columns)
     feature = dataset.features.get(label_column) if label_column else None
-    names = list(feature.names) if isinstance(feature, ClassLabel) else None
+    names = list(feature.names) if isinstance(feature, ClassLabel) else glue_label_names(data_args)
     raw_labels = dataset[label_column] if label_column else None
+    if isinstance(feature, ClassLabel) and raw_labels and all(value == -1 for value in raw_labels):
+        logger.info("%s: every label is -1 (no label, as in GLUE's test splits); the split is unlabelled.", source)
+        raw_labels = None
     if raw_labels is not None and text_cells:
         raw_labels = numbers_from_text(raw_labels)
+    if raw_labels is not None and problem != MULTI:
+        check_label_kinds(raw_labels, source, label_column, data_args.label_delimiter)
     if raw_labels is not None and problem is None:
         problem = detect_problem_type([v for v in raw_labels if not is_missing(v)], data_args.label_delimiter)
     if raw_labels is not None and problem == SINGLE:
@@ -151,14 +211,15 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
         if len(kinds) > 1:
             raise DataError(f"mixed label types {sorted(kinds)} in column '{label_column}'; use one type "
                             "(all names or all integer ids).", source=source)
+    pair = len(text_columns) == 2 and not data_args.joined_text
     columns: dict[str, list] = {"text": [], "location": []}
-    if len(text_columns) == 2:
+    if pair:
         columns["text_pair"] = []
     if raw_labels is not None:
         columns["label"] = []
     texts = [dataset[c] for c in text_columns]
-    for row in range(len(dataset)):
-        location = f"{source} row {row + 1}"
+    for row, source_row in enumerate(source_rows(dataset)):
+        location = f"{source} row {source_row}"
         for column, values in zip(text_columns, texts):
             value = values[row]
             if is_missing(value):
@@ -167,9 +228,11 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
             if not isinstance(value, str):
                 raise DataError(f"the text in column '{column}' must be a string, got {value!r}; fix the row, or "
                                 "name the text column with --text_column_names.", source=location)
-        columns["text"].append(texts[0][row])
-        if len(text_columns) == 2:
+        if pair:
+            columns["text"].append(texts[0][row])
             columns["text_pair"].append(texts[1][row])
+        else:
+            columns["text"].append(data_args.text_delimiter.join(values[row] for values in texts))
         columns["location"].append(location)
         if raw_labels is not None:
             columns["label"].append(normalise_label(raw_labels[row], problem, names, data_args.label_delimiter,
@@ -177,32 +240,64 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
     return Dataset.from_dict(columns), problem
 
 
-def load_classification_data(data_args: ClassificationDataArguments, model_args) -> DatasetDict:
-    """All splits in the canonical shape; the problem type comes from the training labels unless overridden."""
-    raw = load_raw_datasets(data_args, cache_dir=model_args.cache_dir, token=model_args.token)
+def glue_label_names(data_args: ClassificationDataArguments) -> list[str] | None:
+    """The GLUE task's label names in GLUE's id order (--task_name; integer labels in files are these ids)."""
+    names = GLUE_TASKS[data_args.task_name][1] if data_args.task_name else None
+    return list(names) if names else None
+
+
+def load_glue_or_hub(data_args: ClassificationDataArguments, model_args) -> DatasetDict:
+    """`load_raw_datasets`, with what to do instead when --task_name's GLUE dataset cannot be loaded."""
+    try:
+        return load_raw_datasets(data_args, cache_dir=model_args.cache_dir, token=model_args.token)
+    except DataError as err:
+        if data_args.task_name and data_args.dataset_name == GLUE_DATASET:
+            raise DataError(f"--task_name {data_args.task_name} loads the GLUE dataset {GLUE_DATASET} from the Hub "
+                            f"(or the datasets cache), which failed: {err} With the task's files at hand, give them "
+                            f"with --train_file/--validation_file and keep --task_name {data_args.task_name} for its "
+                            "columns and metrics.") from None
+        raise
+
+
+def load_classification_data(data_args: ClassificationDataArguments, model_args
+                              ) -> tuple[DatasetDict, ClassificationDataArguments]:
+    """All splits in the canonical shape, and the data arguments with the problem type settled (from the training
+    labels unless overridden) and, for zero-shot, the label list; `data_args` itself is not changed."""
+    raw = load_glue_or_hub(data_args, model_args)
     problem = PROBLEM_ALIASES[data_args.problem_type] if data_args.problem_type else None
     result = DatasetDict()
     for split in sorted(raw, key=["train", "validation", "test"].index):
         source = split_source(data_args, split)
         text_cells = not data_args.dataset_name and file_format(source, data_args.data_format) in {"csv", "tsv"}
         result[split], problem = canonical_split(raw[split], data_args, source, problem, text_cells)
+        if problem == REGRESSION and data_args.do_regression is False:  # numbers as class names
+            result[split], problem = canonical_split(raw[split], data_args, source, SINGLE, text_cells)
         if split != "test" and "label" not in result[split].column_names:
             raise DataError("has no label column; training and validation data need labels.", source=source)
     if problem is None:
         problem = SINGLE
+    wrong = [name for name in data_args.metric_names if name not in METRIC_NAMES[problem]]
+    if wrong:
+        raise ConfigError(f"--metric_name {','.join(wrong)} does not apply to {problem} data; choose from "
+                          f"{list(METRIC_NAMES[problem])}.")
+    names = glue_label_names(data_args)
+    if names and not data_args.label_list and problem != REGRESSION and all(
+            set(dataset["label"]) <= set(names) for dataset in result.values() if "label" in dataset.column_names):
+        data_args = dataclasses.replace(data_args, label_list=",".join(names))  # GLUE's order: its F1 is of id 1
     pairs = {split: "text_pair" in d.column_names for split, d in result.items()}
     if len(set(pairs.values())) > 1:
         raise DataError(f"some splits are sentence pairs and some are not: {pairs}. Use the same text columns.")
-    data_args.problem_type = problem  # settled here, so every later piece reads one value
     logger.info("Problem type: %s", problem)
-    return select_training_data(result, data_args)
+    return select_training_data(result, dataclasses.replace(data_args, problem_type=problem))
 
 
-def select_training_data(raw: DatasetDict, data_args: ClassificationDataArguments) -> DatasetDict:
-    """Zero-shot: the label names are settled (descriptions, --label_list, else the data's labels) and the train
-    split is dropped, so no train stage runs. Few-shot: the train split becomes its K-per-label sample."""
+def select_training_data(raw: DatasetDict, data_args: ClassificationDataArguments
+                         ) -> tuple[DatasetDict, ClassificationDataArguments]:
+    """Zero-shot: the label names are settled (descriptions, --label_list, else the data's labels; returned in the
+    data arguments) and the train split is dropped, so no train stage runs. Few-shot: the train split becomes its
+    K-per-label sample."""
     if not (data_args.zero_shot or data_args.few_shot_k):
-        return raw
+        return raw, data_args
     mode = "--zero_shot" if data_args.zero_shot else "--few_shot_k"
     if data_args.problem_type != SINGLE:
         raise ConfigError(f"{mode} is for single-label classification; these labels are {data_args.problem_type}.")
@@ -212,7 +307,7 @@ def select_training_data(raw: DatasetDict, data_args: ClassificationDataArgument
         if "train" not in raw:
             raise ConfigError("--few_shot_k samples from the training data: pass --train_file.")
         raw["train"] = take_few_shot_sample(raw["train"], data_args.few_shot_k, data_args.few_shot_seed)
-        return raw
+        return raw, data_args
     if not data_args.label_names:
         described = list(read_label_descriptions(data_args.label_descriptions)) if data_args.label_descriptions \
             else None
@@ -221,11 +316,11 @@ def select_training_data(raw: DatasetDict, data_args: ClassificationDataArgument
         names = described or sorted(set(seen), key=label_sort_key)
         if any("," in name for name in names):
             raise ConfigError(f"zero-shot label names cannot contain commas: {names}.")
-        data_args.label_list = ",".join(names)
+        data_args = dataclasses.replace(data_args, label_list=",".join(names))
     if "train" in raw:
         logger.info("Zero-shot: the train split is not used (labels: %s).", data_args.label_list)
         del raw["train"]
     if not raw:
         raise ConfigError("--zero_shot needs data to label: pass --validation_file and/or --test_file.")
-    return raw
+    return raw, data_args
 

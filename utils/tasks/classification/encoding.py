@@ -27,7 +27,6 @@ def encode_classification(split: Dataset, tokenizer, labels: LabelSpace, data_ar
                           ) -> Dataset:
     """Tokenize texts (pairs as real pairs, with token type ids), cut at max_seq_length from the chosen side; the
     number of cut examples is logged."""
-    tokenizer.truncation_side = data_args.truncation_side
     padding = "max_length" if data_args.pad_to_max_length else False
     pair = "text_pair" in split.column_names
 
@@ -56,3 +55,9 @@ def classification_collator(tokenizer, data_args) -> DataCollatorWithPadding:
     return DataCollatorWithPadding(tokenizer, padding="max_length" if data_args.pad_to_max_length else True,
                                    max_length=data_args.max_seq_length if data_args.pad_to_max_length else None)
 
+
+
+def truncation_kwargs(config, data_args: ClassificationDataArguments | None = None) -> dict[str, str]:
+    """`--truncation_side` is a tokenizer setting, given when the tokenizer is loaded (and saved with it, so
+    predict.py cuts long texts on the same side); a saved model's tokenizer keeps its own."""
+    return {} if data_args is None else {"truncation_side": data_args.truncation_side}

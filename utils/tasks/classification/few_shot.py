@@ -1,28 +1,42 @@
-"""FEWSHOTDOC"""
+"""Few-shot classification: exactly K examples per label, and SetFit-style contrastive training on them.
+
+The contrastive method (Tunstall et al. 2022) tunes the sentence encoder on same-/different-label pairs of the
+K-shot examples (cosine target 1 or 0), then fits a logistic regression on the tuned embeddings as the head; the
+pipeline's train stage then trains only that head. The pair phase runs through `Trainer` (`PairTrainer`, built on
+the kit's `FinetuneTrainer`) with the run's own precision, processes and logging: DDP, bf16/fp16 and TensorBoard
+work there as in every other stage, and its logs go to output_dir/contrastive.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import get_linear_schedule_with_warmup
+from torch import nn
+from transformers import TrainingArguments
 
 from utils.core.errors import DataError
 from utils.core.files import write_json
 from utils.core.labels import LabelSpace
 from utils.tasks.classification.arguments import WARMUP_RATIO, FewShotArguments
-from utils.tasks.classification.sentence_embedding import MeanPoolingForSequenceClassification, encode_texts
+from utils.tasks.classification.embeddings import encode_texts
+from utils.tasks.classification.sentence_embedding import MeanPoolingForSequenceClassification
+from utils.training.trainer import FinetuneTrainer
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_FILE = "few_shot_sample.json"
+#: Subdirectory of output_dir for the contrastive phase's logs (TensorBoard); the phase saves no checkpoints.
+CONTRASTIVE_DIR = "contrastive"
 
 
 def sample_k_per_label(labels: Sequence[str], k: int, seed: int, wanted: Sequence[str] | None = None) -> list[int]:
@@ -90,40 +104,122 @@ def write_sample_record(output_dir: str, train: Dataset, data_args: FewShotArgum
     })
 
 
+class CosinePairLoss(nn.Module):
+    """SetFit's CosineSimilarityLoss around the classifier being tuned, as a module `Trainer` can train: a batch
+    holds the pairs' first texts in its first half of rows and their partners in the second half (`PairCollator`);
+    the loss is the mean squared error between each pair's cosine (the embeddings are normalised, so it is their dot
+    product) and its target, 1.0 for the same label and 0.0 for different ones."""
+
+    accepts_loss_kwargs = False  # the loss is already a mean over the pairs: Trainer must not rescale it
+
+    def __init__(self, model: MeanPoolingForSequenceClassification) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        first, second = self.model.embed(input_ids, attention_mask, token_type_ids).chunk(2)
+        cosine = (first * second).sum(-1)
+        return {"loss": nn.functional.mse_loss(cosine, labels.to(cosine.dtype))}
+
+
+@dataclass
+class PairCollator:
+    """A batch of (i, j, target) pairs -> the tokenized texts i of every pair, then the texts j, padded together, and
+    the targets as `labels`."""
+
+    tokenizer: Any
+    texts: Sequence[str]
+    max_length: int
+
+    def __call__(self, pairs: Sequence[tuple[int, int, float]]) -> dict[str, torch.Tensor]:
+        inputs = self.tokenizer([self.texts[i] for i, _, _ in pairs] + [self.texts[j] for _, j, _ in pairs],
+                                padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return {**inputs, "labels": torch.tensor([target for *_, target in pairs], dtype=torch.float32)}
+
+
+class PairTrainer(FinetuneTrainer):
+    """`FinetuneTrainer` for the pair phase. It keeps every step's loss (for `contrastive_final_loss`), and decays
+    every weight, biases and LayerNorms included, as the phase's optimizer always has (upstream spares those)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_losses: list[torch.Tensor] = []
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self.step_losses.append(loss)
+        return loss
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        return [name for name, _ in model.named_parameters()]
+
+    def mean_step_losses(self) -> list[float]:
+        """Each optimizer step's loss, averaged over the processes."""
+        if not self.step_losses:
+            return []
+        return self.accelerator.reduce(torch.stack(self.step_losses), reduction="mean").tolist()
+
+
+def contrastive_steps(pairs: int, batch_size: int, epochs: int, world_size: int = 1) -> int:
+    """Optimizer steps of the pair phase: each process takes every `world_size`-th batch of `batch_size` pairs (the
+    last batch may be short)."""
+    return math.ceil(math.ceil(pairs / batch_size) / world_size) * epochs
+
+
+def contrastive_training_args(training_args: TrainingArguments, data_args: FewShotArguments, steps: int, seed: int
+                              ) -> TrainingArguments:
+    """The run's training arguments (precision, device, processes, `report_to`, logging) with the pair phase's own
+    optimisation: AdamW at `--few_shot_learning_rate`, weight decay 0.01, linear schedule after 10% warmup, no
+    gradient clipping, `--few_shot_batch_size` pairs per process and step, shuffled by `seed` (`--few_shot_seed`).
+    Its logs go to output_dir/contrastive; it saves no checkpoints and evaluates nothing."""
+    changes: dict[str, Any] = {
+        "output_dir": os.path.join(training_args.output_dir, CONTRASTIVE_DIR),
+        "do_train": True, "do_eval": False, "do_predict": False, "eval_strategy": "no", "save_strategy": "no",
+        "load_best_model_at_end": False, "metric_for_best_model": None, "push_to_hub": False, "hub_token": None,
+        "resume_from_checkpoint": None,
+        "per_device_train_batch_size": data_args.few_shot_batch_size, "gradient_accumulation_steps": 1,
+        "auto_find_batch_size": False, "num_train_epochs": data_args.few_shot_epochs, "max_steps": -1,
+        "learning_rate": data_args.few_shot_learning_rate, "optim": "adamw_torch", "optim_args": None,
+        "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8, "weight_decay": 0.01,
+        "lr_scheduler_type": "linear", "lr_scheduler_kwargs": None, "warmup_steps": int(WARMUP_RATIO * steps),
+        "max_grad_norm": 0.0, "seed": seed, "data_seed": None,
+        "train_sampling_strategy": "random", "dataloader_drop_last": False, "remove_unused_columns": False,
+        "label_smoothing_factor": 0.0, "gradient_checkpointing": False, "neftune_noise_alpha": None,
+        "use_liger_kernel": False,
+        # FinetuneTrainingArguments' own options, where the run has them
+        "early_stopping_patience": None, "eval_before_training": False, "hp_search_trials": 0,
+        "hp_search_space": None, "bucket_by_length": False, "pack_sequences": False,
+    }
+    names = {field.name for field in dataclasses.fields(training_args)}
+    return dataclasses.replace(training_args, **{key: value for key, value in changes.items() if key in names})
+
+
 def train_contrastive(model: MeanPoolingForSequenceClassification, tokenizer, texts: Sequence[str],
-                      label_ids: Sequence[int], data_args, seed: int) -> dict[str, float]:
-    """Tune the encoder so that same-label texts have cosine 1 and others 0 (mean squared error: SetFit's
-    CosineSimilarityLoss). Returns the pair counts and the mean loss of the last 10% of steps."""
+                      label_ids: Sequence[int], data_args, seed: int, training_args: TrainingArguments
+                      ) -> dict[str, float]:
+    """Tune the encoder through `Trainer` so that same-label texts have cosine 1 and others 0 (mean squared error:
+    SetFit's CosineSimilarityLoss). Returns the pair and step counts and the mean loss of the last 10% of steps."""
     pairs = contrastive_pairs(label_ids, data_args.few_shot_iterations, seed, data_args.few_shot_max_pairs)
-    batch_size = data_args.few_shot_batch_size
-    steps = math.ceil(len(pairs) / batch_size) * data_args.few_shot_epochs
-    optimizer = torch.optim.AdamW([p for p in model.encoder.parameters() if p.requires_grad],
-                                  lr=data_args.few_shot_learning_rate)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(WARMUP_RATIO * steps), steps)
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    losses: list[float] = []
-    logger.info("Contrastive training: %d pairs (%d same-label), %d steps of %d pairs", len(pairs),
-                sum(t == 1.0 for *_, t in pairs), steps, batch_size)
-    for _ in range(data_args.few_shot_epochs):
-        order = torch.randperm(len(pairs), generator=generator).tolist()
-        for start in range(0, len(order), batch_size):
-            batch = [pairs[i] for i in order[start : start + batch_size]]
-            inputs = tokenizer([texts[a] for a, _, _ in batch] + [texts[b] for _, b, _ in batch], padding=True,
-                               truncation=True, max_length=data_args.max_seq_length, return_tensors="pt").to(device)
-            embeddings = model.embed(**inputs)  # normalised, so the dot product is the cosine
-            first, second = embeddings[: len(batch)], embeddings[len(batch) :]
-            target = torch.tensor([t for *_, t in batch], device=device, dtype=embeddings.dtype)
-            loss = torch.nn.functional.mse_loss((first * second).sum(-1), target)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
+    steps = contrastive_steps(len(pairs), data_args.few_shot_batch_size, data_args.few_shot_epochs,
+                              training_args.world_size)
+    args = contrastive_training_args(training_args, data_args, steps, seed)
+    logger.info("Contrastive training: %d pairs (%d same-label), %d steps of %d pairs per process; logs in %s",
+                len(pairs), sum(t == 1.0 for *_, t in pairs), steps, data_args.few_shot_batch_size, args.output_dir)
+    trainer = PairTrainer(model=CosinePairLoss(model), args=args, train_dataset=pairs, processing_class=tokenizer,
+                          data_collator=PairCollator(tokenizer, texts, data_args.max_seq_length))
+    model.head.requires_grad_(False)  # not in the pair loss; the head is fitted afterwards
+    try:
+        trainer.train()
+    finally:
+        model.head.requires_grad_(True)
     model.eval()
+    if args.should_save and os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
+        os.rmdir(args.output_dir)  # nothing was logged there (report_to none)
+    losses = trainer.mean_step_losses()
+    trainer.accelerator.free_memory()  # the optimizer's state and the DDP wrapper: the pipeline's Trainer is next
     tail = losses[-max(1, len(losses) // 10) :]
-    return {"contrastive_pairs": len(pairs), "contrastive_steps": len(losses),
+    return {"contrastive_pairs": len(pairs), "contrastive_steps": trainer.state.global_step,
             "contrastive_final_loss": float(np.mean(tail))}
 
 
@@ -151,11 +247,12 @@ def set_head(model: MeanPoolingForSequenceClassification, weight: np.ndarray, bi
 
 
 def fit_contrastive_model(model: MeanPoolingForSequenceClassification, tokenizer, train: Dataset, labels: LabelSpace,
-                          data_args, seed: int) -> dict[str, Any]:
-    """Contrastive encoder training on the K-shot split, a logistic-regression head on top, encoder frozen after."""
+                          data_args, seed: int, training_args: TrainingArguments) -> dict[str, Any]:
+    """Contrastive encoder training on the K-shot split (through `Trainer`, with the run's precision, processes and
+    logging), a logistic-regression head on top, encoder frozen after."""
     label_ids = [labels.label2id[name] for name in train["label"]]
     texts = list(train["text"])
-    stats = train_contrastive(model, tokenizer, texts, label_ids, data_args, seed)
+    stats = train_contrastive(model, tokenizer, texts, label_ids, data_args, seed, training_args)
     embeddings = encode_texts(model, tokenizer, texts, data_args.max_seq_length)
     set_head(model, *head_from_logistic_regression(embeddings, label_ids, len(labels), seed))
     for parameter in model.encoder.parameters():

@@ -6,8 +6,8 @@ import logging
 
 from datasets import DatasetDict
 
-from utils.core.errors import ConfigError, DataError
-from utils.core.labels import LabelSpace, build_label_space, fine_tuned_labels, unseen_labels
+from utils.core.errors import DataError
+from utils.core.labels import LabelSpace, run_label_space, unseen_labels
 from utils.core.losses import MULTI, REGRESSION
 from utils.tasks.classification.arguments import ClassificationDataArguments
 
@@ -23,16 +23,11 @@ def build_classification_labels(raw: DatasetDict, data_args: ClassificationDataA
     """One output per class (single/multi-label) or one value (regression)."""
     if data_args.problem_type == REGRESSION:
         return LabelSpace((data_args.label_column_name or "score",))
-    model_labels = fine_tuned_labels(config)
+    seen = None
     if "train" in raw:
         values = raw["train"]["label"]
         seen = {name for value in values for name in value} if data_args.problem_type == MULTI else set(values)
-    elif model_labels or data_args.label_names:
-        seen = set()
-    else:
-        raise ConfigError("No training data and the model was never fine-tuned (its config has no label names): "
-                          "train first, or point --model_name_or_path at a fine-tuned model.")
-    return build_label_space(seen, data_args.label_names, model_labels, sort_key=label_sort_key)
+    return run_label_space(seen, data_args.label_names, config, sort_key=label_sort_key)
 
 
 def check_classification_labels(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments

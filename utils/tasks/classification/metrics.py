@@ -8,16 +8,18 @@ from collections.abc import Sequence
 import numpy as np
 from datasets import Dataset
 
+from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
-from utils.core.losses import MULTI, REGRESSION
-from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.core.losses import MULTI, REGRESSION, SINGLE
+from utils.tasks.classification.arguments import LOWER_IS_BETTER, METRIC_NAMES, ClassificationDataArguments
 
 logger = logging.getLogger(__name__)
 
 
 def single_label_metrics(gold: Sequence[int], predicted: Sequence[int], names: Sequence[str]
                          ) -> tuple[dict[str, float], str]:
-    """Accuracy, macro/micro/weighted F1, MCC, and the per-class precision/recall/F1/support report."""
+    """Accuracy, F1 (binary: of the second label, as `evaluate`'s f1 and GLUE's; macro with more labels),
+    macro/micro/weighted F1, MCC, and the per-class precision/recall/F1/support report."""
     from sklearn.metrics import accuracy_score as accuracy
     from sklearn.metrics import classification_report as report
     from sklearn.metrics import f1_score, matthews_corrcoef
@@ -25,6 +27,7 @@ def single_label_metrics(gold: Sequence[int], predicted: Sequence[int], names: S
     ids = list(range(len(names)))
     metrics = {
         "accuracy": float(accuracy(gold, predicted)),
+        "f1": float(f1_score(gold, predicted, **example_average(len(names)), zero_division=0)),
         "f1_macro": float(f1_score(gold, predicted, labels=ids, average="macro", zero_division=0)),
         "f1_micro": float(f1_score(gold, predicted, labels=ids, average="micro", zero_division=0)),
         "f1_weighted": float(f1_score(gold, predicted, labels=ids, average="weighted", zero_division=0)),
@@ -42,6 +45,7 @@ def multi_label_metrics(gold: Sequence[Sequence[int]], predicted: Sequence[Seque
     from sklearn.metrics import f1_score
 
     metrics = {
+        "f1": float(f1_score(gold, predicted, average="micro", zero_division=0)),  # the example's multi-label F1
         "f1_micro": float(f1_score(gold, predicted, average="micro", zero_division=0)),
         "f1_macro": float(f1_score(gold, predicted, average="macro", zero_division=0)),
         "subset_accuracy": float(accuracy(gold, predicted)),
@@ -66,12 +70,37 @@ def regression_metrics(gold: Sequence[float], predicted: Sequence[float]) -> tup
     return metrics, text
 
 
-def confusion(gold: Sequence[int], predicted: Sequence[int], n_labels: int) -> list[list[int]]:
-    """Counts[gold][predicted]."""
-    matrix = [[0] * n_labels for _ in range(n_labels)]
-    for g, p in zip(gold, predicted, strict=True):
-        matrix[g][p] += 1
-    return matrix
+def example_average(n_labels: int) -> dict:
+    """The averaging of the examples' f1/precision/recall: binary (the label with id 1 is the positive class) for two
+    labels, as `evaluate` computes them; macro for more, where the example's call fails."""
+    return {"average": "binary", "pos_label": 1} if n_labels == 2 else {"average": "macro", "labels": list(
+        range(n_labels))}
+
+
+def requested_metrics(names: Sequence[str], problem: str, gold, predicted, n_labels: int,
+                      metrics: dict[str, float]) -> dict[str, float]:
+    """--metric_name (or the GLUE task's metrics) as <name> keys, computed as the example's `evaluate` metric of
+    that name would be; several also give combined_score, their mean, as the examples write it."""
+    from sklearn.metrics import precision_score, recall_score
+
+    wrong = [name for name in names if name not in METRIC_NAMES[problem]]
+    if wrong:
+        raise ConfigError(f"--metric_name {','.join(wrong)} does not apply to {problem} data; choose from "
+                          f"{list(METRIC_NAMES[problem])}.")
+    average = {"average": "micro"} if problem == MULTI else example_average(n_labels)
+    aliases = {"matthews_correlation": "mcc", "mcc": "mcc", "pearsonr": "pearson", "spearmanr": "spearman",
+               "accuracy": "subset_accuracy" if problem == MULTI else "accuracy"}
+    extra: dict[str, float] = {}
+    for name in names:
+        if name == "precision":
+            extra[name] = float(precision_score(gold, predicted, **average, zero_division=0))
+        elif name == "recall":
+            extra[name] = float(recall_score(gold, predicted, **average, zero_division=0))
+        else:
+            extra[name] = metrics[aliases.get(name, name)]
+    if len(names) > 1:
+        extra["combined_score"] = float(np.mean([extra[name] for name in names]))
+    return extra
 
 
 def keep_logits(logits, labels=None):
@@ -86,15 +115,27 @@ def score_classification(decoded: list[dict], raw: Dataset, labels: LabelSpace,
         return {}, ""
     gold = raw["label"]
     if data_args.problem_type == REGRESSION:
-        return regression_metrics(gold, [d["value"] for d in decoded])
-    if data_args.problem_type == MULTI:
+        gold_ids, predicted_ids = gold, [d["value"] for d in decoded]
+        metrics, text = regression_metrics(gold_ids, predicted_ids)
+    elif data_args.problem_type == MULTI:
         def hot(names):
             return [int(n in set(names)) for n in labels.names]
-        return multi_label_metrics([hot(g) for g in gold], [hot(d["labels"]) for d in decoded], labels.names)
-    label2id = labels.label2id
-    return single_label_metrics([label2id[g] for g in gold], [label2id[d["label"]] for d in decoded], labels.names)
+        gold_ids, predicted_ids = [hot(g) for g in gold], [hot(d["labels"]) for d in decoded]
+        metrics, text = multi_label_metrics(gold_ids, predicted_ids, labels.names)
+    else:
+        label2id = labels.label2id
+        gold_ids, predicted_ids = [label2id[g] for g in gold], [label2id[d["label"]] for d in decoded]
+        metrics, text = single_label_metrics(gold_ids, predicted_ids, labels.names)
+    extra = requested_metrics(data_args.metric_names, data_args.problem_type or SINGLE, gold_ids, predicted_ids,
+                              len(labels), metrics)
+    return {**metrics, **extra}, text
 
 
 def best_classification_metric(raw, data_args: ClassificationDataArguments) -> tuple[str, bool]:
+    """The default --metric_for_best_model: the first --metric_name (or GLUE metric) that applies, else accuracy,
+    micro F1 or MSE by problem type."""
+    applicable = [name for name in data_args.metric_names if name in METRIC_NAMES[data_args.problem_type or SINGLE]]
+    if applicable:
+        return applicable[0], applicable[0] not in LOWER_IS_BETTER
     return {REGRESSION: ("mse", False), MULTI: ("f1_micro", True)}.get(data_args.problem_type, ("accuracy", True))
 

@@ -44,7 +44,8 @@ def build_classification_model(model_args, labels: LabelSpace, config, raw: Data
                        **{POOLING_MARKER: MEAN, "normalize_embeddings": True})
     model.to(training_args.device)
     if data_args.contrastive:
-        stats = fit_contrastive_model(model, tokenizer, raw["train"], labels, data_args, data_args.few_shot_seed)
+        stats = fit_contrastive_model(model, tokenizer, raw["train"], labels, data_args, data_args.few_shot_seed,
+                                      training_args)
         if training_args.should_save:
             write_sample_record(training_args.output_dir, raw["train"], data_args, stats)
         return model

@@ -1,4 +1,8 @@
-"""Logits to labels and probabilities, prediction files, the confusion matrix and the model-card lines."""
+"""Logits to labels and probabilities, prediction files, the confusion matrix and the model-card lines.
+
+`classification_result` is the one decoding of an example's logits: training's predict stage (`decode_classification`)
+and predict.py / `Predictor` (utils/tasks/classification/predict.py) both use it.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,15 @@ from utils.core.files import atomic_write, write_json, write_jsonl
 from utils.core.labels import LabelSpace
 from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.tasks.classification.arguments import ClassificationDataArguments
-from utils.tasks.classification.metrics import confusion
 from utils.tasks.classification.model import resolve_class_weights
 
 logger = logging.getLogger(__name__)
+
+
+#: What `write_classification_predictions` writes (the confusion matrix only for single-label data with gold).
+PREDICTIONS_JSONL, PREDICTIONS_TSV = "predictions.jsonl", "predictions.tsv"
+CONFUSION_JSON, CONFUSION_PNG = "confusion_matrix.json", "confusion_matrix.png"
+PREDICTION_FILES = (PREDICTIONS_JSONL, PREDICTIONS_TSV, CONFUSION_JSON, CONFUSION_PNG)
 
 
 def decode_classification(predictions, features: Dataset, raw: Dataset, labels: LabelSpace,
@@ -28,18 +37,24 @@ def decode_classification(predictions, features: Dataset, raw: Dataset, labels: 
     logits = np.asarray(predictions, dtype=np.float64)
     result: list[dict] = [{}] * len(raw)
     for row, example in zip(logits, features["example_index"], strict=True):
-        if data_args.problem_type == REGRESSION:
-            result[example] = {"value": float(row[0])}
-        elif data_args.problem_type == MULTI:
-            probabilities = 1 / (1 + np.exp(-row))
-            result[example] = {"labels": [n for n, p in zip(labels.names, probabilities) if p > data_args.threshold],
-                               "probabilities": rounded(labels.names, probabilities)}
-        else:
-            probabilities = np.exp(row - row.max())
-            probabilities /= probabilities.sum()
-            result[example] = {"label": labels.names[int(row.argmax())],
-                               "probabilities": rounded(labels.names, probabilities)}
+        result[example] = classification_result(row, labels.names, data_args.problem_type, data_args.threshold)
     return result
+
+
+def classification_result(logits: np.ndarray, names: Sequence[str], problem_type: str | None, threshold: float
+                          ) -> dict[str, Any]:
+    """One example's logits (float64) decoded: `{"label", "probabilities"}` (single-label: softmax, the likeliest
+    label), `{"labels", "probabilities"}` (multi-label: sigmoid, the labels over `threshold`) or `{"value"}`
+    (regression); probabilities by label name."""
+    if problem_type == REGRESSION:
+        return {"value": float(logits[0])}
+    if problem_type == MULTI:
+        probabilities = 1 / (1 + np.exp(-logits))
+        return {"labels": [n for n, p in zip(names, probabilities) if p > threshold],
+                "probabilities": rounded(names, probabilities)}
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    return {"label": names[int(logits.argmax())], "probabilities": rounded(names, probabilities)}
 
 
 def rounded(names: Sequence[str], probabilities: np.ndarray) -> dict[str, float]:
@@ -49,7 +64,7 @@ def rounded(names: Sequence[str], probabilities: np.ndarray) -> dict[str, float]
 
 def write_confusion_matrix(output_dir: str, matrix: list[list[int]], names: Sequence[str]) -> list[str]:
     """confusion_matrix.json (rows: gold, columns: predicted) and a readable confusion_matrix.png."""
-    write_json(os.path.join(output_dir, "confusion_matrix.json"), {"labels": list(names), "matrix": matrix,
+    write_json(os.path.join(output_dir, CONFUSION_JSON), {"labels": list(names), "matrix": matrix,
                                                                     "rows": "gold", "columns": "predicted"})
     import matplotlib
 
@@ -69,10 +84,10 @@ def write_confusion_matrix(output_dir: str, matrix: list[list[int]], names: Sequ
                   color="white" if value > counts.max() / 2 else "black")
     axes.set_title("Confusion matrix (test)")
     figure.tight_layout()
-    with atomic_write(os.path.join(output_dir, "confusion_matrix.png"), "wb") as stream:
+    with atomic_write(os.path.join(output_dir, CONFUSION_PNG), "wb") as stream:
         figure.savefig(stream, format="png", dpi=120)
     plt.close(figure)
-    return ["confusion_matrix.json", "confusion_matrix.png"]
+    return [CONFUSION_JSON, CONFUSION_PNG]
 
 
 def write_classification_predictions(output_dir: str, raw: Dataset, decoded: list[dict], labels: LabelSpace,
@@ -89,21 +104,24 @@ def write_classification_predictions(output_dir: str, raw: Dataset, decoded: lis
         if gold is not None:
             record["gold"] = gold[index]
         records.append(record)
-    write_jsonl(os.path.join(output_dir, "predictions.jsonl"), records)
+    write_jsonl(os.path.join(output_dir, PREDICTIONS_JSONL), records)
     prediction_key = {REGRESSION: "value", MULTI: "labels"}.get(data_args.problem_type, "label")
     header = ["index", "text"] + (["text_pair"] if pairs is not None else []) + ["prediction", "probabilities"]
     header += ["gold"] if gold is not None else []
-    with atomic_write(os.path.join(output_dir, "predictions.tsv")) as stream:
+    with atomic_write(os.path.join(output_dir, PREDICTIONS_TSV)) as stream:
         stream.write("\t".join(header) + "\n")
         for record in records:
             cells = [record["index"], record["text"]] + ([record["text_pair"]] if pairs is not None else [])
             cells += [record[prediction_key], record.get("probabilities", "")]
             cells += [record["gold"]] if gold is not None else []
             stream.write("\t".join(tsv_cell(c) for c in cells) + "\n")
-    written = ["predictions.jsonl", "predictions.tsv"]
+    written = [PREDICTIONS_JSONL, PREDICTIONS_TSV]
     if gold is not None and data_args.problem_type == SINGLE:
+        from sklearn.metrics import confusion_matrix
+
         label2id = labels.label2id
-        matrix = confusion([label2id[g] for g in gold], [label2id[d["label"]] for d in decoded], len(labels))
+        matrix = confusion_matrix([label2id[g] for g in gold], [label2id[d["label"]] for d in decoded],
+                                  labels=list(range(len(labels)))).tolist()
         written += write_confusion_matrix(output_dir, matrix, labels.names)
     return written
 

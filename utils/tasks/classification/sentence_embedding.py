@@ -8,17 +8,15 @@ contrastively tuned embeddings.
 
 The saved config is the encoder's own (model_type unchanged, so the tokenizer and `AutoConfig` load as usual) plus
 the marker `sentence_pooling: "mean"`; `SequenceClassifier.from_pretrained` (the classification task's `auto_model`,
-used by the pipeline and by `utils.serving.predictor.Predictor`) loads such a directory with this class and anything else
-with `AutoModelForSequenceClassification`.
+used by the pipeline and by `utils.serving.predictor.Predictor`) loads such a directory with this class and anything
+else with `AutoModelForSequenceClassification`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
@@ -100,28 +98,6 @@ class SequenceClassifier:
         model_class = MeanPoolingForSequenceClassification if is_mean_pooling(config) else (
             AutoModelForSequenceClassification)
         return model_class.from_pretrained(name, *args, config=config, **kwargs)
-
-
-def length_order_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Indices in batches of similar length (character length is a good enough proxy for tokens)."""
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-@torch.inference_mode()
-def encode_texts(model: MeanPoolingForSequenceClassification, tokenizer, texts: Sequence[str], max_length: int,
-                 batch_size: int = 64) -> np.ndarray:
-    """Sentence embeddings of `texts` in input order (float32, as `model.embed` gives them)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    result = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
-    for batch in length_order_batches(texts, batch_size):
-        inputs = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=max_length,
-                           return_tensors="pt").to(device)
-        result[batch] = model.embed(**inputs).float().cpu().numpy()
-    model.train(was_training)
-    return result
 
 
 # Saved models carry this file and `auto_map`, so `transformers.pipeline("text-classification", model=directory,

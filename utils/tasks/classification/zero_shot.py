@@ -23,11 +23,8 @@ import yaml
 
 from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
-from utils.tasks.classification.sentence_embedding import (
-    SIMILARITY_SCALE,
-    MeanPoolingForSequenceClassification,
-    encode_texts,
-)
+from utils.tasks.classification.embeddings import encode_texts
+from utils.tasks.classification.sentence_embedding import SIMILARITY_SCALE, MeanPoolingForSequenceClassification
 
 
 def read_label_descriptions(path: str) -> dict[str, list[str]]:

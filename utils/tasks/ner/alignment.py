@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-IGNORE = -100  # the label id PyTorch's cross-entropy skips
+from utils.core.losses import IGNORE_INDEX
+
 NO_WORD = -1  # word_index of a token that is not the scored first subword of a word
 
 
@@ -68,8 +69,8 @@ def align_labels(
 
     `word_ids[t]` is the word of content token t (None for tokens that belong to no word). The first subword of a
     word gets the word's label; continuation subwords get `continuation_label[label]` (e.g. B-X -> I-X) when
-    `label_all_tokens`, else IGNORE; tokens outside the window's owned range are context and get IGNORE.
-    Without `word_labels` (unlabelled data) every label is IGNORE, but `word_index` is still filled in.
+    `label_all_tokens`, else IGNORE_INDEX; tokens outside the window's owned range are context and get IGNORE_INDEX.
+    Without `word_labels` (unlabelled data) every label is IGNORE_INDEX, but `word_index` is still filled in.
     """
     continuation_label = continuation_label or {}
     first_token = [t == 0 or word_ids[t] != word_ids[t - 1] for t in range(len(word_ids))]
@@ -82,13 +83,13 @@ def align_labels(
             scored = owned and word is not None and first_token[t]
             word_index.append(word if scored else NO_WORD)
             if word_labels is None or not owned or word is None:
-                labels.append(IGNORE)
+                labels.append(IGNORE_INDEX)
             elif first_token[t]:
                 labels.append(word_labels[word])
             elif label_all_tokens:
                 labels.append(continuation_label.get(word_labels[word], word_labels[word]))
             else:
-                labels.append(IGNORE)
+                labels.append(IGNORE_INDEX)
         windows.append(AlignedWindow(window.start, window.end, labels, word_index))
     return windows
 

@@ -10,11 +10,21 @@ from utils.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+#: Tokens shared by consecutive windows of a long sentence: enough context on both sides of a window's owned part.
+#: Training's --stride default; prediction uses it too (at most half a window, see `NerWindows.build`).
+DEFAULT_STRIDE = 32
+
 
 @dataclass
 class NerDataArguments(DataArguments):
     """NER-specific data options (column names follow the transformers example)."""
 
+    task_name: str = field(
+        default="ner",
+        metadata={"help": "As in the transformers example: tables (JSON, CSV, Hub datasets) take their tags from the "
+                  "{task_name}_tags column when there is one (ner, pos, chunk for CoNLL-2003) and no "
+                  "--label_column_name. CoNLL files: choose the column with --tag_column."},
+    )
     text_column_name: str | None = field(default=None, metadata={"help": "Column of word lists (default: tokens)."})
     tag_column: int = field(default=-1, metadata={"help": "CoNLL files: column holding the tag (default: last)."})
     document_column_name: str = field(
@@ -29,7 +39,8 @@ class NerDataArguments(DataArguments):
         default=False, metadata={"help": "Report P/R/F1/support per entity type in the metrics, not only the report."}
     )
     stride: int = field(
-        default=32, metadata={"help": "Tokens shared by consecutive windows of a sentence longer than max_seq_length."}
+        default=DEFAULT_STRIDE,
+        metadata={"help": "Tokens shared by consecutive windows of a sentence longer than max_seq_length."},
     )
     unknown_labels: str = field(
         default="error",
@@ -52,6 +63,14 @@ class NerDataArguments(DataArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.task_name = (self.task_name or "ner").strip().lower()
+        check_stride(self.stride)
         if self.context_size < 0:
             raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {self.context_size}.")
 
+
+def check_stride(stride: int) -> None:
+    """A negative --stride is refused as what it is (the upper bound depends on the tokenizer: `NerWindows`)."""
+    if stride < 0:
+        raise ConfigError(f"--stride {stride} must be 0 or more: it is how many tokens consecutive windows of a long "
+                          "sentence share.")

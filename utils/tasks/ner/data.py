@@ -7,6 +7,7 @@ import ast
 import json
 import logging
 import re
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -15,9 +16,10 @@ from datasets import Sequence as SequenceFeature
 
 from utils.core.conll import ASCII_SPACE, read_conll, split_words
 from utils.core.data import file_format, load_raw_datasets, pick_column, split_source
-from utils.core.errors import DataError
+from utils.core.errors import ConfigError, DataError
+from utils.core.splits import ROW_COLUMN, source_rows
 from utils.tasks.ner.arguments import NerDataArguments
-from utils.tasks.ner.iob import count_invalid_transitions
+from utils.tasks.ner.iob import count_invalid_transitions, malformed_tag_fix
 
 logger = logging.getLogger(__name__)
 
@@ -42,28 +44,32 @@ def read_conll_dataset(path: str, tag_column: int = -1) -> Dataset:
 
 
 def parse_word_list(value: Any, location: str, what: str) -> list:
-    """A list cell, or a CSV/TSV cell holding a JSON/Python list `[...]` or items separated by ASCII whitespace
-    (so `[1] Smith` is two words)."""
+    """A list cell, or a CSV/TSV/JSON string cell: items separated by ASCII whitespace (so `[1] Smith` is two words
+    and `[0]`, `[A]` or `[:]` is one), unless the whole cell is a well-formed, non-empty JSON list (or Python list
+    literal, as pandas writes lists) whose items are all strings, or for tags strings and ints (not bools). Nothing
+    else is read as a list, so no word is ever changed."""
     if isinstance(value, (list, tuple)):
         return list(value)
-    if isinstance(value, str):
-        text = value.strip(ASCII_SPACE)
-        if not (text.startswith("[") and text.endswith("]")):
-            return split_words(text)
+    if not isinstance(value, str):
+        raise DataError(f"the {what} cell must be a list of strings, got {type(value).__name__}: {value!r}",
+                        source=location)
+    text = value.strip(ASCII_SPACE)
+    if not (text.startswith("[") and text.endswith("]")):
+        return split_words(text)
+    for parse in (json.loads, ast.literal_eval):
         try:
-            items = list(json.loads(text))
-        except (ValueError, RecursionError):
-            try:
-                items = list(ast.literal_eval(text))
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                raise DataError(f"the {what} cell looks like a list but does not parse: {text[:80]}",
-                                source=location) from None
-        if any(isinstance(item, str) and LONE_SURROGATE.search(item) for item in items):
-            raise DataError(f"the {what} cell holds half of a UTF-16 surrogate pair (an escape \\ud800-\\udfff "
-                            "without its other half), which is not text; remove it.", source=location)
-        return items
-    raise DataError(f"the {what} cell must be a list of strings, got {type(value).__name__}: {value!r}",
-                    source=location)
+            items = parse(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(items, list) and items and all(
+            isinstance(item, str) or (what == "tags" and isinstance(item, int) and not isinstance(item, bool))
+            for item in items
+        ):
+            if any(isinstance(item, str) and LONE_SURROGATE.search(item) for item in items):
+                raise DataError(f"the {what} cell holds half of a UTF-16 surrogate pair (an escape \\ud800-\\udfff "
+                                "without its other half), which is not text; remove it.", source=location)
+            return items
+    return split_words(text)
 
 
 def tag_names(dataset: Dataset, column: str) -> list[str] | None:
@@ -80,12 +86,19 @@ def tag_names(dataset: Dataset, column: str) -> list[str] | None:
 def canonical_table(dataset: Dataset, data_args: NerDataArguments, source: str, need_tags: bool) -> Dataset:
     """A table (Hub, JSON, CSV, parquet) as tokens/ner_tags/document_id/location, checked row by row."""
     token_column = pick_column(dataset, data_args.text_column_name, TOKEN_COLUMNS, source, "--text_column_name")
+    task_tags = f"{data_args.task_name}_tags"
+    if data_args.task_name != "ner" and not data_args.label_column_name and task_tags not in dataset.column_names:
+        raise DataError(f"--task_name {data_args.task_name}: no {task_tags} column; it has {dataset.column_names}. "
+                        "Name the tag column with --label_column_name.", source=source)
+    candidates = (task_tags, *TAG_COLUMNS)
     try:
-        tag_column = pick_column(dataset, data_args.label_column_name, TAG_COLUMNS, source, "--label_column_name")
+        tag_column = pick_column(dataset, data_args.label_column_name, candidates, source, "--label_column_name")
     except DataError:
         if need_tags or data_args.label_column_name:
             raise
         tag_column = None
+    if tag_column and tag_column != "ner_tags" and not data_args.label_column_name:
+        logger.info("%s: tags from column %s", source, tag_column)
     names = tag_names(dataset, tag_column) if tag_column else None
     if names is None and data_args.label_names:
         names = data_args.label_names
@@ -93,8 +106,8 @@ def canonical_table(dataset: Dataset, data_args: NerDataArguments, source: str, 
     columns: dict[str, list] = {"tokens": [], "document_id": [], "location": []}
     if tag_column:
         columns["ner_tags"] = []
-    for row, record in enumerate(dataset):
-        location = f"{source} row {row + 1}"
+    for row, (record, source_row) in enumerate(zip(dataset, source_rows(dataset))):
+        location = f"{source} row {source_row}"
         tokens = [str(t) if isinstance(t, (int, float)) else t
                   for t in parse_word_list(record[token_column], location, "tokens")]
         if not tokens:
@@ -126,8 +139,39 @@ def canonical_table(dataset: Dataset, data_args: NerDataArguments, source: str, 
     return Dataset.from_dict(columns)
 
 
-def load_ner_data(data_args: NerDataArguments, model_args) -> DatasetDict:
-    """All splits in the canonical NER shape; gold tags required for train and validation."""
+def word_location(location: str, index: int) -> str:
+    """Where word `index` of a sentence stands: its own line in a CoNLL file (`file:line` locations; a sentence's
+    words are on consecutive lines), else the sentence's row and the word's number."""
+    path, colon, line = location.rpartition(":")
+    if colon and line.isdigit():
+        return f"{path}:{int(line) + index}"
+    return f"{location}, word {index + 1}"
+
+
+def check_tag_format(tags: Sequence[Sequence[str]], locations: Sequence[str]) -> None:
+    """A misspelt IOB tag (`B_PER`, `b-loc`, a lowercase `o`) would become an entity type of its own: an error at
+    its line, with the tag it was surely meant to be."""
+    for sentence, location in zip(tags, locations):
+        for index, tag in enumerate(sentence):
+            fix = malformed_tag_fix(tag)
+            if fix is not None:
+                raise DataError(f"tag {tag!r} is not an IOB tag (O, or B-/I-/E-/S- and a type); did you mean "
+                                f"{fix!r}? Fix the tags of the file.", source=word_location(location, index))
+
+
+def load_ner_data(data_args: NerDataArguments, model_args) -> tuple[DatasetDict, NerDataArguments]:
+    """All splits in the canonical NER shape (gold tags required for train and validation), and the data arguments
+    (NER settles nothing while loading, so they come back as they went in)."""
+    if not model_args.use_fast_tokenizer:
+        raise ConfigError("--use_fast_tokenizer false: NER needs a fast tokenizer, whose word ids map each subword "
+                          "to its word (the transformers example refuses slow tokenizers too); drop the flag.")
+    conll_files = not data_args.dataset_name and any(
+        file_format(path, data_args.data_format) == "conll"
+        for path in (data_args.train_file, data_args.validation_file, data_args.test_file) if path)
+    if conll_files and data_args.task_name != "ner" and data_args.tag_column == -1:
+        raise ConfigError(f"--task_name {data_args.task_name} chooses a {data_args.task_name}_tags column of a table; "
+                          "CoNLL files have no column names: choose the tag column with --tag_column (CoNLL-2003: "
+                          "1 POS, 2 chunk, 3 NER).")
     raw = load_raw_datasets(
         data_args,
         conll_reader=partial(read_conll_dataset, tag_column=data_args.tag_column),
@@ -138,13 +182,16 @@ def load_ner_data(data_args: NerDataArguments, model_args) -> DatasetDict:
     for split, dataset in raw.items():
         source = split_source(data_args, split)
         from_conll = not data_args.dataset_name and file_format(source, data_args.data_format) == "conll"
+        if from_conll and ROW_COLUMN in dataset.column_names:  # CoNLL rows carry their file:line locations
+            dataset = dataset.remove_columns(ROW_COLUMN)
         result[split] = dataset if from_conll else canonical_table(dataset, data_args, source, split != "test")
         if split != "test" and "ner_tags" not in result[split].column_names:
             raise DataError("has no tag column; training and validation data need gold tags.", source=source)
         if "ner_tags" in result[split].column_names:
+            check_tag_format(result[split]["ner_tags"], result[split]["location"])
             invalid = sum(count_invalid_transitions(tags) for tags in result[split]["ner_tags"])
             if invalid:
                 logger.warning("%s: %d I-X tags follow O or another type (invalid IOB2); they are scored as "
                                "conlleval does, as entity starts.", source, invalid)
-    return result
+    return result, data_args
 

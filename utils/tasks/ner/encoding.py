@@ -1,9 +1,14 @@
-"""Words to model inputs: subword ids in windows (never truncated), labels on first subwords, document context."""
+"""Words to model inputs: subword ids in windows (never truncated), labels on first subwords, document context.
+
+Training (`encode_ner`) and prediction (utils/tasks/ner/predict.py) build their windows with the same
+`NerWindows` settings and `encode_batch`, so a saved model sees at prediction the inputs it was trained on.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -12,8 +17,9 @@ from transformers import DataCollatorForTokenClassification
 
 from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
-from utils.tasks.ner.alignment import IGNORE, NO_WORD, align_labels, document_context
-from utils.tasks.ner.arguments import NerDataArguments
+from utils.core.losses import IGNORE_INDEX
+from utils.tasks.ner.alignment import NO_WORD, align_labels, document_context
+from utils.tasks.ner.arguments import DEFAULT_STRIDE, NerDataArguments, check_stride
 from utils.tasks.ner.iob import inside_tag
 
 logger = logging.getLogger(__name__)
@@ -35,6 +41,41 @@ def special_token_template(tokenizer) -> tuple[list[int], list[int]]:
     raise ConfigError("Cannot locate the text between this tokenizer's special tokens.")
 
 
+@dataclass(frozen=True)
+class NerWindows:
+    """How a sentence becomes model inputs: the special tokens around each window, the content tokens a window
+    holds, the tokens consecutive windows share, and whether inputs carry token type ids. Build it with `build`,
+    which checks the settings against the tokenizer (training and prediction alike)."""
+
+    prefix: tuple[int, ...]  # token ids before a window's content ([CLS] for BERT)
+    suffix: tuple[int, ...]  # and after it ([SEP])
+    max_seq_length: int  # the most tokens of one model input, special tokens included
+    stride: int  # content tokens shared by consecutive windows of a long sentence
+    token_types: bool  # the model takes token_type_ids (all 0: one sequence)
+
+    @property
+    def max_tokens(self) -> int:
+        """Content tokens per window: max_seq_length less the special tokens."""
+        return self.max_seq_length - len(self.prefix) - len(self.suffix)
+
+    @classmethod
+    def build(cls, tokenizer, max_seq_length: int, stride: int | None = None) -> NerWindows:
+        """The settings for `tokenizer`; `stride` None is the training default, at most half a window."""
+        prefix, suffix = special_token_template(tokenizer)
+        max_tokens = max_seq_length - len(prefix) - len(suffix)
+        if stride is None:
+            stride = min(DEFAULT_STRIDE, max_tokens // 2)
+        check_stride(stride)
+        if stride >= max_tokens:
+            raise ConfigError(f"--stride {stride} must be smaller than max_seq_length minus special tokens "
+                              f"({max_tokens}).")
+        limit = getattr(tokenizer, "model_max_length", None)
+        if limit and limit < 100_000 and max_seq_length > limit:  # tokenizers without a limit say 1e30
+            raise ConfigError(f"--max_seq_length {max_seq_length} exceeds the model's limit of {limit}.")
+        return cls(tuple(prefix), tuple(suffix), max_seq_length, stride,
+                   "token_type_ids" in tokenizer.model_input_names)
+
+
 def word_ids_without_gaps(tokenizer, words: list[list[str]]) -> tuple[list[list[int]], list[list[int | None]]]:
     """Subword ids and word ids; a word that yields no subword (e.g. a zero-width space) is encoded as the unknown
     token, so every word still gets a prediction."""
@@ -49,36 +90,39 @@ def word_ids_without_gaps(tokenizer, words: list[list[str]]) -> tuple[list[list[
     return ids, word_ids
 
 
-def encode_batch(batch: dict[str, list], indices: list[int], *, tokenizer, label2id: dict[str, int],
-                 continuation: dict[int, int], prefix: list[int], suffix: list[int], max_tokens: int, stride: int,
-                 label_all_tokens: bool, with_token_types: bool) -> dict[str, list]:
+def encode_batch(batch: dict[str, list], indices: list[int], *, tokenizer, windows: NerWindows,
+                 label2id: Mapping[str, int] | None = None, continuation: Mapping[int, int] | None = None,
+                 label_all_tokens: bool = False) -> dict[str, list]:
     """Sentences -> windows of model inputs with labels and the word each scored token stands for.
 
-    With document context (`left_context`/`right_context` columns, see `context_columns`) a sentence's input is
-    its left context, its tokens and its right context, the context tokens labelled IGNORE and scored nowhere."""
+    Labels only for labelled data (a `ner_tags` column): `label2id` maps its tags to ids and `continuation` a B- id
+    to its I- id (for `label_all_tokens`); unlabelled sentences (prediction) need neither. With document context
+    (`left_context`/`right_context` columns, see `context_columns`) a sentence's input is its left context, its
+    tokens and its right context, the context tokens labelled IGNORE_INDEX and scored nowhere."""
     ids, word_ids = word_ids_without_gaps(tokenizer, batch["tokens"])
     gold = batch.get("ner_tags")
     no_context = [[]] * len(indices)
     left, right = batch.get(LEFT_CONTEXT, no_context), batch.get(RIGHT_CONTEXT, no_context)
     out: dict[str, list] = {"input_ids": [], "attention_mask": [], "word_index": [], "example_index": []}
-    if with_token_types:
+    if windows.token_types:
         out["token_type_ids"] = []
     if gold is not None:
         out["labels"] = []
     for i, example in enumerate(indices):
         word_labels = [label2id[tag] for tag in gold[i]] if gold is not None else None
         # context only ever goes with a sentence that fits one window (`context_budget` leaves long ones alone)
-        before, after = prefix + list(left[i]), list(right[i]) + suffix
-        for window in align_labels(word_ids[i], word_labels, max_tokens, stride, label_all_tokens, continuation):
+        before, after = list(windows.prefix) + list(left[i]), list(right[i]) + list(windows.suffix)
+        for window in align_labels(word_ids[i], word_labels, windows.max_tokens, windows.stride, label_all_tokens,
+                                   continuation):
             input_ids = before + ids[i][window.start : window.end] + after
             out["input_ids"].append(input_ids)
             out["attention_mask"].append([1] * len(input_ids))
             out["word_index"].append([NO_WORD] * len(before) + window.word_index + [NO_WORD] * len(after))
             out["example_index"].append(example)
-            if with_token_types:
+            if windows.token_types:
                 out["token_type_ids"].append([0] * len(input_ids))
             if gold is not None:
-                out["labels"].append([IGNORE] * len(before) + window.labels + [IGNORE] * len(after))
+                out["labels"].append([IGNORE_INDEX] * len(before) + window.labels + [IGNORE_INDEX] * len(after))
     return out
 
 
@@ -104,31 +148,22 @@ def context_columns(tokenizer, sentences: Sequence[Sequence[str]], documents: Se
 
 def encode_ner(split: Dataset, tokenizer, labels: LabelSpace, data_args: NerDataArguments) -> Dataset:
     """Tokenize a split into windows no longer than max_seq_length (no word is ever truncated away)."""
-    prefix, suffix = special_token_template(tokenizer)
-    max_tokens = data_args.max_seq_length - len(prefix) - len(suffix)
-    if not 0 <= data_args.stride < max_tokens:
-        raise ConfigError(f"--stride {data_args.stride} must be smaller than max_seq_length minus special tokens "
-                          f"({max_tokens}).")
-    limit = getattr(tokenizer, "model_max_length", None)
-    if limit and limit < 100_000 and data_args.max_seq_length > limit:
-        raise ConfigError(f"--max_seq_length {data_args.max_seq_length} exceeds the model's limit of {limit}.")
+    windows = NerWindows.build(tokenizer, data_args.max_seq_length, data_args.stride)
     if data_args.context_size:
         documents = split["document_id"] if "document_id" in split.column_names else [None] * len(split)
         for name, values in context_columns(tokenizer, split["tokens"], documents, data_args.context_size,
-                                            max_tokens).items():
+                                            windows.max_tokens).items():
             split = split.add_column(name, values)
     label2id = labels.label2id
     continuation = {label2id[tag]: label2id[inside_tag(tag, label2id)] for tag in labels.names}
-    encode = partial(encode_batch, tokenizer=tokenizer, label2id=label2id, continuation=continuation, prefix=prefix,
-                     suffix=suffix, max_tokens=max_tokens, stride=data_args.stride,
-                     label_all_tokens=data_args.label_all_tokens,
-                     with_token_types="token_type_ids" in tokenizer.model_input_names)
+    encode = partial(encode_batch, tokenizer=tokenizer, windows=windows, label2id=label2id, continuation=continuation,
+                     label_all_tokens=data_args.label_all_tokens)
     return split.map(encode, batched=True, with_indices=True, remove_columns=split.column_names,
                      num_proc=data_args.preprocessing_num_workers, load_from_cache_file=not data_args.overwrite_cache,
                      desc="Tokenizing into windows")
 
 
-def prefix_space_kwargs(config) -> dict[str, Any]:
+def prefix_space_kwargs(config, data_args: NerDataArguments | None = None) -> dict[str, Any]:
     """Byte-level BPE tokenizers need `add_prefix_space` for pre-split words."""
     return {"add_prefix_space": True} if getattr(config, "model_type", None) in PREFIX_SPACE_MODELS else {}
 

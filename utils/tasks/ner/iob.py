@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -79,6 +80,21 @@ def inside_tag(tag: str, known: Sequence[str] | set[str]) -> str:
     return tag
 
 
-def entity_types(tags: Sequence[str]) -> list[str]:
-    """Sorted entity types in a label set."""
-    return sorted({split_tag(tag)[1] for tag in tags if tag != OUTSIDE})
+PREFIXES = "BIESLU"
+
+
+def malformed_tag_fix(tag: str) -> str | None:
+    """The tag as it was surely meant when it is a misspelt IOB tag (`B_PER`, `b-loc`, `B-`, lowercase `o`), else
+    None. Well-formed tags (`O`, `B-PER`, ...) and bare types (the IO scheme: `PER` reads as `I-PER`) are fine."""
+    if tag == OUTSIDE:
+        return None
+    if tag == "o":
+        return OUTSIDE
+    prefix, sep, entity_type = tag.partition("-")
+    if sep and len(prefix) == 1 and prefix in PREFIXES:
+        return None if entity_type else f"{prefix}-TYPE"  # `B-` has no type
+    match = re.fullmatch(rf"([{PREFIXES}{PREFIXES.lower()}])[-_.:](\S+)", tag)
+    if match:
+        return f"{match.group(1).upper()}-{match.group(2)}"
+    return None
+

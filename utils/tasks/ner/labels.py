@@ -6,9 +6,10 @@ import logging
 
 from datasets import DatasetDict
 
-from utils.core.errors import ConfigError, DataError
-from utils.core.labels import LabelSpace, build_label_space, fine_tuned_labels, unseen_labels
+from utils.core.errors import DataError
+from utils.core.labels import LabelSpace, run_label_space, unseen_labels
 from utils.tasks.ner.arguments import NerDataArguments
+from utils.tasks.ner.data import word_location
 from utils.tasks.ner.iob import OUTSIDE, split_tag
 
 logger = logging.getLogger(__name__)
@@ -24,21 +25,14 @@ def ner_label_key(tag: str) -> tuple:
 
 def build_ner_labels(raw: DatasetDict, data_args: NerDataArguments, config) -> LabelSpace:
     """Labels from the training tags (or the fine-tuned model when there is no training split)."""
-    model_labels = fine_tuned_labels(config)
-    if "train" in raw:
-        seen = {tag for tags in raw["train"]["ner_tags"] for tag in tags}
-    elif model_labels or data_args.label_names:
-        seen = set()
-    else:
-        raise ConfigError("No training data and the model was never fine-tuned (its config has no label names): "
-                          "train first, or point --model_name_or_path at a fine-tuned model.")
-    return build_label_space(seen, data_args.label_names, model_labels, sort_key=ner_label_key)
+    seen = {tag for tags in raw["train"]["ner_tags"] for tag in tags} if "train" in raw else None
+    return run_label_space(seen, data_args.label_names, config, sort_key=ner_label_key)
 
 
 def check_ner_labels(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArguments) -> DatasetDict:
     """Validation/test tags the model cannot predict: an error naming where, or mapped to O on request."""
     for split in [s for s in ("validation", "test") if s in raw and "ner_tags" in raw[s].column_names]:
-        count, summary = unseen_labels(raw[split]["ner_tags"], raw[split]["location"], labels)
+        count, summary = unseen_labels(raw[split]["ner_tags"], raw[split]["location"], labels, locate=word_location)
         if not count:
             continue
         if data_args.unknown_labels != OUTSIDE:

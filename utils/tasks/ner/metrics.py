@@ -56,11 +56,15 @@ def entity_metrics(
     }
     report = classification_report(gold, predicted, digits=4, zero_division=0, output_dict=True, **kwargs)
     if per_type:
+        # the transformers example's keys beside ours: with --return_entity_level_metrics it reports overall_* and,
+        # per type, <TYPE>_number (our <TYPE>_support) and no plain precision/recall/f1/accuracy
+        metrics.update({f"overall_{name}": metrics[name] for name in ("precision", "recall", "f1", "accuracy")})
         for entity_type, row in report.items():
             if " avg" in entity_type:
                 continue
             metrics.update({f"{entity_type}_precision": row["precision"], f"{entity_type}_recall": row["recall"],
-                            f"{entity_type}_f1": row["f1-score"], f"{entity_type}_support": int(row["support"])})
+                            f"{entity_type}_f1": row["f1-score"], f"{entity_type}_support": int(row["support"]),
+                            f"{entity_type}_number": int(row["support"])})
     text = classification_report(gold, predicted, digits=4, zero_division=0, **kwargs)
     text += f"\nword accuracy: {metrics['accuracy']:.4f} over {sum(len(s) for s in gold)} words\n"
     return metrics, text

@@ -1,10 +1,17 @@
-"""From windows back to words: predicted tags per sentence, prediction files, model-card lines."""
+"""From windows back to words: predicted tags per sentence, entity records, prediction files, model-card lines.
+
+An entity is built by `entity_record` wherever one is written: a run's predictions.jsonl and predict.py /
+`Predictor` results (utils/tasks/ner/predict.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 from datasets import Dataset, DatasetDict
 
 from utils.core.conll import write_conll
@@ -15,6 +22,28 @@ from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.iob import tags_to_spans
 
 logger = logging.getLogger(__name__)
+
+
+#: What `write_ner_predictions` writes into the output directory.
+PREDICTION_FILES = ("predictions.conll", "predictions.jsonl")
+
+#: An entity's keys in predict.py's / `Predictor`'s results, and (without a score) in a run's predictions.jsonl, in
+#: their order; each keeps the order its files have always had, so new files compare line for line with old ones.
+PREDICTED_ENTITY_KEYS = ("label", "text", "start", "end", "score")
+RUN_ENTITY_KEYS = ("label", "start", "end", "text")
+
+SCORE_DECIMALS = 4  # an entity's score: the mean probability of its words' tags
+
+
+def entity_record(label: str, text: str, start: int, end: int, word_scores: Sequence[float] | None = None,
+                  keys: Sequence[str] = PREDICTED_ENTITY_KEYS) -> dict[str, Any]:
+    """One entity: its type, its text, where it starts and ends (word indices or character offsets, end exclusive),
+    and with `word_scores` (its words' tag probabilities) a score, their mean to SCORE_DECIMALS; keys in `keys`
+    order."""
+    values: dict[str, Any] = {"label": label, "text": text, "start": start, "end": end}
+    if word_scores is not None:
+        values["score"] = round(float(np.mean(word_scores)), SCORE_DECIMALS)
+    return {key: values[key] for key in keys if key in values}
 
 
 def decode_ner(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data_args: NerDataArguments
@@ -37,16 +66,17 @@ def write_ner_predictions(output_dir: str, raw: Dataset, decoded: list[list[str]
     records = []
     for index, (words, tags, predicted) in enumerate(zip(tokens, gold, decoded, strict=True)):
         rows.append([(w, g, p) for w, g, p in zip(words, tags, predicted)] if tags else list(zip(words, predicted)))
-        entities = [{"label": span.label, "start": span.start, "end": span.end,
-                     "text": " ".join(words[span.start : span.end])} for span in tags_to_spans(predicted)]
+        entities = [entity_record(span.label, " ".join(words[span.start : span.end]), span.start, span.end,
+                                  keys=RUN_ENTITY_KEYS) for span in tags_to_spans(predicted)]
         record = {"id": index, "document_id": documents[index], "tokens": words, "predicted": predicted,
                   "entities": entities}
         if tags:
             record["gold"] = tags
         records.append(record)
-    write_conll(os.path.join(output_dir, "predictions.conll"), rows)
-    write_jsonl(os.path.join(output_dir, "predictions.jsonl"), records)
-    return ["predictions.conll", "predictions.jsonl"]
+    conll_file, jsonl_file = PREDICTION_FILES
+    write_conll(os.path.join(output_dir, conll_file), rows)
+    write_jsonl(os.path.join(output_dir, jsonl_file), records)
+    return list(PREDICTION_FILES)
 
 
 def ner_card_details(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArguments) -> list[str]:

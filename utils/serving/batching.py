@@ -1,0 +1,183 @@
+"""Dynamic batching for the HTTP service: requests that arrive together are predicted together.
+
+Each request is a `Job` (its texts, or pre-split sentences, and their document ids); `DynamicBatcher` gathers jobs
+from a queue until `max_batch_size` inputs are waiting or `max_wait_ms` have passed since the first, then runs one
+`Predictor` call per kind of input on a single worker thread (the event loop keeps answering meanwhile) and hands
+each job its own results. It waits for batchmates only while other requests are arriving (being read and checked:
+`arriving`), so a request alone pays no wait, and requests that come while a batch runs form the next one at once.
+
+A document id only groups the sentences of its own request (ids are namespaced by job), so a result never depends on
+another client's input; with document context off, a result does not depend on its batchmates at all (up to float
+rounding, and the input-dependent activation scales of a dynamically quantized graph). A batch that fails is retried
+job by job, so one bad input fails only its own request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("texts", "pairs", "tokens")
+
+
+@dataclass
+class Job:
+    """One request's inputs: `kind` texts, pairs (texts with `pairs`) or tokens (pre-split sentences)."""
+
+    kind: str
+    inputs: Sequence[Any]
+    documents: Sequence[Hashable | None] | None = None
+    pairs: Sequence[str] | None = None
+    future: asyncio.Future | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass
+class BatchStats:
+    requests: int = 0
+    inputs: int = 0
+    batches: int = 0
+    failed_requests: int = 0
+    largest_batch: int = 0
+    busy_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        mean = self.inputs / self.batches if self.batches else 0.0
+        return {"requests": self.requests, "inputs": self.inputs, "batches": self.batches,
+                "mean_batch_size": round(mean, 2), "largest_batch": self.largest_batch,
+                "failed_requests": self.failed_requests, "busy_seconds": round(self.busy_seconds, 3)}
+
+
+def predict_jobs(predictor, jobs: Sequence[Job]) -> list[list[dict[str, Any]]]:
+    """Every job's results, with one predictor call per kind of input over all the jobs of that kind."""
+    results: list[list[dict[str, Any]]] = [[] for _ in jobs]
+    for kind in KINDS:
+        chosen = [index for index, job in enumerate(jobs) if job.kind == kind and job.size]
+        if not chosen:
+            continue
+        inputs = [item for index in chosen for item in jobs[index].inputs]
+        documents = None
+        if any(jobs[index].documents is not None for index in chosen):
+            documents = [None if jobs[index].documents is None or document is None else (index, document)
+                         for index in chosen
+                         for document in (jobs[index].documents or [None] * jobs[index].size)]
+        if kind == "tokens":
+            outputs = predictor.predict_tokens(inputs, documents)
+        else:
+            pairs = [pair for index in chosen for pair in jobs[index].pairs] if kind == "pairs" else None
+            outputs = predictor.predict(inputs, pairs, documents)
+        start = 0
+        for index in chosen:
+            results[index] = outputs[start : start + jobs[index].size]
+            start += jobs[index].size
+    return results
+
+
+class DynamicBatcher:
+    """Gathers `Job`s into batches of at most `max_batch_size` inputs (a larger job runs alone), waiting at most
+    `max_wait_ms` after the first; `start()` and `stop()` run inside the event loop (the app's lifespan)."""
+
+    def __init__(self, predictor, max_batch_size: int = 64, max_wait_ms: float = 5.0):
+        self.predictor, self.max_batch_size, self.max_wait = predictor, max_batch_size, max_wait_ms / 1000
+        self.stats = BatchStats()
+        self.queue: asyncio.Queue[Job | None] | None = None
+        self.held: deque[Job] = deque()  # a job that did not fit the last batch goes first in the next
+        self.worker: asyncio.Task | None = None
+        self.closed = False
+        self.arriving = 0  # requests being read and checked, soon to be submitted (the HTTP layer counts them)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.worker = asyncio.create_task(self.run(), name="dynamic-batcher")
+
+    async def stop(self) -> None:
+        """Finish the jobs queued so far, then stop the worker."""
+        if self.worker is None or self.queue is None or self.closed:
+            return
+        self.closed = True
+        await self.queue.put(None)
+        await self.worker
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, job: Job) -> list[dict[str, Any]]:
+        """The job's results, once its batch has run (an exception if its own input failed)."""
+        if self.queue is None or self.closed:
+            raise RuntimeError("the service is shutting down")
+        job.future = asyncio.get_running_loop().create_future()
+        self.stats.requests += 1
+        await self.queue.put(job)
+        return await job.future
+
+    async def next_batch(self) -> tuple[list[Job], bool]:
+        """The next batch, and whether the stop marker was met (the batch is the last one)."""
+        assert self.queue is not None
+        first = self.held.popleft() if self.held else await self.queue.get()
+        if first is None:
+            return [], True
+        batch, size = [first], first.size
+        deadline = time.monotonic() + self.max_wait
+        while size < self.max_batch_size:
+            try:
+                job = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.arriving:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), remaining)
+                except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
+                    break
+            if job is None:
+                return batch, True
+            if size + job.size > self.max_batch_size:
+                self.held.append(job)
+                break
+            batch.append(job)
+            size += job.size
+        return batch, False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping or self.held:
+            batch, stop = await self.next_batch()
+            stopping = stopping or stop
+            batch = [job for job in batch if job.future is not None and not job.future.done()]  # gone clients
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                outcomes: list[Any] = await loop.run_in_executor(self.executor, predict_jobs, self.predictor, batch)
+            except Exception:  # one job's input broke the batch: run each alone, so only that job fails
+                logger.warning("A batch of %d requests failed; retrying them one by one", len(batch), exc_info=True)
+                outcomes = [await loop.run_in_executor(self.executor, self.one_job, job) for job in batch]
+            self.stats.busy_seconds += time.perf_counter() - started
+            self.stats.batches += 1
+            self.stats.inputs += sum(job.size for job in batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, sum(job.size for job in batch))
+            for job, outcome in zip(batch, outcomes, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    self.stats.failed_requests += 1
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+
+    def one_job(self, job: Job) -> list[dict[str, Any]] | BaseException:
+        try:
+            return predict_jobs(self.predictor, [job])[0]
+        except Exception as err:
+            return err

@@ -1,0 +1,142 @@
+"""The ONNX Runtime backend of `Predictor`: where an export lives in a model directory, which graph to run, and
+`OnnxForward`, the forward callable with `TorchForward`'s contract (rows of token ids in, per length batch the row
+indices and float32 CPU logits out), so the tasks' windowing, offsets, document context and decoding are one code
+path for every backend.
+
+`export.py --model DIR [--quantize int8]` writes `DIR/onnx/`: `model.onnx` (fp32), `model_int8.onnx` (dynamic int8
+weights) when asked, the tokenizer, `config.json` and `export_report.json` (utils/serving/onnx_export.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from utils.core.errors import ConfigError
+from utils.core.ordering import length_batches
+
+logger = logging.getLogger(__name__)
+
+ONNX_DIRECTORY = "onnx"  # inside a run's output directory
+GRAPH_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
+REPORT_FILE = "export_report.json"
+
+#: Backends by name: `auto` is an ONNX export when the directory holds one (int8 when exported), else PyTorch;
+#: `onnx` is the int8 graph when there is one, else the fp32 one.
+BACKENDS = ("auto", "torch", "onnx", "onnx-fp32", "onnx-int8")
+
+
+def export_directory(directory: str | os.PathLike) -> Path | None:
+    """Where `directory`'s ONNX export is: `directory/onnx/`, or `directory` itself when it is one; None if none."""
+    path = Path(directory)
+    for candidate in (path / ONNX_DIRECTORY, path):
+        if any((candidate / name).is_file() for name in GRAPH_FILES.values()):
+            return candidate
+    return None
+
+
+def has_torch_weights(directory: str | os.PathLike) -> bool:
+    path = Path(directory)
+    return any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin"))
+
+
+def resolve_backend(directory: str | os.PathLike, backend: str) -> tuple[str, Path | None]:
+    """The backend to run (`torch`, `onnx-fp32` or `onnx-int8`) and, for ONNX, the graph file; errors say what to
+    do when the directory does not hold what was asked for."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend}: use one of {list(BACKENDS)}.")
+    exported = export_directory(directory)
+    if backend == "auto":
+        if exported is None:
+            return "torch", None
+        backend = "onnx"
+    if backend == "torch":
+        return "torch", None
+    if exported is None:
+        raise ConfigError(f"--backend {backend}: '{directory}' holds no ONNX export ({ONNX_DIRECTORY}/"
+                          f"{GRAPH_FILES['fp32']}); run `python export.py --model {directory}` first, or use "
+                          "--backend torch.")
+    if backend == "onnx":
+        backend = "onnx-int8" if (exported / GRAPH_FILES["int8"]).is_file() else "onnx-fp32"
+    graph = exported / GRAPH_FILES[backend.removeprefix("onnx-")]
+    if not graph.is_file():
+        hint = " --quantize int8" if backend == "onnx-int8" else ""
+        raise ConfigError(f"--backend {backend}: {exported} has no {graph.name}; run `python export.py --model "
+                          f"{directory}{hint}`, or choose another --backend.")
+    return backend, graph
+
+
+def onnx_session(graph: str | os.PathLike, device: torch.device, threads: int | None = None):
+    """An ONNX Runtime session on the CPU (or CUDA when asked and onnxruntime-gpu is installed), every graph
+    optimisation on; `threads` intra-op threads (None: ONNX Runtime's default, one per physical core)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("The ONNX backend needs onnxruntime: pip install onnxruntime.") from None
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ConfigError(f"--device {device} with the ONNX backend needs onnxruntime-gpu (this onnxruntime "
+                              f"has {ort.get_available_providers()}); use --device cpu or --backend torch.")
+        options = {"device_id": device.index or 0}
+        providers = [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
+    settings = ort.SessionOptions()
+    settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    settings.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
+    if threads:
+        settings.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(graph), settings, providers=providers)
+    except Exception as err:  # onnxruntime raises its own exception types (InvalidGraph, Fail, ...)
+        raise ConfigError(f"Could not load the ONNX graph {graph}: {' '.join(str(err).split())}") from None
+
+
+def pad_rows(rows: Sequence[Sequence[int]], value: int) -> np.ndarray:
+    """Rows as one int64 array, padded on the right to the longest (as `TorchForward` pads)."""
+    width = max(len(row) for row in rows)
+    padded = np.full((len(rows), width), value, dtype=np.int64)
+    for index, row in enumerate(rows):
+        padded[index, : len(row)] = row
+    return padded
+
+
+@dataclass
+class OnnxForward:
+    """`TorchForward`'s contract on an ONNX Runtime session: `forward(inputs)` yields, per batch of at most
+    `batch_size` rows of similar length (longest first), the row indices and float32 CPU logits padded on the right.
+    The graph's inputs are fed from `inputs` by name; a graph input the encoding did not give (token_type_ids) is
+    zeros, as the model's own default."""
+
+    session: Any = field(repr=False)
+    batch_size: int
+    pad_id: int = 0
+    graph: str = ""
+
+    def __post_init__(self) -> None:
+        self.input_names = [node.name for node in self.session.get_inputs()]
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        rows = inputs["input_ids"]
+        for batch in length_batches([len(row) for row in rows], self.batch_size):
+            feeds = {}
+            for name in self.input_names:
+                if name in inputs:
+                    feeds[name] = pad_rows([inputs[name][i] for i in batch], self.pad_id if name == "input_ids" else 0)
+                elif name == "token_type_ids":
+                    feeds[name] = np.zeros((len(batch), max(len(rows[i]) for i in batch)), dtype=np.int64)
+                else:
+                    raise ConfigError(f"The ONNX graph {self.graph} takes '{name}', which this model's encoding does "
+                                      "not give; export it again with this version of export.py.")
+            yield batch, self.logits(feeds)
+
+    def logits(self, feeds: dict[str, np.ndarray]) -> torch.Tensor:
+        (logits,) = self.session.run([self.output_name], feeds)
+        return torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))

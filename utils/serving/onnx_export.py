@@ -1,0 +1,319 @@
+"""`export.py`: a fine-tuned run's model as ONNX graphs (fp32, and dynamic int8 when asked), validated on real inputs
+before they are installed in `DIR/onnx/`.
+
+The exporter is PyTorch's own `torch.onnx.export(dynamo=True)` (torch.export + onnxscript): optimum's ONNX exporter
+now lives in `optimum-onnx`, whose releases require transformers < 4.58, and this project runs transformers 5. The
+graph takes the model's inputs (input_ids, attention_mask, token_type_ids when the tokenizer gives them) with
+dynamic batch and sequence axes and returns the logits. int8 is ONNX Runtime's dynamic quantization (int8 weights
+of every MatMul with a weight, activations quantized on the fly), the classification head left in fp32.
+
+Validation runs the same inputs (the validation file, or a few built-in texts, one longer than a window) through
+`Predictor` with the PyTorch model and with each graph, on one code path, recording every row's logits: the report
+gives the largest absolute logit difference over real tokens and how often the predicted tags / labels agree with
+PyTorch's, per word (NER) or text and per example. An export whose fp32 logits differ by more than `atol`, or whose
+agreement is below `min_agreement`, is an error and nothing is installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from utils.core.errors import ConfigError, DataError
+from utils.core.files import umask_mode, write_json
+from utils.serving.inputs import Example, predict_examples, read_examples
+from utils.serving.onnx_backend import GRAPH_FILES, ONNX_DIRECTORY, REPORT_FILE
+from utils.serving.predictor import MODEL_INPUTS, Predictor
+
+logger = logging.getLogger(__name__)
+
+QUANTIZATIONS = ("int8",)
+TABLE_SUFFIXES = {".tsv": "\t", ".csv": ","}
+
+#: Validation inputs when no file is given: news and review sentences, an empty text, one text longer than a window.
+BUILT_IN_TEXTS = (
+    "Angela Merkel met Emmanuel Macron in Paris on Tuesday to discuss the European Union budget.",
+    "Shares of Apple Inc. rose 3 percent on the Nasdaq after the company reported record iPhone sales in China.",
+    "The film is a warm, funny and beautifully acted story about growing up in Glasgow.",
+    "A dull, overlong mess: the plot makes no sense and the jokes fall flat.",
+    "",
+    "Tariq Hussain ( Switzerland ) beat Gustavo Ibarra ( Belgium ) 6-0 6-2 .",
+    " ".join(["Officials in Brussels and Washington said the talks between NATO and the United Nations would resume "
+              "in Geneva next week ."] * 30),
+)
+
+
+class ExportWrapper(torch.nn.Module):
+    """The model with its inputs as positional tensors and its logits as the one output."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        given = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, **{k: v for k, v in given.items() if v is not None}).logits
+
+
+def graph_inputs(tokenizer) -> list[str]:
+    """The model inputs the tokenizer gives (the order of `MODEL_INPUTS`)."""
+    given = set(tokenizer("a b")) & set(tokenizer.model_input_names)
+    return [name for name in MODEL_INPUTS if name in given]
+
+
+def export_graph(model: torch.nn.Module, tokenizer, path: Path, opset: int | None = None) -> dict[str, Any]:
+    """Write the fp32 graph of `model` to `path`; returns what the report says about it."""
+    names = graph_inputs(tokenizer)
+    sample = tokenizer(["Angela Merkel met Emmanuel Macron in Paris .", "Kyoto is in Japan ."], padding=True,
+                       return_tensors="pt")
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    dynamic = {name: {0: batch, 1: sequence} for name in names}
+    wrapper = ExportWrapper(model).eval()
+    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
+    started = time.perf_counter()
+    # "torchvision is not installed. Skipping torchvision::nms" and the like: true, and of no concern here
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # "The axis name: batch will not be used, since it shares the same shape constraints with another axis"
+            warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
+            program = torch.onnx.export(wrapper, (), kwargs={name: sample[name] for name in names}, dynamo=True,
+                                        dynamic_shapes=dynamic, input_names=names, output_names=["logits"],
+                                        opset_version=opset, external_data=parameters > (1 << 31) - (1 << 28),
+                                        verbose=False)
+            program.save(str(path), external_data=parameters > (1 << 31) - (1 << 28))
+    except Exception as err:  # the exporter's errors come from torch.export, onnxscript, ...: one line for the user
+        raise ConfigError(f"torch.onnx.export failed for this model: {type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:800]}") from None
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    return {"inputs": names, "output": "logits", "opset": max(o.version for o in graph.opset_import if not o.domain),
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def quantize_graph(source: Path, target: Path) -> dict[str, Any]:
+    """Dynamic int8 quantization of `source`'s weighted MatMuls (the last one, the classification head, kept)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(source), load_external_data=False)
+    weights = {initializer.name for initializer in graph.graph.initializer}
+    weighted = [node.name for node in graph.graph.node if node.op_type in ("MatMul", "Gemm")
+                and any(name in weights for name in node.input)]
+    excluded = weighted[-1:]
+    started = time.perf_counter()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the quantizer logs a line per tensor on the root logger
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded)
+    finally:
+        root.setLevel(level)
+    return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
+            "quantized_matmuls": len(weighted) - len(excluded), "kept_fp32": excluded,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+# ---------------------------------------------------------------- validation inputs
+
+
+def table_examples(path: str, text_field: str) -> list[Example]:
+    """A TSV/CSV file with a header: the `text_field` column, else its one column that is not a label."""
+    delimiter = TABLE_SUFFIXES[Path(path).suffix.lower()]
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=delimiter))
+    columns = list(rows[0]) if rows else []
+    texts = [name for name in columns if name not in {"label", "labels", "idx", "id"}]
+    column = text_field if text_field in columns else (texts[0] if len(texts) == 1 else None)
+    if column is None:
+        raise DataError(f"no '{text_field}' column (it has {columns}); name the text column with --text_field.",
+                        source=path)
+    return [Example(text=row[column] or "") for row in rows]
+
+
+def validation_examples(path: str | None, predictor: Predictor, text_field: str = "text",
+                        limit: int | None = None) -> list[Example]:
+    """The validation inputs: the file's (predict.py's formats, or a TSV/CSV table), or the built-in texts."""
+    if path is None:
+        examples = [Example(text=text) for text in BUILT_IN_TEXTS]
+    elif not os.path.isfile(path):
+        raise DataError("validation file not found.", source=path)
+    elif Path(path).suffix.lower() in TABLE_SUFFIXES:
+        examples = table_examples(path, text_field)
+    else:
+        examples = read_examples(path, "auto", text_field, predictor.task)
+    return examples[:limit] if limit else examples
+
+
+# ---------------------------------------------------------------- comparing backends
+
+
+class RecordingForward:
+    """A forward callable that passes another's batches on and keeps each row's logits over its real tokens."""
+
+    def __init__(self, forward):
+        self.forward, self.rows = forward, []
+
+    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        lengths = [len(row) for row in inputs["input_ids"]]
+        rows: list[np.ndarray] = [np.empty(0)] * len(lengths)
+        for batch, logits in self.forward(inputs):
+            for row, index in enumerate(batch):
+                rows[index] = (logits[row, : lengths[index]] if logits.dim() == 3 else logits[row]).numpy().copy()
+            yield batch, logits
+        self.rows += rows
+
+
+def decisions(result: Mapping[str, Any]) -> list[Any]:
+    """What a result decides, one item per unit: each word's tag, else the entity spans of a text, else the label(s)
+    of a text (a regression value decides nothing to agree on)."""
+    if "tags" in result:
+        return list(result["tags"])
+    if "entities" in result:
+        return [tuple(sorted((e["label"], e["start"], e["end"]) for e in result["entities"]))]
+    if "labels" in result:
+        return [tuple(result["labels"])]
+    return [result["label"]] if "label" in result else []
+
+
+def run_backend(directory: str, backend: str, examples: Sequence[Example], batch_size: int
+                ) -> tuple[list[dict], list[np.ndarray], float]:
+    """Results and per-row logits of `examples` with one backend, and the seconds predicting took."""
+    predictor = Predictor.from_pretrained(directory, device="cpu", backend=backend, batch_size=batch_size)
+    recorder = RecordingForward(predictor.forward)
+    predictor.prediction = dataclasses.replace(predictor.prediction, forward=recorder)
+    started = time.perf_counter()
+    results = list(predict_examples(predictor, examples))
+    return results, recorder.rows, time.perf_counter() - started
+
+
+def compare(reference: tuple, other: tuple) -> dict[str, Any]:
+    """How far one backend's logits and decisions are from the reference's (PyTorch)."""
+    (ref_results, ref_rows, _), (results, rows, seconds) = reference, other
+    if len(ref_rows) != len(rows) or any(a.shape != b.shape for a, b in zip(ref_rows, rows)):
+        raise ConfigError("The ONNX backend's model inputs differ from PyTorch's: the two cannot be compared.")
+    diffs = [float(np.abs(a - b).max()) for a, b in zip(ref_rows, rows) if a.size]
+    units = same = examples_same = 0
+    for ref_result, result in zip(ref_results, results, strict=True):
+        expected, got = decisions(ref_result), decisions(result)
+        units += len(expected)
+        same += sum(a == b for a, b in zip(expected, got, strict=True))
+        examples_same += expected == got
+    return {"max_abs_logit_diff": max(diffs, default=0.0),
+            "mean_abs_logit_diff": float(np.mean([np.abs(a - b).mean() for a, b in zip(ref_rows, rows) if a.size]))
+            if diffs else 0.0,
+            "agreement": same / units if units else 1.0, "units": units,
+            "example_agreement": examples_same / len(results) if results else 1.0,
+            "examples_per_second": round(len(results) / seconds, 1) if seconds else None}
+
+
+# ---------------------------------------------------------------- the export
+
+
+def install(staging: Path, target: Path) -> None:
+    """Replace `target` by `staging` (the old export is removed only once the new one is in place)."""
+    previous = target.with_name(f".{target.name}-previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    if target.exists():
+        target.rename(previous)
+    staging.rename(target)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
+def file_size_mib(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / (1 << 20), 1)
+
+
+def export_model(directory: str, quantize: str | None = None, validation_file: str | None = None,
+                 text_field: str = "text", max_validation_examples: int | None = None, atol: float = 1e-3,
+                 min_agreement: float = 0.98, batch_size: int = 32, opset: int | None = None) -> dict[str, Any]:
+    """Export, quantize, validate, then install `directory/onnx/`; returns the report (also written there)."""
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ConfigError(f"--quantize {quantize}: use one of {list(QUANTIZATIONS)}, or leave it out for fp32 only.")
+    if not 0 <= min_agreement <= 1:
+        raise ConfigError(f"--min_agreement must be between 0 and 1, got {min_agreement}.")
+    started = time.perf_counter()
+    source = Predictor.from_pretrained(directory, device="cpu", backend="torch", batch_size=batch_size)
+    examples = validation_examples(validation_file, source, text_field, max_validation_examples)
+    target = Path(directory) / ONNX_DIRECTORY
+    staging = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=directory))
+    staging.chmod(umask_mode(0o777))  # mkdtemp's 0700 would stay on the installed directory
+    try:
+        report: dict[str, Any] = {
+            "model": str(directory), "task": source.task.name, "labels": list(source.labels.names),
+            "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
+            "graphs": {"fp32": {"file": GRAPH_FILES["fp32"],
+                                **export_graph(source.model, source.tokenizer, staging / GRAPH_FILES["fp32"], opset)}},
+        }
+        source.config.save_pretrained(staging)
+        source.tokenizer.save_pretrained(staging)
+        if (Path(directory) / "README.md").is_file():  # the model card: base model, data, results
+            shutil.copy2(Path(directory) / "README.md", staging / "README.md")
+        if quantize:
+            quantized = quantize_graph(staging / GRAPH_FILES["fp32"], staging / GRAPH_FILES[quantize])
+            report["graphs"][quantize] = {"file": GRAPH_FILES[quantize], **quantized}
+        for graph in report["graphs"].values():
+            graph["size_mib"] = file_size_mib(staging / graph["file"])
+        import onnxruntime
+
+        logger.info("Validating on %d inputs of %s", len(examples), validation_file or "the built-in texts")
+        reference = run_backend(directory, "torch", examples, batch_size)
+        report["validation"] = {
+            "inputs": validation_file or "built-in texts", "examples": len(examples),
+            "unit": "word" if any("tags" in result for result in reference[0]) else "text",
+            "atol": atol, "min_agreement": min_agreement, "onnxruntime": onnxruntime.__version__,
+            "torch_examples_per_second": round(len(examples) / reference[2], 1) if reference[2] else None,
+        }
+        for variant in report["graphs"]:
+            report["validation"][variant] = compare(reference, run_backend(str(staging), f"onnx-{variant}", examples,
+                                                                           batch_size))
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        failures = check_report(report)
+        report["passed"] = not failures
+        write_json(staging / REPORT_FILE, report)
+        if failures:
+            kept = Path(directory) / ".onnx-rejected"
+            if kept.exists():
+                shutil.rmtree(kept)
+            staging.rename(kept)
+            raise ConfigError(f"The export failed validation ({'; '.join(failures)}); nothing was installed. The "
+                              f"graphs and report are in {kept} for a look.")
+        install(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("ONNX export written to %s: %s", target, json.dumps(report["validation"]))
+    return report
+
+
+def check_report(report: dict[str, Any]) -> list[str]:
+    """The validation figures that are out of bounds."""
+    validation, failures = report["validation"], []
+    fp32 = validation["fp32"]
+    if fp32["max_abs_logit_diff"] > validation["atol"]:
+        failures.append(f"fp32 logits differ from PyTorch's by up to {fp32['max_abs_logit_diff']:.2g} > --atol "
+                        f"{validation['atol']}")
+    for variant in report["graphs"]:
+        agreement = validation[variant]["agreement"]
+        if agreement < validation["min_agreement"]:
+            failures.append(f"{variant} agrees with PyTorch on {agreement:.2%} of the {validation['unit']}s < "
+                            f"--min_agreement {validation['min_agreement']}")
+    return failures

@@ -1,0 +1,103 @@
+"""Classification's predictions for `Predictor` (utils/serving/predictor.py), which hands every task a forward pass
+and delegates to the object its `Task.predictor` builds.
+
+Texts (and pairs, as real pairs) are tokenized whole; only those longer than max_seq_length are encoded again, cut,
+and marked `"truncated": true`. Logits are decoded by `classification_result`, as in training's predict stage, so
+predict.py gives what the run's predictions.jsonl gave. Blank texts get an empty result without a forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from utils.core.errors import ConfigError
+from utils.core.labels import LabelSpace
+from utils.core.losses import MULTI, REGRESSION, SINGLE
+from utils.tasks.classification.outputs import classification_result
+
+logger = logging.getLogger(__name__)
+
+
+def empty_result(problem_type: str) -> dict[str, Any]:
+    """The result of a blank text: no label, no probabilities (or no value)."""
+    return {SINGLE: {"label": None, "probabilities": {}}, MULTI: {"labels": [], "probabilities": {}},
+            REGRESSION: {"value": None}}[problem_type]
+
+
+@dataclass(frozen=True)
+class ClassificationPrediction:
+    """Labels and probabilities of a sequence-classification model. `forward` runs the model: a mapping of input
+    name to rows of token ids in, `(row indices, logits)` out per batch (see `utils.serving.predictor.TorchForward`).
+    """
+
+    forward: Callable = field(repr=False)
+    tokenizer: Any = field(repr=False)
+    labels: LabelSpace
+    problem_type: str  # SINGLE, MULTI or REGRESSION
+    threshold: float  # multi-label: the probability above which a label is on
+    max_seq_length: int
+    num_labels: int  # outputs of the model's head
+
+    #: Each text is classified on its own, whatever document it comes from.
+    whole_documents = False
+
+    def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+                documents: Sequence[Hashable | None] | None = None) -> list[dict[str, Any]]:
+        """`{"text", "label", "probabilities"}` per text (multi-label: `"labels"` over the threshold; regression:
+        `"value"`), `"text_pair"` when given, `"truncated": true` when cut. `documents` do not matter here."""
+        present = [i for i, text in enumerate(texts) if text.strip()]
+        decoded: list[dict[str, Any]] = []
+        truncated: list[bool] = []
+        if present:
+            inputs = [[texts[i] for i in present]] + ([[text_pairs[i] for i in present]] if text_pairs else [])
+            encoded = {key: list(values) for key, values in self.tokenizer(*inputs, verbose=False).items()}
+            truncated = [len(ids) > self.max_seq_length for ids in encoded["input_ids"]]
+            long = [i for i, cut in enumerate(truncated) if cut]
+            if long:  # only texts over the limit are encoded again, cut
+                again = self.tokenizer(*[[column[i] for i in long] for column in inputs], truncation=True,
+                                       max_length=self.max_seq_length)
+                for key in encoded:
+                    for row, i in enumerate(long):
+                        encoded[key][i] = again[key][row]
+            logits = np.zeros((len(present), self.num_labels), dtype=np.float64)
+            for rows, batch_logits in self.forward(encoded):
+                logits[rows] = batch_logits.numpy()
+            decoded = [classification_result(row, self.labels.names, self.problem_type, self.threshold)
+                       for row in logits]
+        results = []
+        for index, text in enumerate(texts):
+            record: dict[str, Any] = {"text": text}
+            if text_pairs is not None:
+                record["text_pair"] = text_pairs[index]
+            record.update(empty_result(self.problem_type))
+            results.append(record)
+        for row, index in enumerate(present):
+            results[index].update(decoded[row])
+            if truncated[row]:
+                results[index]["truncated"] = True
+        return results
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
+                       ) -> list[dict[str, Any]]:
+        raise ConfigError("predict_tokens needs an NER model; this one classifies texts (use predict).")
+
+    def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
+                  ) -> list[tuple[list[str], list[float]]]:
+        raise ConfigError("tag_words needs an NER model; this one classifies texts (use predict).")
+
+
+def classification_predictor(forward: Callable, tokenizer, config, labels: LabelSpace, *, max_seq_length: int,
+                             threshold: float = 0.5, **other_options: Any) -> ClassificationPrediction:
+    """`Task.predictor` of classification: the problem type is the saved config's (a model from elsewhere without
+    one: transformers' own rule, regression for one output), texts are cut at `max_seq_length`, and `threshold` is
+    the multi-label cut-off. Other tasks' options (NER's stride and document context) do not apply."""
+    problem_type = getattr(config, "problem_type", None)
+    if problem_type is None:
+        problem_type = REGRESSION if config.num_labels == 1 else SINGLE
+    return ClassificationPrediction(forward, tokenizer, labels, problem_type, threshold, max_seq_length,
+                                    config.num_labels)

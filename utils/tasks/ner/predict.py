@@ -1,0 +1,121 @@
+"""NER's predictions for `Predictor` (utils/serving/predictor.py), which hands every task a forward pass and
+delegates to the object its `Task.predictor` builds.
+
+A sentence becomes the windows training encodes (`NerWindows`, `encode_batch`: the same special tokens, stride and
+document context, so a saved model sees what it was trained on), and each word gets the tag of its first subword in
+the window owning it, with that tag's probability. Raw texts are first split into words as CoNLL-2003 writes them
+(utils/tasks/ner/words.py), so their entities get character offsets; pre-split words get word-index spans.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from utils.core.errors import ConfigError, DataError
+from utils.core.labels import LabelSpace
+from utils.tasks.ner.alignment import gather_word_predictions
+from utils.tasks.ner.encoding import NerWindows, context_columns, encode_batch
+from utils.tasks.ner.iob import tags_to_spans
+from utils.tasks.ner.outputs import entity_record
+from utils.tasks.ner.words import words_with_offsets
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NerPrediction:
+    """Entities and word tags of a token-classification model. `forward` runs the model: a mapping of input name to
+    rows of token ids in, `(row indices, logits)` out per batch (see `utils.serving.predictor.TorchForward`)."""
+
+    forward: Callable = field(repr=False)
+    tokenizer: Any = field(repr=False)
+    labels: LabelSpace
+    windows: NerWindows
+    context_size: int  # document context tokens per side, from the other sentences of the same document; 0: off
+
+    @property
+    def stride(self) -> int:
+        return self.windows.stride
+
+    @property
+    def whole_documents(self) -> bool:
+        """With document context a sentence's tags depend on its neighbours: give a document's sentences together."""
+        return self.context_size > 0
+
+    def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+                documents: Sequence[Hashable | None] | None = None) -> list[dict[str, Any]]:
+        """`{"text", "entities": [{"label", "text", "start", "end", "score"}]}` per text, with character offsets."""
+        if text_pairs is not None:
+            raise ConfigError("Sentence pairs are for classification models; this model tags entities.")
+        words = [words_with_offsets(text) for text in texts]
+        tagged = self.tag_words([[word.text for word in text_words] for text_words in words], documents)
+        results = []
+        for text, text_words, (tags, scores) in zip(texts, words, tagged, strict=True):
+            entities = []
+            for span in tags_to_spans(tags):
+                start, end = text_words[span.start].start, text_words[span.end - 1].end
+                entities.append(entity_record(span.label, text[start:end], start, end, scores[span.start : span.end]))
+            results.append({"text": text, "entities": entities})
+        return results
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
+                       ) -> list[dict[str, Any]]:
+        """`{"text", "tokens", "tags", "entities"}` per sentence, entity start/end being word indices."""
+        results = []
+        for tokens, (tags, scores) in zip(sentences, self.tag_words(sentences, documents), strict=True):
+            entities = [entity_record(span.label, " ".join(tokens[span.start : span.end]), span.start, span.end,
+                                      scores[span.start : span.end]) for span in tags_to_spans(tags)]
+            results.append({"text": " ".join(tokens), "tokens": list(tokens), "tags": tags, "entities": entities})
+        return results
+
+    def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
+                  ) -> list[tuple[list[str], list[float]]]:
+        """Each word's predicted tag and that tag's probability, from its first subword in the window owning it
+        (with the document context the model was trained with, from the other sentences of the same document)."""
+        if documents is not None and len(documents) != len(sentences):
+            raise DataError(f"{len(sentences)} sentences but {len(documents)} document ids; give one per sentence.")
+        present = [i for i, words in enumerate(sentences) if len(words)]
+        result: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
+        if not present:
+            return result
+        batch: dict[str, list] = {"tokens": [list(sentences[i]) for i in present]}
+        if self.context_size:
+            batch.update(context_columns(self.tokenizer, batch["tokens"],
+                                         [None if documents is None else documents[i] for i in present],
+                                         self.context_size, self.windows.max_tokens))
+        features = encode_batch(batch, list(range(len(present))), tokenizer=self.tokenizer, windows=self.windows)
+        lengths = [len(ids) for ids in features["input_ids"]]
+        best_id: list[np.ndarray] = [np.empty(0)] * len(lengths)
+        best_probability: list[np.ndarray] = [np.empty(0)] * len(lengths)
+        for rows, logits in self.forward(features):
+            probability, label = logits.softmax(-1).max(-1)
+            for row, window in enumerate(rows):
+                best_id[window] = label[row, : lengths[window]].numpy()
+                best_probability[window] = probability[row, : lengths[window]].numpy()
+        # each word's position in the windows laid end to end: the alignment module checks one prediction per word
+        starts = np.cumsum([0] + lengths[:-1])
+        positions = gather_word_predictions([range(s, s + n) for s, n in zip(starts, lengths)],
+                                            features["word_index"], features["example_index"],
+                                            [len(sentences[i]) for i in present])
+        all_ids, all_probabilities = np.concatenate(best_id), np.concatenate(best_probability)
+        names = self.labels.names
+        for example, sentence_positions in zip(present, positions):
+            where = np.asarray(sentence_positions, dtype=np.int64)
+            result[example] = ([names[i] for i in all_ids[where]], all_probabilities[where].tolist())
+        return result
+
+
+def ner_predictor(forward: Callable, tokenizer, config, labels: LabelSpace, *, max_seq_length: int,
+                  stride: int | None = None, context_size: int | None = None, **other_options: Any) -> NerPrediction:
+    """`Task.predictor` of NER: windows of `max_seq_length` tokens sharing `stride` (None: training's default, at most
+    half a window), and `context_size` tokens of document context per side (None: what the model was trained
+    with, from its config). Other tasks' options (a classification threshold) do not apply."""
+    context_size = getattr(config, "context_size", 0) if context_size is None else context_size
+    if context_size < 0:
+        raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {context_size}.")
+    return NerPrediction(forward, tokenizer, labels, NerWindows.build(tokenizer, max_seq_length, stride), context_size)
