@@ -45,13 +45,14 @@ def peak_rss_mib() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def run_predictor(model: str, texts: list[str], device: str, batch_size: int, imported, backend: str = "torch"
-                  ) -> tuple[list[list], float, float]:
+def run_predictor(model: str, texts: list[str], device: str, batch_size: int, imported, backend: str = "torch",
+                  threads: int | None = None) -> tuple[list[list], float, float]:
     from utils.serving.predictor import Predictor
 
     imported()
     start = time.perf_counter()
-    predictor = Predictor.from_pretrained(model, device=device, batch_size=batch_size, backend=backend)
+    predictor = Predictor.from_pretrained(model, device=device, batch_size=batch_size, backend=backend,
+                                          threads=threads)
     loaded = time.perf_counter() - start
     predictor.predict(texts[:WARMUP])
     start = time.perf_counter()
@@ -85,6 +86,8 @@ def worker(args: argparse.Namespace) -> None:
     import transformers  # noqa: F401  (imported before the baseline, as both systems need it)
 
     texts = json.loads(Path(args.texts).read_text(encoding="utf-8"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     memory = {"start": peak_rss_mib()}
 
     def imported() -> None:
@@ -92,7 +95,7 @@ def worker(args: argparse.Namespace) -> None:
 
     if args.worker in BACKENDS:
         entities, loaded, seconds = run_predictor(args.model, texts, args.device, args.batch_size, imported,
-                                                  BACKENDS[args.worker])
+                                                  BACKENDS[args.worker], args.threads)
     else:
         entities, loaded, seconds = run_pipeline(args.model, texts, args.device, args.pipeline_batch_size,
                                                  args.pipeline_strategy, imported)
@@ -109,6 +112,8 @@ def run_worker(system: str, args: argparse.Namespace, texts_path: str, workdir: 
     command = [sys.executable, __file__, "--worker", system, "--model", args.model, "--texts", texts_path,
                "--result", result, "--device", args.device, "--batch_size", str(args.batch_size)]
     command += ["--pipeline_strategy", args.pipeline_strategy]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
     if args.pipeline_batch_size:
         command += ["--pipeline_batch_size", str(args.pipeline_batch_size)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -164,6 +169,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"Model `{report['model']}`, {report['sentences']} sentences of `{report['conll']}` as raw text, "
         f"device {report['device']}, {first['torch_threads']} torch threads"
+        + (f" ({report['threads']} ONNX Runtime threads)" if report.get("threads") else "")
         + (f", load average {report['load_average']:.2f} before the runs." if report.get("load_average") else "."),
         "",
         "| system | sentences/s | x PyTorch Predictor | predict s | load s | imports MiB | load + predict MiB | "
@@ -204,6 +210,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--pipeline_strategy", default="simple", choices=["simple", "first", "average", "max"],
                         help="The pipeline's aggregation_strategy; 'first' is word-level, like Predictor.")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto, for every system.")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="Intra-op threads of torch and ONNX Runtime in every system (default: theirs).")
     parser.add_argument("--systems", default="predictor,pipeline",
                         help=f"Comma-separated, run in this order, each in a fresh process: {', '.join(SYSTEMS)}. "
                         "predictor is the PyTorch backend; onnx-* need `export.py --model DIR [--quantize int8]`.")
@@ -248,6 +256,7 @@ def main() -> None:
     report = {"model": args.model, "conll": args.conll, "sentences": len(texts), "device": args.device,
               "batch_size": args.batch_size, "pipeline_batch_size": args.pipeline_batch_size,
               "pipeline_strategy": args.pipeline_strategy, "load_average": load_average, "runs": runs,
+              "threads": args.threads,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
     if "predictor" in entities and "pipeline" in entities:
         report["agreement"] = compare(texts, entities["predictor"], entities["pipeline"],
