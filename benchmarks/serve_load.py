@@ -166,6 +166,8 @@ def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_
     command = [sys.executable, str(ROOT / "serve.py"), "--model", args.model, "--backend", backend, "--host", HOST,
                "--port", str(port), "--max_batch_size", str(args.max_batch_size), "--max_wait_ms",
                str(args.max_wait_ms), "--device", "cpu", "--log_level", "warning"]
+    if args.batch_size:
+        command += ["--batch_size", str(args.batch_size)]
     with open(log, "wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT)
     try:
@@ -194,6 +196,8 @@ def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_
             "speedup_over_sequential": concurrent["requests_per_second"] / sequential["requests_per_second"]
             if sequential["requests_per_second"] else None,
             "server_batches": batches, "mean_batch_size": inputs / batches if batches else None,
+            "server_busy_fraction": (after.get("busy_seconds", 0) - before.get("busy_seconds", 0))
+            / concurrent["seconds"] if concurrent["seconds"] else None,
             "equal_to_predict_py": exact / len(answered) if answered else None,
             "same_entities_as_predict_py": same / len(answered) if answered else None,
             "exit_status_after_sigterm": exit_status}
@@ -202,7 +206,8 @@ def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_
 def markdown(report: dict) -> str:
     lines = [f"`{report['model']}`, {report['requests']} requests of one CoNLL-2003 test sentence each, "
              f"{report['clients']} concurrent clients over loopback; server --max_batch_size "
-             f"{report['max_batch_size']} --max_wait_ms {report['max_wait_ms']}; one request at a time: "
+             f"{report['max_batch_size']} --max_wait_ms {report['max_wait_ms']} --batch_size "
+             f"{report['batch_size'] or 'default'}; one request at a time: "
              f"{report['sequential_requests']} requests. Load average {report['load_average']:.2f} before the runs "
              f"({report['machine']['cpu_count']} CPUs).", "",
              "| backend | req/s, 1 at a time | p50 ms | req/s, concurrent | x 1 at a time | p50 ms | p95 ms | "
@@ -229,6 +234,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=32)
     parser.add_argument("--max_batch_size", type=int, default=64)
     parser.add_argument("--max_wait_ms", type=float, default=5.0)
+    parser.add_argument("--batch_size", type=int, default=None, help="serve.py --batch_size (default: its own).")
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds one request may take.")
     parser.add_argument("--max_seconds", type=float, default=600.0, help="Bound on each backend's load phases.")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "serve_load.json")
@@ -249,7 +255,7 @@ def main() -> None:
             runs.append(run_backend(args, backend, texts, texts_file, workdir))
     report = {"model": args.model, "conll": args.conll, "requests": len(texts), "clients": args.clients,
               "sequential_requests": args.sequential_requests, "max_batch_size": args.max_batch_size,
-              "max_wait_ms": args.max_wait_ms, "load_average": load_average,
+              "max_wait_ms": args.max_wait_ms, "batch_size": args.batch_size, "load_average": load_average,
               "load_average_after": os.getloadavg()[0], "runs": runs,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
     write_json(args.output, report)

@@ -138,12 +138,18 @@ def test_export_writes_the_graphs_tokenizer_config_and_a_passing_report(onnx_ner
     data = report(onnx_ner)
     assert data["passed"] and data["task"] == "ner" and data["exporter"].startswith("torch.onnx.export(dynamo=True)")
     assert data["graphs"]["fp32"]["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
-    assert data["graphs"]["int8"]["quantized_matmuls"] == 12 and len(data["graphs"]["int8"]["kept_fp32"]) == 1
+    fused = data["graphs"]["fp32"]["onnxruntime_optimizations"]
+    assert fused["fusions"]["attention"] == 2 and fused["attention_qkv_sizes_dropped"] == 2  # one per layer
+    assert fused["skip_layer_norms_unfused"] == 4 and "SkipLayerNormalization" not in fused["ops"]
+    int8 = data["graphs"]["int8"]
+    # per layer: Attention -> QAttention, and the attention output, intermediate and output MatMuls; the head kept
+    assert int8["quantized_nodes"] == 8 and int8["quantized_ops"] == ["MatMulInteger", "QAttention"]
+    assert len(int8["kept_fp32"]) == 1
     validation = data["validation"]
     words = sum(len(tokens) for tokens in read_conll(NER_DATA / "test.conll").tokens)
     assert validation["unit"] == "word" and validation["fp32"]["units"] == words
     assert validation["fp32"]["max_abs_logit_diff"] < 1e-4 and validation["fp32"]["agreement"] == 1.0
-    assert 0 < validation["int8"]["max_abs_logit_diff"] < 0.5 and validation["int8"]["agreement"] >= 0.98
+    assert 0 < validation["int8"]["max_abs_logit_diff"] < 3 and validation["int8"]["agreement"] >= 0.98
 
 
 def test_the_graph_has_dynamic_batch_and_sequence_axes(onnx_ner):

@@ -62,3 +62,17 @@ def test_gpus_and_port_can_be_set_and_missing_slurm_variables_are_an_error(scont
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: SLURM_JOB_NODELIST is not set: run this through srun inside a SLURM "
                                    "allocation (see finetune.sbatch).")
+
+
+def test_a_long_host_list_gives_the_first_host_every_time(tmp_path):
+    """20,000 hosts overflow the pipe buffer: reading only the first line would kill scontrol with SIGPIPE, which
+    pipefail turns into exit 141 (the flake CI once showed with two hosts)."""
+    fake = tmp_path / "bin" / "scontrol"
+    fake.parent.mkdir()
+    fake.write_text('#!/usr/bin/env bash\nfor i in $(seq -w 1 20000); do echo "node$i"; done\n')
+    fake.chmod(0o755)
+    for _ in range(3):
+        proc = launch(str(fake.parent), 0, SLURM_JOB_NODELIST="node[00001-20000]")
+        assert proc.returncode == 0, proc.stderr
+        command = shlex.split(proc.stdout)
+        assert command[command.index("--main_process_ip") + 1] == "node00001"

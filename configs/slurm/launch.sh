@@ -20,7 +20,14 @@ for variable in SLURM_JOB_NODELIST SLURM_NNODES SLURM_NODEID; do
   fi
 done
 
-main_address=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# The whole list is read before the first host is taken: `| head -n 1` would close the pipe early, and with
+# pipefail a long host list then fails the script with SIGPIPE (exit 141), at random.
+hosts=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
+main_address=${hosts%%$'\n'*}
+if [ -z "$main_address" ]; then
+  echo "error: scontrol show hostnames $SLURM_JOB_NODELIST printed no host." >&2
+  exit 2
+fi
 gpus_per_node=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-1}}
 gpus_per_node=${gpus_per_node%%(*}          # SLURM may write "4(IDX:0-3)"
 processes=$((SLURM_NNODES * gpus_per_node))

@@ -141,9 +141,11 @@ def chunk_ends(examples: Sequence[Example], chunk_size: int, whole_documents: bo
         yield end
 
 
-def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_size: int = 4096
-                     ) -> Iterator[dict[str, Any]]:
-    """Results in input order, computed a chunk at a time (memory stays flat however long the file)."""
+def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_size: int = 4096,
+                     uncertainty: bool = False) -> Iterator[dict[str, Any]]:
+    """Results in input order, computed a chunk at a time (memory stays flat however long the file); with
+    `uncertainty`, each with the model's `"uncertainty"` (see `Predictor.predict`)."""
+    extra = {"uncertainty": True} if uncertainty else {}
     chunk_start = 0
     for chunk_end in chunk_ends(examples, chunk_size, whole_documents=predictor.whole_documents):
         chunk = examples[chunk_start:chunk_end]
@@ -159,10 +161,10 @@ def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_si
                 continue
             documents = [chunk[i].document for i in indices]  # for a model that uses them (document context)
             if kind == "tokens":
-                outputs = predictor.predict_tokens([chunk[i].tokens for i in indices], documents)
+                outputs = predictor.predict_tokens([chunk[i].tokens for i in indices], documents, **extra)
             else:
                 pairs = [chunk[i].text_pair for i in indices] if kind == "pairs" else None
-                outputs = predictor.predict([chunk[i].text for i in indices], pairs, documents)
+                outputs = predictor.predict([chunk[i].text for i in indices], pairs, documents, **extra)
             for i, output in zip(indices, outputs, strict=True):
                 results[i] = output
         yield from results  # type: ignore[misc]

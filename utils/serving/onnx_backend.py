@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 ONNX_DIRECTORY = "onnx"  # inside a run's output directory
 GRAPH_FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
 REPORT_FILE = "export_report.json"
+
+#: ONNX Runtime graph fusions left out: its CPU SkipLayerNormalization kernel is slower than Add + LayerNormalization
+#: in onnxruntime 1.32 (CoNLL-2003 MiniLM, fp32: 429 against 381 sentences/s; see utils/serving/onnx_optimize.py).
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 #: Backends by name: `auto` is an ONNX export when the directory holds one (int8 when exported), else PyTorch;
 #: `onnx` is the int8 graph when there is one, else the fp32 one.
@@ -93,7 +98,8 @@ def onnx_session(graph: str | os.PathLike, device: torch.device, threads: int | 
     if threads:
         settings.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(graph), settings, providers=providers)
+        return ort.InferenceSession(str(graph), settings, providers=providers,
+                                    disabled_optimizers=list(DISABLED_OPTIMIZERS))
     except Exception as err:  # onnxruntime raises its own exception types (InvalidGraph, Fail, ...)
         raise ConfigError(f"Could not load the ONNX graph {graph}: {' '.join(str(err).split())}") from None
 
@@ -105,6 +111,22 @@ def pad_rows(rows: Sequence[Sequence[int]], value: int) -> np.ndarray:
     for index, row in enumerate(rows):
         padded[index, : len(row)] = row
     return padded
+
+
+@contextmanager
+def torch_on_one_thread() -> Iterator[None]:
+    """Torch on one thread while ONNX Runtime runs the model, its own thread count back afterwards.
+
+    ONNX Runtime's thread pool and torch's OpenMP pool each spin on every core; the torch work between two batches
+    (softmax and argmax of the logits) is too small to gain from threads, and the two pools contending on the same
+    cores slow both: 3,000 CoNLL-2003 sentences on 2 cores, int8 graph, batch 8: 5.5 s with torch's 2 threads, 3.7 s
+    with one (batch 32: 3.6 s against 3.3 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -124,6 +146,10 @@ class OnnxForward:
         self.output_name = self.session.get_outputs()[0].name
 
     def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        with torch_on_one_thread():
+            yield from self.batches(inputs)
+
+    def batches(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
         rows = inputs["input_ids"]
         for batch in length_batches([len(row) for row in rows], self.batch_size):
             feeds = {}

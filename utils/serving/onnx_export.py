@@ -4,8 +4,10 @@ before they are installed in `DIR/onnx/`.
 The exporter is PyTorch's own `torch.onnx.export(dynamo=True)` (torch.export + onnxscript): optimum's ONNX exporter
 now lives in `optimum-onnx`, whose releases require transformers < 4.58, and this project runs transformers 5. The
 graph takes the model's inputs (input_ids, attention_mask, token_type_ids when the tokenizer gives them) with
-dynamic batch and sequence axes and returns the logits. int8 is ONNX Runtime's dynamic quantization (int8 weights
-of every MatMul with a weight, activations quantized on the fly), the classification head left in fp32.
+dynamic batch and sequence axes and returns the logits; onnxscript's ONNX Runtime fusions then turn attention, GELU
+and layer norms into ONNX Runtime's fused ops (utils/serving/onnx_optimize.py: what, and why each step). int8 is
+ONNX Runtime's dynamic quantization (int8 weights of every MatMul and fused Attention, activations quantized on the
+fly), the classification head left in fp32.
 
 Validation runs the same inputs (the validation file, or a few built-in texts, one longer than a window) through
 `Predictor` with the PyTorch model and with each graph, on one code path, recording every row's logits: the report
@@ -36,11 +38,13 @@ from utils.core.errors import ConfigError, DataError
 from utils.core.files import umask_mode, write_json
 from utils.serving.inputs import Example, predict_examples, read_examples
 from utils.serving.onnx_backend import GRAPH_FILES, ONNX_DIRECTORY, REPORT_FILE
+from utils.serving.onnx_optimize import optimize_graph
 from utils.serving.predictor import MODEL_INPUTS, Predictor
 
 logger = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("int8",)
+QUANTIZED_OPS = ("MatMul", "Gemm", "Attention")  # Attention (fused, see onnx_optimize.py) becomes QAttention
 TABLE_SUFFIXES = {".tsv": "\t", ".csv": ","}
 
 #: Validation inputs when no file is given: news and review sentences, an empty text, one text longer than a window.
@@ -107,26 +111,30 @@ def export_graph(model: torch.nn.Module, tokenizer, path: Path, opset: int | Non
 
 
 def quantize_graph(source: Path, target: Path) -> dict[str, Any]:
-    """Dynamic int8 quantization of `source`'s weighted MatMuls (the last one, the classification head, kept)."""
+    """Dynamic int8 quantization of `source`'s weighted MatMuls and Attentions (the last MatMul, the classification
+    head, kept in fp32)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(source), load_external_data=False)
     weights = {initializer.name for initializer in graph.graph.initializer}
-    weighted = [node.name for node in graph.graph.node if node.op_type in ("MatMul", "Gemm")
+    weighted = [node.name for node in graph.graph.node if node.op_type in QUANTIZED_OPS
                 and any(name in weights for name in node.input)]
-    excluded = weighted[-1:]
+    heads = [node.name for node in graph.graph.node if node.op_type == "MatMul" and node.name in weighted]
+    excluded = heads[-1:]
     started = time.perf_counter()
     root = logging.getLogger()
     level = root.level
     root.setLevel(max(level, logging.WARNING))  # the quantizer logs a line per tensor on the root logger
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=excluded)
+                         op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=excluded)
     finally:
         root.setLevel(level)
+    quantized = onnx.load(str(target), load_external_data=False)
+    ops = sorted({node.op_type for node in quantized.graph.node if node.op_type in ("QAttention", "MatMulInteger")})
     return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
-            "quantized_matmuls": len(weighted) - len(excluded), "kept_fp32": excluded,
+            "quantized_nodes": len(weighted) - len(excluded), "quantized_ops": ops, "kept_fp32": excluded,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -257,11 +265,15 @@ def export_model(directory: str, quantize: str | None = None, validation_file: s
     staging = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=directory))
     staging.chmod(umask_mode(0o777))  # mkdtemp's 0700 would stay on the installed directory
     try:
+        exported = export_graph(source.model, source.tokenizer, staging / "exported.onnx", opset)
+        optimized = optimize_graph(staging / "exported.onnx", staging / GRAPH_FILES["fp32"])
+        exported["onnxruntime_optimizations"] = optimized
+        for leftover in staging.glob("exported.onnx*"):
+            leftover.unlink()
         report: dict[str, Any] = {
             "model": str(directory), "task": source.task.name, "labels": list(source.labels.names),
-            "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
-            "graphs": {"fp32": {"file": GRAPH_FILES["fp32"],
-                                **export_graph(source.model, source.tokenizer, staging / GRAPH_FILES["fp32"], opset)}},
+            "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}; onnxscript ORT fusions",
+            "graphs": {"fp32": {"file": GRAPH_FILES["fp32"], **exported}},
         }
         source.config.save_pretrained(staging)
         source.tokenizer.save_pretrained(staging)

@@ -235,27 +235,35 @@ class Predictor:
         return bool(self.prediction.whole_documents)
 
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                documents: Sequence[Hashable | None] | None = None) -> list[dict[str, Any]]:
+                documents: Sequence[Hashable | None] | None = None, uncertainty: bool = False
+                ) -> list[dict[str, Any]]:
         """One result per text, in order.
 
         NER: `{"text", "entities": [{"label", "text", "start", "end", "score"}]}` with character offsets into the
         text. Classification: `{"text", "label", "probabilities"}` (multi-label: `"labels"` over the threshold;
         regression: `"value"`), `"truncated": true` when the text was cut; `text_pairs` for sentence-pair models.
         `documents` (NER): each text's document id, for models trained with document context (None: on its own).
+        `uncertainty`: each result gets `"uncertainty"` in [0, 1], the task's measure of how unsure the model is
+        (NER: 1 - the smallest word margin; classification: normalised entropy), to choose what to label next.
         """
         check_texts(texts)
         if text_pairs is not None:
             check_texts(text_pairs, "text_pair")
             if len(text_pairs) != len(texts):
                 raise DataError(f"{len(texts)} texts but {len(text_pairs)} text pairs; give one pair per text.")
+        if uncertainty:
+            return self.prediction.predict(texts, text_pairs, documents, uncertainty=True)
         return self.prediction.predict(texts, text_pairs, documents)
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
-                       ) -> list[dict[str, Any]]:
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None,
+                       uncertainty: bool = False) -> list[dict[str, Any]]:
         """NER on pre-split words: `{"text", "tokens", "tags", "entities"}` per sentence, entity start/end being word
-        indices (`tokens[start:end]`) and `text` the words joined by spaces. `documents`: as for `predict`."""
+        indices (`tokens[start:end]`) and `text` the words joined by spaces. `documents`, `uncertainty`: as for
+        `predict`."""
         for index, tokens in enumerate(sentences):
             check_texts(tokens, f"token of sentence {index}")
+        if uncertainty:
+            return self.prediction.predict_tokens(sentences, documents, uncertainty=True)
         return self.prediction.predict_tokens(sentences, documents)
 
     def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
