@@ -4,12 +4,17 @@
     echo "Angela Merkel visited Paris." | python predict.py --model outputs/ner --input -
     python predict.py --model outputs/ner --input test.conll --output -          # pre-split words: + tokens, tags
     python predict.py --model outputs/classification --input reviews.jsonl --text_field review
+    python predict.py --model outputs/ner --input pool.txt --output_format label-studio --output tasks.json
+    python predict.py --model outputs/ner --input pool.txt --select_uncertain 100 --output_format doccano \
+        --output next_batch.jsonl                   # the 100 texts the model is least sure of, pre-annotated
 
 The task comes from the model's config (the architecture it was saved with), and decides what the model takes and
 gives (utils/tasks/*/predict.py). Inputs: one text per line, JSONL with a text field (or, for NER, a `tokens` list),
 or (NER) a CoNLL file, one output per sentence. Output lines follow the input, empty lines giving empty results. A
 model trained with --context_size sees the neighbouring sentences of the same document (CoNLL `-DOCSTART-` lines, a
 JSONL `document_id`) as in training. The same predictions from Python: `utils.serving.predictor.Predictor`.
+--output_format label-studio|doccano writes pre-annotations those tools import (utils/serving/annotation_output.py);
+--select_uncertain N keeps the N inputs the model is least sure about, most uncertain first.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ from utils.core.errors import ConfigError, DataError, run_command
 from utils.core.files import write_jsonl
 from utils.core.parsing import parse_args
 from utils.core.validation import can_write_in, nearest_existing
+from utils.serving.annotation_output import (
+    OUTPUT_FORMATS,
+    annotation_output,
+    check_output_format,
+    most_uncertain,
+    write_output,
+)
 from utils.serving.inputs import INPUT_FORMATS, predict_examples, read_examples
 from utils.serving.onnx_backend import BACKENDS
 from utils.serving.predictor import Predictor
@@ -71,6 +83,26 @@ class PredictArguments:
     )
     document_field: str = field(default="document_id", metadata={"help": "JSONL input: the field naming the "
                                                                 "document a line belongs to (NER document context)."})
+    output_format: str = field(
+        default="jsonl",
+        metadata={"help": "jsonl (predict.py's own lines), or pre-annotations for an annotation tool: label-studio (a "
+                  "JSON list of tasks with `predictions`: model_version, score, one result per entity or the chosen "
+                  "labels) or doccano (JSONL with `label`); character offsets into each input text, and each "
+                  "text's `uncertainty`.", "choices": list(OUTPUT_FORMATS)},
+    )
+    select_uncertain: int | None = field(
+        default=None,
+        metadata={"help": "Write only the N inputs the model is least sure about (NER: 1 - the smallest word "
+                  "margin; classification: normalised entropy), most uncertain first, each with its uncertainty "
+                  "and input_line: what to label next."},
+    )
+    model_version: str | None = field(
+        default=None, metadata={"help": "Label Studio: the predictions' model_version (default: the model "
+                                "directory's name)."}
+    )
+    from_name: str = field(default="label", metadata={"help": "Label Studio: the control tag's name in the labelling "
+                                                       "config (<Labels name=...> or <Choices name=...>)."})
+    to_name: str = field(default="text", metadata={"help": "Label Studio: the object tag's name (<Text name=...>)."})
     backend: str = field(
         default="auto", metadata={"help": "torch, onnx (the export's int8 graph if any, else fp32), onnx-fp32, "
                                   "onnx-int8, or auto: the ONNX export (export.py) when the model directory holds "
@@ -136,6 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     transformers.utils.logging.disable_progress_bar()
     started = time.perf_counter()
     check_output(args.output)
+    if args.select_uncertain is not None and args.select_uncertain < 1:
+        raise ConfigError(f"--select_uncertain must be a positive number of texts, got {args.select_uncertain}.")
     with readable_path(args.input) as path:
         predictor = Predictor.from_pretrained(args.model_name_or_path, device=args.device,
                                               batch_size=args.batch_size, max_seq_length=args.max_seq_length,
@@ -143,15 +177,26 @@ def main(argv: list[str] | None = None) -> dict:
                                               context_size=args.context_size, backend=args.backend)
         examples = read_examples(path, args.input_format, args.text_field, predictor.task,
                                  name="<stdin>" if args.input == "-" else None, document_field=args.document_field)
-    results = predict_examples(predictor, examples)
-    if args.output == "-":
-        write_stdout(results)
+    check_output_format(predictor.task, args.output_format)
+    uncertain = args.select_uncertain is not None or args.output_format != "jsonl"
+    results = predict_examples(predictor, examples, uncertainty=uncertain)
+    if not uncertain:
+        if args.output == "-":
+            write_stdout(results)
+        else:
+            write_jsonl(args.output, results)
     else:
-        write_jsonl(args.output, results)
+        results = list(results)
+        if args.select_uncertain is not None:
+            results = most_uncertain(results, args.select_uncertain)
+        version = args.model_version or Path(os.path.abspath(args.model_name_or_path)).name
+        write_output(args.output, annotation_output(results, predictor.task, args.output_format, version,
+                                                    args.from_name, args.to_name), args.output_format)
     seconds = time.perf_counter() - started
-    logger.info("%d %s predictions written to %s in %.1f s", len(examples), predictor.task.name,
+    written = len(results) if uncertain else len(examples)
+    logger.info("%d %s predictions written to %s in %.1f s", written, predictor.task.name,
                 "stdout" if args.output == "-" else args.output, seconds)
-    return {"task": predictor.task.name, "records": len(examples), "output": args.output, "seconds": seconds}
+    return {"task": predictor.task.name, "records": written, "output": args.output, "seconds": seconds}
 
 
 if __name__ == "__main__":

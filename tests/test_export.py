@@ -70,7 +70,8 @@ def classifier(tiny_model, tmp_path_factory) -> str:
     """A random tiny sentiment classifier saved as a run saves it, exported (fp32 + int8) and validated on a TSV."""
     directory = random_classifier(tiny_model, tmp_path_factory.mktemp("onnx-classifier"), ["negative", "positive"])
     # random weights put many texts near 50/50, where int8 noise may flip a label: agreement is not the point here
-    export_model(str(directory), quantize="int8", validation_file=str(SENTIMENT / "test.tsv"), min_agreement=0.5)
+    export_model(str(directory), quantize="int8", validation_file=str(SENTIMENT / "test.tsv"), min_agreement=0.5,
+                 min_quantized_agreement=0.5)
     return directory
 
 
@@ -261,5 +262,7 @@ def test_export_errors(tiny_model, tmp_path, onnx_ner):
         export_model(onnx_ner, validation_file=str(tmp_path / "missing.conll"))
     with pytest.raises(ConfigError, match="--min_agreement must be between 0 and 1"):
         export_model(onnx_ner, min_agreement=2)
+    with pytest.raises(ConfigError, match=r"--min_quantized_agreement must be between 0 and 1, got -0\.1"):
+        export_model(onnx_ner, min_quantized_agreement=-0.1)
     with pytest.raises(SystemExit, match=r"^error: Model directory .* does not exist"):  # one line, no traceback
         run_command(lambda: export.main(["--model", str(tmp_path / "none")]))

@@ -135,6 +135,7 @@ def test_health_info_docs_and_the_page(ner_service):
     assert httpx.get(f"{ner_service.url}/health").json()["status"] == "ok"
     info = httpx.get(f"{ner_service.url}/info").json()
     assert info["task"] == "ner" and info["backend"] == "onnx-fp32" and info["labels"][0] == "O"
+    assert info["batch_dependent"] is None  # fp32: the same answer whatever the batch
     assert info["base_model"] and info["settings"]["context_size"] == 8 and info["takes_words"] is True
     assert info["limits"]["max_texts_per_request"] == MAX_TEXTS and info["limits"]["max_chars_per_text"] == MAX_CHARS
     assert info["limits"]["max_batch_size"] == 32 and info["limits"]["max_wait_ms"] == 20

@@ -123,8 +123,10 @@ class DataArguments:
     test_file: str | None = field(default=None, metadata={"help": "Test data file (predictions are written)."})
     data_format: str | None = field(
         default=None,
-        metadata={"help": "Force the file format instead of guessing it from the extension.",
-                  "choices": ["conll", "csv", "tsv", "json", "jsonl", "parquet"]},
+        metadata={"help": "Force the file format instead of guessing it from the extension. Annotation-tool "
+                  "exports: label-studio (its JSON export), doccano (its JSONL export), brat (a folder of .txt/.ann "
+                  "pairs; a folder or .ann file is brat without this flag).",
+                  "choices": ["conll", "csv", "tsv", "json", "jsonl", "parquet", "label-studio", "doccano", "brat"]},
     )
     label_column_name: str | None = field(default=None, metadata={"help": "Column holding the labels."})
     label_list: str | None = field(

@@ -19,6 +19,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict
 
+from utils.core.annotations.loading import ANNOTATION_FORMATS, load_annotation_file
 from utils.core.arguments import DataArguments, split_names
 from utils.core.errors import DataError
 from utils.core.files import read_utf8, read_utf8_lines
@@ -38,6 +39,7 @@ FORMAT_BY_SUFFIX = {
     ".txt": "conll",
     ".iob": "conll",
     ".bio": "conll",
+    ".ann": "brat",  # brat standoff: the .ann file beside its .txt
 }
 
 
@@ -46,9 +48,12 @@ ConllReader = Callable[[str], Dataset]
 
 
 def file_format(path: str, forced: str | None = None) -> str:
-    """The format of a data file: `--data_format` if given, else from its extension."""
+    """The format of a data file: `--data_format` if given, else from its extension; a folder is brat standoff.
+    Label Studio (.json) and doccano (.jsonl) exports need `--data_format label-studio|doccano`."""
     if forced:
         return forced
+    if os.path.isdir(path):
+        return "brat"
     suffix = Path(path).suffix.lower()
     if suffix not in FORMAT_BY_SUFFIX:
         raise DataError(
@@ -277,7 +282,11 @@ def load_table(path: str, fmt: str, cache_dir: str | None = None) -> Dataset:
 
 
 def load_split_file(path: str, fmt: str, conll_reader: ConllReader | None, cache_dir: str | None) -> Dataset:
-    """One split from one file."""
+    """One split from one file (brat: a folder)."""
+    if fmt in ANNOTATION_FORMATS:
+        if not os.path.exists(path):
+            raise DataError("file or folder not found.", source=path)
+        return load_annotation_file(path, fmt)
     if not os.path.isfile(path):
         raise DataError("file not found.", source=path)
     if fmt == "conll":

@@ -44,6 +44,12 @@ class Task:
           user's settings by name (max_seq_length, stride, threshold, context_size; None: the task's default), of
           which each task takes its own
 
+      annotation(result) -> `AnnotatedText` (utils/core/annotations/records.py): one of the prediction object's
+          results as a tool-neutral pre-annotation (spans or choices, with scores), which predict.py writes for
+          Label Studio or doccano; None: the task's predictions cannot be pre-annotations
+      The prediction object's `predict`/`predict_tokens` take `uncertainty=True` to add each result's
+      `"uncertainty"` in [0, 1] (the task's measure, for choosing what to label next: predict.py --select_uncertain).
+
     `takes_words`: the task's models tag words, so predict.py's input reading (utils/serving/inputs.py) takes
     pre-split words for them (CoNLL files, JSONL `tokens` lists) besides texts, and refuses sentence pairs.
     """
@@ -78,4 +84,5 @@ class Task:
     best_metric: Callable = field(default=lambda raw, data_args: ("loss", False))
     build_model: Callable | None = None
     predictor: Callable | None = None
+    annotation: Callable | None = None
     takes_words: bool = False  # its models tag words (pre-split input, no sentence pairs): see above

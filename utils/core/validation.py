@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 
 from utils.core.data import SPLIT_FILES
 from utils.core.errors import ConfigError
@@ -107,11 +108,13 @@ def check_model_source(flag: str, name: str | None) -> None:
 
 
 def check_input_files(data_args) -> None:
-    """Every data file named exists (the loaders name lines; this names the flag)."""
+    """Every data file named exists (the loaders name lines; this names the flag). A brat folder (one holding
+    .ann files) is one too."""
     for flag in SPLIT_FILES.values():
         path = getattr(data_args, flag, None)
-        if path and not os.path.isfile(path):
-            what = "a directory" if os.path.isdir(path) else "not found"
+        brat = os.path.isdir(path or "") and any(Path(path).glob("*.ann"))
+        if path and not os.path.isfile(path) and not brat:
+            what = "a directory without .ann files (not a brat folder)" if os.path.isdir(path) else "not found"
             raise ConfigError(f"--{flag} {path}: {what}; give the path of a data file.")
 
 

@@ -45,8 +45,13 @@ def annotation_output(results: Sequence[dict[str, Any]], task: Task, output_form
         return results
     records = [task.annotation(result) for result in results]
     if output_format == "doccano":
-        return [doccano_record(record) for record in records]
-    return label_studio_tasks(records, model_version, from_name, to_name)
+        lines = [doccano_record(record) for record in records]
+    else:
+        lines = label_studio_tasks(records, model_version, from_name, to_name)
+    for result, line in zip(results, lines, strict=True):
+        if "input_line" in result:  # --select_uncertain: where the text was, beside it (LS: a data column)
+            (line["data"] if output_format == "label-studio" else line)["input_line"] = result["input_line"]
+    return lines
 
 
 def write_output(path: str, records: Sequence[dict[str, Any]], output_format: str) -> None:

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 
 from utils.core.errors import FinetuneError
 from utils.serving.batching import DynamicBatcher, Job
+from utils.serving.onnx_backend import BATCH_DEPENDENT
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def service_info(predictor, directory: str, limits: Limits) -> dict[str, Any]:
     return {
         "task": predictor.task.name, "labels": list(predictor.labels.names), "takes_words": predictor.task.takes_words,
         "base_model": model_card_base(directory) or getattr(predictor.config, "_name_or_path", None) or None,
-        "backend": predictor.backend, "model": str(directory), "device": str(predictor.device), "settings": settings,
+        "backend": predictor.backend, "batch_dependent": BATCH_DEPENDENT.get(predictor.backend),
+        "model": str(directory), "device": str(predictor.device), "settings": settings,
         "limits": {"max_texts_per_request": limits.max_texts, "max_chars_per_text": limits.max_chars,
                    "max_body_bytes": limits.max_body_bytes, "max_batch_size": limits.max_batch_size,
                    "max_wait_ms": limits.max_wait_ms},

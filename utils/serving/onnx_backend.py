@@ -33,6 +33,14 @@ REPORT_FILE = "export_report.json"
 #: in onnxruntime 1.32 (CoNLL-2003 MiniLM, fp32: 429 against 381 sentences/s; see utils/serving/onnx_optimize.py).
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
+#: Backends whose results depend on the other inputs of a batch, and why (said in the log and in serve.py's /info).
+BATCH_DEPENDENT = {
+    "onnx-int8": "int8 activations are quantized with one scale per batch (dynamic quantization), so a borderline "
+                 "entity or label can change with the inputs an input shares its batch with (same entities as "
+                 "predict.py for 89% of single-sentence requests under load, docs/serving.md); onnx-fp32 and torch "
+                 "give the same result whatever the batch",
+}
+
 #: Backends by name: `auto` is an ONNX export when the directory holds one (int8 when exported), else PyTorch;
 #: `onnx` is the int8 graph when there is one, else the fp32 one.
 BACKENDS = ("auto", "torch", "onnx", "onnx-fp32", "onnx-int8")

@@ -12,8 +12,11 @@ fly), the classification head left in fp32.
 Validation runs the same inputs (the validation file, or a few built-in texts, one longer than a window) through
 `Predictor` with the PyTorch model and with each graph, on one code path, recording every row's logits: the report
 gives the largest absolute logit difference over real tokens and how often the predicted tags / labels agree with
-PyTorch's, per word (NER) or text and per example. An export whose fp32 logits differ by more than `atol`, or whose
-agreement is below `min_agreement`, is an error and nothing is installed.
+PyTorch's, per word (NER) or text and per example. An export whose fp32 logits differ by more than `atol`, whose fp32
+agreement is below `min_agreement`, or whose int8 agreement is below `min_quantized_agreement`, is an error and
+nothing is installed. The int8 bound is looser because int8 moves borderline predictions both ways: on SST-2 dev the
+int8 graph agrees with PyTorch on 97.8% of the texts and is as accurate (0.870 against 0.865); the bound is there to
+catch a broken graph, and the accuracy to judge by is measured with gold labels (benchmarks/export_accuracy.py).
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ def quantize_graph(source: Path, target: Path) -> dict[str, Any]:
     started = time.perf_counter()
     root = logging.getLogger()
     level = root.level
-    root.setLevel(max(level, logging.WARNING))  # the quantizer logs a line per tensor on the root logger
+    root.setLevel(max(level, logging.ERROR))  # the quantizer logs a line per tensor, and advice, on the root logger
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=excluded)
@@ -252,12 +255,14 @@ def file_size_mib(path: Path) -> float:
 
 def export_model(directory: str, quantize: str | None = None, validation_file: str | None = None,
                  text_field: str = "text", max_validation_examples: int | None = None, atol: float = 1e-3,
-                 min_agreement: float = 0.98, batch_size: int = 32, opset: int | None = None) -> dict[str, Any]:
+                 min_agreement: float = 0.98, min_quantized_agreement: float = 0.95, batch_size: int = 32,
+                 opset: int | None = None) -> dict[str, Any]:
     """Export, quantize, validate, then install `directory/onnx/`; returns the report (also written there)."""
     if quantize not in (None, *QUANTIZATIONS):
         raise ConfigError(f"--quantize {quantize}: use one of {list(QUANTIZATIONS)}, or leave it out for fp32 only.")
-    if not 0 <= min_agreement <= 1:
-        raise ConfigError(f"--min_agreement must be between 0 and 1, got {min_agreement}.")
+    for name, value in (("--min_agreement", min_agreement), ("--min_quantized_agreement", min_quantized_agreement)):
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
     started = time.perf_counter()
     source = Predictor.from_pretrained(directory, device="cpu", backend="torch", batch_size=batch_size)
     examples = validation_examples(validation_file, source, text_field, max_validation_examples)
@@ -291,7 +296,8 @@ def export_model(directory: str, quantize: str | None = None, validation_file: s
         report["validation"] = {
             "inputs": validation_file or "built-in texts", "examples": len(examples),
             "unit": "word" if any("tags" in result for result in reference[0]) else "text",
-            "atol": atol, "min_agreement": min_agreement, "onnxruntime": onnxruntime.__version__,
+            "atol": atol, "min_agreement": min_agreement, "min_quantized_agreement": min_quantized_agreement,
+            "onnxruntime": onnxruntime.__version__,
             "torch_examples_per_second": round(len(examples) / reference[2], 1) if reference[2] else None,
         }
         for variant in report["graphs"]:
@@ -325,7 +331,8 @@ def check_report(report: dict[str, Any]) -> list[str]:
                         f"{validation['atol']}")
     for variant in report["graphs"]:
         agreement = validation[variant]["agreement"]
-        if agreement < validation["min_agreement"]:
+        flag = "min_agreement" if variant == "fp32" else "min_quantized_agreement"
+        if agreement < validation[flag]:
             failures.append(f"{variant} agrees with PyTorch on {agreement:.2%} of the {validation['unit']}s < "
-                            f"--min_agreement {validation['min_agreement']}")
+                            f"--{flag} {validation[flag]}")
     return failures

@@ -29,7 +29,14 @@ from utils.core.losses import REGRESSION
 from utils.core.modeling import load_config, load_tokenizer
 from utils.core.ordering import length_batches
 from utils.core.task import Task
-from utils.serving.onnx_backend import OnnxForward, export_directory, has_torch_weights, onnx_session, resolve_backend
+from utils.serving.onnx_backend import (
+    BATCH_DEPENDENT,
+    OnnxForward,
+    export_directory,
+    has_torch_weights,
+    onnx_session,
+    resolve_backend,
+)
 from utils.tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
@@ -222,6 +229,8 @@ class Predictor:
                                   str(graph))
         logger.info("Loaded %s model from %s on %s with %s (labels: %s)", task.name, graph or directory, target,
                     backend, ", ".join(names))
+        if backend in BATCH_DEPENDENT:
+            logger.info("%s: %s.", backend, BATCH_DEPENDENT[backend])
         return cls(model=model, tokenizer=tokenizer, task=task, labels=LabelSpace(tuple(names)), device=target,
                    batch_size=batch_size, max_seq_length=max_seq_length,
                    options={"stride": stride, "threshold": threshold, "context_size": context_size}, config=config,

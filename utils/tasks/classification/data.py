@@ -11,6 +11,7 @@ from typing import Any
 
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
+from utils.core.annotations.loading import ANNOTATION_FORMATS
 from utils.core.data import (
     NUMBER,
     file_format,
@@ -30,6 +31,7 @@ from utils.tasks.classification.arguments import (
     METRIC_NAMES,
     ClassificationDataArguments,
 )
+from utils.tasks.classification.choices import choices_table
 from utils.tasks.classification.few_shot import take_few_shot_sample
 from utils.tasks.classification.labels import label_sort_key
 from utils.tasks.classification.zero_shot import read_label_descriptions
@@ -268,7 +270,10 @@ def load_classification_data(data_args: ClassificationDataArguments, model_args
     result = DatasetDict()
     for split in sorted(raw, key=["train", "validation", "test"].index):
         source = split_source(data_args, split)
-        text_cells = not data_args.dataset_name and file_format(source, data_args.data_format) in {"csv", "tsv"}
+        fmt = None if data_args.dataset_name else file_format(source, data_args.data_format)
+        if fmt in ANNOTATION_FORMATS:  # Label Studio choices, doccano label lists
+            raw[split] = choices_table(raw[split], source, problem)
+        text_cells = fmt in {"csv", "tsv"}
         result[split], problem = canonical_split(raw[split], data_args, source, problem, text_cells)
         if problem == REGRESSION and data_args.do_regression is False:  # numbers as class names
             result[split], problem = canonical_split(raw[split], data_args, source, SINGLE, text_cells)

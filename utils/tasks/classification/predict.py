@@ -19,6 +19,7 @@ from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
 from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.tasks.classification.outputs import classification_result
+from utils.tasks.classification.uncertainty import text_uncertainty
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,14 @@ class ClassificationPrediction:
     whole_documents = False
 
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                documents: Sequence[Hashable | None] | None = None) -> list[dict[str, Any]]:
+                documents: Sequence[Hashable | None] | None = None, uncertainty: bool = False
+                ) -> list[dict[str, Any]]:
         """`{"text", "label", "probabilities"}` per text (multi-label: `"labels"` over the threshold; regression:
-        `"value"`), `"text_pair"` when given, `"truncated": true` when cut. `documents` do not matter here."""
+        `"value"`), `"text_pair"` when given, `"truncated": true` when cut. `documents` do not matter here.
+        `uncertainty`: each result's normalised entropy as `"uncertainty"` (utils/tasks/classification/uncertainty.py).
+        """
+        if uncertainty:
+            text_uncertainty({}, self.problem_type)  # regression is refused before any work
         present = [i for i, text in enumerate(texts) if text.strip()]
         decoded: list[dict[str, Any]] = []
         truncated: list[bool] = []
@@ -80,10 +86,13 @@ class ClassificationPrediction:
             results[index].update(decoded[row])
             if truncated[row]:
                 results[index]["truncated"] = True
+        if uncertainty:
+            for record in results:
+                record["uncertainty"] = text_uncertainty(record.get("probabilities", {}), self.problem_type)
         return results
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
-                       ) -> list[dict[str, Any]]:
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None,
+                       uncertainty: bool = False) -> list[dict[str, Any]]:
         raise ConfigError("predict_tokens needs an NER model; this one classifies texts (use predict).")
 
     def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None

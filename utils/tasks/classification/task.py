@@ -10,6 +10,7 @@ from utils.tasks.classification.arguments import (
     check_classification_arguments,
     writes_model_without_training,
 )
+from utils.tasks.classification.choices import classification_annotation
 from utils.tasks.classification.data import load_classification_data
 from utils.tasks.classification.encoding import classification_collator, encode_classification, truncation_kwargs
 from utils.tasks.classification.labels import build_classification_labels, check_classification_labels
@@ -56,5 +57,6 @@ CLASSIFICATION_TASK = Task(
     best_metric=best_classification_metric,
     build_model=build_classification_model,
     predictor=classification_predictor,
+    annotation=classification_annotation,
 )
 

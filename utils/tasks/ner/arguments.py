@@ -60,6 +60,13 @@ class NerDataArguments(DataArguments):
                   "document on each side of a sentence, never labelled or scored; documents come from -DOCSTART- "
                   "(CoNLL) or --document_column_name. 0: off. Saved in the model config, where predict.py finds it."},
     )
+    span_alignment: str = field(
+        default="strict",
+        metadata={"help": "Annotation-tool data (--data_format label-studio|doccano|brat): a span that cuts a word is "
+                  "an error (strict), or is widened to the words it touches (expand) or shrunk to the words inside "
+                  "it (contract); every adjusted span is counted in the log.",
+                  "choices": ["strict", "expand", "contract"]},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

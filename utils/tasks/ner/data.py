@@ -14,12 +14,14 @@ from typing import Any
 from datasets import ClassLabel, Dataset, DatasetDict
 from datasets import Sequence as SequenceFeature
 
+from utils.core.annotations.loading import ANNOTATION_FORMATS
 from utils.core.conll import ASCII_SPACE, read_conll, split_words
 from utils.core.data import file_format, load_raw_datasets, pick_column, split_source
 from utils.core.errors import ConfigError, DataError
 from utils.core.splits import ROW_COLUMN, source_rows
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.iob import count_invalid_transitions, malformed_tag_fix
+from utils.tasks.ner.spans import ner_from_annotations
 
 logger = logging.getLogger(__name__)
 
@@ -181,10 +183,14 @@ def load_ner_data(data_args: NerDataArguments, model_args) -> tuple[DatasetDict,
     result = DatasetDict()
     for split, dataset in raw.items():
         source = split_source(data_args, split)
-        from_conll = not data_args.dataset_name and file_format(source, data_args.data_format) == "conll"
-        if from_conll and ROW_COLUMN in dataset.column_names:  # CoNLL rows carry their file:line locations
+        fmt = None if data_args.dataset_name else file_format(source, data_args.data_format)
+        if fmt in ("conll", *ANNOTATION_FORMATS) and ROW_COLUMN in dataset.column_names:  # rows carry locations
             dataset = dataset.remove_columns(ROW_COLUMN)
-        result[split] = dataset if from_conll else canonical_table(dataset, data_args, source, split != "test")
+        if fmt in ANNOTATION_FORMATS:
+            result[split] = ner_from_annotations(dataset, data_args.span_alignment, source)
+        else:
+            result[split] = dataset if fmt == "conll" else canonical_table(dataset, data_args, source,
+                                                                           split != "test")
         if split != "test" and "ner_tags" not in result[split].column_names:
             raise DataError("has no tag column; training and validation data need gold tags.", source=source)
         if "ner_tags" in result[split].column_names:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from utils.core.errors import ConfigError, DataError
 from utils.core.labels import LabelSpace
@@ -22,6 +23,7 @@ from utils.tasks.ner.alignment import gather_word_predictions
 from utils.tasks.ner.encoding import NerWindows, context_columns, encode_batch
 from utils.tasks.ner.iob import tags_to_spans
 from utils.tasks.ner.outputs import entity_record
+from utils.tasks.ner.uncertainty import sentence_uncertainty
 from utils.tasks.ner.words import words_with_offsets
 
 logger = logging.getLogger(__name__)
@@ -48,39 +50,55 @@ class NerPrediction:
         return self.context_size > 0
 
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                documents: Sequence[Hashable | None] | None = None) -> list[dict[str, Any]]:
-        """`{"text", "entities": [{"label", "text", "start", "end", "score"}]}` per text, with character offsets."""
+                documents: Sequence[Hashable | None] | None = None, uncertainty: bool = False
+                ) -> list[dict[str, Any]]:
+        """`{"text", "entities": [{"label", "text", "start", "end", "score"}]}` per text, with character offsets;
+        `uncertainty`: and each text's `"uncertainty"` (utils/tasks/ner/uncertainty.py)."""
         if text_pairs is not None:
             raise ConfigError("Sentence pairs are for classification models; this model tags entities.")
         words = [words_with_offsets(text) for text in texts]
-        tagged = self.tag_words([[word.text for word in text_words] for text_words in words], documents)
+        tagged = self.tag_words_with_margins([[word.text for word in text_words] for text_words in words], documents,
+                                             margins=uncertainty)
         results = []
-        for text, text_words, (tags, scores) in zip(texts, words, tagged, strict=True):
+        for text, text_words, (tags, scores, margins) in zip(texts, words, tagged, strict=True):
             entities = []
             for span in tags_to_spans(tags):
                 start, end = text_words[span.start].start, text_words[span.end - 1].end
                 entities.append(entity_record(span.label, text[start:end], start, end, scores[span.start : span.end]))
             results.append({"text": text, "entities": entities})
+            if uncertainty:
+                results[-1]["uncertainty"] = sentence_uncertainty(margins)
         return results
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
-                       ) -> list[dict[str, Any]]:
-        """`{"text", "tokens", "tags", "entities"}` per sentence, entity start/end being word indices."""
+    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None,
+                       uncertainty: bool = False) -> list[dict[str, Any]]:
+        """`{"text", "tokens", "tags", "entities"}` per sentence, entity start/end being word indices;
+        `uncertainty`: and each sentence's `"uncertainty"`."""
         results = []
-        for tokens, (tags, scores) in zip(sentences, self.tag_words(sentences, documents), strict=True):
+        tagged = self.tag_words_with_margins(sentences, documents, margins=uncertainty)
+        for tokens, (tags, scores, margins) in zip(sentences, tagged, strict=True):
             entities = [entity_record(span.label, " ".join(tokens[span.start : span.end]), span.start, span.end,
                                       scores[span.start : span.end]) for span in tags_to_spans(tags)]
             results.append({"text": " ".join(tokens), "tokens": list(tokens), "tags": tags, "entities": entities})
+            if uncertainty:
+                results[-1]["uncertainty"] = sentence_uncertainty(margins)
         return results
 
     def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
                   ) -> list[tuple[list[str], list[float]]]:
         """Each word's predicted tag and that tag's probability, from its first subword in the window owning it
         (with the document context the model was trained with, from the other sentences of the same document)."""
+        return [(tags, scores) for tags, scores, _ in self.tag_words_with_margins(sentences, documents, margins=False)]
+
+    def tag_words_with_margins(self, sentences: Sequence[Sequence[str]],
+                               documents: Sequence[Hashable | None] | None = None, margins: bool = True
+                               ) -> list[tuple[list[str], list[float], list[float]]]:
+        """`tag_words`, plus each word's margin: its best tag's probability minus the runner-up's (`margins=False`:
+        empty lists, and no top-2 search on the prediction path)."""
         if documents is not None and len(documents) != len(sentences):
             raise DataError(f"{len(sentences)} sentences but {len(documents)} document ids; give one per sentence.")
         present = [i for i, words in enumerate(sentences) if len(words)]
-        result: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
+        result: list[tuple[list[str], list[float], list[float]]] = [([], [], []) for _ in sentences]
         if not present:
             return result
         batch: dict[str, list] = {"tokens": [list(sentences[i]) for i in present]}
@@ -92,21 +110,32 @@ class NerPrediction:
         lengths = [len(ids) for ids in features["input_ids"]]
         best_id: list[np.ndarray] = [np.empty(0)] * len(lengths)
         best_probability: list[np.ndarray] = [np.empty(0)] * len(lengths)
+        best_margin: list[np.ndarray] = [np.empty(0)] * len(lengths)
         for rows, logits in self.forward(features):
-            probability, label = logits.softmax(-1).max(-1)
+            probabilities = logits.softmax(-1)
+            probability, label = probabilities.max(-1)
+            if not margins:
+                margin = None
+            elif logits.shape[-1] > 1:
+                margin = probability - probabilities.topk(2, dim=-1).values[..., 1]
+            else:
+                margin = torch.ones_like(probability)
             for row, window in enumerate(rows):
                 best_id[window] = label[row, : lengths[window]].numpy()
                 best_probability[window] = probability[row, : lengths[window]].numpy()
+                best_margin[window] = margin[row, : lengths[window]].numpy() if margin is not None else np.empty(0)
         # each word's position in the windows laid end to end: the alignment module checks one prediction per word
         starts = np.cumsum([0] + lengths[:-1])
         positions = gather_word_predictions([range(s, s + n) for s, n in zip(starts, lengths)],
                                             features["word_index"], features["example_index"],
                                             [len(sentences[i]) for i in present])
         all_ids, all_probabilities = np.concatenate(best_id), np.concatenate(best_probability)
+        all_margins = np.concatenate(best_margin)
         names = self.labels.names
         for example, sentence_positions in zip(present, positions):
             where = np.asarray(sentence_positions, dtype=np.int64)
-            result[example] = ([names[i] for i in all_ids[where]], all_probabilities[where].tolist())
+            result[example] = ([names[i] for i in all_ids[where]], all_probabilities[where].tolist(),
+                               all_margins[where].tolist() if margins else [])
         return result
 
 

@@ -15,6 +15,7 @@ from utils.tasks.ner.metrics import argmax_logits, score_ner
 from utils.tasks.ner.model import context_override, token_loss
 from utils.tasks.ner.outputs import PREDICTION_FILES, decode_ner, ner_card_details, write_ner_predictions
 from utils.tasks.ner.predict import ner_predictor
+from utils.tasks.ner.spans import ner_annotation
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ NER_TASK = Task(
     model_overrides=context_override,
     best_metric=lambda raw, data_args: ("f1", True),
     predictor=ner_predictor,
+    annotation=ner_annotation,
     takes_words=True,
 )
 
