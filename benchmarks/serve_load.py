@@ -8,6 +8,10 @@ of the CoNLL-2003 test file (words joined by spaces), one text per request. Afte
 - one request at a time (one client, --sequential_requests requests): throughput and latency;
 - --clients concurrent clients sending --requests requests in total: throughput, p50/p95/p99 latency, errors
   (a status other than 200, a broken connection, a timeout), and the server's batching counters;
+- the model alone, in this process once the server has stopped (the ceiling of what gathering requests can gain on
+  this machine): `Predictor.predict` with one text per call against calls of --max_batch_size texts, and the
+  forward pass alone on rows of the texts' median token length, one row against batches of serve.py's
+  --batch_size and one batch of --max_batch_size rows;
 - agreement with predict.py run on the same texts with the same backend: the fraction of results equal to its line
   (every field the same, numbers within SCORE_TOLERANCE: a score printed with 4 decimals can round the other way
   when the batch, and so the padding, differs), identical to it byte for byte, and with the same entities or label.
@@ -174,6 +178,58 @@ def spans(result: dict) -> list:
     return [(e["label"], e["start"], e["end"]) for e in result.get("entities", [])] or result.get("label")
 
 
+def per_second(work, items: int, repeats: int = 1) -> float:
+    """Items per second of `work()`, run `repeats` times after one warm-up call."""
+    work()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        work()
+    return items * repeats / (time.perf_counter() - started)
+
+
+def model_alone(args: argparse.Namespace, backend: str, texts: list[str]) -> dict:
+    """What batching gains without HTTP: the predictor and its forward pass, one input against many."""
+    import statistics
+
+    from utils.serving.arguments import ServePredictorArguments
+
+    batch_size = args.batch_size or ServePredictorArguments.__dataclass_fields__["batch_size"].default
+    predictor = ServePredictorArguments(args.model, backend=backend, device="cpu", batch_size=batch_size).load()
+    singles, many = texts[: args.sequential_requests], args.max_batch_size
+
+    def one_at_a_time() -> None:
+        for text in singles:
+            predictor.predict([text])
+
+    def gathered() -> None:
+        for start in range(0, len(texts), many):
+            predictor.predict(texts[start : start + many])
+
+    length = round(statistics.median(len(ids) for ids in predictor.tokenizer(texts[:500])["input_ids"]))
+    row = [predictor.tokenizer.cls_token_id or 0] * length
+
+    def forward(rows: int, batch_size: int):
+        inputs = {"input_ids": [row] * rows, "attention_mask": [[1] * length] * rows}
+
+        def run() -> None:
+            predictor.forward.batch_size = batch_size
+            for _ in predictor.forward(inputs):
+                pass
+        return run
+
+    report = {"predict_one_text_per_call": per_second(one_at_a_time, len(singles)),
+              f"predict_{many}_texts_per_call": per_second(gathered, len(texts)),
+              "median_tokens": length,
+              "forward_1_row": per_second(forward(1, 1), 1, 200),
+              f"forward_{many}_rows_in_batches_of_{predictor.batch_size}": per_second(
+                  forward(many, predictor.batch_size), many, 20),
+              f"forward_{many}_rows_in_one_batch": per_second(forward(many, many), many, 20)}
+    predictor.forward.batch_size = predictor.batch_size
+    report["predict_gain"] = report[f"predict_{many}_texts_per_call"] / report["predict_one_text_per_call"]
+    report["forward_gain"] = report[f"forward_{many}_rows_in_one_batch"] / report["forward_1_row"]
+    return report
+
+
 def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_file: Path, workdir: str) -> dict:
     port = free_port()
     log = Path(workdir) / f"serve-{backend}.log"
@@ -199,6 +255,7 @@ def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_
         except subprocess.TimeoutExpired:
             process.kill()
             exit_status = "killed"
+    alone = model_alone(args, backend, texts)
     reference = predict_py(args, backend, texts_file, workdir)
     answered = concurrent.pop("results")
     sequential.pop("results")
@@ -210,7 +267,7 @@ def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_
     return {"backend": backend, "sequential": sequential, "concurrent": concurrent,
             "speedup_over_sequential": concurrent["requests_per_second"] / sequential["requests_per_second"]
             if sequential["requests_per_second"] else None,
-            "server_batches": batches, "mean_batch_size": inputs / batches if batches else None,
+            "model_alone": alone, "server_batches": batches, "mean_batch_size": inputs / batches if batches else None,
             "server_busy_fraction": (after.get("busy_seconds", 0) - before.get("busy_seconds", 0))
             / concurrent["seconds"] if concurrent["seconds"] else None,
             "equal_to_predict_py": equal / len(answered) if answered else None,

@@ -1,0 +1,188 @@
+"""The options of predict.py, serve.py and export.py (`HfArgumentParser` dataclasses; a YAML/JSON config works too).
+
+`PredictorArguments` are what loading a `Predictor` takes, written once for the two scripts that load one; each script
+adds its own dataclass beside it. serve.py's forward passes default to fewer inputs (`ServePredictorArguments`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import transformers
+
+from utils.core.errors import ConfigError
+from utils.core.parsing import parse_args
+from utils.serving.annotation_output import OUTPUT_FORMATS
+from utils.serving.inputs import INPUT_FORMATS
+from utils.serving.onnx_backend import BACKENDS
+from utils.serving.onnx_export import QUANTIZATIONS
+from utils.serving.predictor import Predictor
+
+MODEL_HELP = "Directory of a fine-tuned model: a run's --output_dir."
+
+#: Libraries that log a line per step at INFO (onnxscript: per rewrite rule and pass while exporting).
+CHATTY_LOGGERS = ("onnxscript", "onnx_ir")
+
+
+def parse_script_args(types: Sequence[type], argv: Sequence[str] | None) -> tuple[Any, ...]:
+    """A serving script's options (flags, or a config file with flag overrides), then logging to stderr: stdout may
+    carry the results (predict.py --output -)."""
+    parsed, _ = parse_args(tuple(types), argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr, level=logging.INFO)
+    transformers.utils.logging.disable_progress_bar()
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    return parsed
+
+
+@dataclass
+class PredictorArguments:
+    """The model to predict with and how (predict.py and serve.py)."""
+
+    model_name_or_path: str = field(metadata={"help": MODEL_HELP, "aliases": ["--model"]})
+    backend: str = field(
+        default="auto", metadata={"help": "torch, onnx (the export's int8 graph if any, else fp32), onnx-fp32, "
+                                  "onnx-int8, or auto: the ONNX export (export.py) when the model directory holds "
+                                  "one, else torch.", "choices": list(BACKENDS)}
+    )
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto (a GPU when there is one)."})
+    batch_size: int = field(default=32, metadata={"help": "Model inputs per forward pass."})
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Most tokens per model input (default: the model's limit). NER windows longer "
+                                "texts; classification cuts them and marks the result \"truncated\": true."}
+    )
+    stride: int | None = field(
+        default=None,
+        metadata={"help": "NER: tokens shared by consecutive windows of a long text "
+                  "(default: run_ner.py's --stride default, at most half a window)."},
+    )
+    threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
+    context_size: int | None = field(
+        default=None,
+        metadata={"help": "NER: document context tokens per side (default: what the model was trained with). Needs "
+                  "documents in the input: CoNLL -DOCSTART- lines, a JSONL document field, or the service's "
+                  "document_ids."},
+    )
+    threads: int | None = field(default=None, metadata={"help": "Intra-op threads of ONNX Runtime and torch "
+                                                        "(default: one per core)."})
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be positive, got {self.threads}.")
+
+    def load(self) -> Predictor:
+        """The `Predictor` these options describe."""
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        return Predictor.from_pretrained(self.model_name_or_path, device=self.device, batch_size=self.batch_size,
+                                         max_seq_length=self.max_seq_length, stride=self.stride,
+                                         threshold=self.threshold, context_size=self.context_size,
+                                         backend=self.backend, threads=self.threads)
+
+
+@dataclass
+class PredictArguments:
+    """predict.py's own options: where the inputs come from and what the output is."""
+
+    input: str = field(metadata={"help": "Input file, or - for stdin."})
+    output: str = field(default="-", metadata={"help": "Output JSONL file, or - for stdout."})
+    text_field: str = field(default="text", metadata={"help": "JSONL input: the field holding the text."})
+    input_format: str = field(
+        default="auto", metadata={"help": "auto: from the file suffix, else from its content.",
+                                  "choices": list(INPUT_FORMATS)}
+    )
+    document_field: str = field(default="document_id", metadata={"help": "JSONL input: the field naming the "
+                                                                "document a line belongs to (NER document context)."})
+    output_format: str = field(
+        default="jsonl",
+        metadata={"help": "jsonl (predict.py's own lines), or pre-annotations for an annotation tool: label-studio (a "
+                  "JSON list of tasks with `predictions`: model_version, score, one result per entity or the chosen "
+                  "labels) or doccano (JSONL with `label`); character offsets into each input text, and each "
+                  "text's `uncertainty`.", "choices": list(OUTPUT_FORMATS)},
+    )
+    select_uncertain: int | None = field(
+        default=None,
+        metadata={"help": "Write only the N inputs the model is least sure about (NER: 1 - the smallest word "
+                  "margin; classification: normalised entropy), most uncertain first, each with its uncertainty "
+                  "and input_line: what to label next."},
+    )
+    model_version: str | None = field(
+        default=None, metadata={"help": "Label Studio: the predictions' model_version (default: the model "
+                                "directory's name)."}
+    )
+    from_name: str = field(default="label", metadata={"help": "Label Studio: the control tag's name in the labelling "
+                                                       "config (<Labels name=...> or <Choices name=...>)."})
+    to_name: str = field(default="text", metadata={"help": "Label Studio: the object tag's name (<Text name=...>)."})
+
+    def __post_init__(self) -> None:
+        if self.select_uncertain is not None and self.select_uncertain < 1:
+            raise ConfigError(f"--select_uncertain must be a positive number of texts, got {self.select_uncertain}.")
+
+
+@dataclass
+class ServePredictorArguments(PredictorArguments):
+    """serve.py's model options: predict.py's, with smaller forward passes."""
+
+    batch_size: int = field(
+        default=8, metadata={"help": "Model inputs per forward pass. Smaller than predict.py's 32: a gathered batch "
+                             "holds a few dozen texts of any length, and forward passes of 8 similar lengths pad "
+                             "less (64 clients: 1.2x the requests/s of 32 with torch, 1.45x with int8; "
+                             "docs/serving.md)."}
+    )
+
+
+@dataclass
+class ServeArguments:
+    """serve.py's own options: where it listens, how it gathers requests, what one request may hold."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (loopback by default)."})
+    port: int = field(default=8000, metadata={"help": "Port to listen on."})
+    max_batch_size: int = field(default=64, metadata={"help": "Most inputs gathered into one model call."})
+    max_wait_ms: float = field(default=5.0, metadata={"help": "Longest wait for batchmates of a request (ms)."})
+    max_texts_per_request: int = field(default=256, metadata={"help": "Most texts (or sentences) per request."})
+    max_chars_per_text: int = field(default=20_000, metadata={"help": "Most characters per text."})
+    log_level: str = field(default="info", metadata={"help": "uvicorn's log level.",
+                                                     "choices": ["critical", "error", "warning", "info", "debug"]})
+    access_log: bool = field(default=False, metadata={"help": "Log every request."})
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_texts_per_request", "max_chars_per_text"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}.")
+        if self.max_wait_ms < 0:
+            raise ConfigError(f"--max_wait_ms must be 0 or more, got {self.max_wait_ms}.")
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"--port {self.port} is not a port number (0-65535).")
+
+
+@dataclass
+class ExportArguments:
+    """export.py's options."""
+
+    model_name_or_path: str = field(metadata={"help": MODEL_HELP, "aliases": ["--model"]})
+    quantize: str | None = field(
+        default=None, metadata={"help": "Also write a dynamically quantized graph.", "choices": list(QUANTIZATIONS)}
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Inputs to validate on (predict.py's formats: text, JSONL, CoNLL; or a "
+                                "TSV/CSV table with a header). Default: a few built-in texts."}
+    )
+    text_field: str = field(default="text", metadata={"help": "The text field (JSONL) or column (TSV/CSV)."})
+    max_validation_examples: int | None = field(default=None, metadata={"help": "Validate on the first N inputs."})
+    atol: float = field(default=1e-3, metadata={"help": "Largest absolute fp32 logit difference from PyTorch."})
+    min_agreement: float = field(
+        default=0.98, metadata={"help": "Least fraction of words (NER) or texts whose prediction must equal "
+                                "PyTorch's, for the fp32 graph."}
+    )
+    min_quantized_agreement: float = field(
+        default=0.95, metadata={"help": "The same for the int8 graph: lower, as int8 moves borderline predictions "
+                                "both ways (see utils/serving/onnx_export.py)."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Model inputs per forward pass while validating."})
+    opset: int | None = field(default=None, metadata={"help": "ONNX opset (default: the exporter's)."})
