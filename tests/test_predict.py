@@ -21,8 +21,9 @@ from tests.conftest import ROOT
 from utils.core.conll import read_conll
 from utils.core.errors import ConfigError, DataError
 from utils.core.losses import MULTI, REGRESSION, SINGLE
+from utils.core.ordering import longest_first, token_batches
 from utils.serving.inputs import Example, input_format, predict_examples, read_examples
-from utils.serving.predictor import Predictor, TorchForward
+from utils.serving.predictor import Predictor, TorchForward, packed_forward
 from utils.tasks.classification.outputs import classification_result
 from utils.tasks.classification.task import CLASSIFICATION_TASK
 from utils.tasks.ner.arguments import DEFAULT_STRIDE
@@ -162,6 +163,44 @@ def test_forward_batches_rows_of_similar_length_and_pads_them():
     batches = [(batch, logits.squeeze(-1).tolist()) for batch, logits in forward(rows)]
     assert batches == [([1, 2], [[21, 21, 21], [31, 31, 90]]), ([0], [[11]])]
     assert all(logits.dtype == torch.float32 for _, logits in forward(rows))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(lengths=st.lists(st.integers(1, 40), max_size=60), max_tokens=st.integers(1, 120))
+def test_token_batches_hold_every_index_once_longest_first_within_the_budget(lengths, max_tokens):
+    batches = token_batches(lengths, max_tokens)
+    flat = [index for batch in batches for index in batch]
+    assert flat == longest_first(lengths)
+    assert all(len(batch) == 1 or sum(lengths[i] for i in batch) <= max_tokens for batch in batches)
+    # greedy: the next batch's first item would not have fitted in the batch before it
+    assert all(sum(lengths[i] for i in batches[k]) + lengths[batches[k + 1][0]] > max_tokens
+               for k in range(len(batches) - 1))
+
+
+def test_packed_forward_gives_each_row_its_unpacked_logits(tiny_model):
+    from transformers import AutoModelForTokenClassification
+
+    config = AutoConfig.from_pretrained(tiny_model, num_labels=3)
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_config(config).eval()
+    forward = packed_forward(model, NER_TASK, torch.device("cpu"), batch_size=2, max_batch_tokens=32, pad_id=0)
+    assert forward.packer is not None and forward.max_tokens == 32
+    assert packed_forward(model, CLASSIFICATION_TASK, torch.device("cpu"), 2, 16, 0).packer is None
+    generator = torch.Generator().manual_seed(1)
+    lengths = [5, 16, 3, 9, 9, 1, 12, 7]
+    rows = {"input_ids": [torch.randint(5, 100, (n,), generator=generator).tolist() for n in lengths],
+            "attention_mask": [[1] * n for n in lengths], "token_type_ids": [[0] * n for n in lengths]}
+    plain = TorchForward(model, torch.device("cpu"), batch_size=1)
+    alone = {batch[0]: logits[0] for batch, logits in plain(rows)}
+    seen = []
+    for batch, logits in forward(rows):
+        assert sum(lengths[i] for i in batch) <= 32 or len(batch) == 1
+        assert logits.shape[:2] == (len(batch), max(lengths[i] for i in batch))
+        for row, index in enumerate(batch):
+            torch.testing.assert_close(logits[row, : lengths[index]], alone[index], atol=1e-5, rtol=1e-4)
+            assert not logits[row, lengths[index]:].any()  # zeros after the row's end
+            seen.append(index)
+    assert sorted(seen) == list(range(len(lengths))) and any(len(batch) > 2 for batch, _ in forward(rows))
 
 
 # ---------------------------------------------------------------- NER

@@ -15,3 +15,18 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of `batch_size` items of similar length, longest first."""
     order = longest_first(lengths)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def token_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped longest first into batches of at most `max_tokens` tokens in all (an item longer than that
+    alone): for inputs that are packed end to end, where what a batch costs is its tokens, not its rows."""
+    batches: list[list[int]] = []
+    total = 0
+    for index in longest_first(lengths):
+        if batches and total + lengths[index] <= max_tokens:
+            batches[-1].append(index)
+            total += lengths[index]
+        else:
+            batches.append([index])
+            total = lengths[index]
+    return batches

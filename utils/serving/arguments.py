@@ -21,7 +21,7 @@ from utils.serving.annotation_output import OUTPUT_FORMATS
 from utils.serving.inputs import INPUT_FORMATS
 from utils.serving.onnx_backend import BACKENDS
 from utils.serving.onnx_export import QUANTIZATIONS
-from utils.serving.predictor import Predictor
+from utils.serving.predictor import DEFAULT_MAX_BATCH_TOKENS, Predictor
 
 MODEL_HELP = "Directory of a fine-tuned model: a run's --output_dir."
 
@@ -53,6 +53,11 @@ class PredictorArguments:
     )
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto (a GPU when there is one)."})
     batch_size: int = field(default=32, metadata={"help": "Model inputs per forward pass."})
+    max_batch_tokens: int = field(
+        default=DEFAULT_MAX_BATCH_TOKENS,
+        metadata={"help": "NER with PyTorch on BERT, RoBERTa, XLM-R, CamemBERT or ELECTRA: inputs are packed end to "
+                  "end (no padding), at most this many tokens per forward pass, instead of --batch_size rows."},
+    )
     max_seq_length: int | None = field(
         default=None, metadata={"help": "Most tokens per model input (default: the model's limit). NER windows longer "
                                 "texts; classification cuts them and marks the result \"truncated\": true."}
@@ -83,7 +88,8 @@ class PredictorArguments:
         return Predictor.from_pretrained(self.model_name_or_path, device=self.device, batch_size=self.batch_size,
                                          max_seq_length=self.max_seq_length, stride=self.stride,
                                          threshold=self.threshold, context_size=self.context_size,
-                                         backend=self.backend, threads=self.threads)
+                                         backend=self.backend, threads=self.threads,
+                                         max_batch_tokens=self.max_batch_tokens)
 
 
 @dataclass
@@ -130,10 +136,10 @@ class ServePredictorArguments(PredictorArguments):
     """serve.py's model options: predict.py's, with smaller forward passes."""
 
     batch_size: int = field(
-        default=8, metadata={"help": "Model inputs per forward pass. Smaller than predict.py's 32: a gathered batch "
-                             "holds a few dozen texts of any length, and forward passes of 8 similar lengths pad "
-                             "less (64 clients: 1.2x the requests/s of 32 with torch, 1.45x with int8; "
-                             "docs/serving.md)."}
+        default=8, metadata={"help": "Model inputs per forward pass (ONNX backends, and PyTorch models whose inputs "
+                             "are not packed: see --max_batch_tokens). Smaller than predict.py's 32: a gathered "
+                             "batch holds a few dozen texts of any length, and forward passes of 8 similar lengths "
+                             "pad less (64 clients, int8: 1.45x the requests/s of 32; docs/serving.md)."}
     )
 
 

@@ -4,7 +4,9 @@ Each request is a `Job` (its texts, or pre-split sentences, and their document i
 from a queue until `max_batch_size` inputs are waiting or `max_wait_ms` have passed since the first, then runs one
 `Predictor` call per kind of input on a single worker thread (the event loop keeps answering meanwhile) and hands
 each job its own results. It waits for batchmates only while other requests are arriving (being read and checked:
-`arriving`), so a request alone pays no wait, and requests that come while a batch runs form the next one at once.
+`arriving`), or when the last batch held several requests: then clients are sending concurrently, and those just
+answered send their next request within a millisecond or two. So a client alone pays no wait, and under load the
+batches fill (64 clients: 56-59 inputs per model call on average instead of 31; docs/serving.md).
 
 A document id only groups the sentences of its own request (ids are namespaced by job), so a result never depends on
 another client's input; with document context off, a result does not depend on its batchmates at all (up to float
@@ -96,6 +98,7 @@ class DynamicBatcher:
         self.worker: asyncio.Task | None = None
         self.closed = False
         self.arriving = 0  # requests being read and checked, soon to be submitted (the HTTP layer counts them)
+        self.last_requests = 0  # requests in the last batch: more than one means clients are sending concurrently
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
 
     async def start(self) -> None:
@@ -133,7 +136,7 @@ class DynamicBatcher:
                 job = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.arriving:
+                if remaining <= 0 or not (self.arriving or self.last_requests > 1):
                     break
                 try:
                     job = await asyncio.wait_for(self.queue.get(), remaining)
@@ -157,6 +160,7 @@ class DynamicBatcher:
             batch = [job for job in batch if job.future is not None and not job.future.done()]  # gone clients
             if not batch:
                 continue
+            self.last_requests = len(batch)
             started = time.perf_counter()
             try:
                 outcomes: list[Any] = await loop.run_in_executor(self.executor, predict_jobs, self.predictor, batch)

@@ -72,13 +72,18 @@ class SequencePacker:
     mask_kind: str = "boolean"
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.pack(batch)[0]
+
+    def pack(self, batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[list[int]] | None]:
+        """The packed batch and its rows (the batch's sequence indices in each row, in order), or the batch as it
+        is and None when it cannot be packed (not right-padded, or already packed)."""
         mask = batch["attention_mask"]
         if mask.dim() != 2 or "position_ids" in batch:
-            return dict(batch)
+            return dict(batch), None
         lengths = mask.sum(dim=1)
         width = mask.shape[1]
         if not torch.equal(mask.bool(), torch.arange(width, device=mask.device)[None, :] < lengths[:, None]):
-            return dict(batch)  # not right-padded: leave the batch as it is
+            return dict(batch), None  # not right-padded: leave the batch as it is
         lengths_list = lengths.tolist()
         rows = pack_rows(lengths_list, max(self.row_length, max(lengths_list, default=0)))
         packed_width = max((sum(lengths_list[i] for i in row) for row in rows), default=0)
@@ -114,7 +119,19 @@ class SequencePacker:
                 ~attend, torch.finfo(torch.float32).min)
         else:
             packed["attention_mask"] = attend
-        return packed
+        return packed, rows
+
+
+def unpack(outputs: torch.Tensor, rows: Sequence[Sequence[int]], lengths: Sequence[int]) -> torch.Tensor:
+    """Per-token outputs of packed rows ([rows, packed width, ...]) back to one right-padded row per sequence
+    ([sequences, longest, ...], zeros after each sequence's end), in the batch's order."""
+    unpacked = outputs.new_zeros((len(lengths), max(lengths, default=0), *outputs.shape[2:]))
+    for row, members in enumerate(rows):
+        start = 0
+        for index in members:
+            unpacked[index, : lengths[index]] = outputs[row, start : start + lengths[index]]
+            start += lengths[index]
+    return unpacked
 
 
 def make_packer(model, pad_token_id: int | None, row_length: int) -> SequencePacker | None:

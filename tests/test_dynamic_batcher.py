@@ -1,0 +1,63 @@
+"""The service's dynamic batcher: who waits for batchmates, and every job gets its own results."""
+
+from __future__ import annotations
+
+import asyncio
+
+from utils.serving.batching import DynamicBatcher, Job
+
+
+class Echo:
+    """A stand-in predictor: each text's result names it, and every call is recorded."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def predict(self, texts, pairs=None, documents=None):
+        self.calls.append(list(texts))
+        return [{"text": text} for text in texts]
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 30))
+
+
+def test_a_client_alone_does_not_wait_but_concurrent_clients_fill_the_batch():
+    async def scenario():
+        batcher = DynamicBatcher(Echo(), max_batch_size=2, max_wait_ms=60_000)  # a wait would hang the test
+        batcher.queue = asyncio.Queue()
+        await batcher.queue.put(Job("texts", ["a"]))
+        assert [job.inputs for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [["a"]]
+        batcher.last_requests = 1  # the last batch was one client's: no wait
+        await batcher.queue.put(Job("texts", ["b"]))
+        assert [job.inputs for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [["b"]]
+        batcher.last_requests = 2  # clients are sending concurrently: wait for the batch to fill
+        await batcher.queue.put(Job("texts", ["c"]))
+        pending = asyncio.ensure_future(batcher.next_batch())
+        await asyncio.sleep(0.05)
+        assert not pending.done()
+        await batcher.queue.put(Job("texts", ["d"]))
+        batch, stop = await asyncio.wait_for(pending, 5)
+        assert [job.inputs for job in batch] == [["c"], ["d"]] and not stop
+
+    run(scenario())
+
+
+def test_concurrent_jobs_are_predicted_together_and_each_gets_its_own_results():
+    async def scenario():
+        echo = Echo()
+        batcher = DynamicBatcher(echo, max_batch_size=64, max_wait_ms=50)
+        await batcher.start()
+        first = await batcher.submit(Job("texts", ["alone"]))
+        batcher.arriving = 1  # as the HTTP layer counts a request being read
+        jobs = [asyncio.ensure_future(batcher.submit(Job("texts", [f"t{i}", f"u{i}"]))) for i in range(5)]
+        await asyncio.sleep(0.01)
+        batcher.arriving = 0
+        results = await asyncio.gather(*jobs)
+        await batcher.stop()
+        assert first == [{"text": "alone"}]
+        assert results == [[{"text": f"t{i}"}, {"text": f"u{i}"}] for i in range(5)]
+        assert echo.calls[0] == ["alone"] and sorted(map(len, echo.calls[1:])) == [10]
+        assert batcher.stats.as_dict()["requests"] == 6 and batcher.last_requests == 5
+
+    run(scenario())
