@@ -135,10 +135,11 @@ class TorchForward:
 
     @torch.inference_mode()
     def logits(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-        padded = not bool(tensors["attention_mask"].all())  # without padding, packing saves nothing
+        mask = tensors.get("attention_mask")
+        padded = mask is not None and not bool(mask.all())  # without padding, packing saves nothing
         packed, rows = self.packer.pack(tensors) if self.packer is not None and padded else (tensors, None)
         outputs = self.model(**{key: value.to(self.device) for key, value in packed.items()}).logits.float().cpu()
-        return outputs if rows is None else unpack(outputs, rows, tensors["attention_mask"].sum(dim=1).tolist())
+        return outputs if rows is None else unpack(outputs, rows, mask.sum(dim=1).tolist())
 
 
 def packed_forward(model: PreTrainedModel, task: Task, device: torch.device, batch_size: int, max_batch_tokens: int,
