@@ -151,8 +151,8 @@ def packed_forward(model: PreTrainedModel, task: Task, device: torch.device, bat
 
     Why: a request batch of the service is a few dozen sentences of any length; padded batches of 8 similar lengths
     spend most of their time on small matrix products and per-pass overhead. Packed, 64 CoNLL-2003 sentences are one
-    forward pass (docs/serving.md: with 64 clients the service's gain over one request at a time went from 2.1-2.3x
-    to 2.8-3.2x on 2 CPU cores). Each input's logits are those it gets alone, up to float rounding; inputs already
+    forward pass (docs/serving.md: with 64 clients the service's gain over one request at a time went from 2.1x to
+    2.8-3.2x on 2 CPU cores). Each input's logits are those it gets alone, up to float rounding; inputs already
     sorted by length (predict.py over a whole file) gain little."""
     packer = make_packer(model, pad_id, PACKED_ROW_TOKENS) if task.token_outputs else None
     return TorchForward(model, device, batch_size, pad_id, packer, max_batch_tokens if packer is not None else None)
