@@ -144,6 +144,14 @@ def test_label_studio_errors(write_file, task, message):
         read_annotation_records(path, "label-studio")
 
 
+def test_brat_crlf_documents_keep_offsets_and_leave_the_carriage_return_out(write_file):
+    write_file("crlf/a.txt", "Angela Merkel\r\nvisited Paris .\r\n")
+    ann = write_file("crlf/a.ann", "T1\tPER 0 14\nT2\tLOC 23 28\tParis\n")  # T1 takes the CR along
+    records = read_annotation_records(ann, "brat")
+    assert [(r.text, r.spans) for r in records] == [("Angela Merkel", (Span(0, 13, "PER"),)),
+                                                    ("visited Paris .", (Span(8, 13, "LOC"),))]
+
+
 def test_doccano_and_brat_errors(write_file):
     path = write_file("d.jsonl", json.dumps({"text": TEXT, "spans": []}) + "\n")
     with pytest.raises(DataError, match=re.escape(f"{path}:1: no labels: the line has none of ['label', 'labels', "

@@ -67,8 +67,10 @@ def line_records(txt: Path, text: str, spans: list[Span], ann: Path) -> list[Ann
                                 source=str(ann))
         remaining = remaining[len(inside):]
         if line.strip():
-            moved = tuple(Span(span.start - offset, span.end - offset, span.label) for span in inside)
-            records.append(AnnotatedText(line.removesuffix("\r"), moved, (), f"{txt}:{number}", txt.stem))
+            kept = line.removesuffix("\r")  # CRLF documents: the record's text ends before the \r (a span may too)
+            moved = tuple(Span(min(span.start - offset, len(kept)), min(span.end - offset, len(kept)), span.label)
+                          for span in inside)
+            records.append(AnnotatedText(kept, moved, (), f"{txt}:{number}", txt.stem))
         offset = end + 1
     return records
 
