@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from utils.core.annotations.records import ANNOTATION_FORMATS
 from utils.core.errors import ConfigError
 
 
@@ -126,7 +127,7 @@ class DataArguments:
         metadata={"help": "Force the file format instead of guessing it from the extension. Annotation-tool "
                   "exports: label-studio (its JSON export), doccano (its JSONL export), brat (a folder of .txt/.ann "
                   "pairs; a folder or .ann file is brat without this flag).",
-                  "choices": ["conll", "csv", "tsv", "json", "jsonl", "parquet", "label-studio", "doccano", "brat"]},
+                  "choices": ["conll", "csv", "tsv", "json", "jsonl", "parquet", *ANNOTATION_FORMATS]},
     )
     label_column_name: str | None = field(default=None, metadata={"help": "Column holding the labels."})
     label_list: str | None = field(

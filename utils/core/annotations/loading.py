@@ -16,13 +16,12 @@ from datasets import Dataset, Features, Value
 from utils.core.annotations.brat import read_brat
 from utils.core.annotations.doccano import read_doccano_record
 from utils.core.annotations.label_studio import read_label_studio
-from utils.core.annotations.records import AnnotatedText
+from utils.core.annotations.records import ANNOTATION_FORMATS, AnnotatedText
 from utils.core.errors import DataError
 from utils.core.files import read_utf8, read_utf8_lines
 
 logger = logging.getLogger(__name__)
 
-ANNOTATION_FORMATS = ("label-studio", "doccano", "brat")
 
 FEATURES = Features({
     "text": Value("string"),

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from utils.core.errors import DataError
 
+#: --data_format values of annotation-tool exports (utils/core/annotations/loading.py reads them).
+ANNOTATION_FORMATS = ("label-studio", "doccano", "brat")
+
 
 @dataclass(frozen=True)
 class Span:

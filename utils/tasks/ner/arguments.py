@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from utils.core.arguments import DataArguments
 from utils.core.errors import ConfigError
+from utils.tasks.ner.spans import ALIGNMENTS
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class NerDataArguments(DataArguments):
         metadata={"help": "Annotation-tool data (--data_format label-studio|doccano|brat): a span that cuts a word is "
                   "an error (strict), or is widened to the words it touches (expand) or shrunk to the words inside "
                   "it (contract); every adjusted span is counted in the log.",
-                  "choices": ["strict", "expand", "contract"]},
+                  "choices": list(ALIGNMENTS)},
     )
 
     def __post_init__(self) -> None:
