@@ -16,7 +16,7 @@ import logging
 
 from utils.core.errors import run_command
 from utils.serving.arguments import ServeArguments, ServePredictorArguments, parse_script_args
-from utils.serving.http import Limits, hosts_note, serve
+from utils.serving.http import Limits, hosts_note, serve, server_notes
 
 logger = logging.getLogger(__name__)
 
@@ -24,11 +24,12 @@ logger = logging.getLogger(__name__)
 def main(argv: list[str] | None = None) -> None:
     model, args = parse_script_args((ServePredictorArguments, ServeArguments), argv)
     predictor = model.load()
-    for note in hosts_note(args.host):
+    for note in [*hosts_note(args.host), *server_notes(args.http, args.loop)]:
         logger.warning(note)
     limits = Limits(max_texts=args.max_texts_per_request, max_chars=args.max_chars_per_text,
                     max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms)
-    serve(predictor, model.model_name_or_path, args.host, args.port, limits, args.log_level, args.access_log)
+    serve(predictor, model.model_name_or_path, args.host, args.port, limits, args.log_level, args.access_log,
+          http=args.http, loop=args.loop)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.reporting import machine  # noqa: E402
 
 SYSTEMS = ("predictor", "pipeline", "onnx-fp32", "onnx-int8")
 BACKENDS = {"predictor": "torch", "onnx-fp32": "onnx-fp32", "onnx-int8": "onnx-int8"}  # Predictor's backend
@@ -257,7 +257,7 @@ def main() -> None:
               "batch_size": args.batch_size, "pipeline_batch_size": args.pipeline_batch_size,
               "pipeline_strategy": args.pipeline_strategy, "load_average": load_average, "runs": runs,
               "threads": args.threads,
-              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
+              "machine": machine()}
     if "predictor" in entities and "pipeline" in entities:
         report["agreement"] = compare(texts, entities["predictor"], entities["pipeline"],
                                       AutoTokenizer.from_pretrained(args.model))

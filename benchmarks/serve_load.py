@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -37,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.reporting import machine, write_results  # noqa: E402
+
 HOST = "127.0.0.1"  # loopback only
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -345,7 +346,6 @@ def main() -> None:
     if not 1 <= args.clients <= 512 or not 1 <= args.requests <= 100_000 or not 1 <= args.rounds <= 20:
         sys.exit("error: --clients must be 1-512, --requests 1-100000 and --rounds 1-20 (a bounded test).")
     from utils.core.conll import read_conll
-    from utils.core.files import write_json
 
     texts = [" ".join(tokens) for tokens in read_conll(args.conll).tokens if tokens][: args.requests]
     load_average = os.getloadavg()[0]
@@ -361,11 +361,8 @@ def main() -> None:
               "max_batch_size": args.max_batch_size,
               "max_wait_ms": args.max_wait_ms, "batch_size": args.batch_size, "load_average": load_average,
               "load_average_after": os.getloadavg()[0], "runs": runs,
-              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
-    write_json(args.output, report)
-    table = markdown(report)
-    args.output.with_suffix(".md").write_text(table, encoding="utf-8")
-    print(table)
+              "machine": machine()}
+    write_results(args.output, report, markdown(report))
 
 
 if __name__ == "__main__":

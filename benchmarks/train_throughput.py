@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+from benchmarks.reporting import machine  # noqa: E402
 
 #: What each task trains and scores on; the SST-2 train file is 67k rows, so it runs a fixed number of steps.
 TASKS = {
@@ -254,15 +255,6 @@ def main() -> None:
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(table)
     print(table)
-
-
-def machine() -> dict:
-    import platform
-
-    import torch
-
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "platform": platform.platform(), "processor": platform.processor()}
 
 
 if __name__ == "__main__":

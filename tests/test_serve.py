@@ -108,8 +108,10 @@ def classifier_service(tiny_model, tmp_path_factory):
                                   ["negative", "neutral", "positive"])
     predictor = Predictor.from_pretrained(directory, device="cpu", backend="torch")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor, directory, Limits(max_texts=8)),
-                                           host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    # the pure-Python HTTP stack here; the NER service runs uvicorn's default, httptools and uvloop (requirements.txt)
+    server = uvicorn.Server(uvicorn.Config(create_app(predictor, directory, Limits(max_texts=8)), http="h11",
+                                           loop="asyncio", host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     service = Service(f"http://127.0.0.1:{port}")
@@ -367,3 +369,20 @@ def test_bad_flags_are_errors_before_the_model_loads(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         serve.main(["--model", str(tmp_path / "missing")])
 
+
+def test_the_http_stack_is_the_fastest_installed_and_a_missing_one_is_an_error(monkeypatch, tmp_path):
+    from utils.serving import arguments
+    from utils.serving.http import server_notes
+
+    args = arguments.ServeArguments()
+    assert (args.http, args.loop) == ("httptools", "uvloop")  # uvicorn[standard], in requirements.txt
+    assert server_notes(args.http, args.loop) == []
+    monkeypatch.setattr(arguments, "installed", lambda package: False)
+    args = arguments.ServeArguments()
+    assert (args.http, args.loop) == ("h11", "asyncio")
+    (note,) = server_notes(args.http, args.loop)
+    assert "h11 and asyncio" in note and "pip install 'uvicorn[standard]'" in note
+    for flags, message in ((["--http", "httptools"], "--http httptools: httptools is not installed"),
+                           (["--loop", "uvloop"], "--loop uvloop: uvloop is not installed")):
+        with pytest.raises(ConfigError, match=message):
+            serve.main(["--model", str(tmp_path / "missing"), *flags])

@@ -6,6 +6,7 @@ adds its own dataclass beside it. serve.py's forward passes default to fewer inp
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,17 @@ from utils.serving.onnx_export import QUANTIZATIONS
 from utils.serving.predictor import DEFAULT_MAX_BATCH_TOKENS, Predictor
 
 MODEL_HELP = "Directory of a fine-tuned model: a run's --output_dir."
+
+#: uvicorn's HTTP implementations and event loops; `auto` takes the C ones (httptools, uvloop: uvicorn[standard])
+#: when installed, else the pure-Python h11 and asyncio.
+HTTP = ("auto", "h11", "httptools")
+LOOPS = ("auto", "asyncio", "uvloop")
+FAST_SERVER_PACKAGES = ("httptools", "uvloop")
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
 
 #: Libraries that log a line per step at INFO (onnxscript: per rewrite rule and pass while exporting).
 CHATTY_LOGGERS = ("onnxscript", "onnx_ir")
@@ -156,8 +168,20 @@ class ServeArguments:
     log_level: str = field(default="info", metadata={"help": "uvicorn's log level.",
                                                      "choices": ["critical", "error", "warning", "info", "debug"]})
     access_log: bool = field(default=False, metadata={"help": "Log every request."})
+    http: str = field(default="auto", metadata={
+        "help": "uvicorn's HTTP implementation (auto: httptools when installed, else h11).", "choices": list(HTTP)})
+    loop: str = field(default="auto", metadata={
+        "help": "uvicorn's event loop (auto: uvloop when installed, else asyncio).", "choices": list(LOOPS)})
 
     def __post_init__(self) -> None:
+        if self.http == "auto":
+            self.http = "httptools" if installed("httptools") else "h11"
+        if self.loop == "auto":
+            self.loop = "uvloop" if installed("uvloop") else "asyncio"
+        for flag, value in (("--http", self.http), ("--loop", self.loop)):
+            if value in FAST_SERVER_PACKAGES and not installed(value):
+                raise ConfigError(f"{flag} {value}: {value} is not installed; pip install 'uvicorn[standard]' (it "
+                                  "is in requirements.txt), or use auto.")
         for name in ("max_batch_size", "max_texts_per_request", "max_chars_per_text"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}.")
