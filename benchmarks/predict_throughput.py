@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.reporting import machine  # noqa: E402
 
-SYSTEMS = ("predictor", "pipeline", "onnx-fp32", "onnx-int8")
-BACKENDS = {"predictor": "torch", "onnx-fp32": "onnx-fp32", "onnx-int8": "onnx-int8"}  # Predictor's backend
+SYSTEMS = ("predictor", "pipeline", "onnx-fp32", "onnx-int8", "onnx-int8-rows")
+# Predictor's backend; "-rows": each row alone (`--row_parallel`)
+BACKENDS = {"predictor": "torch", "onnx-fp32": "onnx-fp32", "onnx-int8": "onnx-int8", "onnx-int8-rows": "onnx-int8"}
 WARMUP = 16  # sentences run once before timing: first calls pay for lazy initialisation
 
 
@@ -46,13 +47,13 @@ def peak_rss_mib() -> float:
 
 
 def run_predictor(model: str, texts: list[str], device: str, batch_size: int, imported, backend: str = "torch",
-                  threads: int | None = None) -> tuple[list[list], float, float]:
+                  threads: int | None = None, row_parallel: bool = False) -> tuple[list[list], float, float]:
     from utils.serving.predictor import Predictor
 
     imported()
     start = time.perf_counter()
     predictor = Predictor.from_pretrained(model, device=device, batch_size=batch_size, backend=backend,
-                                          threads=threads)
+                                          threads=threads, row_parallel=row_parallel)
     loaded = time.perf_counter() - start
     predictor.predict(texts[:WARMUP])
     start = time.perf_counter()
@@ -95,7 +96,8 @@ def worker(args: argparse.Namespace) -> None:
 
     if args.worker in BACKENDS:
         entities, loaded, seconds = run_predictor(args.model, texts, args.device, args.batch_size, imported,
-                                                  BACKENDS[args.worker], args.threads)
+                                                  BACKENDS[args.worker], args.threads,
+                                                  row_parallel=args.worker.endswith("-rows"))
     else:
         entities, loaded, seconds = run_pipeline(args.model, texts, args.device, args.pipeline_batch_size,
                                                  args.pipeline_strategy, imported)
@@ -159,7 +161,9 @@ def compare(texts: list[str], ours: list[list], theirs: list[list], tokenizer) -
 def system_name(system: str, report: dict) -> str:
     if system == "pipeline":
         return f"pipeline, aggregation_strategy={report['pipeline_strategy']}"
-    backend = "" if system == "predictor" else f", ONNX Runtime {system.removeprefix('onnx-')}"
+    backend = "" if system == "predictor" else f", ONNX Runtime {system.removeprefix('onnx-').removesuffix('-rows')}"
+    if system.endswith("-rows"):
+        return f"Predictor{backend} (--row_parallel: each row alone)"
     return f"Predictor{backend} (batch {report['batch_size']})"
 
 

@@ -162,10 +162,18 @@ def wait_until_up(port: int, process: subprocess.Popen, seconds: float, log: Pat
     sys.exit(f"error: serve.py did not come up in {seconds} s")
 
 
+ROWS = "+rows"  # a --backends entry like onnx-int8+rows: that backend with --row_parallel (each row alone)
+
+
+def backend_flags(backend: str) -> list[str]:
+    """predict.py / serve.py flags for a --backends entry."""
+    return ["--backend", backend.removesuffix(ROWS), *(["--row_parallel"] if backend.endswith(ROWS) else [])]
+
+
 def predict_py(args: argparse.Namespace, backend: str, texts_file: Path, workdir: str) -> list[dict]:
     """predict.py's lines for the same texts with the same backend (the reference the answers must equal)."""
     out = Path(workdir) / f"predict-{backend}.jsonl"
-    command = [sys.executable, str(ROOT / "predict.py"), "--model", args.model, "--backend", backend, "--input",
+    command = [sys.executable, str(ROOT / "predict.py"), "--model", args.model, *backend_flags(backend), "--input",
                str(texts_file), "--output", str(out), "--input_format", "text", "--device", "cpu"]
     completed = subprocess.run(command, env=ENV, capture_output=True, text=True, cwd=ROOT)
     if completed.returncode != 0:
@@ -207,7 +215,8 @@ def model_alone(args: argparse.Namespace, backend: str, texts: list[str]) -> dic
     from utils.serving.arguments import ServePredictorArguments
 
     batch_size = args.batch_size or ServePredictorArguments.__dataclass_fields__["batch_size"].default
-    predictor = ServePredictorArguments(args.model, backend=backend, device="cpu", batch_size=batch_size).load()
+    predictor = ServePredictorArguments(args.model, backend=backend.removesuffix(ROWS), device="cpu",
+                                        batch_size=batch_size, row_parallel=backend.endswith(ROWS)).load()
     singles, many = texts[: args.sequential_requests], args.max_batch_size
 
     def one_at_a_time() -> None:
@@ -245,7 +254,7 @@ def model_alone(args: argparse.Namespace, backend: str, texts: list[str]) -> dic
 def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_file: Path, workdir: str) -> dict:
     port = free_port()
     log = Path(workdir) / f"serve-{backend}.log"
-    command = [sys.executable, str(ROOT / "serve.py"), "--model", args.model, "--backend", backend, "--host", HOST,
+    command = [sys.executable, str(ROOT / "serve.py"), "--model", args.model, *backend_flags(backend), "--host", HOST,
                "--port", str(port), "--max_batch_size", str(args.max_batch_size), "--max_wait_ms",
                str(args.max_wait_ms), "--device", "cpu", "--log_level", "warning"]
     if args.batch_size:
@@ -330,7 +339,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="A fine-tuned NER run directory (exported for onnx-*).")
     parser.add_argument("--conll", default=str(ROOT.parent / "shared" / "data" / "conll2003" / "test.txt"))
-    parser.add_argument("--backends", default="torch,onnx-fp32,onnx-int8")
+    parser.add_argument("--backends", default="torch,onnx-fp32,onnx-int8",
+                        help=f"Comma-separated; a backend with {ROWS} (onnx-int8{ROWS}) runs with --row_parallel.")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--requests", type=int, default=2000, help="Concurrent phase: requests in total.")
     parser.add_argument("--sequential_requests", type=int, default=300, help="One-at-a-time phase.")

@@ -127,6 +127,14 @@ def test_onnx_forward_has_the_torch_forwards_contract():
     assert all(x.dtype == torch.float32 for _, x in ours)  # token_type_ids, not given, were zeros
 
 
+def test_parallel_rows_run_each_row_alone_in_input_order():
+    rows = {"input_ids": [[1], [2, 2, 2], [3, 3]], "attention_mask": [[1], [1, 1, 1], [1, 1]]}
+    forward = OnnxForward(EchoSession(["input_ids", "attention_mask", "token_type_ids"]), 2, pad_id=9,
+                          parallel_rows=2)
+    assert [(b, x.squeeze(-1).tolist()) for b, x in forward(rows)] == [([0], [[11]]), ([1], [[21, 21, 21]]),
+                                                                       ([2], [[31, 31]])]  # no padding
+
+
 # ---------------------------------------------------------------- the export
 
 
@@ -183,6 +191,26 @@ def test_onnx_predictions_equal_pytorchs_through_the_same_windows_and_context(on
         same_predictions(onnx_predictor.predict_tokens(sentences, documents),
                          torch_predictor.predict_tokens(sentences, documents))
     assert sum(len(r["entities"]) for r in torch_predictor.predict(texts)) > 0, "the model tags no entity"
+
+
+def test_row_parallel_results_never_depend_on_batchmates(onnx_ner):
+    sentences = read_conll(NER_DATA / "test.conll").tokens[:24]
+    texts = [" ".join(tokens) for tokens in sentences] + [LONG]
+    for backend in ("onnx-int8", "onnx-fp32"):
+        rows = Predictor.from_pretrained(onnx_ner, device="cpu", backend=backend, row_parallel=True, threads=2)
+        assert rows.batch_dependent is None and rows.forward.parallel_rows == 2
+        together = rows.predict(texts)
+        assert [rows.predict([text])[0] for text in texts] == together  # exactly, int8 too
+        assert rows.predict(texts[::-1]) == together[::-1]
+        batched = Predictor.from_pretrained(onnx_ner, device="cpu", backend=backend)
+        if backend == "onnx-fp32":  # rows alone are the batched rows without their padding
+            assert batched.batch_dependent is None
+            same_predictions(together, batched.predict(texts))
+        else:
+            assert "--row_parallel" in batched.batch_dependent
+    assert sum(len(result["entities"]) for result in together) > 0, "the model tags no entity"
+    with pytest.raises(ConfigError, match="--row_parallel runs rows alone on ONNX Runtime"):
+        Predictor.from_pretrained(onnx_ner, device="cpu", backend="torch", row_parallel=True)
 
 
 def test_the_backend_is_picked_from_what_the_directory_holds(onnx_ner, tiny_model, tmp_path):

@@ -7,6 +7,7 @@ context on, small limits); the classification service runs in this process (uvic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import os
@@ -102,24 +103,32 @@ def ner_service(ner_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def classifier_service(tiny_model, tmp_path_factory):
     """A random tiny sentiment classifier saved as a run saves it, served by uvicorn in a thread of this process."""
-    import uvicorn
-
     directory = random_classifier(tiny_model, tmp_path_factory.mktemp("served-classifier"),
                                   ["negative", "neutral", "positive"])
     predictor = Predictor.from_pretrained(directory, device="cpu", backend="torch")
+    with served_in_thread(create_app(predictor, directory, Limits(max_texts=8))) as service:
+        service.predictor = predictor
+        yield service
+
+
+@contextlib.contextmanager
+def served_in_thread(app):
+    """`app` on uvicorn in a thread of this process, on the pure-Python HTTP stack (h11, asyncio); the NER service
+    subprocess runs uvicorn's default, httptools and uvloop (requirements.txt), so both are tested."""
+    import uvicorn
+
     port = free_port()
-    # the pure-Python HTTP stack here; the NER service runs uvicorn's default, httptools and uvloop (requirements.txt)
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor, directory, Limits(max_texts=8)), http="h11",
-                                           loop="asyncio", host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, http="h11", loop="asyncio", host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    service = Service(f"http://127.0.0.1:{port}")
-    service.predictor = predictor
-    wait_until_up(service.url, seconds=60)
-    yield service
-    server.should_exit = True
-    thread.join(30)
+    try:
+        service = Service(f"http://127.0.0.1:{port}")
+        wait_until_up(service.url, seconds=60)
+        yield service
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 def sample_texts() -> list[str]:
@@ -137,7 +146,7 @@ def test_health_info_docs_and_the_page(ner_service):
     assert httpx.get(f"{ner_service.url}/health").json()["status"] == "ok"
     info = httpx.get(f"{ner_service.url}/info").json()
     assert info["task"] == "ner" and info["backend"] == "onnx-fp32" and info["labels"][0] == "O"
-    assert info["batch_dependent"] is None  # fp32: the same answer whatever the batch
+    assert info["batch_dependent"] is None and info["settings"]["row_parallel"] == 0  # fp32: whatever the batch
     assert info["base_model"] and info["settings"]["context_size"] == 8 and info["takes_words"] is True
     assert info["limits"]["max_texts_per_request"] == MAX_TEXTS and info["limits"]["max_chars_per_text"] == MAX_CHARS
     assert info["limits"]["max_batch_size"] == 32 and info["limits"]["max_wait_ms"] == 20
@@ -169,6 +178,32 @@ def test_results_equal_predict_py(ner_service, ner_model, tmp_path):
     expected = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert ner_service.results({"tokens": tokens, "document_ids": documents}) == expected
     assert ner_service.results({"texts": []}) == []
+
+
+def test_int8_rows_alone_answer_concurrent_clients_as_predict_py(ner_model, tmp_path):
+    """With --row_parallel the int8 graph's answers do not depend on batchmates: 48 single-sentence requests sent
+    at once, gathered into batches as they come, equal predict.py's lines for the same sentences exactly."""
+    texts = [" ".join(tokens) for tokens in read_conll(NER_DATA / "test.conll").tokens[:48]]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    predict.main(["--model", ner_model, "--backend", "onnx-int8", "--row_parallel", "--input",
+                  str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.jsonl")])
+    expected = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    predictor = Predictor.from_pretrained(ner_model, device="cpu", backend="onnx-int8", batch_size=8,
+                                          row_parallel=True)
+    with served_in_thread(create_app(predictor, ner_model, Limits(max_wait_ms=20))) as service:
+        info = httpx.get(f"{service.url}/info").json()
+        assert info["backend"] == "onnx-int8" and info["batch_dependent"] is None
+        assert info["settings"]["row_parallel"] >= 1
+
+        async def clients() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
+                return await asyncio.gather(*(client.post("/predict", json={"texts": [text]}) for text in texts))
+
+        answers = asyncio.run(clients())
+        health = httpx.get(f"{service.url}/health").json()
+    assert [answer.json()["results"][0] for answer in answers] == expected
+    assert health["batches"] < len(texts)  # the requests were gathered
+    assert sum(len(line["entities"]) for line in expected) > 0
 
 
 def test_concurrent_clients_get_their_own_results(ner_service):

@@ -87,7 +87,11 @@ class PredictorArguments:
                   "document_ids."},
     )
     threads: int | None = field(default=None, metadata={"help": "Intra-op threads of ONNX Runtime and torch "
-                                                        "(default: one per core)."})
+                                                        "(default: one per core); with --row_parallel, rows at once."})
+    row_parallel: bool = field(
+        default=False, metadata={"help": "ONNX backends: run each input row alone (no batch, no padding), rows in "
+                                 "parallel on one thread each, so that no result depends on its batchmates, not "
+                                 "even the int8 graph's (docs/serving.md)."})
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -101,7 +105,7 @@ class PredictorArguments:
                                          max_seq_length=self.max_seq_length, stride=self.stride,
                                          threshold=self.threshold, context_size=self.context_size,
                                          backend=self.backend, threads=self.threads,
-                                         max_batch_tokens=self.max_batch_tokens)
+                                         max_batch_tokens=self.max_batch_tokens, row_parallel=self.row_parallel)
 
 
 @dataclass

@@ -29,7 +29,6 @@ from starlette.exceptions import HTTPException
 
 from utils.core.errors import FinetuneError
 from utils.serving.batching import DynamicBatcher, Job
-from utils.serving.onnx_backend import BATCH_DEPENDENT
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +80,8 @@ def model_card_base(directory: str) -> str | None:
 
 def service_info(predictor, directory: str, limits: Limits) -> dict[str, Any]:
     """What /info answers: the model, its settings, and the service's limits."""
-    settings: dict[str, Any] = {"max_seq_length": predictor.max_seq_length, "batch_size": predictor.batch_size}
+    settings: dict[str, Any] = {"max_seq_length": predictor.max_seq_length, "batch_size": predictor.batch_size,
+                                "row_parallel": getattr(predictor.forward, "parallel_rows", 0)}
     for name in predictor.options:
         try:
             settings[name] = getattr(predictor, name)
@@ -94,7 +94,7 @@ def service_info(predictor, directory: str, limits: Limits) -> dict[str, Any]:
     return {
         "task": predictor.task.name, "labels": list(predictor.labels.names), "takes_words": predictor.task.takes_words,
         "base_model": model_card_base(directory) or getattr(predictor.config, "_name_or_path", None) or None,
-        "backend": predictor.backend, "batch_dependent": BATCH_DEPENDENT.get(predictor.backend),
+        "backend": predictor.backend, "batch_dependent": predictor.batch_dependent,
         "model": str(directory), "device": str(predictor.device), "settings": settings,
         "limits": {"max_texts_per_request": limits.max_texts, "max_chars_per_text": limits.max_chars,
                    "max_body_bytes": limits.max_body_bytes, "max_batch_size": limits.max_batch_size,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ BATCH_DEPENDENT = {
     "onnx-int8": "int8 activations are quantized with one scale per batch (dynamic quantization), so a borderline "
                  "entity or label can change with the inputs an input shares its batch with (same entities as "
                  "predict.py for 89% of single-sentence requests under load, docs/serving.md); onnx-fp32 and torch "
-                 "give the same result whatever the batch",
+                 "give the same result whatever the batch, and so does int8 with --row_parallel (each input alone)",
 }
 
 #: Backends by name: `auto` is an ONNX export when the directory holds one (int8 when exported), else PyTorch;
@@ -142,16 +143,25 @@ class OnnxForward:
     """`TorchForward`'s contract on an ONNX Runtime session: `forward(inputs)` yields, per batch of at most
     `batch_size` rows of similar length (longest first), the row indices and float32 CPU logits padded on the right.
     The graph's inputs are fed from `inputs` by name; a graph input the encoding did not give (token_type_ids) is
-    zeros, as the model's own default."""
+    zeros, as the model's own default.
+
+    With `parallel_rows` (on a session of one intra-op thread), each row runs alone, that many at a time: no batch, no
+    padding, so a dynamically quantized graph's activation scales are the row's own and its result never depends on
+    other inputs. ONNX Runtime spreads a single small pass over cores poorly, so rows side by side on one thread each
+    lose little (docs/serving.md, 2 cores, CoNLL-2003, int8: predict.py 604 against 735 sentences/s in sorted
+    batches; the service under 64 clients 470 against 439 requests/s, every answer equal to predict.py's)."""
 
     session: Any = field(repr=False)
     batch_size: int
     pad_id: int = 0
     graph: str = ""
+    parallel_rows: int = 0  # > 0: rows alone, this many at once (see above)
 
     def __post_init__(self) -> None:
         self.input_names = [node.name for node in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
+        self.pool = (ThreadPoolExecutor(self.parallel_rows, thread_name_prefix="onnx-row") if self.parallel_rows
+                     else None)
 
     def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
         with torch_on_one_thread():
@@ -159,17 +169,25 @@ class OnnxForward:
 
     def batches(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
         rows = inputs["input_ids"]
+        if self.pool is not None:
+            yield from self.pool.map(lambda index: ([index], self.logits(self.feeds(inputs, [index]))),
+                                     range(len(rows)))
+            return
         for batch in length_batches([len(row) for row in rows], self.batch_size):
-            feeds = {}
-            for name in self.input_names:
-                if name in inputs:
-                    feeds[name] = pad_rows([inputs[name][i] for i in batch], self.pad_id if name == "input_ids" else 0)
-                elif name == "token_type_ids":
-                    feeds[name] = np.zeros((len(batch), max(len(rows[i]) for i in batch)), dtype=np.int64)
-                else:
-                    raise ConfigError(f"The ONNX graph {self.graph} takes '{name}', which this model's encoding does "
-                                      "not give; export it again with this version of export.py.")
-            yield batch, self.logits(feeds)
+            yield batch, self.logits(self.feeds(inputs, batch))
+
+    def feeds(self, inputs: Mapping[str, Sequence[Sequence[int]]], batch: Sequence[int]) -> dict[str, np.ndarray]:
+        """The graph's inputs for the rows `batch`, padded on the right to the longest."""
+        feeds = {}
+        for name in self.input_names:
+            if name in inputs:
+                feeds[name] = pad_rows([inputs[name][i] for i in batch], self.pad_id if name == "input_ids" else 0)
+            elif name == "token_type_ids":
+                feeds[name] = np.zeros((len(batch), max(len(inputs["input_ids"][i]) for i in batch)), dtype=np.int64)
+            else:
+                raise ConfigError(f"The ONNX graph {self.graph} takes '{name}', which this model's encoding does "
+                                  "not give; export it again with this version of export.py.")
+        return feeds
 
     def logits(self, feeds: dict[str, np.ndarray]) -> torch.Tensor:
         (logits,) = self.session.run([self.output_name], feeds)

@@ -14,6 +14,7 @@ forward callable with `TorchForward`'s contract, so the tasks' code stays one pa
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,7 +220,7 @@ class Predictor:
     def from_pretrained(cls, directory: str, device: str | torch.device = "auto", batch_size: int = 32,
                         max_seq_length: int | None = None, stride: int | None = None, threshold: float = 0.5,
                         context_size: int | None = None, backend: str = "auto", threads: int | None = None,
-                        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> Predictor:
+                        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, row_parallel: bool = False) -> Predictor:
         """Load the model a fine-tuning run saved in `directory` (its `--output_dir`), in eval mode on `device`.
 
         `backend`: `torch`, `onnx` (the export's int8 graph when there is one, else fp32), `onnx-fp32`, `onnx-int8`,
@@ -227,6 +228,8 @@ class Predictor:
         may also be that folder itself), else PyTorch. `threads`: ONNX Runtime's intra-op threads (None: its
         default, one per physical core). `max_batch_tokens`: PyTorch token models that take packed rows (NER on BERT,
         RoBERTa, ...) run at most this many tokens per forward pass instead of `batch_size` padded rows.
+        `row_parallel` (ONNX): each input row runs alone on a one-thread session, `threads` rows at a time (default:
+        one per CPU), so that no result depends on its batchmates, not even the int8 graph's (`OnnxForward`).
 
         `max_seq_length` defaults to the model's limit. The tasks' own options (each task takes its own, and ignores
         the others'): `stride` (NER: tokens shared by consecutive windows of a long text; default run_ner.py's
@@ -240,6 +243,9 @@ class Predictor:
         backend, graph = resolve_backend(directory, backend)
         if graph is not None:  # the export holds its own config and tokenizer
             directory, path = str(graph.parent), graph.parent
+        elif row_parallel:
+            raise ConfigError("--row_parallel runs rows alone on ONNX Runtime; the PyTorch backend's results do not "
+                              "depend on the batch anyway: drop it, or choose an ONNX --backend.")
         elif not has_torch_weights(path) and export_directory(path) == path:
             raise ConfigError(f"--backend torch: '{directory}' holds only an ONNX export; point --model at the run's "
                               "directory for PyTorch, or use --backend onnx.")
@@ -266,11 +272,12 @@ class Predictor:
                 raise ConfigError(f"Could not load the model weights from '{directory}': {err}") from None
             model.to(target).eval()
         else:
-            forward = OnnxForward(onnx_session(graph, target, threads), batch_size, tokenizer.pad_token_id or 0,
-                                  str(graph))
+            workers = (threads or len(os.sched_getaffinity(0))) if row_parallel else 0
+            forward = OnnxForward(onnx_session(graph, target, 1 if row_parallel else threads), batch_size,
+                                  tokenizer.pad_token_id or 0, str(graph), parallel_rows=workers)
         logger.info("Loaded %s model from %s on %s with %s (labels: %s)", task.name, graph or directory, target,
                     backend, ", ".join(names))
-        if backend in BATCH_DEPENDENT:
+        if backend in BATCH_DEPENDENT and not row_parallel:
             logger.info("%s: %s.", backend, BATCH_DEPENDENT[backend])
         return cls(model=model, tokenizer=tokenizer, task=task, labels=LabelSpace(tuple(names)), device=target,
                    batch_size=batch_size, max_seq_length=max_seq_length, max_batch_tokens=max_batch_tokens,
@@ -278,6 +285,11 @@ class Predictor:
                    backend=backend, forward=forward)
 
     # ------------------------------------------------------------ public API: checked inputs, the task's results
+
+    @property
+    def batch_dependent(self) -> str | None:
+        """Why a result can depend on the other inputs of its batch (`BATCH_DEPENDENT`), or None when it cannot."""
+        return None if getattr(self.forward, "parallel_rows", 0) else BATCH_DEPENDENT.get(self.backend)
 
     @property
     def whole_documents(self) -> bool:
