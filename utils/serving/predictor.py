@@ -272,7 +272,7 @@ class Predictor:
                 raise ConfigError(f"Could not load the model weights from '{directory}': {err}") from None
             model.to(target).eval()
         else:
-            workers = (threads or len(os.sched_getaffinity(0))) if row_parallel else 0
+            workers = (threads or os.cpu_count() or 1) if row_parallel else 0
             forward = OnnxForward(onnx_session(graph, target, 1 if row_parallel else threads), batch_size,
                                   tokenizer.pad_token_id or 0, str(graph), parallel_rows=workers)
         logger.info("Loaded %s model from %s on %s with %s (labels: %s)", task.name, graph or directory, target,
