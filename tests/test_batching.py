@@ -78,8 +78,8 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
     from datasets import Dataset
     from transformers import AutoModelForTokenClassification
 
-    from utils.core.arguments import FinetuneTrainingArguments
     from utils.core.losses import SINGLE, make_loss
+    from utils.training.arguments import FinetuneTrainingArguments
     from utils.training.trainer import FinetuneTrainer
 
     train = Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102], [101, 8, 9, 102]],
@@ -103,8 +103,8 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
 
 
 def test_a_sampling_strategy_turns_buckets_off_and_both_together_are_refused(tmp_path):
-    from utils.core.arguments import FinetuneTrainingArguments
     from utils.core.errors import ConfigError
+    from utils.training.arguments import FinetuneTrainingArguments
     from utils.training.stages import Stages, settle_training_args
 
     stages = Stages(train=True, evaluate=False, predict=False)

@@ -452,7 +452,7 @@ def test_entity_level_metrics_have_the_example_keys():
 def test_a_tie_goes_to_the_lower_loss_then_to_the_later_checkpoint(tiny_model, tmp_path):
     from transformers import AutoModelForTokenClassification
 
-    from utils.core.arguments import FinetuneTrainingArguments
+    from utils.training.arguments import FinetuneTrainingArguments
     from utils.training.trainer import FinetuneTrainer
 
     args = FinetuneTrainingArguments(output_dir=str(tmp_path), metric_for_best_model="f1", greater_is_better=True,
@@ -474,7 +474,7 @@ def test_a_tie_goes_to_the_lower_loss_then_to_the_later_checkpoint(tiny_model, t
 
 
 def test_a_restored_earlier_checkpoint_says_which_and_why():
-    from utils.core.arguments import FinetuneTrainingArguments
+    from utils.training.arguments import FinetuneTrainingArguments
 
     args = FinetuneTrainingArguments(output_dir="unused", load_best_model_at_end=True, eval_strategy="epoch",
                                      save_strategy="epoch", metric_for_best_model="f1", report_to="none")

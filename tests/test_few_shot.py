@@ -244,8 +244,8 @@ def test_contrastive_phase_trains_through_trainer_and_logs_to_tensorboard(tiny_m
 
 
 def test_contrastive_training_args_keep_the_runs_setup_and_set_the_phases_own(tmp_path):
-    from utils.core.arguments import FinetuneTrainingArguments
     from utils.tasks.classification.arguments import ClassificationDataArguments
+    from utils.training.arguments import FinetuneTrainingArguments
 
     run = FinetuneTrainingArguments(
         output_dir=str(tmp_path), report_to=["tensorboard"], logging_steps=7, logging_first_step=True, seed=1,

@@ -8,9 +8,10 @@ import sys
 from accelerate.commands.launch import launch_command_parser
 
 from tests.conftest import ROOT
-from utils.core.arguments import FinetuneTrainingArguments, ModelArguments
+from utils.core.arguments import ModelArguments
 from utils.core.parsing import parse_args
 from utils.tasks.ner.arguments import NerDataArguments
+from utils.training.arguments import FinetuneTrainingArguments
 
 
 def test_gpu_check_plans_valid_runs(tmp_path):

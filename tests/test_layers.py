@@ -4,7 +4,9 @@
     utils.core       imports nothing from utils.training, utils.tasks, utils.serving
     utils.training   imports nothing from utils.tasks, utils.serving
     utils.tasks      imports nothing from utils.serving; a task package imports nothing from another task package
-    utils.serving    imports from utils.tasks only utils.tasks.registry (the one list of tasks)
+    utils.serving    imports nothing from utils.training; from utils.tasks only utils.tasks.registry (the one list
+                     of tasks)
+    and no module imports itself through others (no import circles, at any depth)
 
 and the rules that keep them honest: no file over 400 lines, no shared module (core, training, serving) that compares
 a task's name or identity, and every `.backward(` / optimizer `.step(` inside utils/training. Each failure names the
@@ -148,6 +150,65 @@ def test_a_task_package_imports_nothing_from_another_task():
                              or any(within(target, other) for other in others))
     assert not violations, report(f"a task package ({', '.join(packages)}) must import nothing from another task "
                                   f"package (nor {REGISTRY}, which imports them all)", violations)
+
+
+def test_serving_imports_nothing_from_training():
+    """Serving loads saved models; what it shares with training (packing, ordering) lives in utils.core."""
+    violations = broken("utils.serving", lambda target: within(target, "utils.training"))
+    assert not violations, report("utils.serving must import nothing from utils.training", violations)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules under utils/ it imports (a package import counts as its `__init__`)."""
+    known = modules()
+    return {name: {found.target for found in imports(path) if found.target in known and found.target != name}
+            for name, path in known.items()}
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), each sorted: a circle of imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(circles)
+
+
+def test_the_circle_finder_finds_circles():
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles():
+    circles = import_circles(import_graph())
+    assert not circles, report("no module under utils/ may import itself through others (imports inside functions "
+                               "count)", [" <-> ".join(circle) for circle in circles])
 
 
 def test_serving_reaches_the_tasks_only_through_the_registry():

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.training.packing import SequencePacker, make_packer, pack_rows, packing_position_offset
+from utils.core.packing import SequencePacker, make_packer, pack_rows, packing_position_offset
 
 
 @settings(max_examples=300, deadline=None)
@@ -116,7 +116,7 @@ def test_trainer_packs_token_batches_only(tmp_path, tiny_model):
     from torch.utils.data import RandomSampler
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
-    from utils.core.arguments import FinetuneTrainingArguments
+    from utils.training.arguments import FinetuneTrainingArguments
     from utils.training.trainer import FinetuneTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from utils.core.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from utils.core.arguments import DataArguments, ModelArguments
 from utils.core.errors import ConfigError
 from utils.core.parsing import parse_args
+from utils.training.arguments import FinetuneTrainingArguments
 
 TYPES = (ModelArguments, DataArguments, FinetuneTrainingArguments)
 DEFAULTS = {"output_dir": "out", "learning_rate": 5e-5}

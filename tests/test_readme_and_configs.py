@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from utils.core.arguments import DataArguments, FinetuneTrainingArguments, ModelArguments
+from utils.core.arguments import DataArguments, ModelArguments
 from utils.core.conll import read_conll
 from utils.core.parsing import parse_args
 from utils.tasks.classification.arguments import ClassificationDataArguments
 from utils.tasks.ner.arguments import NerDataArguments
+from utils.training.arguments import FinetuneTrainingArguments
 
 
 def readme_commands() -> list[str]:

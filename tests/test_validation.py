@@ -71,8 +71,8 @@ def test_config_values_are_checked_by_key_and_file(tmp_path, yaml, message):
 
 def test_config_numbers_convert_where_exact(tmp_path):
     """A whole float where an int belongs, or an int where a float belongs, is the same number: accepted."""
-    from utils.core.arguments import FinetuneTrainingArguments
     from utils.core.parsing import parse_args
+    from utils.training.arguments import FinetuneTrainingArguments
 
     config = tmp_path / "run.yaml"
     config.write_text("per_device_train_batch_size: 8.0\nlearning_rate: 1\n")

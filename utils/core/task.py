@@ -59,7 +59,7 @@ class Task:
     pipeline_tag: str
     peft_task_type: str  # peft's `TaskType` for LoRA adapters on this task's models
     architecture_suffix: str  # saved models of this task have an architecture name ending so: how serving knows them
-    token_outputs: bool  # one output per token: training batches can be packed (utils/training/packing.py)
+    token_outputs: bool  # one output per token: training batches can be packed (utils/core/packing.py)
     auto_model: Any
     data_arguments: type
     sample_config: str  # the zero-argument run's recipe: shipped sample data and settings that suit it

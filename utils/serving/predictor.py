@@ -29,6 +29,7 @@ from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.losses import REGRESSION
 from utils.core.modeling import load_config, load_tokenizer
 from utils.core.ordering import length_batches, token_batches
+from utils.core.packing import SequencePacker, make_packer, unpack
 from utils.core.task import Task
 from utils.serving.onnx_backend import (
     BATCH_DEPENDENT,
@@ -39,7 +40,6 @@ from utils.serving.onnx_backend import (
     resolve_backend,
 )
 from utils.tasks.registry import TASKS
-from utils.training.packing import SequencePacker, make_packer, unpack
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class TorchForward:
 def packed_forward(model: PreTrainedModel, task: Task, device: torch.device, batch_size: int, max_batch_tokens: int,
                    pad_id: int) -> TorchForward:
     """The PyTorch forward pass; for a token model that can take packed rows (BERT, RoBERTa, ... with SDPA or eager
-    attention: utils/training/packing.py), inputs laid end to end in rows of PACKED_ROW_TOKENS, at most
+    attention: utils/core/packing.py), inputs laid end to end in rows of PACKED_ROW_TOKENS, at most
     `max_batch_tokens` tokens per forward pass (an input longer than that alone); other models: `batch_size` padded
     rows per pass.
 

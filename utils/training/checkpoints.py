@@ -7,8 +7,8 @@ import os
 import shutil
 from collections.abc import Sequence
 
-from utils.core.arguments import FinetuneTrainingArguments
 from utils.core.errors import ConfigError
+from utils.training.arguments import FinetuneTrainingArguments
 
 logger = logging.getLogger(__name__)
 

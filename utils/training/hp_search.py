@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from utils.core.arguments import FinetuneTrainingArguments, ModelArguments
+from utils.core.arguments import ModelArguments
 from utils.core.errors import ConfigError, FinetuneError
 from utils.core.files import write_json
 from utils.core.parsing import read_config_file
+from utils.training.arguments import FinetuneTrainingArguments
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import transformers
 from datasets import Dataset
 from transformers import TrainerCallback, set_seed
 
-from utils.core.arguments import FinetuneTrainingArguments, ModelArguments
+from utils.core.arguments import ModelArguments
 from utils.core.data import SPLIT_FILES, split_source
 from utils.core.errors import FinetuneError
 from utils.core.files import open_up_new_files
@@ -31,6 +31,7 @@ from utils.core.ordering import longest_first
 from utils.core.parsing import parse_args, read_config_file
 from utils.core.task import PROJECT_ROOT, Task
 from utils.core.validation import validate_job
+from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.checkpoints import check_output_dir
 from utils.training.hub import push_output_dir
 from utils.training.reporting import (

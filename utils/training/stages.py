@@ -13,9 +13,9 @@ from typing import Any
 from datasets import Dataset
 from transformers import EvalPrediction, Trainer
 
-from utils.core.arguments import FinetuneTrainingArguments
 from utils.core.errors import ConfigError
 from utils.core.task import Task
+from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.checkpoints import resolve_checkpoint
 from utils.training.trainer import FinetuneTrainer, GracefulStop, Interrupted
 
@@ -29,7 +29,7 @@ COMMON_TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 2,
     "logging_steps": 25,
     "report_to": ["tensorboard"],
-    # Training batches: packed random batches for token tasks (`--pack_sequences`, utils/training/packing.py),
+    # Training batches: packed random batches for token tasks (`--pack_sequences`, utils/core/packing.py),
     # else `--bucket_by_length` (utils/training/batching.py): upstream's group_by_length cost 1.5 test F1 points on
     # CoNLL-2003 after one epoch (docs/benchmarks.md); giving --train_sampling_strategy turns buckets off.
     "train_sampling_strategy": "random",

@@ -22,11 +22,11 @@ from transformers.integrations.integration_utils import TensorBoardCallback, def
 from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, TrainOutput, has_length
 
-from utils.core.arguments import FinetuneTrainingArguments
 from utils.core.errors import FinetuneError
 from utils.core.files import open_up_new_files, write_json
+from utils.core.packing import SequencePacker, make_packer
+from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.batching import BucketedSampler, labelled_items
-from utils.training.packing import SequencePacker, make_packer
 
 logger = logging.getLogger(__name__)
 

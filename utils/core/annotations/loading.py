@@ -19,6 +19,7 @@ from utils.core.annotations.label_studio import read_label_studio
 from utils.core.annotations.records import ANNOTATION_FORMATS, AnnotatedText
 from utils.core.errors import DataError
 from utils.core.files import read_utf8, read_utf8_lines
+from utils.core.json_text import parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ FEATURES = Features({
 def read_annotation_records(path: str, fmt: str, key: str = "annotations") -> list[AnnotatedText]:
     """The records of one annotation file (brat: folder) in `fmt`; `key` chooses Label Studio's human
     `annotations` or the model's `predictions`."""
-    from utils.core.data import parse_json  # the strict JSON reading every loader shares
-
     if fmt == "brat":
         return read_brat(path)
     if fmt == "label-studio":

@@ -1,0 +1,110 @@
+"""The training options: `TrainingArguments` plus the run-level options the transformers examples lack, beside the
+training code that reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from utils.core.errors import ConfigError
+
+
+def bf16_cpu_supported() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            flags = stream.read(1 << 16)
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class FinetuneTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the run-level options the transformers examples lack."""
+
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after N evaluations without improvement of --metric_for_best_model."},
+    )
+    eval_before_training: bool = field(
+        default=False,
+        metadata={"help": "Score the untuned model on the validation set first; report before/after side by side."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an output_dir that already holds a run (its checkpoints and results are "
+                  "replaced). Without it such a run is refused, unless --resume_from_checkpoint continues it."},
+    )
+    sort_eval_by_length: bool = field(
+        default=True,
+        metadata={"help": "Evaluate and predict in length-sorted batches (less padding); outputs keep input order."},
+    )
+    pack_sequences: bool = field(
+        default=True,
+        metadata={"help": "Token tasks (NER) on BERT, RoBERTa, XLM-R, CamemBERT and ELECTRA models: keep random "
+                  "batches, but lay each batch's sequences end to end in rows of --pack_length tokens, attention "
+                  "kept within each sequence, so almost no padding is computed. Every sequence gets the logits it "
+                  "gets alone. Other models and tasks use --bucket_by_length. --no_pack_sequences: length buckets "
+                  "(with --no_bucket_by_length: padded random batches)."},
+    )
+    pack_length: int = field(
+        default=64,
+        metadata={"help": "Row length for --pack_sequences; a row grows to the batch's longest sequence. Longer rows "
+                  "pack tighter but spend more on attention."},
+    )
+    bucket_by_length: bool = field(
+        default=True,
+        metadata={"help": "When sequences are not packed: train on batches of similar-length examples (little "
+                  "padding), cut from length-sorted pools of --bucket_pool_batches batches and shuffled across the "
+                  "epoch; token losses weigh every labelled token as random batches do. --no_bucket_by_length: "
+                  "random batches, as the transformers examples. Giving --train_sampling_strategy turns it off."},
+    )
+    bucket_pool_batches: int = field(
+        default=50, metadata={"help": "Batches per length-sorted pool for --bucket_by_length (more: less padding)."}
+    )
+    hp_search_trials: int = field(
+        default=0,
+        metadata={"help": "Run an Optuna search of N trials over learning rate, batch size, epochs and weight decay "
+                  "(and LoRA r with --use_peft), scored on the validation split; every trial goes to "
+                  "hp_search.jsonl, then the best setting is trained into output_dir."},
+    )
+    hp_search_space: str | None = field(
+        default=None, metadata={"help": "YAML/JSON file with the search space (see configs/hp_search_space.yaml)."}
+    )
+    argmax_in_metrics: bool = field(
+        default=True,
+        metadata={"help": "Reduce logits to label ids batch by batch during evaluation. --no_argmax_in_metrics keeps "
+                  "every logit of the split in memory, as the transformers examples do (for comparison only)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.hp_search_trials < 0:
+            raise ConfigError(f"--hp_search_trials must be 0 or more, got {self.hp_search_trials}.")
+        if self.hp_search_space and not self.hp_search_trials:
+            raise ConfigError("--hp_search_space needs --hp_search_trials N.")
+        if self.pack_length < 1:
+            raise ConfigError(f"--pack_length must be 1 or more, got {self.pack_length}.")
+        if self.bucket_pool_batches < 1:
+            raise ConfigError(f"--bucket_pool_batches must be 1 or more, got {self.bucket_pool_batches}.")
+        self.settle_device()
+        super().__post_init__()
+
+    def settle_device(self) -> None:
+        """With no accelerator, train on the CPU explicitly: that makes `accelerate launch`/`torchrun` with several
+        processes real gloo DDP instead of independent copies. --bf16 without a bf16 GPU means bf16 autocast on the
+        CPU (where the CPU supports it); --fp16 needs a GPU."""
+        import torch
+        from transformers.utils import is_torch_bf16_gpu_available
+
+        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or (
+            torch.backends.mps.is_available())
+        if not accelerator:
+            if self.fp16:
+                raise ConfigError("--fp16 needs a CUDA (or XPU) device and there is none; on CPU use --bf16.")
+            if self.bf16 and not bf16_cpu_supported():
+                raise ConfigError("--bf16: this CPU has no bfloat16 support (needs AVX512-BF16 or AMX); drop --bf16.")
+            self.use_cpu = True
+        elif self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
+            raise ConfigError("--bf16: this GPU has no bfloat16 support; use --fp16.")
