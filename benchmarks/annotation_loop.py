@@ -4,7 +4,7 @@ CoNLL-2003, with the embedded MiniLM:
     python benchmarks/annotation_loop.py --conll_dir ../shared/data/conll2003 --seeds 0,1
 
 Per seed: fine-tune on `--start` random training sentences (the first model); score every other training sentence
-with that model (`Predictor.predict_tokens(..., uncertainty=True)`: 1 - the smallest word margin, as
+with that model (`Predictor.predict(sentences, uncertainty=True)`: 1 - the smallest word margin, as
 `predict.py --select_uncertain` does) and add the `--add` most uncertain ones, or `--add` random ones; continue
 fine-tuning the first model (run_ner.py --model FIRST_DIR, the kit's continued fine-tuning) on the `--start` +
 `--add` labelled sentences; report test F1 of the first model and of both continued ones, with the words and
@@ -71,7 +71,7 @@ def one_seed(seed: int, corpus, test_file: str, work: Path, args) -> dict:
     started = time.perf_counter()
     result = {"seed": seed, "first_f1": train(work / "first.conll", None, first_dir, test_file, seed, args)}
     predictor = Predictor.from_pretrained(str(first_dir), device="cpu", batch_size=64)
-    scored = predictor.predict_tokens([corpus.tokens[i] for i in pool], uncertainty=True)
+    scored = predictor.predict([corpus.tokens[i] for i in pool], uncertainty=True)
     ranked = sorted(range(len(pool)), key=lambda k: (-scored[k]["uncertainty"], k))
     chosen = {"uncertainty": [pool[k] for k in ranked[: args.add]], "random": rng.sample(pool, args.add)}
     for strategy, added in chosen.items():

@@ -4,7 +4,7 @@ PyTorch, ONNX fp32 and ONNX int8 backends of `Predictor` (export first: `export.
     python benchmarks/export_accuracy.py --ner_model /tmp/conll_ner --classification_model /tmp/sst2_cls \\
         --output benchmarks/results/export_accuracy.json
 
-NER tags the gold words of every test sentence (`Predictor.tag_words`, with the document context the model was
+NER tags the gold words of every test sentence (`NerPrediction.tag_words`, with the document context the model was
 trained with) and scores them with the training pipeline's seqeval settings (conlleval semantics); classification
 predicts every test text and counts the labels equal to gold. Each backend also gives its agreement with PyTorch
 (words / texts with the same prediction) and its speed in this process (one backend after another, after a warm-up).
@@ -36,9 +36,9 @@ def ner_scores(model: str, conll: str, backends: list[str]) -> dict:
     for backend in backends:
         predictor = Predictor.from_pretrained(model, device="cpu", backend=backend)
         documents = [str(document) for document in corpus.document_id]
-        predictor.tag_words(corpus.tokens[:16], documents[:16])  # warm-up
+        predictor.prediction.tag_words(corpus.tokens[:16], documents[:16])  # warm-up
         started = time.perf_counter()
-        tags = [tags for tags, _ in predictor.tag_words(corpus.tokens, documents)]
+        tags = [tags for tags, _ in predictor.prediction.tag_words(corpus.tokens, documents)]
         seconds = time.perf_counter() - started
         metrics, _ = entity_metrics(corpus.tags, tags)
         flat = [tag for sentence in tags for tag in sentence]

@@ -80,6 +80,7 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
 
     from utils.core.losses import SINGLE, make_loss
     from utils.training.arguments import FinetuneTrainingArguments
+    from utils.training.batching import BatchingPlan
     from utils.training.trainer import FinetuneTrainer
 
     train = Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102], [101, 8, 9, 102]],
@@ -87,9 +88,9 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
     model = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3)
 
     def trainer(bucket: bool) -> FinetuneTrainer:
-        args = FinetuneTrainingArguments(output_dir=str(tmp_path), bucket_by_length=bucket, pack_sequences=False,
-                                         per_device_train_batch_size=2, report_to="none")
-        return FinetuneTrainer(model=model, args=args, train_dataset=train, compute_loss_func=make_loss(SINGLE))
+        args = FinetuneTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, report_to="none")
+        return FinetuneTrainer(model=model, args=args, train_dataset=train, compute_loss_func=make_loss(SINGLE),
+                               batching=BatchingPlan("buckets" if bucket else "random"))
 
     short_batch = [{"labels": torch.tensor([[-100, 1, -100, -100], [-100, 0, -100, -100]])}]
     bucketed = trainer(True)
@@ -102,18 +103,39 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
     assert int(trainer(False)._get_num_items_in_batch(short_batch, torch.device("cpu"))) == 2
 
 
-def test_a_sampling_strategy_turns_buckets_off_and_both_together_are_refused(tmp_path):
+def test_one_batching_decision_from_the_flags(tmp_path, tiny_model):
+    """--batching, or the older flags that decide it the same way; contradictions are refused."""
+    from transformers import AutoModelForTokenClassification
+
     from utils.core.errors import ConfigError
     from utils.training.arguments import FinetuneTrainingArguments
-    from utils.training.stages import Stages, settle_training_args
+    from utils.training.batching import decide_batching
 
-    stages = Stages(train=True, evaluate=False, predict=False)
-    args = FinetuneTrainingArguments(output_dir=str(tmp_path), train_sampling_strategy="sequential")
-    assert args.bucket_by_length
-    assert not settle_training_args(args, stages, {"train"}, {"train_sampling_strategy"}).bucket_by_length
-    assert settle_training_args(FinetuneTrainingArguments(output_dir=str(tmp_path)), stages, {"train"},
-                                set()).bucket_by_length
+    model = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3, attn_implementation="sdpa")
+
+    def decide(given=(), token_outputs=True, pad_to_max_length=False, **flags):
+        args = FinetuneTrainingArguments(output_dir=str(tmp_path), **flags)
+        return decide_batching(args, set(given) | set(flags), model, 0, token_outputs, pad_to_max_length, 128)
+
+    packed = decide()
+    assert packed.kind == "packed" and packed.packer is not None and packed.pad_to is None
+    assert decide(token_outputs=False).kind == "buckets"  # one output per sequence: never packed
+    assert decide(pack_sequences=False).kind == "buckets"
+    assert decide(pack_sequences=False, bucket_by_length=False).kind == "random"
+    assert decide(token_outputs=False, train_sampling_strategy="sequential").kind == "random"
+    assert decide(train_sampling_strategy="sequential").kind == "packed"  # packing keeps the sampler's batches
+    padded = decide(pad_to_max_length=True, given={"pad_to_max_length"})
+    assert (padded.kind, padded.pad_to, padded.packer) == ("max_length", 128, None)
+    assert decide(batching="buckets").kind == "buckets"
+    assert decide(batching="random").kind == "random"
+    with pytest.raises(ConfigError, match="--batching packed: the task has one output per sequence"):
+        decide(batching="packed", token_outputs=False)
+    with pytest.raises(ConfigError, match="--batching buckets replaces --pack_sequences"):
+        decide(batching="buckets", pack_sequences=True)
     with pytest.raises(ConfigError, match="--bucket_by_length replaces --train_sampling_strategy"):
-        settle_training_args(args, stages, {"train"}, {"train_sampling_strategy", "bucket_by_length"})
+        decide(train_sampling_strategy="sequential", bucket_by_length=True)
+    eager = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3, attn_implementation="eager")
+    args = FinetuneTrainingArguments(output_dir=str(tmp_path))
+    assert decide_batching(args, set(), eager, 0, True, False, 128).kind == "packed"  # an additive 4-D mask
     with pytest.raises(ConfigError, match="--bucket_pool_batches must be 1 or more"):
         FinetuneTrainingArguments(output_dir=str(tmp_path), bucket_pool_batches=0)

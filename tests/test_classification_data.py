@@ -19,7 +19,9 @@ from utils.tasks.classification.task import CLASSIFICATION_TASK
 
 
 def load(**kwargs):
-    return load_classification_data(ClassificationDataArguments(**kwargs), ModelArguments())
+    """(canonical splits, the loaded data: arguments as given and what loading settled)."""
+    data = load_classification_data(ClassificationDataArguments(**kwargs), ModelArguments())
+    return data.raw, data
 
 
 def jsonl(rows):
@@ -30,7 +32,7 @@ def test_text_column_is_inferred_per_split(write_file):
     raw, args = load(train_file=write_file("train.tsv", "label\tsentence\n0\tgood film\n1\tbad film\n"),
                      validation_file=write_file("dev.tsv", "label\tcontent\n1\tawful\n"))
     assert raw["train"]["text"] == ["good film", "bad film"] and raw["validation"]["text"] == ["awful"]
-    assert raw["train"]["label"] == ["0", "1"] and args.problem_type == SINGLE
+    assert raw["train"]["label"] == ["0", "1"] and args.settled.problem_type == SINGLE
 
 
 def test_tsv_quotes_and_na_stay_text(write_file):
@@ -48,31 +50,31 @@ def test_ambiguous_text_columns_need_a_flag(write_file):
 
 def test_known_pair_columns_are_a_pair(write_file):
     raw, args = load(train_file=write_file("t.csv", "sentence1,sentence2,score\na b,a c,3.5\nx,y,0.2\n"))
-    assert raw["train"]["text_pair"] == ["a c", "y"] and args.problem_type == REGRESSION
+    assert raw["train"]["text_pair"] == ["a c", "y"] and args.settled.problem_type == REGRESSION
     assert raw["train"]["label"] == [3.5, 0.2]
 
 
 def test_multi_label_from_lists_and_delimited_strings(write_file):
     raw, args = load(train_file=write_file("t.jsonl", jsonl([{"text": "a", "labels": ["x", "y"]},
                                                              {"text": "b", "labels": ["y"]}])))
-    assert args.problem_type == MULTI and raw["train"]["label"] == [["x", "y"], ["y"]]
+    assert args.settled.problem_type == MULTI and raw["train"]["label"] == [["x", "y"], ["y"]]
     raw, args = load(train_file=write_file("t.csv", 'text,label\na,"x,y"\nb,y\n'))
-    assert args.problem_type == MULTI and raw["train"]["label"] == [["x", "y"], ["y"]]
-    labels = build_classification_labels(raw, args, None)
+    assert args.settled.problem_type == MULTI and raw["train"]["label"] == [["x", "y"], ["y"]]
+    labels = build_classification_labels(args, None)
     assert labels.names == ("x", "y")
 
 
 def test_problem_type_override(write_file):
     raw, args = load(train_file=write_file("t.csv", "text,label\na,1\nb,2\n"), problem_type="regression")
-    assert args.problem_type == REGRESSION and raw["train"]["label"] == [1.0, 2.0]
+    assert args.settled.problem_type == REGRESSION and raw["train"]["label"] == [1.0, 2.0]
 
 
 def test_integer_labels_keep_numeric_order_and_label_list_fixes_order(write_file):
     path = write_file("t.csv", "text,label\na,10\nb,2\nc,1\n")
     raw, args = load(train_file=path)
-    assert build_classification_labels(raw, args, None).names == ("1", "2", "10")
+    assert build_classification_labels(args, None).names == ("1", "2", "10")
     raw, args = load(train_file=path, label_list="10,2,1")
-    assert build_classification_labels(raw, args, None).names == ("10", "2", "1")
+    assert build_classification_labels(args, None).names == ("10", "2", "1")
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -102,22 +104,22 @@ def test_mixed_label_types_and_nan_in_json(write_file):
 def test_unseen_labels_in_validation_are_an_error(write_file):
     raw, args = load(train_file=write_file("t.csv", "text,label\na,pos\nb,neg\n"),
                      validation_file=write_file("v.csv", "text,label\nc,neutral\nd,pos\n"))
-    labels = build_classification_labels(raw, args, None)
+    labels = build_classification_labels(args, None)
     with pytest.raises(DataError, match=r"'neutral' \(1x, first at .*v.csv row 1\)"):
-        check_classification_labels(raw, labels, args)
+        check_classification_labels(args, labels)
 
 
 def test_unknown_name_in_a_multi_label_list(write_file):
     raw, args = load(train_file=write_file("t.jsonl", jsonl([{"text": "a", "labels": ["x"]}])),
                      validation_file=write_file("v.jsonl", jsonl([{"text": "b", "labels": ["x", "zz"]}])))
     with pytest.raises(DataError, match=r"'zz' \(1x"):
-        check_classification_labels(raw, build_classification_labels(raw, args, None), args)
+        check_classification_labels(args, build_classification_labels(args, None))
 
 
 def test_pairs_get_token_types_and_truncation_side_is_honoured(write_file):
     tokenizer = load_tokenizer(ModelArguments())
     raw, args = load(train_file=write_file("t.csv", "sentence1,sentence2,label\nhello there,general kenobi,a\n"))
-    labels = build_classification_labels(raw, args, None)
+    labels = build_classification_labels(args, None)
     features = encode_classification(raw["train"], tokenizer, labels, args)
     pair = tokenizer("hello there", "general kenobi")  # the tokenizer's own pair encoding: [CLS] a [SEP] b [SEP]
     assert features[0]["input_ids"] == pair["input_ids"]
@@ -126,8 +128,8 @@ def test_pairs_get_token_types_and_truncation_side_is_honoured(write_file):
     raw, args = load(train_file=write_file("l.csv", f"text,label\n{long_text},a\nshort,b\n"), max_seq_length=8,
                      truncation_side="left")
     # the side is the tokenizer's setting, given when the task loads it (and saved with it for predict.py)
-    left = load_tokenizer(ModelArguments(), **CLASSIFICATION_TASK.tokenizer_kwargs(None, args))
-    features = encode_classification(raw["train"], left, build_classification_labels(raw, args, None), args)
+    left = load_tokenizer(ModelArguments(), **CLASSIFICATION_TASK.data.tokenizer_kwargs(None, args.args))
+    features = encode_classification(raw["train"], left, build_classification_labels(args, None), args)
     assert features["truncated"] == [True, False] and left.truncation_side == "left"
     assert len(features[0]["input_ids"]) == 8
     assert tokenizer.decode(features[0]["input_ids"], skip_special_tokens=True).endswith("final")
@@ -136,17 +138,17 @@ def test_pairs_get_token_types_and_truncation_side_is_honoured(write_file):
 
 def test_class_weights_auto_manual_and_loss(write_file):
     raw, args = load(train_file=write_file("t.csv", "text,label\na,x\nb,x\nc,x\nd,y\n"), class_weights="auto")
-    labels = build_classification_labels(raw, args, None)
-    assert resolve_class_weights(raw, labels, args) == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
-    args.class_weights = "1,3"
-    loss = classification_loss(raw, labels, args, TrainingArguments(output_dir="x"))
+    labels = build_classification_labels(args, None)
+    assert resolve_class_weights(args, labels) == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
+    args.args.class_weights = "1,3"
+    loss = classification_loss(args, labels, TrainingArguments(output_dir="x"))
     logits, targets = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
     per_example = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     expected = (1 * per_example[0] + 3 * per_example[1]) / 2  # each example's loss scaled by its class weight
     assert loss({"logits": logits}, targets).item() == pytest.approx(expected.item())
     assert loss({"logits": logits}, targets).item() != pytest.approx(per_example.mean().item())
-    args.class_weights = "1,2,3"
+    args.args.class_weights = "1,2,3"
     with pytest.raises(ConfigError, match="needs 2 positive weights"):
-        resolve_class_weights(raw, labels, args)
-    args.class_weights = "none"
-    assert resolve_class_weights(raw, labels, args) is None
+        resolve_class_weights(args, labels)
+    args.args.class_weights = "none"
+    assert resolve_class_weights(args, labels) is None

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
@@ -13,9 +13,11 @@ import run_ner
 from tests.conftest import ROOT
 from utils.core.conll import read_conll
 from utils.core.errors import ConfigError
+from utils.core.examples import Example
 from utils.core.labels import LabelSpace
 from utils.core.losses import IGNORE_INDEX
-from utils.serving.inputs import Example, chunk_ends, predict_examples, read_examples
+from utils.core.task import LoadedData
+from utils.serving.inputs import chunk_ends, predict_examples, read_examples
 from utils.serving.predictor import Predictor
 from utils.tasks.ner.alignment import NO_WORD, context_budget, document_context
 from utils.tasks.ner.arguments import NerDataArguments
@@ -96,7 +98,7 @@ DOCUMENTS = ["0", "0", "0", "1", "2"]
 
 def encoded(tokenizer, context_size, max_seq_length=32, dataset=None):
     args = NerDataArguments(context_size=context_size, max_seq_length=max_seq_length, stride=4)
-    return encode_ner(dataset or canonical(SENTENCES, DOCUMENTS), tokenizer, LABELS, args)
+    return encode_ner(dataset or canonical(SENTENCES, DOCUMENTS), tokenizer, LABELS, LoadedData(DatasetDict(), args))
 
 
 def test_no_label_ever_lands_on_a_context_token(tokenizer):
@@ -181,7 +183,7 @@ def test_context_never_changes_the_predicted_words(context_model):
 def test_predict_uses_the_models_context_on_conll_documents(context_model, tmp_path):
     conll = ROOT / "data" / "ner" / "test.conll"
     predictor = Predictor.from_pretrained(str(context_model), device="cpu", max_seq_length=48, stride=32)
-    assert predictor.context_size == 16
+    assert predictor.prediction.context_size == 16 and predictor.settings()["context_size"] == 16
     examples = read_examples(str(conll))
     assert len({e.document for e in examples}) == 6
     out = tmp_path / "predicted.jsonl"

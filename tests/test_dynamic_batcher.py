@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 
-from utils.serving.batching import DynamicBatcher, Job
+from utils.core.examples import Example
+from utils.serving.batching import DynamicBatcher, Job, predict_jobs
 
 
 class Echo:
-    """A stand-in predictor: each text's result names it, and every call is recorded."""
+    """A stand-in predictor: each text's result names it (and its document), and every call is recorded."""
 
     def __init__(self):
         self.calls: list[list[str]] = []
 
-    def predict(self, texts, pairs=None, documents=None):
-        self.calls.append(list(texts))
-        return [{"text": text} for text in texts]
+    def predict_examples(self, examples):
+        self.calls.append([example.text for example in examples])
+        return [{"text": e.text} if e.document is None else {"text": e.text, "document": e.document}
+                for e in examples]
+
+
+def texts(*values: str, documents=None) -> Job:
+    return Job([Example(text=value, document=None if documents is None else documents[i])
+                for i, value in enumerate(values)])
 
 
 def run(coroutine):
@@ -26,19 +33,19 @@ def test_a_client_alone_does_not_wait_but_concurrent_clients_fill_the_batch():
     async def scenario():
         batcher = DynamicBatcher(Echo(), max_batch_size=2, max_wait_ms=60_000)  # a wait would hang the test
         batcher.queue = asyncio.Queue()
-        await batcher.queue.put(Job("texts", ["a"]))
-        assert [job.inputs for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [["a"]]
+        await batcher.queue.put(texts("a"))
+        assert [[e.text for e in job.examples] for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [["a"]]
         batcher.last_requests = 1  # the last batch was one client's: no wait
-        await batcher.queue.put(Job("texts", ["b"]))
-        assert [job.inputs for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [["b"]]
+        await batcher.queue.put(texts("b"))
+        assert [[e.text for e in job.examples] for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [["b"]]
         batcher.last_requests = 2  # clients are sending concurrently: wait for the batch to fill
-        await batcher.queue.put(Job("texts", ["c"]))
+        await batcher.queue.put(texts("c"))
         pending = asyncio.ensure_future(batcher.next_batch())
         await asyncio.sleep(0.05)
         assert not pending.done()
-        await batcher.queue.put(Job("texts", ["d"]))
+        await batcher.queue.put(texts("d"))
         batch, stop = await asyncio.wait_for(pending, 5)
-        assert [job.inputs for job in batch] == [["c"], ["d"]] and not stop
+        assert [[e.text for e in job.examples] for job in batch] == [["c"], ["d"]] and not stop
 
     run(scenario())
 
@@ -48,9 +55,9 @@ def test_concurrent_jobs_are_predicted_together_and_each_gets_its_own_results():
         echo = Echo()
         batcher = DynamicBatcher(echo, max_batch_size=64, max_wait_ms=50)
         await batcher.start()
-        first = await batcher.submit(Job("texts", ["alone"]))
+        first = await batcher.submit(texts("alone"))
         batcher.arriving = 1  # as the HTTP layer counts a request being read
-        jobs = [asyncio.ensure_future(batcher.submit(Job("texts", [f"t{i}", f"u{i}"]))) for i in range(5)]
+        jobs = [asyncio.ensure_future(batcher.submit(texts(f"t{i}", f"u{i}"))) for i in range(5)]
         await asyncio.sleep(0.01)
         batcher.arriving = 0
         results = await asyncio.gather(*jobs)
@@ -61,3 +68,11 @@ def test_concurrent_jobs_are_predicted_together_and_each_gets_its_own_results():
         assert batcher.stats.as_dict()["requests"] == 6 and batcher.last_requests == 5
 
     run(scenario())
+
+
+def test_a_document_id_only_groups_the_inputs_of_its_own_request():
+    """Two requests naming the same document id: each keeps its own documents (namespaced by job)."""
+    echo = Echo()
+    results = predict_jobs(echo, [texts("a", "b", documents=["d", None]), texts("c", documents=["d"])])
+    assert echo.calls == [["a", "b", "c"]]
+    assert results == [[{"text": "a", "document": (0, "d")}, {"text": "b"}], [{"text": "c", "document": (1, "d")}]]

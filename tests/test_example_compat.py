@@ -4,7 +4,6 @@ flag we took over, showing what it does here. Fixtures in tests/fixtures/example
 formats (conll/sample.json: JSON lines of `words`/`ner`; MRPC/*.csv: label,sentence1,sentence2)."""
 
 import csv
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,7 +19,9 @@ import run_ner
 from tests.conftest import ROOT
 from utils.core.errors import ConfigError, DataError
 from utils.core.labels import LabelSpace
+from utils.core.task import LoadedData
 from utils.tasks.classification.metrics import score_classification
+from utils.tasks.classification.settled import ClassificationSettled
 from utils.tasks.classification.task import CLASSIFICATION_TASK
 from utils.tasks.ner.metrics import entity_metrics
 from utils.tasks.ner.task import NER_TASK
@@ -45,10 +46,10 @@ def evaluations(output_dir) -> list[dict]:
 
 
 def load(task, *argv):
-    """Parse flags as the script does, then load the data: (canonical splits, settled data arguments, job)."""
+    """Parse flags as the script does, then load the data: (canonical splits, the loaded data, job)."""
     job = parse_job(task, [*argv, "--output_dir", "unused"])
-    raw, data_args = task.load(job.data_args, job.model_args)
-    return raw, data_args, job
+    data = task.data.load(job.data_args, job.model_args)
+    return data.raw, data, job
 
 
 def write_csv(path: Path, header: list[str], rows: list[tuple]) -> str:
@@ -262,16 +263,16 @@ def test_ignore_mismatched_sizes(tiny_model, tmp_path):
 
 def test_do_regression(tmp_path):
     stars = write_csv(tmp_path / "stars.csv", ["text", "label"], [("bad", 1), ("fine", 3), ("great", 5)])
-    _, data_args, _ = load(CLASSIFICATION_TASK, "--train_file", stars)
-    assert data_args.problem_type == "single_label_classification"  # integers: classes, unless told
-    raw, data_args, _ = load(CLASSIFICATION_TASK, "--train_file", stars, "--do_regression")
-    assert data_args.problem_type == "regression" and raw["train"]["label"] == [1.0, 3.0, 5.0]
-    assert CLASSIFICATION_TASK.best_metric(raw, data_args) == ("mse", False)
+    _, data, _ = load(CLASSIFICATION_TASK, "--train_file", stars)
+    assert data.settled.problem_type == "single_label_classification"  # integers: classes, unless told
+    raw, data, _ = load(CLASSIFICATION_TASK, "--train_file", stars, "--do_regression")
+    assert data.settled.problem_type == "regression" and raw["train"]["label"] == [1.0, 3.0, 5.0]
+    assert CLASSIFICATION_TASK.training.best_metric(data) == ("mse", False)
     halves = write_csv(tmp_path / "halves.csv", ["text", "label"], [("a", 0.5), ("b", 1.5)])
-    _, data_args, _ = load(CLASSIFICATION_TASK, "--train_file", halves)
-    assert data_args.problem_type == "regression"
-    raw, data_args, _ = load(CLASSIFICATION_TASK, "--train_file", halves, "--do_regression", "false")
-    assert data_args.problem_type == "single_label_classification" and raw["train"]["label"] == ["0.5", "1.5"]
+    _, data, _ = load(CLASSIFICATION_TASK, "--train_file", halves)
+    assert data.settled.problem_type == "regression"
+    raw, data, _ = load(CLASSIFICATION_TASK, "--train_file", halves, "--do_regression", "false")
+    assert data.settled.problem_type == "single_label_classification" and raw["train"]["label"] == ["0.5", "1.5"]
     with pytest.raises(ConfigError, match="contradicts"):
         load(CLASSIFICATION_TASK, "--train_file", halves, "--do_regression", "true", "--problem_type", "multi_label")
 
@@ -362,8 +363,8 @@ def test_metric_name_keys_and_best_model(tiny_model, tmp_path):
 def scored(problem: str, names: tuple[str, ...], gold: list, decoded: list[dict], metric_name: str) -> dict:
     job = parse_job(CLASSIFICATION_TASK, ["--dataset_name", "x", "--output_dir", "unused", "--metric_name",
                                           metric_name])
-    data_args = dataclasses.replace(job.data_args, problem_type=problem)
-    metrics, _ = score_classification(decoded, Dataset.from_dict({"label": gold}), LabelSpace(names), data_args)
+    data = LoadedData(DatasetDict(), job.data_args, ClassificationSettled(problem))
+    metrics, _ = score_classification(decoded, Dataset.from_dict({"label": gold}), LabelSpace(names), data)
     return metrics
 
 
@@ -421,9 +422,9 @@ def test_glue_task_name(tiny_model, tmp_path, monkeypatch):
     stsb = {split: Dataset.from_dict({"sentence1": ["a b", "c d"], "sentence2": ["a b", "e f"], "label": [5.0, 0.4],
                                       "idx": [0, 1]}) for split in ("train", "validation")}
     monkeypatch.setattr(datasets, "load_dataset", fake_hub(stsb, ("nyu-mll/glue", "stsb")))
-    raw, data_args, _ = load(CLASSIFICATION_TASK, "--task_name", "stsb")
-    assert data_args.problem_type == "regression" and raw["train"]["text_pair"] == ["a b", "e f"]
-    assert CLASSIFICATION_TASK.best_metric(raw, data_args) == ("pearson", True)
+    raw, data, _ = load(CLASSIFICATION_TASK, "--task_name", "stsb")
+    assert data.settled.problem_type == "regression" and raw["train"]["text_pair"] == ["a b", "e f"]
+    assert CLASSIFICATION_TASK.training.best_metric(data) == ("pearson", True)
     with pytest.raises(ConfigError, match="not a GLUE task"):
         load(CLASSIFICATION_TASK, "--task_name", "squad")
 

@@ -188,8 +188,8 @@ def test_onnx_predictions_equal_pytorchs_through_the_same_windows_and_context(on
         onnx_predictor = Predictor.from_pretrained(onnx_ner, device="cpu", backend="onnx-fp32", **options)
         assert onnx_predictor.model is None and onnx_predictor.backend == "onnx-fp32"
         same_predictions(onnx_predictor.predict(texts), torch_predictor.predict(texts))
-        same_predictions(onnx_predictor.predict_tokens(sentences, documents),
-                         torch_predictor.predict_tokens(sentences, documents))
+        same_predictions(onnx_predictor.predict(sentences, documents=documents),
+                         torch_predictor.predict(sentences, documents=documents))
     assert sum(len(r["entities"]) for r in torch_predictor.predict(texts)) > 0, "the model tags no entity"
 
 

@@ -319,25 +319,31 @@ def test_finetune_few_shot_trains_the_ordinary_model_on_exactly_k_per_label(tiny
 def zero_shot_args(**kwargs):
     from utils.tasks.classification.arguments import ClassificationDataArguments
 
-    args = ClassificationDataArguments(zero_shot=True, **kwargs)
-    args.problem_type = "single_label_classification"
-    return args
+    return ClassificationDataArguments(zero_shot=True, **kwargs)
+
+
+def select(raw, args):
+    """Zero-shot's selection on single-label data: (splits kept, label order settled)."""
+    from utils.core.task import LoadedData
+    from utils.tasks.classification.data import select_training_data
+    from utils.tasks.classification.settled import ClassificationSettled, settled_label_names
+
+    data = select_training_data(LoadedData(raw, args, ClassificationSettled("single_label_classification")))
+    return data.raw, settled_label_names(data)
 
 
 def test_zero_shot_labels_come_from_descriptions_then_train_labels_and_train_is_dropped(write_file):
     from datasets import Dataset, DatasetDict
-
-    from utils.tasks.classification.data import select_training_data
 
     def raw():
         return DatasetDict(train=Dataset.from_dict({"text": ["a", "b"], "label": ["2", "10"], "location": ["", ""]}),
                            test=Dataset.from_dict({"text": ["c"], "label": ["2"], "location": [""]}))
 
     given = zero_shot_args()
-    selected, args = select_training_data(raw(), given)
-    assert set(selected) == {"test"} and args.label_names == ["2", "10"] and given.label_names is None
+    selected, names = select(raw(), given)
+    assert set(selected) == {"test"} and names == ["2", "10"] and given.label_names is None
     described = zero_shot_args(label_descriptions=write_file("d.yaml", "10: ten\n2: [two, a pair]\n"))
-    assert select_training_data(raw(), described)[1].label_names == ["10", "2"]
+    assert select(raw(), described)[1] == ["10", "2"]
 
 
 def test_label_description_errors(write_file):

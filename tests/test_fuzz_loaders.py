@@ -100,13 +100,14 @@ def model_args(directory: Path) -> ModelArguments:
 
 
 def load_classification(directory: Path, path: str, **kwargs) -> tuple[dict, ClassificationDataArguments]:
-    raw, args = load_classification_data(ClassificationDataArguments(train_file=path, **kwargs), model_args(directory))
+    data = load_classification_data(ClassificationDataArguments(train_file=path, **kwargs), model_args(directory))
+    raw, args = data.raw, data.settled
     return raw["train"].to_dict(), args
 
 
 def load_ner(directory: Path, path: str, split: str = "train", **kwargs) -> dict:
     args = NerDataArguments(**{f"{split}_file": path}, **kwargs)
-    raw, _ = load_ner_data(args, model_args(directory))
+    raw = load_ner_data(args, model_args(directory)).raw
     return raw[split].to_dict()
 
 

@@ -13,7 +13,9 @@ from utils.tasks.ner.iob import malformed_tag_fix, split_tag
 
 
 def load(path, **kwargs):
-    return load_classification_data(ClassificationDataArguments(train_file=path, **kwargs), ModelArguments())
+    """(canonical splits, what loading settled: problem type and label order)."""
+    data = load_classification_data(ClassificationDataArguments(train_file=path, **kwargs), ModelArguments())
+    return data.raw, data.settled
 
 
 @pytest.mark.parametrize(("rows", "message"), [

@@ -7,6 +7,7 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
 from utils.core.arguments import ModelArguments
 from utils.core.errors import DataError
+from utils.core.task import LoadedData
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.data import load_ner_data, parse_word_list
 from utils.tasks.ner.labels import build_ner_labels, check_ner_labels
@@ -18,8 +19,7 @@ ROWS = [
 
 
 def load(**kwargs):
-    raw, _ = load_ner_data(NerDataArguments(**kwargs), ModelArguments())
-    return raw
+    return load_ner_data(NerDataArguments(**kwargs), ModelArguments()).raw
 
 
 def jsonl(rows):
@@ -146,14 +146,15 @@ def test_unknown_labels_error_or_map_to_o(write_file):
     args = {"train_file": write_file("train.conll", "Ada B-PER\nwrote O\n"),
             "validation_file": write_file("valid.conll", "Bonn B-LOC\nis O\n\nUlm B-LOC\n")}
     raw = load(**args)
-    labels = build_ner_labels(raw, NerDataArguments(**args), config=None)
+    labels = build_ner_labels(LoadedData(raw, NerDataArguments(**args)), config=None)
     assert labels.names == ("O", "B-PER")
     with pytest.raises(DataError, match=r"B-LOC \(2x, first at .*valid.conll:1\).*--unknown_labels O"):
-        check_ner_labels(raw, labels, NerDataArguments(**args))
-    mapped = check_ner_labels(raw, labels, NerDataArguments(**args, unknown_labels="O"))
+        check_ner_labels(LoadedData(raw, NerDataArguments(**args)), labels)
+    mapped = check_ner_labels(LoadedData(raw, NerDataArguments(**args, unknown_labels="O")), labels)
     assert mapped["validation"]["ner_tags"] == [["O", "O"], ["O"]]
 
 
 def test_label_order_is_o_then_type_then_prefix(write_file):
     raw = load(train_file=write_file("t.conll", "a I-PER\nb B-PER\nc O\nd B-LOC\ne I-LOC\n"))
-    assert build_ner_labels(raw, NerDataArguments(), None).names == ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
+    labels = build_ner_labels(LoadedData(raw, NerDataArguments()), None)
+    assert labels.names == ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")

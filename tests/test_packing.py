@@ -111,12 +111,14 @@ def test_models_and_batches_that_cannot_be_packed_are_left_alone():
 
 
 def test_trainer_packs_token_batches_only(tmp_path, tiny_model):
-    """NER batches are packed (random sampler, no buckets); sentence labels (classification) are not."""
+    """NER batches are packed (random sampler, no buckets); sentence labels (classification) are not: the plan
+    decided before the Trainer (`decide_batching`) is what the Trainer does."""
     from datasets import Dataset
     from torch.utils.data import RandomSampler
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
     from utils.training.arguments import FinetuneTrainingArguments
+    from utils.training.batching import decide_batching
     from utils.training.trainer import FinetuneTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -130,8 +132,9 @@ def test_trainer_packs_token_batches_only(tmp_path, tiny_model):
 
     def trainer(dataset, model=model, token_outputs=True, **flags) -> FinetuneTrainer:
         args = FinetuneTrainingArguments(output_dir=str(tmp_path), report_to="none", **flags)
+        plan = decide_batching(args, set(flags), model, tokenizer.pad_token_id, token_outputs, False, None)
         return FinetuneTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                               token_outputs=token_outputs)
+                               batching=plan)
 
     packing = trainer(tokens)
     assert packing.packer == SequencePacker(64, tokenizer.pad_token_id, 0, "boolean")

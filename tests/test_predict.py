@@ -20,9 +20,10 @@ from benchmarks.predict_throughput import comparable
 from tests.conftest import ROOT
 from utils.core.conll import read_conll
 from utils.core.errors import ConfigError, DataError
+from utils.core.examples import Example
 from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.core.ordering import longest_first, token_batches
-from utils.serving.inputs import Example, input_format, predict_examples, read_examples
+from utils.serving.inputs import input_format, predict_examples, read_examples
 from utils.serving.predictor import Predictor, TorchForward, packed_forward
 from utils.tasks.classification.outputs import classification_result
 from utils.tasks.classification.task import CLASSIFICATION_TASK
@@ -156,13 +157,15 @@ def test_ner_windows_are_checked_once_for_training_and_prediction(tokenizer):
 def test_forward_batches_rows_of_similar_length_and_pads_them():
     class Echo(torch.nn.Module):
         def forward(self, input_ids, attention_mask):
-            return type("Output", (), {"logits": (input_ids * 10 + attention_mask).unsqueeze(-1)})
+            return {"logits": (input_ids * 10 + attention_mask).unsqueeze(-1), "loss": None}
 
     forward = TorchForward(Echo(), torch.device("cpu"), batch_size=2, pad_id=9)
     rows = {"input_ids": [[1], [2, 2, 2], [3, 3]], "attention_mask": [[1], [1, 1, 1], [1, 1]], "word_index": [[0]]}
-    batches = [(batch, logits.squeeze(-1).tolist()) for batch, logits in forward(rows)]
+    batches = [(batch, outputs["logits"].squeeze(-1).tolist()) for batch, outputs in forward(rows)]
     assert batches == [([1, 2], [[21, 21, 21], [31, 31, 90]]), ([0], [[11]])]
-    assert all(logits.dtype == torch.float32 for _, logits in forward(rows))
+    # every tensor output by name (the model's own names), float32; what is not a tensor is not an output
+    assert all(list(outputs) == ["logits"] and outputs["logits"].dtype == torch.float32
+               for _, outputs in forward(rows))
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -183,17 +186,20 @@ def test_packed_forward_gives_each_row_its_unpacked_logits(tiny_model):
     config = AutoConfig.from_pretrained(tiny_model, num_labels=3)
     torch.manual_seed(0)
     model = AutoModelForTokenClassification.from_config(config).eval()
-    forward = packed_forward(model, NER_TASK, torch.device("cpu"), batch_size=2, max_batch_tokens=32, pad_id=0)
+    forward = packed_forward(model, NER_TASK.training.token_outputs, torch.device("cpu"), batch_size=2,
+                             max_batch_tokens=32, pad_id=0)
     assert forward.packer is not None and forward.max_tokens == 32
-    assert packed_forward(model, CLASSIFICATION_TASK, torch.device("cpu"), 2, 16, 0).packer is None
+    assert packed_forward(model, CLASSIFICATION_TASK.training.token_outputs, torch.device("cpu"), 2, 16,
+                          0).packer is None
     generator = torch.Generator().manual_seed(1)
     lengths = [5, 16, 3, 9, 9, 1, 12, 7]
     rows = {"input_ids": [torch.randint(5, 100, (n,), generator=generator).tolist() for n in lengths],
             "attention_mask": [[1] * n for n in lengths], "token_type_ids": [[0] * n for n in lengths]}
     plain = TorchForward(model, torch.device("cpu"), batch_size=1)
-    alone = {batch[0]: logits[0] for batch, logits in plain(rows)}
+    alone = {batch[0]: outputs["logits"][0] for batch, outputs in plain(rows)}
     seen = []
-    for batch, logits in forward(rows):
+    for batch, outputs in forward(rows):
+        logits = outputs["logits"]
         assert sum(lengths[i] for i in batch) <= 32 or len(batch) == 1
         assert logits.shape[:2] == (len(batch), max(lengths[i] for i in batch))
         for row, index in enumerate(batch):
@@ -207,13 +213,15 @@ def test_packed_forward_gives_each_row_its_unpacked_logits(tiny_model):
 
 
 def test_the_predictor_delegates_to_its_task(ner, classifier_model):
-    assert ner.task is NER_TASK and ner.stride == DEFAULT_STRIDE and not ner.whole_documents
-    with pytest.raises(ConfigError, match="Sentence pairs are for classification models"):
+    assert ner.task is NER_TASK and ner.prediction.stride == DEFAULT_STRIDE and not ner.whole_documents
+    assert ner.settings()["stride"] == DEFAULT_STRIDE and not hasattr(ner, "stride")  # no forwarding to the task
+    with pytest.raises(ConfigError, match=r"input 0 is 'pair', but this model \(ner\) takes texts and pre-split"):
         ner.predict(["Kyoto ."], text_pairs=["Japan ."])
-    classifier = Predictor.from_pretrained(classifier_model, device="cpu")
-    assert classifier.task is CLASSIFICATION_TASK and classifier.problem_type == SINGLE
-    with pytest.raises(ConfigError, match="predict_tokens needs an NER model"):
-        classifier.predict_tokens([["Kyoto"]])
+    classifier = Predictor.from_pretrained(classifier_model, device="cpu", stride=3)  # NER's option: not this task's
+    assert classifier.task is CLASSIFICATION_TASK and classifier.prediction.problem_type == SINGLE
+    assert classifier.settings()["threshold"] == 0.5 and "stride" not in classifier.settings()
+    with pytest.raises(ConfigError, match=r"input 0 is 'tokens', but this model \(classification\) takes texts"):
+        classifier.predict([["Kyoto"]])
 
 
 def test_entities_equal_the_pipelines_where_it_groups_words_like_us(ner, ner_model):
@@ -248,7 +256,7 @@ def test_text_longer_than_the_model_gets_entities_at_its_end(ner):
     entities = ner.predict([text])[0]["entities"]
     at_end = {(e["label"], e["start"] - offset, e["end"] - offset) for e in entities if e["start"] >= offset}
     assert (known["label"], known["start"], known["end"]) in at_end
-    tagged = ner.predict_tokens([text.split()])[0]
+    tagged = ner.predict([text.split()])[0]
     assert len(tagged["tags"]) == len(tagged["tokens"]) == len(text.split())
 
 
@@ -256,10 +264,10 @@ def test_small_windows_and_batches_keep_every_word_in_input_order(ner_model, ner
     sentences = read_conll(NER_DATA / "test.conll").tokens[:12]
     windowed = Predictor.from_pretrained(ner_model, device="cpu", batch_size=3, max_seq_length=16, stride=4)
     one_by_one = Predictor.from_pretrained(ner_model, device="cpu", batch_size=1)
-    small = windowed.predict_tokens(sentences)
+    small = windowed.predict(sentences)
     assert [r["tokens"] for r in small] == sentences
     assert [len(r["tags"]) for r in small] == [len(s) for s in sentences]
-    batched, single = ner.predict_tokens(sentences), one_by_one.predict_tokens(sentences)
+    batched, single = ner.predict(sentences), one_by_one.predict(sentences)
     assert [r["tags"] for r in batched] == [r["tags"] for r in single]
     for a, b in zip(batched, single):
         assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=1e-3)
@@ -267,7 +275,7 @@ def test_small_windows_and_batches_keep_every_word_in_input_order(ner_model, ner
 
 def test_pre_tokenized_entities_are_word_spans(ner):
     tokens = SHORT.split()
-    result = ner.predict_tokens([tokens, []])
+    result = ner.predict([tokens, []])
     assert result[1] == {"text": "", "tokens": [], "tags": [], "entities": []}
     assert result[0]["tokens"] == tokens and len(result[0]["tags"]) == len(tokens)
     for entity in result[0]["entities"]:

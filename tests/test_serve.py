@@ -147,13 +147,14 @@ def test_health_info_docs_and_the_page(ner_service):
     info = httpx.get(f"{ner_service.url}/info").json()
     assert info["task"] == "ner" and info["backend"] == "onnx-fp32" and info["labels"][0] == "O"
     assert info["batch_dependent"] is None and info["settings"]["row_parallel"] == 0  # fp32: whatever the batch
-    assert info["base_model"] and info["settings"]["context_size"] == 8 and info["takes_words"] is True
+    assert info["base_model"] and info["settings"]["context_size"] == 8 and info["inputs"] == ["texts", "tokens"]
     assert info["limits"]["max_texts_per_request"] == MAX_TEXTS and info["limits"]["max_chars_per_text"] == MAX_CHARS
     assert info["limits"]["max_batch_size"] == 32 and info["limits"]["max_wait_ms"] == 20
     spec = httpx.get(f"{ner_service.url}/openapi.json").json()
     schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"texts", "tokens", "document_ids"} <= set(schema["properties"]) and schema["properties"]["texts"][
         "maxItems"] == MAX_TEXTS
+    assert "text_pairs" not in schema["properties"]  # the request schema is the task's: NER takes no pairs
     assert {"400", "413", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
     assert httpx.get(f"{ner_service.url}/docs").status_code == 200
     page = httpx.get(ner_service.url)
@@ -264,7 +265,7 @@ BAD_REQUESTS = [
     (b'{"text": ["a"]}', "application/json", 422, "unknown field(s) ['text']"),
     (b'{"texts": ["a"], "document_ids": [1, 2]}', "application/json", 422, "one id per input (1)"),
     (b'{"texts": ["a"], "document_ids": [true]}', "application/json", 422, "must be a string, a whole number"),
-    (b'{"texts": ["a"], "text_pairs": ["b"]}', "application/json", 422, "'text_pairs' are for sentence-pair"),
+    (b'{"texts": ["a"], "text_pairs": ["b"]}', "application/json", 422, "'text_pairs' are not for this model (ner)"),
     (json.dumps({"texts": ["a"] * (MAX_TEXTS + 1)}).encode(), "application/json", 413,
      f"{MAX_TEXTS + 1} texts; the limit is {MAX_TEXTS} per request"),
     (json.dumps({"texts": ["ok", "x" * (MAX_CHARS + 1)]}).encode(), "application/json", 413,
@@ -315,7 +316,7 @@ def test_classification_service(classifier_service):
     pairs = classifier_service.results({"texts": ["a", "b"], "text_pairs": ["c", "d"]})
     assert [r["text_pair"] for r in pairs] == ["c", "d"]
     for body, status, message in (
-            ({"tokens": [["a"]]}, 422, "are for models that tag words; this model (classification) takes 'texts'"),
+            ({"tokens": [["a"]]}, 422, "'tokens' are not for this model (classification): it takes texts and sentence"),
             ({"texts": ["a", "b"], "text_pairs": ["c"]}, 422, "2 texts but 1 text_pairs"),
             ({"texts": ["a"] * 9}, 413, "the limit is 8 per request")):
         answer = classifier_service.post(body)

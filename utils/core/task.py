@@ -1,88 +1,169 @@
-"""What a task plugs into the shared pipeline: functions, not a class hierarchy."""
+"""What a task plugs into the shared code: a `Task` record in three parts (data, training, serving), each a dataclass
+of typed callables. The shared pipeline (utils/training/) and serving (utils/serving/) reach a task only through it:
+no shared module compares task names, reads a task's result keys or options, or knows the shape of its outputs.
+
+A new task is a new `Task` (utils/tasks/<name>/task.py, or anywhere: tests/third_task/ defines one that trains,
+predicts, serves and exports without a line of shared code changed).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from datasets import Dataset, DatasetDict
+
+from utils.core.annotations.records import AnnotatedText
+from utils.core.examples import Example
+from utils.core.labels import LabelSpace
 
 #: The checkout's root: the zero-argument runs' recipes and sample data are found from here, not the working dir.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+#: What a model's forward pass hands back per batch: the batch's row indices and the model's outputs by name
+#: (float32 CPU tensors whose first axis is those rows; per-token outputs padded on the right to the batch's
+#: longest row). `Forward` below is the callable that yields them.
+ForwardBatch = tuple[list[int], Mapping[str, Any]]
+
+
+class Forward(Protocol):
+    """Runs a saved model: rows of token ids by input name (input_ids, attention_mask, token_type_ids; other keys
+    are ignored) in, `ForwardBatch`es out (utils/serving/predictor.py: `TorchForward`; `OnnxForward` for ONNX)."""
+
+    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]: ...
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """A job's data as the task loaded it: the canonical splits, the user's data arguments exactly as given, and what
+    loading settled (a record of the task's own, e.g. classification's detected problem type and label order; None
+    when a task settles nothing). Settled values never go back into `args`."""
+
+    raw: DatasetDict
+    args: Any
+    settled: Any = None
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a task's own stage works with."""
+
+    model: Any
+    tokenizer: Any
+    data: LoadedData
+    labels: LabelSpace
+    training_args: Any
+
+
+@dataclass(frozen=True)
+class TaskStage:
+    """A stage of the task's own that runs before the shared train stage (e.g. few-shot's contrastive phase), through
+    `Trainer` like every other. `run` returns metrics to record under `name`; `produces_model`: the stage leaves a
+    finished model (e.g. a zero-shot head), which the pipeline saves even when no train stage runs."""
+
+    name: str
+    run: Callable[[StageContext], Mapping[str, Any]]
+    produces_model: bool = False
+
+
+class TaskPrediction(Protocol):
+    """A task's prediction object (built by `TaskServing.predictor`): results for checked inputs."""
+
+    #: Whether an input's result depends on the other inputs of its document (callers keep documents whole).
+    whole_documents: bool
+
+    def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
+        """One result (a JSON-able dict) per example, in order; `uncertainty`: each with `"uncertainty"` in [0, 1].
+        Kinds of input the task does not take (see `TaskServing.input_kinds`) are refused with a `ConfigError`."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """The options as resolved for this model (for the service's /info)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Files or the Hub -> the task's canonical splits -> labels -> model inputs."""
+
+    arguments: type  # the task's data-arguments dataclass (flags and config keys)
+    load: Callable[[Any, Any], LoadedData]  # (data_args, model_args): canonical, validated splits
+    build_labels: Callable[[LoadedData, Any], LabelSpace]  # (data, model config): the label order
+    check_labels: Callable[[LoadedData, LabelSpace], DatasetDict]  # eval/test labels unseen in training
+    encode: Callable[[Dataset, Any, LabelSpace, LoadedData], Dataset]  # (split, tokenizer, labels, data)
+    # refusals that need no data (data_args, training_args, flags given), before anything is loaded
+    check_arguments: Callable[[Any, Any, set[str]], None] = field(default=lambda data_args, training_args, given: None)
+    # tokenizer settings (model config, data_args; None: loading a saved model to predict)
+    tokenizer_kwargs: Callable[[Any, Any], dict[str, Any]] = field(default=lambda config, data_args: {})
+
+
+@dataclass(frozen=True)
+class TaskTraining:
+    """The model, how batches and losses are made, and how predictions become metrics and files."""
+
+    auto_model: Any  # the model class `load_model` instantiates, unless `model_class` picks another
+    peft_task_type: str  # peft's `TaskType` for LoRA adapters on this task's models
+    token_outputs: bool  # one output per token: batches can be packed (utils/core/packing.py)
+    # (tokenizer, data, pad_to: pad every batch to this length, or None for the longest): the data collator
+    collator: Callable[[Any, LoadedData, int | None], Any]
+    reduce_logits: Callable[[Any, Any], Any]  # `preprocess_logits_for_metrics`
+    decode: Callable[[Any, Dataset, Dataset, LabelSpace, LoadedData], list]  # (predictions, features, raw split, ..)
+    score: Callable[[list, Dataset, LabelSpace, LoadedData], tuple[dict[str, float], str]]  # (metrics, report)
+    write_predictions: Callable[[str, Dataset, list, LabelSpace, LoadedData], list[str]]  # files written
+    prediction_files: tuple[str, ...]  # every file `write_predictions` may write (--overwrite removes them)
+    report_file: str = "classification_report.txt"  # per-label report of each scored split
+    model_class: Callable[[LoadedData], Any] = field(default=lambda data: None)  # None: `auto_model`
+    model_overrides: Callable[[LoadedData, LabelSpace], dict[str, Any]] = field(default=lambda data, labels: {})
+    loss: Callable[[LoadedData, LabelSpace, Any], Callable | None] = field(
+        default=lambda data, labels, training_args: None)  # `compute_loss_func`, or None for the model's own
+    stages: Callable[[LoadedData], Sequence[TaskStage]] = field(default=lambda data: ())
+    card_details: Callable[[LoadedData, LabelSpace], list[str]] = field(default=lambda data, labels: [])
+    best_metric: Callable[[LoadedData], tuple[str, bool]] = field(default=lambda data: ("loss", False))
+
+
+@dataclass(frozen=True)
+class TaskServing:
+    """How a saved model of the task predicts: its options, the inputs it takes, its results, how exports compare."""
+
+    options: type  # dataclass of the task's prediction options (flags of predict.py / serve.py; fields default)
+    # kinds of `Example` the task takes: "text", "pair" (text + text_pair), "tokens" (pre-split words)
+    input_kinds: frozenset[str]
+    # (forward, tokenizer, config, labels, max_seq_length, options): the task's prediction object
+    predictor: Callable[[Forward, Any, Any, LabelSpace, int, Any], TaskPrediction]
+    label_names: Callable[[Any], list[str] | None]  # a saved config's label names; None: never fine-tuned
+    decisions: Callable[[Mapping[str, Any]], list[Hashable]]  # what a result decides, per unit (export agreement)
+    decision_unit: str  # what one decision is about, for the export report ("word", "text")
+    architecture_suffix: str  # saved models of the task end so (models saved before `finetune_task` was written)
+    annotation: Callable[[Mapping[str, Any]], AnnotatedText] | None = None  # a result as a pre-annotation
+
 
 @dataclass(frozen=True)
 class Task:
-    """The task-specific pieces; everything else (arguments, loading, training, serving, outputs) is shared, and
-    reaches what a task knows only through this record: no shared module compares task names.
-
-    Signatures (raw = the task's canonical `DatasetDict`/`Dataset`, labels = `LabelSpace`):
-      load(data_args, model_args) -> (raw, data_args)             files/Hub -> canonical, validated splits, and the
-                                                                  data arguments with what loading settled (e.g. the
-                                                                  detected problem type); the input is not changed
-      check_arguments(data_args, training_args, given) -> None    task-specific refusals, before any data is loaded
-      writes_model_without_training(data_args) -> bool            a run that saves a model with no train stage
-      build_labels(raw, data_args, model_config) -> labels        label order (training data, --label_list, model)
-      check_labels(raw, labels, data_args) -> raw                 eval/test labels unseen in training
-      encode(split, tokenizer, labels, data_args) -> features     tokenized model inputs
-      collator(tokenizer, data_args) -> data collator
-      reduce_logits(logits, labels) -> what evaluation keeps       `preprocess_logits_for_metrics`
-      decode(predictions, features, raw_split, labels, data_args) -> per-example predictions
-      score(decoded, raw_split, labels, data_args) -> (metrics, report text)
-      write_predictions(output_dir, raw_split, decoded, labels, data_args) -> written file names (of
-          `prediction_files`)
-      tokenizer_kwargs(config, data_args or None) -> tokenizer settings (None: loading a saved model to predict)
-      model_overrides(raw, labels, data_args) -> config attributes for the model (e.g. problem_type)
-      loss(raw, labels, data_args, training_args) -> `compute_loss_func` for `Trainer`, or None
-      card_details(raw, labels, data_args) -> extra model-card lines
-      best_metric(raw, data_args) -> (metric name, greater is better), the default --metric_for_best_model
-      build_model(model_args, labels, config, raw, data_args, training_args, tokenizer, overrides) -> model, or None
-          for the shared `utils.core.modeling.load_model` (a task that builds its model differently, e.g. few-shot)
-      predictor(forward, tokenizer, config, labels, **options) -> the task's prediction object, with `predict`,
-          `predict_tokens`, `tag_words` and `whole_documents` (see utils/serving/predictor.py): `forward` runs the
-          model (rows of token ids -> logits, in length batches), `labels` are the saved model's, `options` the
-          user's settings by name (max_seq_length, stride, threshold, context_size; None: the task's default), of
-          which each task takes its own
-
-      annotation(result) -> `AnnotatedText` (utils/core/annotations/records.py): one of the prediction object's
-          results as a tool-neutral pre-annotation (spans or choices, with scores), which predict.py writes for
-          Label Studio or doccano; None: the task's predictions cannot be pre-annotations
-      The prediction object's `predict`/`predict_tokens` take `uncertainty=True` to add each result's
-      `"uncertainty"` in [0, 1] (the task's measure, for choosing what to label next: predict.py --select_uncertain).
-
-    `takes_words`: the task's models tag words, so predict.py's input reading (utils/serving/inputs.py) takes
-    pre-split words for them (CoNLL files, JSONL `tokens` lists) besides texts, and refuses sentence pairs.
-    """
+    """One task: its name and entry script, and the three parts above."""
 
     name: str
     script: str  # the entry script, as the model card's command names it
     pipeline_tag: str
-    peft_task_type: str  # peft's `TaskType` for LoRA adapters on this task's models
-    architecture_suffix: str  # saved models of this task have an architecture name ending so: how serving knows them
-    token_outputs: bool  # one output per token: training batches can be packed (utils/core/packing.py)
-    auto_model: Any
-    data_arguments: type
     sample_config: str  # the zero-argument run's recipe: shipped sample data and settings that suit it
-    training_defaults: Mapping[str, Any]
-    prediction_files: tuple[str, ...]  # every file `write_predictions` may write (a rerun's --overwrite removes them)
-    load: Callable
-    build_labels: Callable
-    check_labels: Callable
-    encode: Callable
-    collator: Callable
-    reduce_logits: Callable
-    decode: Callable
-    score: Callable
-    write_predictions: Callable
-    report_file: str = "classification_report.txt"  # per-label report of each scored split (seqeval/sklearn name)
-    check_arguments: Callable = field(default=lambda data_args, training_args, given: None)
-    writes_model_without_training: Callable = field(default=lambda data_args: False)
-    tokenizer_kwargs: Callable = field(default=lambda config, data_args=None: {})
-    model_overrides: Callable = field(default=lambda raw, labels, data_args: {})
-    loss: Callable = field(default=lambda raw, labels, data_args, training_args: None)
-    card_details: Callable = field(default=lambda raw, labels, data_args: [])
-    best_metric: Callable = field(default=lambda raw, data_args: ("loss", False))
-    build_model: Callable | None = None
-    predictor: Callable | None = None
-    annotation: Callable | None = None
-    takes_words: bool = False  # its models tag words (pre-split input, no sentence pairs): see above
+    data: TaskData
+    training: TaskTraining
+    serving: TaskServing
+    training_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The config attribute that records which task trained a model (how serving picks the task of a saved model).
+TASK_CONFIG_KEY = "finetune_task"
+
+
+def saved_task(config: Any, tasks: Sequence[Task]) -> Task | None:
+    """The task that trained a saved model: the name its config records, else the end of its architecture's name."""
+    recorded = getattr(config, TASK_CONFIG_KEY, None)
+    if recorded is not None:
+        return {task.name: task for task in tasks}.get(recorded)
+    for architecture in getattr(config, "architectures", None) or []:
+        for task in tasks:
+            if architecture.endswith(task.serving.architecture_suffix):
+                return task
+    return None

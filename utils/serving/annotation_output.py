@@ -26,7 +26,7 @@ def check_output_format(task: Task, output_format: str) -> None:
     """A tool format needs a task whose results can be annotations (before any prediction is made)."""
     if output_format not in OUTPUT_FORMATS:
         raise ConfigError(f"--output_format {output_format}: use one of {list(OUTPUT_FORMATS)}.")
-    if output_format != "jsonl" and task.annotation is None:
+    if output_format != "jsonl" and task.serving.annotation is None:
         raise ConfigError(f"--output_format {output_format}: {task.name} predictions cannot be pre-annotations; use "
                           "--output_format jsonl.")
 
@@ -43,7 +43,7 @@ def annotation_output(results: Sequence[dict[str, Any]], task: Task, output_form
     """The results in `output_format`: unchanged for jsonl, else Label Studio tasks or doccano lines."""
     if output_format == "jsonl":
         return results
-    records = [task.annotation(result) for result in results]
+    records = [task.serving.annotation(result) for result in results]
     if output_format == "doccano":
         lines = [doccano_record(record) for record in records]
     else:

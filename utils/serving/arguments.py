@@ -1,7 +1,9 @@
 """The options of predict.py, serve.py and export.py (`HfArgumentParser` dataclasses; a YAML/JSON config works too).
 
 `PredictorArguments` are what loading a `Predictor` takes, written once for the two scripts that load one; each script
-adds its own dataclass beside it. serve.py's forward passes default to fewer inputs (`ServePredictorArguments`).
+adds its own dataclass beside it. serve.py's forward passes default to fewer inputs (`ServePredictorArguments`). The
+tasks' own prediction options (`task.serving.options`: NER's --stride, classification's --threshold, ...) are parsed
+beside them and handed to the loaded model's task (`parse_script_args`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from utils.serving.inputs import INPUT_FORMATS
 from utils.serving.onnx_backend import BACKENDS
 from utils.serving.onnx_export import QUANTIZATIONS
 from utils.serving.predictor import DEFAULT_MAX_BATCH_TOKENS, Predictor
+from utils.tasks.registry import TASKS
 
 MODEL_HELP = "Directory of a fine-tuned model: a run's --output_dir."
 
@@ -41,10 +44,22 @@ def installed(package: str) -> bool:
 CHATTY_LOGGERS = ("onnxscript", "onnx_ir")
 
 
+def task_option_types() -> tuple[type, ...]:
+    """Every task's prediction options, each once (flags of predict.py and serve.py)."""
+    return tuple(dict.fromkeys(task.serving.options for task in TASKS))
+
+
 def parse_script_args(types: Sequence[type], argv: Sequence[str] | None) -> tuple[Any, ...]:
     """A serving script's options (flags, or a config file with flag overrides), then logging to stderr: stdout may
-    carry the results (predict.py --output -)."""
-    parsed, _ = parse_args(tuple(types), argv)
+    carry the results (predict.py --output -). With `PredictorArguments` among `types`, the tasks' prediction
+    options are parsed too and kept in its `task_options` (the loaded model's task takes its own)."""
+    options = task_option_types() if any(issubclass(kind, PredictorArguments) for kind in types) else ()
+    parsed, _ = parse_args((*types, *options), argv)
+    parsed = tuple(parsed)
+    for item in parsed[: len(types)]:
+        if isinstance(item, PredictorArguments):
+            item.task_options = parsed[len(types):]
+    parsed = parsed[: len(types)]
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr, level=logging.INFO)
     transformers.utils.logging.disable_progress_bar()
@@ -74,18 +89,6 @@ class PredictorArguments:
         default=None, metadata={"help": "Most tokens per model input (default: the model's limit). NER windows longer "
                                 "texts; classification cuts them and marks the result \"truncated\": true."}
     )
-    stride: int | None = field(
-        default=None,
-        metadata={"help": "NER: tokens shared by consecutive windows of a long text "
-                  "(default: run_ner.py's --stride default, at most half a window)."},
-    )
-    threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
-    context_size: int | None = field(
-        default=None,
-        metadata={"help": "NER: document context tokens per side (default: what the model was trained with). Needs "
-                  "documents in the input: CoNLL -DOCSTART- lines, a JSONL document field, or the service's "
-                  "document_ids."},
-    )
     threads: int | None = field(default=None, metadata={"help": "Intra-op threads of ONNX Runtime and torch "
                                                         "(default: one per core); with --row_parallel, rows at once."})
     row_parallel: bool = field(
@@ -96,16 +99,16 @@ class PredictorArguments:
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be positive, got {self.threads}.")
+        self.task_options: tuple[Any, ...] = ()  # every task's prediction options (`parse_script_args`)
 
     def load(self) -> Predictor:
         """The `Predictor` these options describe."""
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         return Predictor.from_pretrained(self.model_name_or_path, device=self.device, batch_size=self.batch_size,
-                                         max_seq_length=self.max_seq_length, stride=self.stride,
-                                         threshold=self.threshold, context_size=self.context_size,
-                                         backend=self.backend, threads=self.threads,
-                                         max_batch_tokens=self.max_batch_tokens, row_parallel=self.row_parallel)
+                                         max_seq_length=self.max_seq_length, backend=self.backend,
+                                         threads=self.threads, max_batch_tokens=self.max_batch_tokens,
+                                         row_parallel=self.row_parallel, options=self.task_options)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Dynamic batching for the HTTP service: requests that arrive together are predicted together.
 
-Each request is a `Job` (its texts, or pre-split sentences, and their document ids); `DynamicBatcher` gathers jobs
-from a queue until `max_batch_size` inputs are waiting or `max_wait_ms` have passed since the first, then runs one
-`Predictor` call per kind of input on a single worker thread (the event loop keeps answering meanwhile) and hands
+Each request is a `Job` (its inputs as `Example`s, whatever the task); `DynamicBatcher` gathers jobs from a queue
+until `max_batch_size` inputs are waiting or `max_wait_ms` have passed since the first, then runs one `Predictor`
+call over all of them on a single worker thread (the event loop keeps answering meanwhile) and hands
 each job its own results. It waits for batchmates only while other requests are arriving (being read and checked:
 `arriving`), or when the last batch held several requests: then clients are sending concurrently, and those just
 answered send their next request within a millisecond or two. So a client alone pays no wait, and under load the
@@ -17,32 +17,30 @@ job by job, so one bad input fails only its own request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from utils.core.examples import Example
 
-KINDS = ("texts", "pairs", "tokens")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Job:
-    """One request's inputs: `kind` texts, pairs (texts with `pairs`) or tokens (pre-split sentences)."""
+    """One request's inputs."""
 
-    kind: str
-    inputs: Sequence[Any]
-    documents: Sequence[Hashable | None] | None = None
-    pairs: Sequence[str] | None = None
+    examples: Sequence[Example]
     future: asyncio.Future | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
-        return len(self.inputs)
+        return len(self.examples)
 
 
 @dataclass
@@ -62,27 +60,15 @@ class BatchStats:
 
 
 def predict_jobs(predictor, jobs: Sequence[Job]) -> list[list[dict[str, Any]]]:
-    """Every job's results, with one predictor call per kind of input over all the jobs of that kind."""
-    results: list[list[dict[str, Any]]] = [[] for _ in jobs]
-    for kind in KINDS:
-        chosen = [index for index, job in enumerate(jobs) if job.kind == kind and job.size]
-        if not chosen:
-            continue
-        inputs = [item for index in chosen for item in jobs[index].inputs]
-        documents = None
-        if any(jobs[index].documents is not None for index in chosen):
-            documents = [None if jobs[index].documents is None or document is None else (index, document)
-                         for index in chosen
-                         for document in (jobs[index].documents or [None] * jobs[index].size)]
-        if kind == "tokens":
-            outputs = predictor.predict_tokens(inputs, documents)
-        else:
-            pairs = [pair for index in chosen for pair in jobs[index].pairs] if kind == "pairs" else None
-            outputs = predictor.predict(inputs, pairs, documents)
-        start = 0
-        for index in chosen:
-            results[index] = outputs[start : start + jobs[index].size]
-            start += jobs[index].size
+    """Every job's results, from one predictor call over the inputs of all jobs. A document id is namespaced by its
+    job, so a request's documents never meet another request's."""
+    examples = [dataclasses.replace(example, document=(index, example.document)) if example.document is not None
+                else example for index, job in enumerate(jobs) for example in job.examples]
+    outputs = predictor.predict_examples(examples) if examples else []
+    results, start = [], 0
+    for job in jobs:
+        results.append(outputs[start : start + job.size])
+        start += job.size
     return results
 
 

@@ -1,8 +1,9 @@
 """The HTTP service of `serve.py`: FastAPI on uvicorn, in front of one `Predictor` and a `DynamicBatcher`.
 
-    POST /predict   {"texts": [...]} or, for models that tag words, {"tokens": [[...], ...]}; optional
-                    "document_ids" (one per input: NER document context) and "text_pairs" (sentence-pair
-                    classification). Answers {"results": [...]}, each result the line predict.py writes for it.
+    POST /predict   {"texts": [...]}, or for models that take pre-split words {"tokens": [[...], ...]}; optional
+                    "document_ids" (one per input: document context) and, for models of sentence pairs,
+                    "text_pairs". Which of these a model takes is its task's (`task.serving.input_kinds`).
+                    Answers {"results": [...]}, each result the line predict.py writes for it (the task's).
     GET  /health    {"status": "ok", batching counters}
     GET  /info      task, labels, base model, backend, settings and limits
     GET  /          a page to paste text into and see the entities highlighted, or the label probabilities as bars
@@ -19,7 +20,7 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,17 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
 from utils.core.errors import FinetuneError
+from utils.core.examples import PAIR, TEXT, TOKENS, Example, taken_kinds
+from utils.core.task import Task
 from utils.serving.batching import DynamicBatcher, Job
 
 logger = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("page.html")
 REQUEST_KEYS = ("texts", "tokens", "text_pairs", "document_ids")
+
+#: The request field that carries each kind of input (`utils.core.examples`).
+KIND_FIELDS = {TEXT: "texts", TOKENS: "tokens", PAIR: "text_pairs"}
 
 
 @dataclass(frozen=True)
@@ -79,23 +85,14 @@ def model_card_base(directory: str) -> str | None:
 
 
 def service_info(predictor, directory: str, limits: Limits) -> dict[str, Any]:
-    """What /info answers: the model, its settings, and the service's limits."""
-    settings: dict[str, Any] = {"max_seq_length": predictor.max_seq_length, "batch_size": predictor.batch_size,
-                                "row_parallel": getattr(predictor.forward, "parallel_rows", 0)}
-    for name in predictor.options:
-        try:
-            settings[name] = getattr(predictor, name)
-        except AttributeError:  # another task's option
-            continue
-    for item in fields(predictor.prediction):
-        value = getattr(predictor.prediction, item.name)
-        if isinstance(value, (bool, int, float, str)):
-            settings.setdefault(item.name, value)
+    """What /info answers: the model, its settings (the shared ones and the task's), and the service's limits."""
+    kinds = predictor.task.serving.input_kinds
     return {
-        "task": predictor.task.name, "labels": list(predictor.labels.names), "takes_words": predictor.task.takes_words,
+        "task": predictor.task.name, "labels": list(predictor.labels.names),
+        "inputs": [field for kind, field in KIND_FIELDS.items() if kind in kinds],
         "base_model": model_card_base(directory) or getattr(predictor.config, "_name_or_path", None) or None,
         "backend": predictor.backend, "batch_dependent": predictor.batch_dependent,
-        "model": str(directory), "device": str(predictor.device), "settings": settings,
+        "model": str(directory), "device": str(predictor.device), "settings": predictor.settings(),
         "limits": {"max_texts_per_request": limits.max_texts, "max_chars_per_text": limits.max_chars,
                    "max_body_bytes": limits.max_body_bytes, "max_batch_size": limits.max_batch_size,
                    "max_wait_ms": limits.max_wait_ms},
@@ -138,8 +135,15 @@ def check_length(text: str, name: str, index: int, limits: Limits) -> None:
                            "characters per text.", limit=limits.max_chars, field=name)
 
 
-def parse_job(body: bytes, limits: Limits, takes_words: bool, task_name: str) -> Job:
-    """A request body as a `Job`, or the `RequestError` that says what is wrong with it."""
+def not_taken(name: str, task: Task) -> RequestError:
+    return RequestError(422, f"'{name}' are not for this model ({task.name}): it takes "
+                        f"{taken_kinds(task.serving.input_kinds)}.", field=name)
+
+
+def parse_job(body: bytes, limits: Limits, task: Task) -> Job:
+    """A request body as a `Job`, or the `RequestError` that says what is wrong with it. What the model takes is
+    its task's (`task.serving.input_kinds`)."""
+    kinds = task.serving.input_kinds
     try:
         request = json.loads(body.decode("utf-8"))  # JSON is UTF-8 (RFC 8259); json.loads(bytes) would guess
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -148,7 +152,7 @@ def parse_job(body: bytes, limits: Limits, takes_words: bool, task_name: str) ->
         raise RequestError(400, f"the body is not valid JSON ({reason}{where}).") from None
     if not isinstance(request, dict):
         raise RequestError(422, 'the body must be a JSON object: {"texts": ["..."]}' +
-                           (' or {"tokens": [["...", "..."]]}.' if takes_words else "."))
+                           (' or {"tokens": [["...", "..."]]}.' if TOKENS in kinds else "."))
     unknown = sorted(set(request) - set(REQUEST_KEYS))
     if unknown:
         raise RequestError(422, f"unknown field(s) {unknown}; a request takes {list(REQUEST_KEYS)}.", field=unknown[0])
@@ -162,30 +166,30 @@ def parse_job(body: bytes, limits: Limits, takes_words: bool, task_name: str) ->
                            limit=limits.max_texts, field=name)
     pairs = None
     if name == "tokens":
-        if not takes_words:
-            raise RequestError(422, f"'tokens' (pre-split words) are for models that tag words; this model "
-                               f"({task_name}) takes 'texts'.", field="tokens")
+        if TOKENS not in kinds:
+            raise not_taken("tokens", task)
         if not isinstance(value, list):
             raise RequestError(422, f"'tokens' must be a list of lists of words, got {type(value).__name__}.",
                                field="tokens")
         for index, words in enumerate(value):
             string_list(words, f"tokens[{index}]")
             check_length(" ".join(words), "tokens", index, limits)
+        if "text_pairs" in request:
+            raise RequestError(422, "'text_pairs' go with 'texts', not 'tokens'.", field="text_pairs")
     else:
+        if TEXT not in kinds:
+            raise not_taken("texts", task)
         for index, text in enumerate(string_list(value, "texts")):
             check_length(text, "texts", index, limits)
         if request.get("text_pairs") is not None:
-            if takes_words:
-                raise RequestError(422, f"'text_pairs' are for sentence-pair classification; this model "
-                                   f"({task_name}) tags one text.", field="text_pairs")
+            if PAIR not in kinds:
+                raise not_taken("text_pairs", task)
             pairs = string_list(request["text_pairs"], "text_pairs")
             if len(pairs) != len(value):
                 raise RequestError(422, f"{len(value)} texts but {len(pairs)} text_pairs; give one pair per text.",
                                    field="text_pairs")
             for index, pair in enumerate(pairs):
                 check_length(pair, "text_pairs", index, limits)
-    if "text_pairs" in request and name == "tokens":
-        raise RequestError(422, "'text_pairs' go with 'texts', not 'tokens'.", field="text_pairs")
     documents = request.get("document_ids")
     if documents is not None:
         if not isinstance(documents, list) or len(documents) != len(value):
@@ -196,29 +200,34 @@ def parse_job(body: bytes, limits: Limits, takes_words: bool, task_name: str) ->
                 raise RequestError(422, f"'document_ids[{index}]' must be a string, a whole number or null.",
                                    field="document_ids")
         documents = [None if document is None else str(document) for document in documents]  # as predict.py
-    kind = "tokens" if name == "tokens" else ("pairs" if pairs is not None else "texts")
-    return Job(kind, value, documents, pairs)
+    documents = documents or [None] * len(value)
+    if name == "tokens":
+        return Job([Example(text=" ".join(words), tokens=tuple(words), document=document)
+                    for words, document in zip(value, documents, strict=True)])
+    return Job([Example(text=text, text_pair=None if pairs is None else pairs[index], document=documents[index])
+                for index, text in enumerate(value)])
 
 
 # ---------------------------------------------------------------- the app
 
 
-def request_schema(limits: Limits) -> dict[str, Any]:
+def request_schema(limits: Limits, task: Task) -> dict[str, Any]:
+    """The JSON schema of a request to a model of `task`: only the fields of the input kinds it takes."""
     strings = {"type": "array", "items": {"type": "string", "maxLength": limits.max_chars},
                "maxItems": limits.max_texts}
-    return {
-        "type": "object", "additionalProperties": False,
-        "properties": {
-            "texts": {**strings, "description": "Raw texts: NER entities get character offsets into them."},
-            "tokens": {"type": "array", "maxItems": limits.max_texts, "items": {"type": "array", "items": {
-                "type": "string"}}, "description": "NER: pre-split sentences; entities are word-index spans."},
-            "text_pairs": {**strings, "description": "Sentence-pair classification: the second text of each."},
-            "document_ids": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"},
-                                                                   {"type": "null"}]},
-                             "description": "NER document context: the document of each input (null: alone)."},
-        },
-        "example": {"texts": ["Angela Merkel met Emmanuel Macron in Paris."]},
+    fields_by_kind = {
+        TEXT: {**strings, "description": "Raw texts (entities get character offsets into them)."},
+        TOKENS: {"type": "array", "maxItems": limits.max_texts, "items": {"type": "array", "items": {
+            "type": "string"}}, "description": "Pre-split sentences (spans are word indices)."},
+        PAIR: {**strings, "description": "Sentence pairs: the second text of each (with texts)."},
     }
+    properties = {KIND_FIELDS[kind]: schema for kind, schema in fields_by_kind.items()
+                  if kind in task.serving.input_kinds}
+    properties["document_ids"] = {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"},
+                                                                       {"type": "null"}]},
+                                  "description": "Document context: the document of each input (null: alone)."}
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "example": {"texts": ["Angela Merkel met Emmanuel Macron in Paris."]}}
 
 
 ERROR_RESPONSES = {
@@ -262,14 +271,13 @@ def create_app(predictor, directory: str, limits: Limits | None = None) -> FastA
         return error_response(500, f"internal error: {type(err).__name__}")
 
     @app.post("/predict", responses=ERROR_RESPONSES, openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": request_schema(limits)}}}})
+        "application/json": {"schema": request_schema(limits, predictor.task)}}}})
     async def predict(request: Request) -> JSONResponse:
         """One result per input, in order: what predict.py writes for each (entities, or label and probabilities)."""
         batcher.arriving += 1
         try:
             try:
-                job = parse_job(await read_body(request, limits.max_body_bytes), limits, predictor.task.takes_words,
-                                predictor.task.name)
+                job = parse_job(await read_body(request, limits.max_body_bytes), limits, predictor.task)
             finally:
                 batcher.arriving -= 1
             if not job.size:

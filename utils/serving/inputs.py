@@ -1,7 +1,7 @@
 """predict.py's inputs: text lines, JSONL or CoNLL, read into examples; predictions a chunk at a time, in order.
 
-What a model accepts comes from its `Task` (`takes_words`: pre-split words, and no sentence pairs), never from the
-task's name; `task` None accepts words as a word-tagging model does.
+What a model accepts comes from its `Task` (`task.serving.input_kinds`: texts, sentence pairs, pre-split words),
+never from the task's name; `task` None accepts every kind.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from utils.core.conll import DOCSTART, read_conll
 from utils.core.errors import ConfigError, DataError
+from utils.core.examples import PAIR, TOKENS, Example, taken_kinds
 from utils.core.files import read_utf8_lines
 from utils.core.task import Task
 from utils.serving.predictor import Predictor
@@ -30,20 +30,9 @@ SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".iob"
 IOB_TAG = re.compile(r"^(O|[BIESLU]-\S+)$")
 
 
-@dataclass(frozen=True)
-class Example:
-    """One input: a text (with an optional second text of a pair) or a sentence of pre-split words, and the document
-    it belongs to (NER document context), if the input says."""
-
-    text: str = ""
-    text_pair: str | None = None
-    tokens: tuple[str, ...] | None = None
-    document: str | None = None
-
-
-def takes_words(task: Task | None) -> bool:
-    """Whether the model takes pre-split words (CoNLL, JSONL `tokens`); None (no model named): yes."""
-    return task is None or task.takes_words
+def takes(task: Task | None, kind: str) -> bool:
+    """Whether the model takes this kind of input (`utils.core.examples`); None (no model named): yes."""
+    return task is None or kind in task.serving.input_kinds
 
 
 def model_phrase(task: Task | None) -> str:
@@ -67,7 +56,7 @@ def input_format(path: str, lines: Sequence[str], requested: str, task: Task | N
         return "jsonl"
     if head[0].split()[0] == DOCSTART:
         return "conll"
-    if takes_words(task) and all(len(line.split()) >= 2 and IOB_TAG.match(line.split()[-1]) for line in head):
+    if takes(task, TOKENS) and all(len(line.split()) >= 2 and IOB_TAG.match(line.split()[-1]) for line in head):
         return "conll"
     return "text"
 
@@ -83,7 +72,7 @@ def read_examples(path: str, requested_format: str = "auto", text_field: str = "
     fmt = input_format(path, lines, requested_format, task)
     logger.info("Reading %s as %s", name or path, fmt)
     if fmt == "conll":
-        if not takes_words(task):
+        if not takes(task, TOKENS):
             raise ConfigError(f"{path} is CoNLL (pre-split words), which only models that tag words take; "
                               f"{model_phrase(task)} takes texts. Give one text per line or JSONL.")
         corpus = read_conll(path)
@@ -109,7 +98,7 @@ def jsonl_example(line: str, source: str, text_field: str, task: Task | None = N
         raise DataError("each line must be a JSON object {...}.", source=source)
     document = record.get(document_field)
     document = None if document is None else str(document)
-    words = takes_words(task)
+    words = takes(task, TOKENS)
     if words and "tokens" in record:
         tokens = record["tokens"]
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
@@ -123,9 +112,9 @@ def jsonl_example(line: str, source: str, text_field: str, task: Task | None = N
         raise DataError(f"'{text_field}' must be a string, got {text!r:.80}", source=source)
     if pair is not None and not isinstance(pair, str):
         raise DataError(f"'text_pair' must be a string, got {pair!r:.80}", source=source)
-    if pair is not None and words:
-        raise DataError(f"'text_pair' is for sentence-pair classification; {model_phrase(task)} tags one text.",
-                        source=source)
+    if pair is not None and not takes(task, PAIR):
+        raise DataError(f"'text_pair' is for models of sentence pairs; {model_phrase(task)} takes "
+                        f"{taken_kinds(task.serving.input_kinds)}.", source=source)
     return Example(text=text, text_pair=pair, document=document)
 
 
@@ -144,28 +133,8 @@ def chunk_ends(examples: Sequence[Example], chunk_size: int, whole_documents: bo
 def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_size: int = 4096,
                      uncertainty: bool = False) -> Iterator[dict[str, Any]]:
     """Results in input order, computed a chunk at a time (memory stays flat however long the file); with
-    `uncertainty`, each with the model's `"uncertainty"` (see `Predictor.predict`)."""
-    extra = {"uncertainty": True} if uncertainty else {}
+    `uncertainty`, each with the model's `"uncertainty"` (see `Predictor.predict_examples`)."""
     chunk_start = 0
     for chunk_end in chunk_ends(examples, chunk_size, whole_documents=predictor.whole_documents):
-        chunk = examples[chunk_start:chunk_end]
+        yield from predictor.predict_examples(examples[chunk_start:chunk_end], uncertainty)
         chunk_start = chunk_end
-        results: list[dict[str, Any] | None] = [None] * len(chunk)
-        groups = {
-            "tokens": [i for i, e in enumerate(chunk) if e.tokens is not None],
-            "pairs": [i for i, e in enumerate(chunk) if e.tokens is None and e.text_pair is not None],
-            "texts": [i for i, e in enumerate(chunk) if e.tokens is None and e.text_pair is None],
-        }
-        for kind, indices in groups.items():
-            if not indices:
-                continue
-            documents = [chunk[i].document for i in indices]  # for a model that uses them (document context)
-            if kind == "tokens":
-                outputs = predictor.predict_tokens([chunk[i].tokens for i in indices], documents, **extra)
-            else:
-                pairs = [chunk[i].text_pair for i in indices] if kind == "pairs" else None
-                outputs = predictor.predict([chunk[i].text for i in indices], pairs, documents, **extra)
-            for i, output in zip(indices, outputs, strict=True):
-                results[i] = output
-        yield from results  # type: ignore[misc]
-

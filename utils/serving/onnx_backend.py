@@ -1,7 +1,7 @@
 """The ONNX Runtime backend of `Predictor`: where an export lives in a model directory, which graph to run, and
 `OnnxForward`, the forward callable with `TorchForward`'s contract (rows of token ids in, per length batch the row
-indices and float32 CPU logits out), so the tasks' windowing, offsets, document context and decoding are one code
-path for every backend.
+indices and the graph's float32 CPU outputs by name out), so the tasks' windowing, offsets, document context and
+decoding are one code path for every backend.
 
 `export.py --model DIR [--quantize int8]` writes `DIR/onnx/`: `model.onnx` (fp32), `model_int8.onnx` (dynamic int8
 weights) when asked, the tokenizer, `config.json` and `export_report.json` (utils/serving/onnx_export.py).
@@ -23,6 +23,7 @@ import torch
 
 from utils.core.errors import ConfigError
 from utils.core.ordering import length_batches
+from utils.core.task import ForwardBatch
 
 logger = logging.getLogger(__name__)
 
@@ -159,22 +160,22 @@ class OnnxForward:
 
     def __post_init__(self) -> None:
         self.input_names = [node.name for node in self.session.get_inputs()]
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [node.name for node in self.session.get_outputs()]
         self.pool = (ThreadPoolExecutor(self.parallel_rows, thread_name_prefix="onnx-row") if self.parallel_rows
                      else None)
 
-    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
         with torch_on_one_thread():
             yield from self.batches(inputs)
 
-    def batches(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+    def batches(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
         rows = inputs["input_ids"]
         if self.pool is not None:
-            yield from self.pool.map(lambda index: ([index], self.logits(self.feeds(inputs, [index]))),
+            yield from self.pool.map(lambda index: ([index], self.outputs(self.feeds(inputs, [index]))),
                                      range(len(rows)))
             return
         for batch in length_batches([len(row) for row in rows], self.batch_size):
-            yield batch, self.logits(self.feeds(inputs, batch))
+            yield batch, self.outputs(self.feeds(inputs, batch))
 
     def feeds(self, inputs: Mapping[str, Sequence[Sequence[int]]], batch: Sequence[int]) -> dict[str, np.ndarray]:
         """The graph's inputs for the rows `batch`, padded on the right to the longest."""
@@ -189,6 +190,8 @@ class OnnxForward:
                                   "not give; export it again with this version of export.py.")
         return feeds
 
-    def logits(self, feeds: dict[str, np.ndarray]) -> torch.Tensor:
-        (logits,) = self.session.run([self.output_name], feeds)
-        return torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    def outputs(self, feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Every output of the graph by name, as the model's own outputs are named (the export keeps the names)."""
+        values = self.session.run(self.output_names, feeds)
+        return {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+                for name, value in zip(self.output_names, values, strict=True)}

@@ -3,16 +3,17 @@ before they are installed in `DIR/onnx/`.
 
 The exporter is PyTorch's own `torch.onnx.export(dynamo=True)` (torch.export + onnxscript): optimum's ONNX exporter
 now lives in `optimum-onnx`, whose releases require transformers < 4.58, and this project runs transformers 5. The
-graph takes the model's inputs (input_ids, attention_mask, token_type_ids when the tokenizer gives them) with
-dynamic batch and sequence axes and returns the logits; onnxscript's ONNX Runtime fusions then turn attention, GELU
-and layer norms into ONNX Runtime's fused ops (utils/serving/onnx_optimize.py: what, and why each step). int8 is
-ONNX Runtime's dynamic quantization (int8 weights of every MatMul and fused Attention, activations quantized on the
-fly), the classification head left in fp32.
+graph takes the model's inputs (input_ids, attention_mask, token_type_ids when the tokenizer gives them) with dynamic
+batch and sequence axes and returns every output of the model by its name (a classifier's `logits`); onnxscript's ONNX
+Runtime fusions then turn attention, GELU and layer norms into ONNX Runtime's fused ops
+(utils/serving/onnx_optimize.py: what, and why each step). int8 is ONNX Runtime's dynamic quantization (int8 weights
+of every MatMul and fused Attention, activations quantized on the fly), the classification head left in fp32.
 
 Validation runs the same inputs (the validation file, or a few built-in texts, one longer than a window) through
-`Predictor` with the PyTorch model and with each graph, on one code path, recording every row's logits: the report
-gives the largest absolute logit difference over real tokens and how often the predicted tags / labels agree with
-PyTorch's, per word (NER) or text and per example. An export whose fp32 logits differ by more than `atol`, whose fp32
+`Predictor` with the PyTorch model and with each graph, on one code path, recording every row's outputs: the report
+gives the largest absolute output difference over real tokens and how often the results' decisions agree with
+PyTorch's (what a result decides is the task's: `task.serving.decisions`, e.g. per word for NER, per text for
+classification) and per example. An export whose fp32 logits differ by more than `atol`, whose fp32
 agreement is below `min_agreement`, or whose int8 agreement is below `min_quantized_agreement`, is an error and
 nothing is installed. The int8 bound is looser because int8 moves borderline predictions both ways: on SST-2 dev the
 int8 graph agrees with PyTorch on 97.8% of the texts and is as accurate (0.870 against 0.865); the bound is there to
@@ -30,7 +31,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,14 @@ import numpy as np
 import torch
 
 from utils.core.errors import ConfigError, DataError
+from utils.core.examples import Example
 from utils.core.files import umask_mode, write_json
-from utils.serving.inputs import Example, predict_examples, read_examples
+from utils.core.task import ForwardBatch, Task
+from utils.serving.inputs import predict_examples, read_examples
 from utils.serving.onnx_backend import GRAPH_FILES, ONNX_DIRECTORY, REPORT_FILE
 from utils.serving.onnx_optimize import optimize_graph
 from utils.serving.predictor import MODEL_INPUTS, Predictor
+from utils.tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +68,25 @@ BUILT_IN_TEXTS = (
 
 
 class ExportWrapper(torch.nn.Module):
-    """The model with its inputs as positional tensors and its logits as the one output."""
+    """The model with its inputs as positional tensors and its outputs (`names`, the tensors of its output but the
+    loss) as a tuple, so the graph's outputs carry the model's own names."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, names: Sequence[str]):
         super().__init__()
-        self.model = model
+        self.model, self.names = model, tuple(names)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         given = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self.model(input_ids=input_ids, **{k: v for k, v in given.items() if v is not None}).logits
+        outputs = self.model(input_ids=input_ids, **{k: v for k, v in given.items() if v is not None})
+        return tuple(outputs[name] for name in self.names)
+
+
+def output_names(model: torch.nn.Module, sample: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names of the model's tensor outputs (what `TorchForward` hands the task), in the model's order."""
+    with torch.no_grad():
+        outputs = model(**sample)
+    return [name for name, value in outputs.items() if torch.is_tensor(value) and name != "loss"]
 
 
 def graph_inputs(tokenizer) -> list[str]:
@@ -89,7 +102,8 @@ def export_graph(model: torch.nn.Module, tokenizer, path: Path, opset: int | Non
                        return_tensors="pt")
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dynamic = {name: {0: batch, 1: sequence} for name in names}
-    wrapper = ExportWrapper(model).eval()
+    outputs = output_names(model.eval(), {name: sample[name] for name in names})
+    wrapper = ExportWrapper(model, outputs).eval()
     parameters = sum(p.numel() * p.element_size() for p in model.parameters())
     started = time.perf_counter()
     # "torchvision is not installed. Skipping torchvision::nms" and the like: true, and of no concern here
@@ -99,7 +113,7 @@ def export_graph(model: torch.nn.Module, tokenizer, path: Path, opset: int | Non
             # "The axis name: batch will not be used, since it shares the same shape constraints with another axis"
             warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
             program = torch.onnx.export(wrapper, (), kwargs={name: sample[name] for name in names}, dynamo=True,
-                                        dynamic_shapes=dynamic, input_names=names, output_names=["logits"],
+                                        dynamic_shapes=dynamic, input_names=names, output_names=outputs,
                                         opset_version=opset, external_data=parameters > (1 << 31) - (1 << 28),
                                         verbose=False)
             program.save(str(path), external_data=parameters > (1 << 31) - (1 << 28))
@@ -109,7 +123,7 @@ def export_graph(model: torch.nn.Module, tokenizer, path: Path, opset: int | Non
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False)
-    return {"inputs": names, "output": "logits", "opset": max(o.version for o in graph.opset_import if not o.domain),
+    return {"inputs": names, "outputs": outputs, "opset": max(o.version for o in graph.opset_import if not o.domain),
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -176,46 +190,38 @@ def validation_examples(path: str | None, predictor: Predictor, text_field: str 
 
 
 class RecordingForward:
-    """A forward callable that passes another's batches on and keeps each row's logits over its real tokens."""
+    """A forward callable that passes another's batches on and keeps each row's outputs (per-token ones over its
+    real tokens: `token_outputs`, the task says which), all outputs of a row laid end to end."""
 
-    def __init__(self, forward):
-        self.forward, self.rows = forward, []
+    def __init__(self, forward, token_outputs: bool):
+        self.forward, self.token_outputs, self.rows = forward, token_outputs, []
 
-    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
         lengths = [len(row) for row in inputs["input_ids"]]
         rows: list[np.ndarray] = [np.empty(0)] * len(lengths)
-        for batch, logits in self.forward(inputs):
+        for batch, outputs in self.forward(inputs):
             for row, index in enumerate(batch):
-                rows[index] = (logits[row, : lengths[index]] if logits.dim() == 3 else logits[row]).numpy().copy()
-            yield batch, logits
+                rows[index] = np.concatenate([
+                    (value[row, : lengths[index]] if self.token_outputs and value.dim() > 1 else value[row])
+                    .numpy().ravel() for value in outputs.values()])
+            yield batch, outputs
         self.rows += rows
 
 
-def decisions(result: Mapping[str, Any]) -> list[Any]:
-    """What a result decides, one item per unit: each word's tag, else the entity spans of a text, else the label(s)
-    of a text (a regression value decides nothing to agree on)."""
-    if "tags" in result:
-        return list(result["tags"])
-    if "entities" in result:
-        return [tuple(sorted((e["label"], e["start"], e["end"]) for e in result["entities"]))]
-    if "labels" in result:
-        return [tuple(result["labels"])]
-    return [result["label"]] if "label" in result else []
-
-
-def run_backend(directory: str, backend: str, examples: Sequence[Example], batch_size: int
-                ) -> tuple[list[dict], list[np.ndarray], float]:
-    """Results and per-row logits of `examples` with one backend, and the seconds predicting took."""
-    predictor = Predictor.from_pretrained(directory, device="cpu", backend=backend, batch_size=batch_size)
-    recorder = RecordingForward(predictor.forward)
-    predictor.prediction = dataclasses.replace(predictor.prediction, forward=recorder)
+def run_backend(directory: str, backend: str, examples: Sequence[Example], batch_size: int,
+                tasks: Sequence[Task] = TASKS) -> tuple[list[dict], list[np.ndarray], float]:
+    """Results and per-row outputs of `examples` with one backend, and the seconds predicting took."""
+    loaded = Predictor.from_pretrained(directory, device="cpu", backend=backend, batch_size=batch_size, tasks=tasks)
+    recorder = RecordingForward(loaded.forward, loaded.task.training.token_outputs)
+    predictor = dataclasses.replace(loaded, forward=recorder)
     started = time.perf_counter()
     results = list(predict_examples(predictor, examples))
     return results, recorder.rows, time.perf_counter() - started
 
 
-def compare(reference: tuple, other: tuple) -> dict[str, Any]:
-    """How far one backend's logits and decisions are from the reference's (PyTorch)."""
+def compare(reference: tuple, other: tuple, decisions: Callable[[Mapping[str, Any]], list]) -> dict[str, Any]:
+    """How far one backend's outputs and decisions (the task's `decisions` of a result) are from the reference's
+    (PyTorch)."""
     (ref_results, ref_rows, _), (results, rows, seconds) = reference, other
     if len(ref_rows) != len(rows) or any(a.shape != b.shape for a, b in zip(ref_rows, rows)):
         raise ConfigError("The ONNX backend's model inputs differ from PyTorch's: the two cannot be compared.")
@@ -256,7 +262,7 @@ def file_size_mib(path: Path) -> float:
 def export_model(directory: str, quantize: str | None = None, validation_file: str | None = None,
                  text_field: str = "text", max_validation_examples: int | None = None, atol: float = 1e-3,
                  min_agreement: float = 0.98, min_quantized_agreement: float = 0.95, batch_size: int = 32,
-                 opset: int | None = None) -> dict[str, Any]:
+                 opset: int | None = None, tasks: Sequence[Task] = TASKS) -> dict[str, Any]:
     """Export, quantize, validate, then install `directory/onnx/`; returns the report (also written there)."""
     if quantize not in (None, *QUANTIZATIONS):
         raise ConfigError(f"--quantize {quantize}: use one of {list(QUANTIZATIONS)}, or leave it out for fp32 only.")
@@ -264,7 +270,7 @@ def export_model(directory: str, quantize: str | None = None, validation_file: s
         if not 0 <= value <= 1:
             raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
     started = time.perf_counter()
-    source = Predictor.from_pretrained(directory, device="cpu", backend="torch", batch_size=batch_size)
+    source = Predictor.from_pretrained(directory, device="cpu", backend="torch", batch_size=batch_size, tasks=tasks)
     examples = validation_examples(validation_file, source, text_field, max_validation_examples)
     target = Path(directory) / ONNX_DIRECTORY
     staging = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=directory))
@@ -292,17 +298,18 @@ def export_model(directory: str, quantize: str | None = None, validation_file: s
         import onnxruntime
 
         logger.info("Validating on %d inputs of %s", len(examples), validation_file or "the built-in texts")
-        reference = run_backend(directory, "torch", examples, batch_size)
+        reference = run_backend(directory, "torch", examples, batch_size, tasks)
         report["validation"] = {
             "inputs": validation_file or "built-in texts", "examples": len(examples),
-            "unit": "word" if any("tags" in result for result in reference[0]) else "text",
+            "unit": source.task.serving.decision_unit,
             "atol": atol, "min_agreement": min_agreement, "min_quantized_agreement": min_quantized_agreement,
             "onnxruntime": onnxruntime.__version__,
             "torch_examples_per_second": round(len(examples) / reference[2], 1) if reference[2] else None,
         }
         for variant in report["graphs"]:
-            report["validation"][variant] = compare(reference, run_backend(str(staging), f"onnx-{variant}", examples,
-                                                                           batch_size))
+            report["validation"][variant] = compare(
+                reference, run_backend(str(staging), f"onnx-{variant}", examples, batch_size, tasks),
+                source.task.serving.decisions)
         report["seconds"] = round(time.perf_counter() - started, 1)
         failures = check_report(report)
         report["passed"] = not failures

@@ -1,18 +1,20 @@
 """Predictions of a saved fine-tuned model, whatever its task: `Predictor.from_pretrained(directory)`.
 
-What every task shares lives here: loading a run's output directory (config, label names, tokenizer, the model on
-its device), telling its task from the architecture it was saved with (`Task.architecture_suffix`, over the
-records of `utils.tasks.registry.TASKS`), the options every task has (batch size, max_seq_length within the model's
-limit), checking that inputs are strings, and the forward pass: `TorchForward` runs the model on rows of token ids in
-batches of similar length. What a task knows (how texts become model inputs, how logits become results, which
-options are its own) is its prediction object, built by `Task.predictor` (utils/tasks/*/predict.py) with the forward
-pass as a callable; `Predictor` delegates to it. So no name of a task is tested here, and another backend is another
-forward callable with `TorchForward`'s contract, so the tasks' code stays one path: ONNX Runtime's is `OnnxForward`
-(utils/serving/onnx_backend.py), picked by `from_pretrained(..., backend=...)` or from what the directory holds.
+What every task shares lives here: loading a run's output directory (config, tokenizer, the model on its device),
+telling the task that trained it (`utils.core.task.saved_task`, over `utils.tasks.registry.TASKS` or the tasks
+given), the options every task has (batch size, max_seq_length within the model's limit), checking that inputs are
+strings of a kind the task takes, and the forward pass: `TorchForward` runs the model on rows of token ids in batches
+of similar length and hands back every output of the model by name. What a task knows (its options, how inputs
+become model inputs, how outputs become results) is its prediction object, built by `task.serving.predictor`
+(utils/tasks/*/predict.py) with the forward pass as a callable; `Predictor` delegates to it and reads none of its
+results. Another backend is another forward callable with `TorchForward`'s contract, so the tasks' code stays one
+path: ONNX Runtime's is `OnnxForward` (utils/serving/onnx_backend.py), picked by `from_pretrained(..., backend=...)`
+or from what the directory holds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Hashable, Iterator, Mapping, Sequence
@@ -25,12 +27,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from utils.core.arguments import ModelArguments
 from utils.core.errors import ConfigError, DataError
-from utils.core.labels import LabelSpace, fine_tuned_labels
-from utils.core.losses import REGRESSION
+from utils.core.examples import Example, taken_kinds
+from utils.core.labels import LabelSpace
 from utils.core.modeling import load_config, load_tokenizer
 from utils.core.ordering import length_batches, token_batches
 from utils.core.packing import SequencePacker, make_packer, unpack
-from utils.core.task import Task
+from utils.core.task import TASK_CONFIG_KEY, ForwardBatch, Task, TaskPrediction, saved_task
 from utils.serving.onnx_backend import (
     BATCH_DEPENDENT,
     OnnxForward,
@@ -59,16 +61,16 @@ DEFAULT_MAX_BATCH_TOKENS = 2048
 RUN_DIRECTORY = "the --output_dir of a " + " or ".join(task.script for task in TASKS) + " run"
 
 
-def model_task(config, directory: str) -> Task:
-    """The task of a saved model, from the architecture it was saved with (the end of its name)."""
-    architectures = getattr(config, "architectures", None) or []
-    for architecture in architectures:
-        for task in TASKS:
-            if architecture.endswith(task.architecture_suffix) and task.predictor is not None:
-                return task
-    known = ", ".join(f"{task.architecture_suffix} ({task.name})" for task in TASKS if task.predictor is not None)
-    raise ConfigError(f"Cannot tell the task of the model in '{directory}': its architectures {architectures} end in "
-                      f"none of {known}.")
+def model_task(config, directory: str, tasks: Sequence[Task] = TASKS) -> Task:
+    """The task that trained a saved model (`saved_task`), or an error naming what the directory holds."""
+    task = saved_task(config, tasks)
+    if task is not None:
+        return task
+    recorded = getattr(config, TASK_CONFIG_KEY, None)
+    known = ", ".join(f"{task.name} ({task.serving.architecture_suffix})" for task in tasks)
+    what = f"was trained for the task {recorded!r}" if recorded else (
+        f"has architectures {getattr(config, 'architectures', None) or []}")
+    raise ConfigError(f"Cannot tell the task of the model in '{directory}': it {what}, which is none of {known}.")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -98,13 +100,40 @@ def pad_right(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=torch.long)
 
 
-def check_texts(texts: Sequence[Any], what: str = "text") -> None:
-    """A service may hand in anything: only strings are texts."""
-    if isinstance(texts, str):
-        raise DataError(f"expected a list of {what}s, got one string; wrap it in a list.")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise DataError(f"{what} {index} is {type(text).__name__}, not a string: {text!r:.80}")
+def check_examples(examples: Sequence[Example], task: Task) -> None:
+    """A service may hand in anything: only `Example`s of strings, of a kind the task takes."""
+    if isinstance(examples, (str, Example)):
+        raise DataError("expected a list of inputs, got one; wrap it in a list.")
+    for index, example in enumerate(examples):
+        if not isinstance(example, Example):
+            raise DataError(f"input {index} is {type(example).__name__}, not an Example: {example!r:.80}")
+        if not isinstance(example.text, str) or not (example.text_pair is None or isinstance(example.text_pair, str)):
+            raise DataError(f"input {index}: text and text_pair must be strings, got {example.text!r:.80}")
+        if example.tokens is not None and not all(isinstance(token, str) for token in example.tokens):
+            raise DataError(f"input {index}: every token must be a string, got {example.tokens!r:.80}")
+        if example.kind not in task.serving.input_kinds:
+            raise ConfigError(f"input {index} is {example.kind!r}, but this model ({task.name}) takes "
+                              f"{taken_kinds(task.serving.input_kinds)}.")
+
+
+def as_examples(inputs: Sequence[Any], text_pairs: Sequence[Any] | None = None,
+                documents: Sequence[Hashable | None] | None = None) -> list[Example]:
+    """Plain inputs as `Example`s: a string is a text, a list of strings a sentence of pre-split words; `text_pairs`
+    and `documents` one per input."""
+    if isinstance(inputs, str):
+        raise DataError("expected a list of texts, got one string; wrap it in a list.")
+    for name, extra in (("text pairs", text_pairs), ("document ids", documents)):
+        if extra is not None and len(extra) != len(inputs):
+            raise DataError(f"{len(inputs)} inputs but {len(extra)} {name}; give one per input.")
+    examples = []
+    for index, item in enumerate(inputs):
+        document = None if documents is None else documents[index]
+        pair = None if text_pairs is None else text_pairs[index]
+        if isinstance(item, (list, tuple)):
+            examples.append(Example(text=" ".join(map(str, item)), tokens=tuple(item), document=document))
+        else:
+            examples.append(Example(text=item, text_pair=pair, document=document))
+    return examples
 
 
 @dataclass
@@ -112,9 +141,9 @@ class TorchForward:
     """The forward pass the tasks' prediction objects call, for a PyTorch model: `forward(inputs)` takes rows of token
     ids by input name (input_ids, attention_mask, token_type_ids; other keys are ignored) and yields, per batch of at
     most `batch_size` rows of similar length (longest first, `length_batches`; with a `packer`, of at most
-    `max_tokens` tokens, `token_batches`), the batch's row indices and its logits: float32 on the CPU, padded on the
-    right to the batch's longest row ([rows, tokens, labels] for a token model, [rows, labels] for a sequence model).
-    Another backend is another callable with this contract."""
+    `max_tokens` tokens, `token_batches`), the batch's row indices and the model's outputs by name (every tensor of
+    its output but the loss): float32 on the CPU, first axis the batch's rows, per-token outputs padded on the right
+    to the batch's longest row. Another backend is another callable with this contract (`utils.core.task.Forward`)."""
 
     model: PreTrainedModel = field(repr=False)
     device: torch.device
@@ -123,7 +152,7 @@ class TorchForward:
     packer: SequencePacker | None = None  # token models that take packed rows (see `packed_forward`)
     max_tokens: int | None = None  # with a packer: the most tokens of one forward pass
 
-    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
         lengths = [len(row) for row in inputs["input_ids"]]
         if self.packer is None or self.max_tokens is None:
             batches = length_batches(lengths, self.batch_size)
@@ -132,41 +161,58 @@ class TorchForward:
         for batch in batches:
             tensors = {key: pad_right([inputs[key][i] for i in batch], self.pad_id if key == "input_ids" else 0)
                        for key in MODEL_INPUTS if key in inputs}
-            yield batch, self.logits(tensors)
+            yield batch, self.outputs(tensors)
 
     @torch.inference_mode()
-    def logits(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    def outputs(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         mask = tensors.get("attention_mask")
         padded = mask is not None and not bool(mask.all())  # without padding, packing saves nothing
         packed, rows = self.packer.pack(tensors) if self.packer is not None and padded else (tensors, None)
-        outputs = self.model(**{key: value.to(self.device) for key, value in packed.items()}).logits.float().cpu()
-        return outputs if rows is None else unpack(outputs, rows, mask.sum(dim=1).tolist())
+        result = self.model(**{key: value.to(self.device) for key, value in packed.items()})
+        outputs = {name: value.float().cpu() for name, value in result.items()
+                   if torch.is_tensor(value) and name != "loss"}
+        if rows is None:
+            return outputs
+        # per-token outputs come back one row per input; an output of another shape is not per token
+        width = packed["input_ids"].shape[:2]
+        lengths = mask.sum(dim=1).tolist()
+        return {name: unpack(value, rows, lengths) if value.shape[:2] == width else value
+                for name, value in outputs.items()}
 
 
-def packed_forward(model: PreTrainedModel, task: Task, device: torch.device, batch_size: int, max_batch_tokens: int,
-                   pad_id: int) -> TorchForward:
-    """The PyTorch forward pass; for a token model that can take packed rows (BERT, RoBERTa, ... with SDPA or eager
-    attention: utils/core/packing.py), inputs laid end to end in rows of PACKED_ROW_TOKENS, at most
-    `max_batch_tokens` tokens per forward pass (an input longer than that alone); other models: `batch_size` padded
-    rows per pass.
+def packed_forward(model: PreTrainedModel, token_outputs: bool, device: torch.device, batch_size: int,
+                   max_batch_tokens: int, pad_id: int) -> TorchForward:
+    """The PyTorch forward pass; for a model with one output per token (`token_outputs`, the task says) that can take
+    packed rows (BERT, RoBERTa, ... with SDPA or eager attention: utils/core/packing.py), inputs laid end to end in
+    rows of PACKED_ROW_TOKENS, at most `max_batch_tokens` tokens per forward pass (an input longer than that alone);
+    other models: `batch_size` padded rows per pass.
 
     Why: a request batch of the service is a few dozen sentences of any length; padded batches of 8 similar lengths
     spend most of their time on small matrix products and per-pass overhead. Packed, 64 CoNLL-2003 sentences are one
     forward pass (docs/serving.md: with 64 clients the service's gain over one request at a time went from 2.1x to
-    2.8-3.2x on 2 CPU cores). Each input's logits are those it gets alone, up to float rounding; inputs already
+    2.8-3.2x on 2 CPU cores). Each input's outputs are those it gets alone, up to float rounding; inputs already
     sorted by length (predict.py over a whole file) gain little."""
-    packer = make_packer(model, pad_id, PACKED_ROW_TOKENS) if task.token_outputs else None
+    packer = make_packer(model, pad_id, PACKED_ROW_TOKENS) if token_outputs else None
     return TorchForward(model, device, batch_size, pad_id, packer, max_batch_tokens if packer is not None else None)
+
+
+def task_options(task: Task, given: Sequence[Any] | Any = (), **by_name: Any) -> Any:
+    """The task's options object (`task.serving.options`): the one of that type among `given` (e.g. every task's
+    options parsed from predict.py's flags), else the defaults; then the named values that are its fields (the
+    names of other tasks' options are left to them)."""
+    kind = task.serving.options
+    candidates = [given] if not isinstance(given, (list, tuple)) else list(given)
+    options = next((item for item in candidates if isinstance(item, kind)), None) or kind()
+    known = {item.name for item in dataclasses.fields(kind)}
+    return dataclasses.replace(options, **{name: value for name, value in by_name.items() if name in known})
 
 
 @dataclass(repr=False)
 class Predictor:
     """A fine-tuned model ready to predict; build it with `Predictor.from_pretrained(directory)`.
 
-    `task` is the model's `Task` (`task.name` says which); `options` are the task's own settings (see
-    `from_pretrained`), which its prediction object resolves and exposes as attributes of the predictor too (e.g.
-    `predictor.context_size`, `predictor.stride` for NER, `predictor.threshold`, `predictor.problem_type` for
-    classification)."""
+    `task` is the model's `Task` (`task.name` says which); `options` the task's options object (its
+    `task.serving.options` dataclass); `prediction` the task's prediction object, which makes the results."""
 
     model: PreTrainedModel | None  # None for an ONNX backend (its `forward` runs the graph)
     tokenizer: PreTrainedTokenizerBase
@@ -176,11 +222,11 @@ class Predictor:
     batch_size: int = 32
     max_seq_length: int | None = None  # None: the model's limit
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS  # packed token-model inputs: most tokens per forward pass
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Any = None  # the task's options (None: its defaults)
     config: Any = None  # None: the model's
     backend: str = "torch"  # torch, onnx-fp32 or onnx-int8 (utils/serving/onnx_backend.py)
     forward: Any = None  # None: `TorchForward` on `model`; another backend's callable with its contract
-    prediction: Any = field(init=False)  # the task's prediction object (`Task.predictor`)
+    prediction: TaskPrediction = field(init=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -189,6 +235,8 @@ class Predictor:
             raise ConfigError(f"--max_batch_tokens must be positive, got {self.max_batch_tokens}.")
         if self.config is None:
             self.config = self.model.config
+        if self.options is None:
+            self.options = self.task.serving.options()
         limit = model_limit(self.tokenizer, self.config)
         self.max_seq_length = self.max_seq_length or limit
         if not 8 <= self.max_seq_length <= limit:
@@ -199,28 +247,22 @@ class Predictor:
         warned = getattr(self.tokenizer, "deprecation_warnings", {})
         warned["sequence-length-is-longer-than-the-specified-maximum"] = True
         if self.forward is None:
-            self.forward = packed_forward(self.model, self.task, self.device, self.batch_size, self.max_batch_tokens,
-                                          self.tokenizer.pad_token_id or 0)
-        self.prediction = self.task.predictor(self.forward, self.tokenizer, self.config, self.labels,
-                                              max_seq_length=self.max_seq_length, **self.options)
-
-    def __getattr__(self, name: str) -> Any:
-        """The task's settings, as its prediction object resolved them (only called for names not found here)."""
-        prediction = self.__dict__.get("prediction")
-        if prediction is None or name.startswith("_"):
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-        return getattr(prediction, name)
+            self.forward = packed_forward(self.model, self.task.training.token_outputs, self.device, self.batch_size,
+                                          self.max_batch_tokens, self.tokenizer.pad_token_id or 0)
+        self.prediction = self.task.serving.predictor(self.forward, self.tokenizer, self.config, self.labels,
+                                                      self.max_seq_length, self.options)
 
     def __repr__(self) -> str:
         return (f"Predictor(task={self.task.name!r}, labels={list(self.labels.names)}, backend={self.backend}, "
-                f"device={self.device}, "
-                f"batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, prediction={self.prediction})")
+                f"device={self.device}, batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
+                f"options={self.options})")
 
     @classmethod
     def from_pretrained(cls, directory: str, device: str | torch.device = "auto", batch_size: int = 32,
-                        max_seq_length: int | None = None, stride: int | None = None, threshold: float = 0.5,
-                        context_size: int | None = None, backend: str = "auto", threads: int | None = None,
-                        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, row_parallel: bool = False) -> Predictor:
+                        max_seq_length: int | None = None, backend: str = "auto", threads: int | None = None,
+                        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, row_parallel: bool = False,
+                        options: Sequence[Any] | Any = (), tasks: Sequence[Task] = TASKS,
+                        **option_values: Any) -> Predictor:
         """Load the model a fine-tuning run saved in `directory` (its `--output_dir`), in eval mode on `device`.
 
         `backend`: `torch`, `onnx` (the export's int8 graph when there is one, else fp32), `onnx-fp32`, `onnx-int8`,
@@ -230,11 +272,11 @@ class Predictor:
         RoBERTa, ...) run at most this many tokens per forward pass instead of `batch_size` padded rows.
         `row_parallel` (ONNX): each input row runs alone on a one-thread session, `threads` rows at a time (default:
         one per CPU), so that no result depends on its batchmates, not even the int8 graph's (`OnnxForward`).
+        `max_seq_length` defaults to the model's limit.
 
-        `max_seq_length` defaults to the model's limit. The tasks' own options (each task takes its own, and ignores
-        the others'): `stride` (NER: tokens shared by consecutive windows of a long text; default run_ner.py's
-        --stride default, at most half a window), `threshold` (the multi-label probability above which a label is
-        on), `context_size` (NER: document context tokens per side; default what the model was trained with).
+        The task's own options: an object of its `task.serving.options` type among `options` (e.g. every task's
+        options as predict.py parsed them), and/or its fields by name (`stride=64` for NER, `threshold=0.3` for
+        classification); names of other tasks' options are ignored. `tasks`: the tasks a saved model may be of.
         """
         target = resolve_device(device)
         path = Path(directory)
@@ -254,20 +296,18 @@ class Predictor:
                               f"{RUN_DIRECTORY}.")
         model_args = ModelArguments(model_name_or_path=str(directory))
         config = load_config(model_args)
-        names = fine_tuned_labels(config)
-        if names is None and getattr(config, "problem_type", None) == REGRESSION:  # one output, whatever its name
-            names = ["value"]
+        task = model_task(config, directory, tasks)
+        names = task.serving.label_names(config)
         if names is None:
             raise ConfigError(f"The model in '{directory}' was never fine-tuned: its config has no label names (only "
                               "LABEL_0, LABEL_1, ...). Fine-tune it with "
-                              + " or ".join(task.script for task in TASKS)
+                              + " or ".join(task.script for task in tasks)
                               + " and point --model at that run's --output_dir.")
-        task = model_task(config, directory)
-        tokenizer = load_tokenizer(model_args, **task.tokenizer_kwargs(config, None))
+        tokenizer = load_tokenizer(model_args, **task.data.tokenizer_kwargs(config, None))
         model, forward = None, None
         if graph is None:
             try:
-                model = task.auto_model.from_pretrained(str(directory), config=config)
+                model = task.training.auto_model.from_pretrained(str(directory), config=config)
             except OSError as err:
                 raise ConfigError(f"Could not load the model weights from '{directory}': {err}") from None
             model.to(target).eval()
@@ -281,8 +321,8 @@ class Predictor:
             logger.info("%s: %s.", backend, BATCH_DEPENDENT[backend])
         return cls(model=model, tokenizer=tokenizer, task=task, labels=LabelSpace(tuple(names)), device=target,
                    batch_size=batch_size, max_seq_length=max_seq_length, max_batch_tokens=max_batch_tokens,
-                   options={"stride": stride, "threshold": threshold, "context_size": context_size}, config=config,
-                   backend=backend, forward=forward)
+                   options=task_options(task, options, **option_values), config=config, backend=backend,
+                   forward=forward)
 
     # ------------------------------------------------------------ public API: checked inputs, the task's results
 
@@ -296,40 +336,24 @@ class Predictor:
         """Whether an input's result depends on the other inputs of its document (so chunks keep documents whole)."""
         return bool(self.prediction.whole_documents)
 
-    def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+    def settings(self) -> dict[str, Any]:
+        """The settings results depend on: the shared ones, then the task's as its prediction object resolved them."""
+        return {"max_seq_length": self.max_seq_length, "batch_size": self.batch_size,
+                "row_parallel": getattr(self.forward, "parallel_rows", 0), **self.prediction.settings()}
+
+    def predict_examples(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
+        """One result per example, in order: the task's (what predict.py writes for each input). `uncertainty`: each
+        result gets `"uncertainty"` in [0, 1], the task's measure of how unsure the model is, to choose what to
+        label next."""
+        check_examples(examples, self.task)
+        if uncertainty:
+            return self.prediction.predict(examples, uncertainty=True)
+        return self.prediction.predict(examples)
+
+    def predict(self, inputs: Sequence[str | Sequence[str]], text_pairs: Sequence[str] | None = None,
                 documents: Sequence[Hashable | None] | None = None, uncertainty: bool = False
                 ) -> list[dict[str, Any]]:
-        """One result per text, in order.
-
-        NER: `{"text", "entities": [{"label", "text", "start", "end", "score"}]}` with character offsets into the
-        text. Classification: `{"text", "label", "probabilities"}` (multi-label: `"labels"` over the threshold;
-        regression: `"value"`), `"truncated": true` when the text was cut; `text_pairs` for sentence-pair models.
-        `documents` (NER): each text's document id, for models trained with document context (None: on its own).
-        `uncertainty`: each result gets `"uncertainty"` in [0, 1], the task's measure of how unsure the model is
-        (NER: 1 - the smallest word margin; classification: normalised entropy), to choose what to label next.
-        """
-        check_texts(texts)
-        if text_pairs is not None:
-            check_texts(text_pairs, "text_pair")
-            if len(text_pairs) != len(texts):
-                raise DataError(f"{len(texts)} texts but {len(text_pairs)} text pairs; give one pair per text.")
-        if uncertainty:
-            return self.prediction.predict(texts, text_pairs, documents, uncertainty=True)
-        return self.prediction.predict(texts, text_pairs, documents)
-
-    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None,
-                       uncertainty: bool = False) -> list[dict[str, Any]]:
-        """NER on pre-split words: `{"text", "tokens", "tags", "entities"}` per sentence, entity start/end being word
-        indices (`tokens[start:end]`) and `text` the words joined by spaces. `documents`, `uncertainty`: as for
-        `predict`."""
-        for index, tokens in enumerate(sentences):
-            check_texts(tokens, f"token of sentence {index}")
-        if uncertainty:
-            return self.prediction.predict_tokens(sentences, documents, uncertainty=True)
-        return self.prediction.predict_tokens(sentences, documents)
-
-    def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
-                  ) -> list[tuple[list[str], list[float]]]:
-        """NER: each word's predicted tag and that tag's probability, from its first subword in the window owning it
-        (with the document context the model was trained with, from the other sentences of the same document)."""
-        return self.prediction.tag_words(sentences, documents)
+        """`predict_examples` on plain inputs: a string is a text, a list of strings a sentence of pre-split words;
+        `text_pairs` (models of sentence pairs) and `documents` (models trained with document context) one per
+        input."""
+        return self.predict_examples(as_examples(inputs, text_pairs, documents), uncertainty)

@@ -41,6 +41,15 @@ class FinetuneTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Evaluate and predict in length-sorted batches (less padding); outputs keep input order."},
     )
+    batching: str = field(
+        default="auto",
+        metadata={"help": "How training batches are made: packed (random batches, sequences laid end to end in rows "
+                  "of --pack_length: token tasks on models that can take packed rows), buckets (batches of similar "
+                  "lengths, shuffled across the epoch), random (--train_sampling_strategy, padded to the longest), "
+                  "max_length (padded to --max_seq_length, as --pad_to_max_length), or auto: packed where possible, "
+                  "else buckets. The older flags below still work and decide it the same way.",
+                  "choices": ["auto", "packed", "buckets", "random", "max_length"]},
+    )
     pack_sequences: bool = field(
         default=True,
         metadata={"help": "Token tasks (NER) on BERT, RoBERTa, XLM-R, CamemBERT and ELECTRA models: keep random "

@@ -13,12 +13,18 @@ every labelled token weighs the same as it does with random batches.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Sampler
 
+from utils.core.errors import ConfigError
 from utils.core.losses import IGNORE_INDEX
+from utils.core.packing import SequencePacker, make_packer
+
+logger = logging.getLogger(__name__)
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, pool_batches: int,
@@ -79,3 +85,79 @@ def labelled_items(labels: Sequence) -> int:
     if isinstance(labels, (list, tuple)):
         return sum(1 for label in labels if label != IGNORE_INDEX)
     return 1
+
+
+# ---------------------------------------------------------------- the one batching decision
+
+#: `--batching`: how training batches are made. `auto` packs token tasks on models that can take packed rows, else
+#: uses length buckets (plain random batches when --train_sampling_strategy is given).
+BATCHINGS = ("auto", "packed", "buckets", "random", "max_length")
+
+
+@dataclass(frozen=True)
+class BatchingPlan:
+    """How training batches are made, decided once before the `Trainer` exists (`decide_batching`):
+
+    - `packed`: random batches, their sequences laid end to end in rows (`packer`; utils/core/packing.py);
+    - `buckets`: batches of similar lengths, shuffled across the epoch (`BucketedSampler`);
+    - `random`: the upstream sampler (--train_sampling_strategy), each batch padded to its longest sequence;
+    - `max_length`: the same, every batch padded to `pad_to` tokens (the examples' --pad_to_max_length)."""
+
+    kind: str = "random"
+    packer: SequencePacker | None = None
+    pad_to: int | None = None
+
+
+def requested_batching(args, given: set[str], pad_to_max_length: bool) -> str:
+    """The batching the flags ask for: --batching, or what the older flags (--pack_sequences, --bucket_by_length,
+    --train_sampling_strategy, --pad_to_max_length) say; `auto` when nothing decides. Contradictions are errors."""
+    older = sorted(given & {"pack_sequences", "bucket_by_length", "pad_to_max_length"})
+    if "batching" in given and args.batching != "auto":
+        if older:
+            raise ConfigError(f"--batching {args.batching} replaces --{older[0]}; drop one of them.")
+        return args.batching
+    if pad_to_max_length:
+        return "max_length"
+    if "train_sampling_strategy" in given and args.bucket_by_length and "bucket_by_length" in given:
+        raise ConfigError(f"--bucket_by_length replaces --train_sampling_strategy; drop one of them (got "
+                          f"--train_sampling_strategy {args.train_sampling_strategy}).")
+    return "auto"
+
+
+def decide_batching(args, given: set[str], model, pad_token_id: int | None, token_outputs: bool,
+                    pad_to_max_length: bool, max_seq_length: int | None) -> BatchingPlan:
+    """The one decision of how training batches are made (see `BatchingPlan`), logged with its reason. `auto`:
+    packed where the task has one output per token and the model can take packed rows (--no_pack_sequences: not),
+    else buckets (--no_bucket_by_length, or --train_sampling_strategy given: random)."""
+    requested = requested_batching(args, given, pad_to_max_length)
+    if requested == "max_length":
+        if not max_seq_length:
+            raise ConfigError("--batching max_length pads every batch to --max_seq_length: set --max_seq_length.")
+        logger.info("Training batches: padded to %d tokens (--batching max_length / --pad_to_max_length).",
+                    max_seq_length)
+        return BatchingPlan("max_length", pad_to=max_seq_length)
+    packer = make_packer(model, pad_token_id, args.pack_length) if token_outputs else None
+    config = getattr(model, "config", None)
+    cannot_pack = (f"{getattr(config, 'model_type', 'these')} models with "
+                   f"{getattr(config, '_attn_implementation', 'this')} attention cannot take packed rows"
+                   if token_outputs else "the task has one output per sequence, not per token")
+    if requested == "packed":
+        if packer is None:
+            raise ConfigError(f"--batching packed: {cannot_pack}; use --batching buckets.")
+        return logged(BatchingPlan("packed", packer=packer), args)
+    if requested == "auto" and args.pack_sequences and packer is not None:
+        return logged(BatchingPlan("packed", packer=packer), args)
+    if requested == "auto" and token_outputs and args.pack_sequences:
+        logger.info("--pack_sequences: %s; training batches come from length buckets instead.", cannot_pack)
+    if requested == "buckets" or (requested == "auto" and args.bucket_by_length
+                                  and "train_sampling_strategy" not in given):
+        return logged(BatchingPlan("buckets"), args)
+    return logged(BatchingPlan("random"), args)
+
+
+def logged(plan: BatchingPlan, args) -> BatchingPlan:
+    what = {"packed": f"random, packed into rows of {args.pack_length} tokens",
+            "buckets": f"length buckets of {args.bucket_pool_batches} batches per pool, shuffled across the epoch",
+            "random": f"{args.train_sampling_strategy} sampling, each padded to its longest sequence"}[plan.kind]
+    logger.info("Training batches: %s (--batching %s).", what, plan.kind)
+    return plan

@@ -29,9 +29,10 @@ from utils.core.files import open_up_new_files
 from utils.core.modeling import load_config, load_model, load_tokenizer, one_line
 from utils.core.ordering import longest_first
 from utils.core.parsing import parse_args, read_config_file
-from utils.core.task import PROJECT_ROOT, Task
+from utils.core.task import PROJECT_ROOT, TASK_CONFIG_KEY, LoadedData, StageContext, Task
 from utils.core.validation import validate_job
 from utils.training.arguments import FinetuneTrainingArguments
+from utils.training.batching import decide_batching
 from utils.training.checkpoints import check_output_dir
 from utils.training.hub import push_output_dir
 from utils.training.reporting import (
@@ -42,7 +43,13 @@ from utils.training.reporting import (
     write_reports,
     write_training_curves,
 )
-from utils.training.stages import COMMON_TRAINING_DEFAULTS, decide_stages, run_stages, settle_training_args
+from utils.training.stages import (
+    COMMON_TRAINING_DEFAULTS,
+    decide_stages,
+    run_stages,
+    run_task_stages,
+    settle_training_args,
+)
 from utils.training.trainer import build_trainer, log_hparams
 from utils.training.tuning import (
     PARTIAL_TRAINING_LR,
@@ -110,7 +117,7 @@ class ParsedJob:
 
 
 def argument_types(task: Task) -> tuple[type, ...]:
-    return ModelArguments, task.data_arguments, FinetuneTrainingArguments
+    return ModelArguments, task.data.arguments, FinetuneTrainingArguments
 
 
 def parse_job(task: Task, argv: Sequence[str]) -> ParsedJob:
@@ -178,52 +185,56 @@ def run_job(task: Task, argv: Sequence[str], callbacks: Sequence[TrainerCallback
     job = job or parse_job(task, argv)
     model_args, data_args, given = job.model_args, job.data_args, job.given
     training_args = partial_training_lr(model_args, job.training_args, given)
-    task.check_arguments(data_args, training_args, given)
+    task.data.check_arguments(data_args, training_args, given)
     if "train_file" not in given and data_args.train_file and data_args.train_file.startswith(str(PROJECT_ROOT)):
         logger.info("No data given: running the %s sample recipe %s.", task.name, task.sample_config)
     set_seed(training_args.seed)
 
     config = load_config(model_args)
     with training_args.main_process_first(desc="loading data"):
-        raw, data_args = task.load(data_args, model_args)
-    stages = decide_stages(training_args, given, set(raw))
-    training_args = settle_training_args(training_args, stages, set(raw), given, task.best_metric(raw, data_args))
+        data = task.data.load(data_args, model_args)
+    splits = set(data.raw)
+    stages = decide_stages(training_args, given, splits)
+    training_args = settle_training_args(training_args, stages, splits, given, task.training.best_metric(data))
+    task_stages = task.training.stages(data)
+    produced = any(stage.produces_model for stage in task_stages)
     with training_args.main_process_first(desc="checking output_dir"):
-        check_output_dir(training_args, stages.train or task.writes_model_without_training(data_args),
-                         task.prediction_files)
+        check_output_dir(training_args, stages.train or produced, task.training.prediction_files)
 
-    labels = task.build_labels(raw, data_args, without_labels(config) if model_args.reinit_head else config)
-    raw = task.check_labels(raw, labels, data_args)
-    tokenizer = load_tokenizer(model_args, **task.tokenizer_kwargs(config, data_args))
-    overrides = task.model_overrides(raw, labels, data_args)
-    if task.build_model is not None:
-        model = task.build_model(model_args, labels, config, raw, data_args, training_args, tokenizer, overrides)
-    else:
-        model = load_model(model_args, task.auto_model, labels, config, **overrides)
-    model = prepare_model(model, model_args, task.peft_task_type)
+    labels = task.data.build_labels(data, without_labels(config) if model_args.reinit_head else config)
+    data = dataclasses.replace(data, raw=task.data.check_labels(data, labels))
+    tokenizer = load_tokenizer(model_args, **task.data.tokenizer_kwargs(config, data_args))
+    overrides = {TASK_CONFIG_KEY: task.name, **task.training.model_overrides(data, labels)}
+    model_class = task.training.model_class(data) or task.training.auto_model
+    model = load_model(model_args, model_class, labels, config, **overrides)
+    results = run_task_stages(task_stages, StageContext(model, tokenizer, data, labels, training_args))
+    model = prepare_model(model, model_args, task.training.peft_task_type)
     counts = parameter_counts(model)
     logger.info("Trainable parameters: %s of %s (%.2f%%)", f"{counts['trainable_parameters']:,}",
                 f"{counts['total_parameters']:,}", counts["trainable_percent"])
     with training_args.main_process_first(desc="tokenizing"):
-        features = {split: task.encode(raw[split], tokenizer, labels, data_args) for split in raw}
+        features = {split: task.data.encode(data.raw[split], tokenizer, labels, data) for split in splits}
     if training_args.sort_eval_by_length:
-        features.update({split: sorted_by_length(features[split]) for split in ("validation", "test") if split in raw})
+        features.update({split: sorted_by_length(features[split]) for split in ("validation", "test")
+                         if split in splits})
 
     hub = HubTarget.take_from(training_args)  # pushed once at the end, not by Trainer mid-run
     training_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None)
     logger.info("World size %d (%s) on %s", training_args.world_size, training_args.parallel_mode.value,
                 training_args.device)
-    reduce_logits = task.reduce_logits if training_args.argmax_in_metrics else None
-    trainer = build_trainer(model, tokenizer, training_args, features, task.collator(tokenizer, data_args),
-                            reduce_logits, task.loss(raw, labels, data_args, training_args), callbacks,
-                            token_outputs=task.token_outputs)
-    trainer.run_results.update(counts)  # into all_results.json with the metrics
-    results, reports, written = run_stages(trainer, task, stages, raw, features, labels, data_args)
-    results = {**counts, **results}
+    batching = decide_batching(training_args, given, model, tokenizer.pad_token_id, task.training.token_outputs,
+                               data_args.pad_to_max_length, data_args.max_seq_length)
+    reduce_logits = task.training.reduce_logits if training_args.argmax_in_metrics else None
+    trainer = build_trainer(model, tokenizer, training_args, features,
+                            task.training.collator(tokenizer, data, batching.pad_to), reduce_logits,
+                            task.training.loss(data, labels, training_args), callbacks, batching)
+    trainer.run_results.update({**counts, **results})  # into all_results.json with the metrics
+    stage_results, reports, written = run_stages(trainer, task, stages, data, features, labels, produced)
+    results = {**counts, **results, **stage_results}
     if stages.train and is_peft_model(model) and trainer.is_world_process_zero():
         save_adapter_outputs(trainer.model, training_args.output_dir, model_args.merge_adapter)
     if trainer.is_world_process_zero():
-        finish_outputs(task, trainer, model_args, data_args, raw, labels, results, reports, written, argv, hub)
+        finish_outputs(task, trainer, model_args, data, labels, results, reports, written, argv, hub)
         open_up_new_files(training_args.output_dir, started)  # adapters, zero-shot models: saved outside Trainer
     return JobOutcome(results, training_args)
 
@@ -262,7 +273,7 @@ class HubTarget:
         return cls(args.push_to_hub, args.hub_model_id, args.hub_private_repo, args.hub_token)
 
 
-def finish_outputs(task: Task, trainer, model_args, data_args, raw, labels, results: dict[str, Any],
+def finish_outputs(task: Task, trainer, model_args, data: LoadedData, labels, results: dict[str, Any],
                    reports: dict[str, str], written: list[str], argv: Sequence[str], hub: HubTarget) -> None:
     """Main process only: reports, training curves, TensorBoard hyperparameters, model card, results table, push."""
     args = trainer.args
@@ -270,7 +281,7 @@ def finish_outputs(task: Task, trainer, model_args, data_args, raw, labels, resu
     os.makedirs(output_dir, exist_ok=True)
     main_metric = args.metric_for_best_model or "loss"
     hyperparameters = {name: getattr(args, name) for name in CARD_HYPERPARAMETERS}
-    write_reports(output_dir, reports, task.report_file)
+    write_reports(output_dir, reports, task.training.report_file)
     curves = write_training_curves(output_dir, trainer.state.log_history, main_metric)
     log_hparams(trainer, hyperparameters, results)
     write_model_card(
@@ -278,12 +289,12 @@ def finish_outputs(task: Task, trainer, model_args, data_args, raw, labels, resu
         title=f"{os.path.basename(os.path.abspath(output_dir))} ({task.name})",
         pipeline_tag=task.pipeline_tag,
         base_model=base_model_id(model_args.model_name_or_path),
-        data_sources={split: split_source(data_args, split) for split in raw},
+        data_sources={split: split_source(data.args, split) for split in data.raw},
         labels=labels.names,
         hyperparameters=hyperparameters,
         results=results,
         main_metrics=[main_metric],
-        details=[*task.card_details(raw, labels, data_args), *describe_training(model_args, results)],
+        details=[*task.training.card_details(data, labels), *describe_training(model_args, results)],
         command=shlex.join(["python", task.script, *shown_command(argv)]),
         curves=curves,
     )

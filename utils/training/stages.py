@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from datasets import Dataset
 from transformers import EvalPrediction, Trainer
 
 from utils.core.errors import ConfigError
-from utils.core.task import Task
+from utils.core.task import LoadedData, StageContext, Task, TaskStage
 from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.checkpoints import resolve_checkpoint
 from utils.training.trainer import FinetuneTrainer, GracefulStop, Interrupted
@@ -71,11 +71,6 @@ def settle_training_args(args: FinetuneTrainingArguments, stages: Stages, splits
     """Make the training arguments fit the data: no validation split, no evaluation during training; otherwise the
     best checkpoint by the task's metric (e.g. F1) is restored at the end, unless the user decided otherwise."""
     changes: dict[str, Any] = {"do_train": stages.train, "do_eval": stages.evaluate, "do_predict": stages.predict}
-    if "train_sampling_strategy" in given and args.bucket_by_length:
-        if "bucket_by_length" in given:
-            raise ConfigError(f"--bucket_by_length replaces --train_sampling_strategy; drop one of them (got "
-                              f"--train_sampling_strategy {args.train_sampling_strategy}).")
-        changes["bucket_by_length"] = False
     if best_metric is not None and "metric_for_best_model" not in given:
         changes.update(metric_for_best_model=best_metric[0], greater_is_better=best_metric[1])
     if "validation" not in splits:
@@ -94,24 +89,6 @@ def settle_training_args(args: FinetuneTrainingArguments, stages: Stages, splits
         logger.warning("Not restoring the best checkpoint at the end: %s", err)
         changes.pop("load_best_model_at_end", None)
         return dataclasses.replace(args, **changes)
-
-
-def pad_every_batch(trainer: Trainer, max_length: int) -> None:
-    """--pad_to_max_length: every batch padded to --max_seq_length (the task's collator pads to `max_length` from
-    here on), so packing and length buckets, which exist to remove that padding, are turned off."""
-    collator = trainer.data_collator
-    if hasattr(collator, "padding") and hasattr(collator, "max_length"):
-        collator.padding, collator.max_length = "max_length", max_length
-    if getattr(trainer, "packer", None) is not None:
-        off = "; --pack_sequences turned off (it would remove that padding)"
-    elif getattr(trainer.args, "bucket_by_length", False):
-        off = "; --bucket_by_length turned off (it would remove most of that padding)"
-    else:
-        off = ""
-    if hasattr(trainer, "packer"):
-        trainer.packer, trainer.items_per_example = None, None
-    trainer.args.pack_sequences = trainer.args.bucket_by_length = False
-    logger.info("--pad_to_max_length: every batch is padded to %d tokens%s.", max_length, off)
 
 
 def kept_checkpoint(state, args) -> dict[str, Any]:
@@ -144,28 +121,41 @@ def kept_checkpoint(state, args) -> dict[str, Any]:
 class SplitScorer:
     """`compute_metrics` bound to one split, so predictions on its features map back to its raw examples."""
 
-    def __init__(self, task: Task, features: Dataset, raw: Dataset, labels, data_args) -> None:
-        self.task, self.features, self.raw, self.labels, self.data_args = task, features, raw, labels, data_args
+    def __init__(self, task: Task, features: Dataset, split: str, labels, data: LoadedData) -> None:
+        self.task, self.features, self.raw, self.labels, self.data = task, features, data.raw[split], labels, data
         self.report = ""
 
     def __call__(self, prediction: EvalPrediction) -> dict[str, float]:
-        decoded = self.task.decode(prediction.predictions, self.features, self.raw, self.labels, self.data_args)
-        metrics, self.report = self.task.score(decoded, self.raw, self.labels, self.data_args)
+        training = self.task.training
+        decoded = training.decode(prediction.predictions, self.features, self.raw, self.labels, self.data)
+        metrics, self.report = training.score(decoded, self.raw, self.labels, self.data)
         return metrics
+
+
+def run_task_stages(task_stages: Sequence[TaskStage], context: StageContext) -> dict[str, Any]:
+    """The task's own stages (before the model's parameters are counted and the `Trainer` is built); their metrics."""
+    results: dict[str, Any] = {}
+    for stage in task_stages:
+        logger.info("Stage %s", stage.name)
+        results.update(stage.run(context))
+    return results
 
 
 def run_stages(
     trainer: Trainer,
     task: Task,
     stages: Stages,
-    raw: Mapping[str, Dataset],
+    data: LoadedData,
     features: Mapping[str, Dataset],
     labels,
-    data_args,
+    save_untrained: bool = False,
 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    """Train, evaluate and predict as asked; returns (all metrics, report text per split, prediction files)."""
+    """Train, evaluate and predict as asked; returns (all metrics, report text per split, prediction files).
+    `save_untrained`: a task stage finished the model (e.g. a zero-shot head), so it is saved without a train
+    stage."""
     args: FinetuneTrainingArguments = trainer.args
-    scorers = {split: SplitScorer(task, features[split], raw[split], labels, data_args) for split in features}
+    raw = data.raw
+    scorers = {split: SplitScorer(task, features[split], split, labels, data) for split in features}
     results: dict[str, Any] = {}
     reports: dict[str, str] = {}
     written: list[str] = []
@@ -175,8 +165,9 @@ def run_stages(
         trainer.save_metrics(prefix, metrics)
         results.update(metrics)
 
-    if data_args.pad_to_max_length:
-        pad_every_batch(trainer, data_args.max_seq_length)
+    if save_untrained and not stages.train and trainer.is_world_process_zero():
+        trainer.model.save_pretrained(args.output_dir)
+        trainer.processing_class.save_pretrained(args.output_dir)
     kept: dict[str, Any] = {}
     if "validation" in features:
         trainer.compute_metrics = scorers["validation"]
@@ -211,11 +202,11 @@ def run_stages(
     if stages.predict:
         trainer.compute_metrics = scorers["test"]
         output = trainer.predict(features["test"], metric_key_prefix="predict")
-        decoded = task.decode(output.predictions, features["test"], raw["test"], labels, data_args)
+        decoded = task.training.decode(output.predictions, features["test"], raw["test"], labels, data)
         metrics = dict(output.metrics, predict_samples=len(raw["test"]))
         reports["test"] = scorers["test"].report
         record("predict", metrics)
         if trainer.is_world_process_zero():
-            written = task.write_predictions(args.output_dir, raw["test"], decoded, labels, data_args)
+            written = task.training.write_predictions(args.output_dir, raw["test"], decoded, labels, data)
     return results, reports, written
 

@@ -1,5 +1,10 @@
-"""The `Trainer` subclass and its callbacks: packed or bucketed training batches, evaluation in input order,
-result files never half-written, a clean stop on SIGINT/SIGTERM."""
+"""The `Trainer` subclass and its callbacks: packed or bucketed training batches (as `BatchingPlan` decided),
+evaluation in input order, result files never half-written, a clean stop on SIGINT/SIGTERM.
+
+`FinetuneTrainer` overrides public methods where they suffice (`compute_loss`, `train`, `save_model`,
+`save_metrics`, `save_state`), and private ones only where transformers has no public hook (`PRIVATE_OVERRIDES`);
+each says why, and tests/test_layers.py fails if transformers renames one (so an upgrade cannot silently bypass
+it)."""
 
 from __future__ import annotations
 
@@ -24,9 +29,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, Trai
 
 from utils.core.errors import FinetuneError
 from utils.core.files import open_up_new_files, write_json
-from utils.core.packing import SequencePacker, make_packer
 from utils.training.arguments import FinetuneTrainingArguments
-from utils.training.batching import BucketedSampler, labelled_items
+from utils.training.batching import BatchingPlan, BucketedSampler, labelled_items
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +45,24 @@ RESUME_STATE_FILES = ("optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.p
                       "rng_state_*.pth")
 
 
+#: The private `Trainer` methods overridden below, for lack of a public hook (tests/test_layers.py checks that
+#: transformers still has each, so an upgrade that renames one fails a test instead of bypassing it).
+PRIVATE_OVERRIDES = ("_save_checkpoint", "_load_best_model", "_determine_best_metric", "_get_train_sampler",
+                     "_get_num_items_in_batch", "_get_eval_sampler")
+
+
 class FinetuneTrainer(Trainer):
-    """`Trainer` with evaluation in dataset order and result files that are never half-written.
+    """`Trainer` with the training batches of a `BatchingPlan`, evaluation in dataset order and result files that
+    are never half-written. Upstream's `all_results.json` also merges whatever an earlier run left in the directory;
+    ours holds this run's metrics."""
 
-    Upstream also length-groups the *evaluation* batches when `train_sampling_strategy="group_by_length"`, which
-    shuffles the predictions relative to the dataset; ours must map back to input rows. Upstream's
-    `all_results.json` also merges whatever an earlier run left in the directory; ours holds this run's metrics.
-    """
-
-    def __init__(self, *args, token_outputs: bool = False, **kwargs) -> None:
-        """`token_outputs`: the model has one output per token (the task says so), so its batches can be packed."""
-        self.token_outputs = token_outputs
+    def __init__(self, *args, batching: BatchingPlan | None = None, **kwargs) -> None:
+        """`batching`: how training batches are made (`decide_batching`); None: upstream's random batches."""
+        self.batching = batching or BatchingPlan()
         super().__init__(*args, **kwargs)
         self.place_tensorboard_logs()
         self.run_results: dict[str, Any] = {}
-        self.packer: SequencePacker | None = self.choose_packer()
+        self.packer = self.batching.packer
         self.tokens_real = self.tokens_computed = 0  # training tokens: real ones, and all the model computed on
         self.loss_before_resume = 0.0  # summed step losses of the steps a resumed run starts after
         self.items_per_example: float | None = None
@@ -71,28 +78,10 @@ class FinetuneTrainer(Trainer):
             if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
                 callback.logging_dir = os.path.join(self.args.output_dir, default_logdir())
 
-    def choose_packer(self) -> SequencePacker | None:
-        """Pack token-task batches (`--pack_sequences`) when the model can take packed rows; else None."""
-        dataset = self.train_dataset
-        if not (getattr(self.args, "pack_sequences", False) and isinstance(dataset, Dataset) and len(dataset)
-                and {"input_ids", "labels"} <= set(dataset.column_names) and self.token_outputs):
-            return None
-        packer = make_packer(self.model, getattr(self.processing_class, "pad_token_id", None), self.args.pack_length)
-        config = getattr(self.model, "config", None)
-        if packer is None:
-            logger.info("--pack_sequences: %s models with %s attention cannot take packed rows; training batches "
-                        "come from length buckets instead.", getattr(config, "model_type", "these"),
-                        getattr(config, "_attn_implementation", "this"))
-        else:
-            logger.info("Training batches: random, packed into rows of %d tokens (--pack_sequences).",
-                        self.args.pack_length)
-        return packer
-
     def buckets_apply(self, dataset) -> bool:
         """Length buckets need a `datasets.Dataset` of token ids (a streamed or custom dataset keeps upstream's
-        sampler), and are not used when batches are packed."""
-        return (getattr(self.args, "bucket_by_length", False) and self.packer is None
-                and isinstance(dataset, Dataset) and "input_ids" in dataset.column_names)
+        sampler)."""
+        return self.batching.kind == "buckets" and isinstance(dataset, Dataset) and "input_ids" in dataset.column_names
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Training batches are packed here, after the collator (so any sampler and collator keep working), and
@@ -107,38 +96,39 @@ class FinetuneTrainer(Trainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs) -> TrainOutput:
         """`Trainer.train`, with train_loss (and the padding counts) over the whole run when it is resumed."""
-        totals = os.path.join(resume_from_checkpoint, TOTALS_FILE) if isinstance(resume_from_checkpoint, str) else ""
+        checkpoint = resume_from_checkpoint if isinstance(resume_from_checkpoint, str) else ""
+        totals = os.path.join(checkpoint, TOTALS_FILE)
+        initial_step = 0
         if os.path.isfile(totals):
             with open(totals, encoding="utf-8") as stream:
                 carried = json.load(stream)
             self.loss_before_resume = carried["loss"]
             self.tokens_real, self.tokens_computed = carried["tokens_real"], carried["tokens_computed"]
+            with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as stream:
+                initial_step = json.load(stream)["global_step"]  # where the resumed run starts
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
-        resumed_steps = self.state.global_step - self._initial_global_step
-        if self._initial_global_step and "train_loss" in output.metrics:
+        resumed_steps = self.state.global_step - initial_step
+        if initial_step and "train_loss" in output.metrics:
             loss = (self.loss_before_resume + output.metrics["train_loss"] * resumed_steps) / self.state.global_step
             output = output._replace(training_loss=loss, metrics={**output.metrics, "train_loss": loss})
         return output
 
     def _save_checkpoint(self, model, trial) -> None:
-        """Upstream's checkpoint; then the resume state (optimizer, scheduler, RNG: two thirds of an Adam-trained
-        checkpoint) goes from the older checkpoints, which are kept only as candidates for the best model (weights
-        alone). Only the newest checkpoint is resumed from, and it keeps everything (a finished run can be resumed
-        to train longer). The embedded MiniLM's 2-epoch run keeps 87 + 260 + 87 MB instead of 2 x 260 + 87."""
+        """Upstream's checkpoint, plus `TOTALS_FILE`: the loss summed so far, so that a resumed run reports the whole
+        run's train_loss. Private, because the running loss (`_tr_loss`, `_total_loss_scalar`) has no public
+        accessor and the file must be in the checkpoint before anything can resume from it. (The older
+        checkpoints' resume state is dropped by `DropOlderResumeState`, a callback.)"""
         super()._save_checkpoint(model, trial)
         pending = nested_gather(self._tr_loss, self.args.parallel_mode).mean().item()  # every rank takes part
         if self.is_world_process_zero():
-            directory = os.path.join(self._get_output_dir(trial=trial),
-                                     f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            directory = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             write_json(os.path.join(directory, TOTALS_FILE), {
                 "loss": self.loss_before_resume + self._total_loss_scalar + pending,
                 "tokens_real": self.tokens_real, "tokens_computed": self.tokens_computed})
-            if not (self.is_deepspeed_enabled or self.is_fsdp_enabled):  # they keep resume state their own way
-                drop_resume_state(self._get_output_dir(trial=trial), keep=directory)
 
     def _load_best_model(self) -> None:
         """The best checkpoint is loaded back at the end, unless it is the last step's: those weights are the ones in
-        memory."""
+        memory. Private: loading the best model has no public hook (a callback's `on_train_end` comes after it)."""
         best = self.state.best_model_checkpoint
         if best and os.path.basename(os.path.normpath(best)) == f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}":
             logger.info("The best checkpoint is the last step's (%s); its weights are already loaded.", best)
@@ -148,7 +138,8 @@ class FinetuneTrainer(Trainer):
     def _determine_best_metric(self, metrics: dict[str, float], trial) -> bool:
         """Upstream keeps the earliest of equal scores, so a metric that stays flat on a small validation set (F1
         0.0, accuracy 1.0) restores the first checkpoint and throws the rest of the training away. Here a tie goes to
-        the lower validation loss, and equal losses to the later checkpoint."""
+        the lower validation loss, and equal losses to the later checkpoint. Private: the
+        choice of the best checkpoint has no public hook."""
         name, best = self.args.metric_for_best_model, self.state.best_metric
         key = f"eval_{name}" if name and not name.startswith("eval_") else name
         if best is None or key not in metrics or not math.isclose(metrics[key], best, rel_tol=1e-12, abs_tol=1e-12):
@@ -168,6 +159,8 @@ class FinetuneTrainer(Trainer):
         return 1 - self.tokens_real / self.tokens_computed
 
     def _get_train_sampler(self, train_dataset=None):
+        """Length buckets (`BucketedSampler`). Private: a sampler of one's own has no public hook short of
+        rewriting `get_train_dataloader`."""
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not self.buckets_apply(dataset):
             return super()._get_train_sampler(train_dataset)
@@ -177,7 +170,9 @@ class FinetuneTrainer(Trainer):
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
         """With length buckets, divide summed losses by the labelled items a step holds on average, not by this
-        step's own count: a batch of short sentences must not give each of its tokens more weight."""
+        step's own count: a batch of short sentences must not give each of its tokens more weight. Private: the count
+        is made over the whole accumulation step before `compute_loss` sees one micro-batch, so no public hook can
+        change it."""
         counted = super()._get_num_items_in_batch(batch_samples, device)
         if counted is None or self.items_per_example is None or not torch.is_tensor(counted) or counted.dim():
             return counted
@@ -186,6 +181,9 @@ class FinetuneTrainer(Trainer):
         return torch.tensor(self.items_per_example * rows * scope, dtype=torch.float32, device=counted.device)
 
     def _get_eval_sampler(self, eval_dataset):
+        """Evaluation in dataset order: upstream length-groups the evaluation batches too when
+        `train_sampling_strategy="group_by_length"`, which shuffles the predictions against the dataset, and ours
+        map back to input rows. Private: the evaluation sampler has no public hook."""
         if eval_dataset is None or not has_length(eval_dataset):
             return None
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None  # accelerate shards in order
@@ -198,10 +196,10 @@ class FinetuneTrainer(Trainer):
             self.run_results.update(metrics)
             write_json(os.path.join(self.args.output_dir, "all_results.json"), self.run_results)
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Weights as readable as every other output (see `open_up_new_files`)."""
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Weights as readable as every other output (see `open_up_new_files`); checkpoints save through here too."""
         started = time.time()
-        super()._save(output_dir, state_dict)
+        super().save_model(output_dir, _internal_call=_internal_call)
         open_up_new_files(output_dir or self.args.output_dir, started)
 
     def save_state(self) -> None:
@@ -228,6 +226,23 @@ def drop_resume_state(run_dir: str, keep: str) -> None:
         for pattern in RESUME_STATE_FILES:
             for path in glob.glob(os.path.join(checkpoint, pattern)):
                 os.remove(path)
+
+
+class DropOlderResumeState(TrainerCallback):
+    """After each checkpoint, the resume state (optimizer, scheduler, RNG: two thirds of an Adam-trained checkpoint)
+    goes from the older checkpoints, which are kept only as candidates for the best model (weights alone). Only the
+    newest checkpoint is resumed from, and it keeps everything (a finished run can be resumed to train longer). The
+    embedded MiniLM's 2-epoch run keeps 87 + 260 + 87 MB instead of 2 x 260 + 87. DeepSpeed and FSDP keep resume
+    state their own way and are left alone."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        if state.is_world_process_zero and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+            drop_resume_state(args.output_dir,
+                              keep=os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
 
 
 class GracefulStop(TrainerCallback):
@@ -279,13 +294,13 @@ def build_trainer(
     reduce_logits: Callable | None,
     compute_loss_func: Callable | None = None,
     extra_callbacks: Sequence[TrainerCallback] = (),
-    token_outputs: bool = False,
+    batching: BatchingPlan | None = None,
 ) -> FinetuneTrainer:
     """A `Trainer`: distribution, mixed precision, checkpoints and logging stay its (and accelerate's) job."""
     callbacks = [GracefulStop(), *extra_callbacks]
     if args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
-    return FinetuneTrainer(
+    trainer = FinetuneTrainer(
         model=model,
         args=args,
         data_collator=data_collator,
@@ -295,8 +310,10 @@ def build_trainer(
         compute_loss_func=compute_loss_func,
         preprocess_logits_for_metrics=reduce_logits,
         callbacks=callbacks,
-        token_outputs=token_outputs,
+        batching=batching,
     )
+    trainer.add_callback(DropOlderResumeState(trainer))
+    return trainer
 
 
 def log_hparams(trainer: Trainer, hyperparameters: Mapping[str, Any], results: Mapping[str, Any]) -> None:

@@ -3,7 +3,6 @@ type detected from the labels, and the zero-/few-shot selection of the training 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from utils.core.data import (
 from utils.core.errors import ConfigError, DataError
 from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.core.splits import source_rows
+from utils.core.task import LoadedData
 from utils.tasks.classification.arguments import (
     GLUE_DATASET,
     GLUE_TASKS,
@@ -34,6 +34,7 @@ from utils.tasks.classification.arguments import (
 from utils.tasks.classification.choices import choices_table
 from utils.tasks.classification.few_shot import take_few_shot_sample
 from utils.tasks.classification.labels import label_sort_key
+from utils.tasks.classification.settled import ClassificationSettled, settled_label_names
 from utils.tasks.classification.zero_shot import read_label_descriptions
 
 logger = logging.getLogger(__name__)
@@ -261,10 +262,9 @@ def load_glue_or_hub(data_args: ClassificationDataArguments, model_args) -> Data
         raise
 
 
-def load_classification_data(data_args: ClassificationDataArguments, model_args
-                              ) -> tuple[DatasetDict, ClassificationDataArguments]:
-    """All splits in the canonical shape, and the data arguments with the problem type settled (from the training
-    labels unless overridden) and, for zero-shot, the label list; `data_args` itself is not changed."""
+def load_classification_data(data_args: ClassificationDataArguments, model_args) -> LoadedData:
+    """All splits in the canonical shape, and what loading settled (`ClassificationSettled`); `data_args` is not
+    changed."""
     raw = load_glue_or_hub(data_args, model_args)
     problem = PROBLEM_ALIASES[data_args.problem_type] if data_args.problem_type else None
     result = DatasetDict()
@@ -286,33 +286,33 @@ def load_classification_data(data_args: ClassificationDataArguments, model_args
         raise ConfigError(f"--metric_name {','.join(wrong)} does not apply to {problem} data; choose from "
                           f"{list(METRIC_NAMES[problem])}.")
     names = glue_label_names(data_args)
+    settled = ClassificationSettled(problem)
     if names and not data_args.label_list and problem != REGRESSION and all(
             set(dataset["label"]) <= set(names) for dataset in result.values() if "label" in dataset.column_names):
-        data_args = dataclasses.replace(data_args, label_list=",".join(names))  # GLUE's order: its F1 is of id 1
+        settled = ClassificationSettled(problem, tuple(names))  # GLUE's order: its F1 is of id 1
     pairs = {split: "text_pair" in d.column_names for split, d in result.items()}
     if len(set(pairs.values())) > 1:
         raise DataError(f"some splits are sentence pairs and some are not: {pairs}. Use the same text columns.")
     logger.info("Problem type: %s", problem)
-    return select_training_data(result, dataclasses.replace(data_args, problem_type=problem))
+    return select_training_data(LoadedData(result, data_args, settled))
 
 
-def select_training_data(raw: DatasetDict, data_args: ClassificationDataArguments
-                         ) -> tuple[DatasetDict, ClassificationDataArguments]:
-    """Zero-shot: the label names are settled (descriptions, --label_list, else the data's labels; returned in the
-    data arguments) and the train split is dropped, so no train stage runs. Few-shot: the train split becomes its
-    K-per-label sample."""
+def select_training_data(data: LoadedData) -> LoadedData:
+    """Zero-shot: the label names are settled (descriptions, --label_list, else the data's labels) and the train
+    split is dropped, so no train stage runs. Few-shot: the train split becomes its K-per-label sample."""
+    raw, data_args, settled = data.raw, data.args, data.settled
     if not (data_args.zero_shot or data_args.few_shot_k):
-        return raw, data_args
+        return data
     mode = "--zero_shot" if data_args.zero_shot else "--few_shot_k"
-    if data_args.problem_type != SINGLE:
-        raise ConfigError(f"{mode} is for single-label classification; these labels are {data_args.problem_type}.")
+    if settled.problem_type != SINGLE:
+        raise ConfigError(f"{mode} is for single-label classification; these labels are {settled.problem_type}.")
     if "text_pair" in raw[next(iter(raw))].column_names:
         raise ConfigError(f"{mode} compares single texts; sentence pairs are not supported.")
     if data_args.few_shot_k:
         if "train" not in raw:
             raise ConfigError("--few_shot_k samples from the training data: pass --train_file.")
         raw["train"] = take_few_shot_sample(raw["train"], data_args.few_shot_k, data_args.few_shot_seed)
-        return raw, data_args
+        return data
     if not data_args.label_names:
         described = list(read_label_descriptions(data_args.label_descriptions)) if data_args.label_descriptions \
             else None
@@ -321,11 +321,12 @@ def select_training_data(raw: DatasetDict, data_args: ClassificationDataArgument
         names = described or sorted(set(seen), key=label_sort_key)
         if any("," in name for name in names):
             raise ConfigError(f"zero-shot label names cannot contain commas: {names}.")
-        data_args = dataclasses.replace(data_args, label_list=",".join(names))
+        settled = ClassificationSettled(settled.problem_type, tuple(names))
     if "train" in raw:
-        logger.info("Zero-shot: the train split is not used (labels: %s).", data_args.label_list)
+        logger.info("Zero-shot: the train split is not used (labels: %s).", ",".join(settled_label_names(
+            LoadedData(raw, data_args, settled))))
         del raw["train"]
     if not raw:
         raise ConfigError("--zero_shot needs data to label: pass --validation_file and/or --test_file.")
-    return raw, data_args
+    return LoadedData(raw, data_args, settled)
 

@@ -9,6 +9,7 @@ from transformers import DataCollatorWithPadding
 
 from utils.core.labels import LabelSpace
 from utils.core.losses import MULTI, REGRESSION
+from utils.core.task import LoadedData
 from utils.tasks.classification.arguments import ClassificationDataArguments
 
 logger = logging.getLogger(__name__)
@@ -23,21 +24,21 @@ def encode_labels(values: list, labels: LabelSpace, problem: str) -> list:
     return [label2id[v] for v in values]
 
 
-def encode_classification(split: Dataset, tokenizer, labels: LabelSpace, data_args: ClassificationDataArguments
-                          ) -> Dataset:
+def encode_classification(split: Dataset, tokenizer, labels: LabelSpace, data: LoadedData) -> Dataset:
     """Tokenize texts (pairs as real pairs, with token type ids), cut at max_seq_length from the chosen side; the
-    number of cut examples is logged."""
-    padding = "max_length" if data_args.pad_to_max_length else False
+    number of cut examples is logged. (Padding is the collator's: --batching.)"""
+    data_args: ClassificationDataArguments = data.args
+    problem = data.settled.problem_type
     pair = "text_pair" in split.column_names
 
     def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         texts = (batch["text"], batch["text_pair"]) if pair else (batch["text"],)
         full_lengths = [len(ids) for ids in tokenizer(*texts)["input_ids"]]
-        encoded = tokenizer(*texts, truncation=True, max_length=data_args.max_seq_length, padding=padding)
+        encoded = tokenizer(*texts, truncation=True, max_length=data_args.max_seq_length)
         encoded["truncated"] = [n > data_args.max_seq_length for n in full_lengths]
         encoded["example_index"] = indices
         if "label" in batch:
-            encoded["labels"] = encode_labels(batch["label"], labels, data_args.problem_type)
+            encoded["labels"] = encode_labels(batch["label"], labels, problem)
         return dict(encoded)
 
     features = split.map(encode, batched=True, with_indices=True, remove_columns=split.column_names,
@@ -50,10 +51,9 @@ def encode_classification(split: Dataset, tokenizer, labels: LabelSpace, data_ar
     return features
 
 
-def classification_collator(tokenizer, data_args) -> DataCollatorWithPadding:
-    """Pad each batch to its longest example (or to max_seq_length with --pad_to_max_length)."""
-    return DataCollatorWithPadding(tokenizer, padding="max_length" if data_args.pad_to_max_length else True,
-                                   max_length=data_args.max_seq_length if data_args.pad_to_max_length else None)
+def classification_collator(tokenizer, data: LoadedData, pad_to: int | None = None) -> DataCollatorWithPadding:
+    """Pad each batch to its longest example, or to `pad_to` tokens (--batching max_length)."""
+    return DataCollatorWithPadding(tokenizer, padding="max_length" if pad_to else True, max_length=pad_to)
 
 
 

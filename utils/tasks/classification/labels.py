@@ -9,7 +9,8 @@ from datasets import DatasetDict
 from utils.core.errors import DataError
 from utils.core.labels import LabelSpace, run_label_space, unseen_labels
 from utils.core.losses import MULTI, REGRESSION
-from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.core.task import LoadedData
+from utils.tasks.classification.settled import settled_label_names
 
 logger = logging.getLogger(__name__)
 
@@ -19,24 +20,25 @@ def label_sort_key(name: str) -> tuple:
     return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
 
 
-def build_classification_labels(raw: DatasetDict, data_args: ClassificationDataArguments, config) -> LabelSpace:
+def build_classification_labels(data: LoadedData, config) -> LabelSpace:
     """One output per class (single/multi-label) or one value (regression)."""
-    if data_args.problem_type == REGRESSION:
-        return LabelSpace((data_args.label_column_name or "score",))
+    raw, problem = data.raw, data.settled.problem_type
+    if problem == REGRESSION:
+        return LabelSpace((data.args.label_column_name or "score",))
     seen = None
     if "train" in raw:
         values = raw["train"]["label"]
-        seen = {name for value in values for name in value} if data_args.problem_type == MULTI else set(values)
-    return run_label_space(seen, data_args.label_names, config, sort_key=label_sort_key)
+        seen = {name for value in values for name in value} if problem == MULTI else set(values)
+    return run_label_space(seen, settled_label_names(data), config, sort_key=label_sort_key)
 
 
-def check_classification_labels(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments
-                                ) -> DatasetDict:
+def check_classification_labels(data: LoadedData, labels: LabelSpace) -> DatasetDict:
     """Validation/test labels the model cannot predict are an error naming where they are."""
-    if data_args.problem_type == REGRESSION:
+    raw, problem = data.raw, data.settled.problem_type
+    if problem == REGRESSION:
         return raw
     for split in [s for s in ("validation", "test") if s in raw and "label" in raw[s].column_names]:
-        rows = raw[split]["label"] if data_args.problem_type == MULTI else ([v] for v in raw[split]["label"])
+        rows = raw[split]["label"] if problem == MULTI else ([v] for v in raw[split]["label"])
         count, summary = unseen_labels(rows, raw[split]["location"], labels, show=repr)
         if count:
             raise DataError(f"{split} labels never seen in training: {summary}. Known labels: {list(labels.names)}. "

@@ -10,8 +10,9 @@ from datasets import Dataset
 
 from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
-from utils.core.losses import MULTI, REGRESSION, SINGLE
-from utils.tasks.classification.arguments import LOWER_IS_BETTER, METRIC_NAMES, ClassificationDataArguments
+from utils.core.losses import MULTI, REGRESSION
+from utils.core.task import LoadedData
+from utils.tasks.classification.arguments import LOWER_IS_BETTER, METRIC_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -108,16 +109,17 @@ def keep_logits(logits, labels=None):
     return logits[0] if isinstance(logits, tuple) else logits
 
 
-def score_classification(decoded: list[dict], raw: Dataset, labels: LabelSpace,
-                         data_args: ClassificationDataArguments) -> tuple[dict[str, float], str]:
+def score_classification(decoded: list[dict], raw: Dataset, labels: LabelSpace, data: LoadedData
+                         ) -> tuple[dict[str, float], str]:
     """The problem type's metrics and per-label report; nothing without gold labels."""
+    problem = data.settled.problem_type
     if "label" not in raw.column_names:
         return {}, ""
     gold = raw["label"]
-    if data_args.problem_type == REGRESSION:
+    if problem == REGRESSION:
         gold_ids, predicted_ids = gold, [d["value"] for d in decoded]
         metrics, text = regression_metrics(gold_ids, predicted_ids)
-    elif data_args.problem_type == MULTI:
+    elif problem == MULTI:
         def hot(names):
             return [int(n in set(names)) for n in labels.names]
         gold_ids, predicted_ids = [hot(g) for g in gold], [hot(d["labels"]) for d in decoded]
@@ -126,16 +128,17 @@ def score_classification(decoded: list[dict], raw: Dataset, labels: LabelSpace,
         label2id = labels.label2id
         gold_ids, predicted_ids = [label2id[g] for g in gold], [label2id[d["label"]] for d in decoded]
         metrics, text = single_label_metrics(gold_ids, predicted_ids, labels.names)
-    extra = requested_metrics(data_args.metric_names, data_args.problem_type or SINGLE, gold_ids, predicted_ids,
+    extra = requested_metrics(data.args.metric_names, problem, gold_ids, predicted_ids,
                               len(labels), metrics)
     return {**metrics, **extra}, text
 
 
-def best_classification_metric(raw, data_args: ClassificationDataArguments) -> tuple[str, bool]:
+def best_classification_metric(data: LoadedData) -> tuple[str, bool]:
     """The default --metric_for_best_model: the first --metric_name (or GLUE metric) that applies, else accuracy,
     micro F1 or MSE by problem type."""
-    applicable = [name for name in data_args.metric_names if name in METRIC_NAMES[data_args.problem_type or SINGLE]]
+    problem = data.settled.problem_type
+    applicable = [name for name in data.args.metric_names if name in METRIC_NAMES[problem]]
     if applicable:
         return applicable[0], applicable[0] not in LOWER_IS_BETTER
-    return {REGRESSION: ("mse", False), MULTI: ("f1_micro", True)}.get(data_args.problem_type, ("accuracy", True))
+    return {REGRESSION: ("mse", False), MULTI: ("f1_micro", True)}.get(problem, ("accuracy", True))
 

@@ -7,72 +7,53 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from datasets import DatasetDict
-
 from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
 from utils.core.losses import MULTI, REGRESSION, SINGLE, make_loss
-from utils.core.modeling import load_model
-from utils.tasks.classification.arguments import ClassificationDataArguments
-from utils.tasks.classification.few_shot import fit_contrastive_model, set_head, write_sample_record
+from utils.core.task import LoadedData
 from utils.tasks.classification.sentence_embedding import (
     MEAN,
     POOLING_MARKER,
     MeanPoolingForSequenceClassification,
     SequenceClassifier,
 )
-from utils.tasks.classification.zero_shot import descriptions_for, read_label_descriptions, zero_shot_head
 
 logger = logging.getLogger(__name__)
 
 
-def problem_type_override(raw, labels: LabelSpace, data_args: ClassificationDataArguments) -> dict[str, Any]:
-    return {"problem_type": data_args.problem_type}
+def problem_type_override(data: LoadedData, labels: LabelSpace) -> dict[str, Any]:
+    """The problem type, and for zero-/few-shot's mean-pooling classifier its pooling and normalised embeddings."""
+    overrides: dict[str, Any] = {"problem_type": data.settled.problem_type}
+    if uses_mean_pooling(data):
+        overrides.update({POOLING_MARKER: MEAN, "normalize_embeddings": True})
+    return overrides
 
 
-def build_classification_model(model_args, labels: LabelSpace, config, raw: DatasetDict,
-                               data_args: ClassificationDataArguments, training_args, tokenizer,
-                               overrides: dict[str, Any]):
-    """The usual model; or, for zero-shot and contrastive few-shot, a mean-pooling classifier whose head is set
-    (label-description embeddings) or fitted (after contrastive training of the encoder) here, before `Trainer`."""
-    if not (data_args.zero_shot or data_args.contrastive):
-        model = load_model(model_args, SequenceClassifier, labels, config, **overrides)
-        if data_args.few_shot_k and training_args.should_save:
-            write_sample_record(training_args.output_dir, raw["train"], data_args)
-        return model
-    model = load_model(model_args, MeanPoolingForSequenceClassification, labels, config, **overrides,
-                       **{POOLING_MARKER: MEAN, "normalize_embeddings": True})
-    model.to(training_args.device)
-    if data_args.contrastive:
-        stats = fit_contrastive_model(model, tokenizer, raw["train"], labels, data_args, data_args.few_shot_seed,
-                                      training_args)
-        if training_args.should_save:
-            write_sample_record(training_args.output_dir, raw["train"], data_args, stats)
-        return model
-    given = read_label_descriptions(data_args.label_descriptions) if data_args.label_descriptions else {}
-    descriptions = descriptions_for(labels, given)
-    set_head(model, *zero_shot_head(model, tokenizer, descriptions, data_args.max_seq_length))
-    model.config.label_descriptions = descriptions  # saved with the model: what its head was made from
-    if training_args.should_save:  # no train stage saves it
-        model.save_pretrained(training_args.output_dir)
-        tokenizer.save_pretrained(training_args.output_dir)
-    return model
+def uses_mean_pooling(data: LoadedData) -> bool:
+    """Zero-shot and contrastive few-shot compare sentence embeddings: a mean-pooling classifier."""
+    return bool(data.args.zero_shot or data.args.contrastive)
 
 
-def resolve_class_weights(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments
-                          ) -> list[float] | None:
+def classification_model_class(data: LoadedData) -> type:
+    """The usual head (`SequenceClassifier`), or the mean-pooling classifier for zero-shot and contrastive
+    few-shot, whose head a stage of their own sets (utils/tasks/classification/stages.py)."""
+    return MeanPoolingForSequenceClassification if uses_mean_pooling(data) else SequenceClassifier
+
+
+def resolve_class_weights(data: LoadedData, labels: LabelSpace) -> list[float] | None:
     """`--class_weights`: none, auto (balanced: n / (k * count); multi-label: negatives / positives), or a list."""
+    raw, data_args, problem = data.raw, data.args, data.settled.problem_type
     spec = data_args.class_weights.strip().lower()
     if spec == "none":
         return None
-    if data_args.problem_type == REGRESSION:
+    if problem == REGRESSION:
         raise ConfigError("--class_weights does not apply to regression.")
     if spec == "auto":
         if "train" not in raw:
             raise ConfigError("--class_weights auto needs training data.")
         values = raw["train"]["label"]
         n = len(values)
-        if data_args.problem_type == MULTI:
+        if problem == MULTI:
             positives = Counter(name for value in values for name in value)
             return [(n - positives[name]) / max(positives[name], 1) for name in labels.names]
         counts = Counter(values)
@@ -87,9 +68,9 @@ def resolve_class_weights(raw: DatasetDict, labels: LabelSpace, data_args: Class
     return weights
 
 
-def classification_loss(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments,
-                        training_args) -> Callable:
+def classification_loss(data: LoadedData, labels: LabelSpace, training_args) -> Callable:
     """The problem type's loss with the class weights and label smoothing (see utils/core/losses.py for why ours)."""
-    smoothing = training_args.label_smoothing_factor if data_args.problem_type == SINGLE else 0.0
-    return make_loss(data_args.problem_type, resolve_class_weights(raw, labels, data_args), smoothing)
+    problem = data.settled.problem_type
+    smoothing = training_args.label_smoothing_factor if problem == SINGLE else 0.0
+    return make_loss(problem, resolve_class_weights(data, labels), smoothing)
 

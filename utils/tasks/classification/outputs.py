@@ -18,6 +18,7 @@ from datasets import Dataset, DatasetDict
 from utils.core.files import atomic_write, write_json, write_jsonl
 from utils.core.labels import LabelSpace
 from utils.core.losses import MULTI, REGRESSION, SINGLE
+from utils.core.task import LoadedData
 from utils.tasks.classification.arguments import ClassificationDataArguments
 from utils.tasks.classification.model import resolve_class_weights
 
@@ -30,14 +31,14 @@ CONFUSION_JSON, CONFUSION_PNG = "confusion_matrix.json", "confusion_matrix.png"
 PREDICTION_FILES = (PREDICTIONS_JSONL, PREDICTIONS_TSV, CONFUSION_JSON, CONFUSION_PNG)
 
 
-def decode_classification(predictions, features: Dataset, raw: Dataset, labels: LabelSpace,
-                          data_args: ClassificationDataArguments) -> list[dict]:
+def decode_classification(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data: LoadedData
+                          ) -> list[dict]:
     """Per-example predictions in input order: the label and every label's probability (single-label), the labels
     over --threshold (multi-label), or the value (regression)."""
     logits = np.asarray(predictions, dtype=np.float64)
     result: list[dict] = [{}] * len(raw)
     for row, example in zip(logits, features["example_index"], strict=True):
-        result[example] = classification_result(row, labels.names, data_args.problem_type, data_args.threshold)
+        result[example] = classification_result(row, labels.names, data.settled.problem_type, data.args.threshold)
     return result
 
 
@@ -91,7 +92,7 @@ def write_confusion_matrix(output_dir: str, matrix: list[list[int]], names: Sequ
 
 
 def write_classification_predictions(output_dir: str, raw: Dataset, decoded: list[dict], labels: LabelSpace,
-                                     data_args: ClassificationDataArguments) -> list[str]:
+                                     data: LoadedData) -> list[str]:
     """predictions.jsonl and predictions.tsv in input order (with gold when known), plus the confusion matrix."""
     gold = raw["label"] if "label" in raw.column_names else None
     pairs = raw["text_pair"] if "text_pair" in raw.column_names else None
@@ -105,7 +106,7 @@ def write_classification_predictions(output_dir: str, raw: Dataset, decoded: lis
             record["gold"] = gold[index]
         records.append(record)
     write_jsonl(os.path.join(output_dir, PREDICTIONS_JSONL), records)
-    prediction_key = {REGRESSION: "value", MULTI: "labels"}.get(data_args.problem_type, "label")
+    prediction_key = {REGRESSION: "value", MULTI: "labels"}.get(data.settled.problem_type, "label")
     header = ["index", "text"] + (["text_pair"] if pairs is not None else []) + ["prediction", "probabilities"]
     header += ["gold"] if gold is not None else []
     with atomic_write(os.path.join(output_dir, PREDICTIONS_TSV)) as stream:
@@ -116,7 +117,7 @@ def write_classification_predictions(output_dir: str, raw: Dataset, decoded: lis
             cells += [record["gold"]] if gold is not None else []
             stream.write("\t".join(tsv_cell(c) for c in cells) + "\n")
     written = [PREDICTIONS_JSONL, PREDICTIONS_TSV]
-    if gold is not None and data_args.problem_type == SINGLE:
+    if gold is not None and data.settled.problem_type == SINGLE:
         from sklearn.metrics import confusion_matrix
 
         label2id = labels.label2id
@@ -133,17 +134,17 @@ def tsv_cell(value: Any) -> str:
     return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
-def classification_card_details(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments
-                                ) -> list[str]:
+def classification_card_details(data: LoadedData, labels: LabelSpace) -> list[str]:
     """Model-card lines: problem type, class weights actually used, truncation."""
-    weights = resolve_class_weights(raw, labels, data_args)
-    lines = ["## Method", "", f"- Problem type: {data_args.problem_type}."]
+    raw, data_args, problem = data.raw, data.args, data.settled.problem_type
+    weights = resolve_class_weights(data, labels)
+    lines = ["## Method", "", f"- Problem type: {problem}."]
     if "text_pair" in raw[next(iter(raw))].column_names:
         lines.append("- Inputs are sentence pairs (encoded as pairs, with token type ids).")
     if weights:
         lines.append("- Class weights in the loss: " + ", ".join(f"{n}={w:.4g}" for n, w in zip(labels.names,
                                                                                               weights)) + ".")
-    if data_args.problem_type == MULTI:
+    if problem == MULTI:
         lines.append(f"- A label is predicted when its probability exceeds {data_args.threshold}.")
     lines.append(f"- Texts longer than {data_args.max_seq_length} tokens are cut on the {data_args.truncation_side}.")
     return lines + few_shot_card_lines(raw, data_args)

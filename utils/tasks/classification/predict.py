@@ -9,15 +9,17 @@ predict.py gives what the run's predictions.jsonl gave. Blank texts get an empty
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from utils.core.errors import ConfigError
-from utils.core.labels import LabelSpace
+from utils.core.examples import PAIR, TOKENS, Example
+from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.losses import MULTI, REGRESSION, SINGLE
+from utils.core.task import Forward
 from utils.tasks.classification.outputs import classification_result
 from utils.tasks.classification.uncertainty import text_uncertainty
 
@@ -31,12 +33,19 @@ def empty_result(problem_type: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class ClassificationPredictionOptions:
+    """Classification's prediction options (predict.py and serve.py flags; `Predictor.from_pretrained(...,
+    threshold=...)`)."""
+
+    threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
+
+
+@dataclass(frozen=True)
 class ClassificationPrediction:
     """Labels and probabilities of a sequence-classification model. `forward` runs the model: a mapping of input
-    name to rows of token ids in, `(row indices, logits)` out per batch (see `utils.serving.predictor.TorchForward`).
-    """
+    name to rows of token ids in, `(row indices, outputs by name)` out per batch (`utils.core.task.Forward`)."""
 
-    forward: Callable = field(repr=False)
+    forward: Forward = field(repr=False)
     tokenizer: Any = field(repr=False)
     labels: LabelSpace
     problem_type: str  # SINGLE, MULTI or REGRESSION
@@ -47,13 +56,29 @@ class ClassificationPrediction:
     #: Each text is classified on its own, whatever document it comes from.
     whole_documents = False
 
-    def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                documents: Sequence[Hashable | None] | None = None, uncertainty: bool = False
-                ) -> list[dict[str, Any]]:
+    def settings(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "problem_type": self.problem_type}
+
+    def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
+        """Single texts and sentence pairs (each kind in one call, results in order); documents do not matter."""
+        if any(example.kind == TOKENS for example in examples):
+            raise ConfigError("Pre-split words (tokens) are for models that tag words; this model classifies texts "
+                              "(give texts).")
+        results: list[dict[str, Any]] = [{} for _ in examples]
+        for pairs in (False, True):
+            chosen = [i for i, example in enumerate(examples) if (example.kind == PAIR) == pairs]
+            if chosen:
+                outputs = self.predict_texts([examples[i].text for i in chosen],
+                                             [examples[i].text_pair for i in chosen] if pairs else None, uncertainty)
+                for i, output in zip(chosen, outputs, strict=True):
+                    results[i] = output
+        return results
+
+    def predict_texts(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+                      uncertainty: bool = False) -> list[dict[str, Any]]:
         """`{"text", "label", "probabilities"}` per text (multi-label: `"labels"` over the threshold; regression:
-        `"value"`), `"text_pair"` when given, `"truncated": true` when cut. `documents` do not matter here.
-        `uncertainty`: each result's normalised entropy as `"uncertainty"` (utils/tasks/classification/uncertainty.py).
-        """
+        `"value"`), `"text_pair"` when given, `"truncated": true` when cut. `uncertainty`: each result's normalised
+        entropy as `"uncertainty"` (utils/tasks/classification/uncertainty.py)."""
         if uncertainty:
             text_uncertainty({}, self.problem_type)  # regression is refused before any work
         present = [i for i, text in enumerate(texts) if text.strip()]
@@ -71,8 +96,8 @@ class ClassificationPrediction:
                     for row, i in enumerate(long):
                         encoded[key][i] = again[key][row]
             logits = np.zeros((len(present), self.num_labels), dtype=np.float64)
-            for rows, batch_logits in self.forward(encoded):
-                logits[rows] = batch_logits.numpy()
+            for rows, outputs in self.forward(encoded):
+                logits[rows] = outputs["logits"].numpy()
             decoded = [classification_result(row, self.labels.names, self.problem_type, self.threshold)
                        for row in logits]
         results = []
@@ -91,22 +116,31 @@ class ClassificationPrediction:
                 record["uncertainty"] = text_uncertainty(record.get("probabilities", {}), self.problem_type)
         return results
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None,
-                       uncertainty: bool = False) -> list[dict[str, Any]]:
-        raise ConfigError("predict_tokens needs an NER model; this one classifies texts (use predict).")
 
-    def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
-                  ) -> list[tuple[list[str], list[float]]]:
-        raise ConfigError("tag_words needs an NER model; this one classifies texts (use predict).")
-
-
-def classification_predictor(forward: Callable, tokenizer, config, labels: LabelSpace, *, max_seq_length: int,
-                             threshold: float = 0.5, **other_options: Any) -> ClassificationPrediction:
-    """`Task.predictor` of classification: the problem type is the saved config's (a model from elsewhere without
-    one: transformers' own rule, regression for one output), texts are cut at `max_seq_length`, and `threshold` is
-    the multi-label cut-off. Other tasks' options (NER's stride and document context) do not apply."""
+def classification_predictor(forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int,
+                             options: ClassificationPredictionOptions) -> ClassificationPrediction:
+    """`TaskServing.predictor` of classification: the problem type is the saved config's (a model from elsewhere
+    without one: transformers' own rule, regression for one output), texts are cut at `max_seq_length`, and
+    `options.threshold` is the multi-label cut-off."""
+    threshold = options.threshold
     problem_type = getattr(config, "problem_type", None)
     if problem_type is None:
         problem_type = REGRESSION if config.num_labels == 1 else SINGLE
     return ClassificationPrediction(forward, tokenizer, labels, problem_type, threshold, max_seq_length,
                                     config.num_labels)
+
+
+def classification_label_names(config) -> list[str] | None:
+    """A saved model's label names; a regression model's one output is its value, whatever its name."""
+    names = fine_tuned_labels(config)
+    if names is None and getattr(config, "problem_type", None) == REGRESSION:
+        return ["value"]
+    return names
+
+
+def classification_decisions(result: dict[str, Any]) -> list[Any]:
+    """What a result decides, for comparing an export with PyTorch: the label (or the set of labels) of the text; a
+    regression value decides nothing to agree on."""
+    if "labels" in result:
+        return [tuple(result["labels"])]
+    return [result["label"]] if "label" in result else []

@@ -19,6 +19,7 @@ from utils.core.conll import ASCII_SPACE, read_conll, split_words
 from utils.core.data import file_format, load_raw_datasets, pick_column, split_source
 from utils.core.errors import ConfigError, DataError
 from utils.core.splits import ROW_COLUMN, source_rows
+from utils.core.task import LoadedData
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.iob import count_invalid_transitions, malformed_tag_fix
 from utils.tasks.ner.spans import ner_from_annotations
@@ -161,9 +162,9 @@ def check_tag_format(tags: Sequence[Sequence[str]], locations: Sequence[str]) ->
                                 f"{fix!r}? Fix the tags of the file.", source=word_location(location, index))
 
 
-def load_ner_data(data_args: NerDataArguments, model_args) -> tuple[DatasetDict, NerDataArguments]:
-    """All splits in the canonical NER shape (gold tags required for train and validation), and the data arguments
-    (NER settles nothing while loading, so they come back as they went in)."""
+def load_ner_data(data_args: NerDataArguments, model_args) -> LoadedData:
+    """All splits in the canonical NER shape (gold tags required for train and validation); NER settles nothing
+    while loading."""
     if not model_args.use_fast_tokenizer:
         raise ConfigError("--use_fast_tokenizer false: NER needs a fast tokenizer, whose word ids map each subword "
                           "to its word (the transformers example refuses slow tokenizers too); drop the flag.")
@@ -199,5 +200,5 @@ def load_ner_data(data_args: NerDataArguments, model_args) -> tuple[DatasetDict,
             if invalid:
                 logger.warning("%s: %d I-X tags follow O or another type (invalid IOB2); they are scored as "
                                "conlleval does, as entity starts.", source, invalid)
-    return result, data_args
+    return LoadedData(result, data_args)
 

@@ -18,6 +18,7 @@ from transformers import DataCollatorForTokenClassification
 from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
 from utils.core.losses import IGNORE_INDEX
+from utils.core.task import LoadedData
 from utils.tasks.ner.alignment import NO_WORD, align_labels, document_context
 from utils.tasks.ner.arguments import DEFAULT_STRIDE, NerDataArguments, check_stride
 from utils.tasks.ner.iob import inside_tag
@@ -146,8 +147,9 @@ def context_columns(tokenizer, sentences: Sequence[Sequence[str]], documents: Se
     return columns
 
 
-def encode_ner(split: Dataset, tokenizer, labels: LabelSpace, data_args: NerDataArguments) -> Dataset:
+def encode_ner(split: Dataset, tokenizer, labels: LabelSpace, data: LoadedData) -> Dataset:
     """Tokenize a split into windows no longer than max_seq_length (no word is ever truncated away)."""
+    data_args: NerDataArguments = data.args
     windows = NerWindows.build(tokenizer, data_args.max_seq_length, data_args.stride)
     if data_args.context_size:
         documents = split["document_id"] if "document_id" in split.column_names else [None] * len(split)
@@ -168,7 +170,9 @@ def prefix_space_kwargs(config, data_args: NerDataArguments | None = None) -> di
     return {"add_prefix_space": True} if getattr(config, "model_type", None) in PREFIX_SPACE_MODELS else {}
 
 
-def ner_collator(tokenizer, data_args) -> DataCollatorForTokenClassification:
-    """Pad each batch to its own longest window (labels with -100)."""
-    return DataCollatorForTokenClassification(tokenizer)
+def ner_collator(tokenizer, data: LoadedData, pad_to: int | None = None) -> DataCollatorForTokenClassification:
+    """Pad each batch to its own longest window (labels with -100), or to `pad_to` tokens (--batching max_length)."""
+    if pad_to is None:
+        return DataCollatorForTokenClassification(tokenizer)
+    return DataCollatorForTokenClassification(tokenizer, padding="max_length", max_length=pad_to)
 

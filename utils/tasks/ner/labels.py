@@ -8,7 +8,7 @@ from datasets import DatasetDict
 
 from utils.core.errors import DataError
 from utils.core.labels import LabelSpace, run_label_space, unseen_labels
-from utils.tasks.ner.arguments import NerDataArguments
+from utils.core.task import LoadedData
 from utils.tasks.ner.data import word_location
 from utils.tasks.ner.iob import OUTSIDE, split_tag
 
@@ -23,14 +23,16 @@ def ner_label_key(tag: str) -> tuple:
     return (tag != OUTSIDE, entity_type, PREFIX_ORDER.get(prefix, 9), tag)
 
 
-def build_ner_labels(raw: DatasetDict, data_args: NerDataArguments, config) -> LabelSpace:
+def build_ner_labels(data: LoadedData, config) -> LabelSpace:
     """Labels from the training tags (or the fine-tuned model when there is no training split)."""
+    raw, data_args = data.raw, data.args
     seen = {tag for tags in raw["train"]["ner_tags"] for tag in tags} if "train" in raw else None
     return run_label_space(seen, data_args.label_names, config, sort_key=ner_label_key)
 
 
-def check_ner_labels(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArguments) -> DatasetDict:
+def check_ner_labels(data: LoadedData, labels: LabelSpace) -> DatasetDict:
     """Validation/test tags the model cannot predict: an error naming where, or mapped to O on request."""
+    raw, data_args = data.raw, data.args
     for split in [s for s in ("validation", "test") if s in raw and "ner_tags" in raw[s].column_names]:
         count, summary = unseen_labels(raw[split]["ner_tags"], raw[split]["location"], labels, locate=word_location)
         if not count:

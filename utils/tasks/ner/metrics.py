@@ -11,15 +11,17 @@ from seqeval.metrics import accuracy_score, classification_report, f1_score, pre
 from seqeval.scheme import IOB2, IOBES
 
 from utils.core.labels import LabelSpace
+from utils.core.task import LoadedData
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.iob import count_invalid_transitions
 
 logger = logging.getLogger(__name__)
 
 
-def score_ner(decoded: list[list[str]], raw: Dataset, labels: LabelSpace, data_args: NerDataArguments
+def score_ner(decoded: list[list[str]], raw: Dataset, labels: LabelSpace, data: LoadedData
               ) -> tuple[dict[str, float], str]:
     """Entity-level scores over every gold word of the split."""
+    data_args: NerDataArguments = data.args
     if "ner_tags" not in raw.column_names:
         return {}, ""
     return entity_metrics(raw["ner_tags"], decoded, strict=data_args.seqeval_mode == "strict",

@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 
 from utils.core.conll import write_conll
 from utils.core.files import write_jsonl
 from utils.core.labels import LabelSpace
+from utils.core.task import LoadedData
 from utils.tasks.ner.alignment import gather_word_predictions
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.iob import tags_to_spans
@@ -46,7 +47,7 @@ def entity_record(label: str, text: str, start: int, end: int, word_scores: Sequ
     return {key: values[key] for key in keys if key in values}
 
 
-def decode_ner(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data_args: NerDataArguments
+def decode_ner(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data: LoadedData
                ) -> list[list[str]]:
     """Per-word predicted tags for every sentence of the split, reassembled from its windows."""
     if predictions.ndim == 3:  # full logits (--no_argmax_in_metrics)
@@ -58,7 +59,7 @@ def decode_ner(predictions, features: Dataset, raw: Dataset, labels: LabelSpace,
 
 
 def write_ner_predictions(output_dir: str, raw: Dataset, decoded: list[list[str]], labels: LabelSpace,
-                          data_args: NerDataArguments) -> list[str]:
+                          data: LoadedData) -> list[str]:
     """predictions.conll (word, gold, predicted) and predictions.jsonl (entities as word spans), input order."""
     gold = raw["ner_tags"] if "ner_tags" in raw.column_names else [None] * len(raw)
     tokens, documents = raw["tokens"], raw["document_id"]
@@ -79,8 +80,9 @@ def write_ner_predictions(output_dir: str, raw: Dataset, decoded: list[list[str]
     return list(PREDICTION_FILES)
 
 
-def ner_card_details(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArguments) -> list[str]:
+def ner_card_details(data: LoadedData, labels: LabelSpace) -> list[str]:
     """Model-card lines that matter for NER: how long sentences were handled and how entities were scored."""
+    data_args: NerDataArguments = data.args
     return [
         "## Method", "",
         f"- Sentences longer than {data_args.max_seq_length} tokens are split into windows overlapping by "

@@ -10,7 +10,7 @@ the window owning it, with that tag's probability. Raw texts are first split int
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from utils.core.errors import ConfigError, DataError
-from utils.core.labels import LabelSpace
+from utils.core.examples import PAIR, TOKENS, Example
+from utils.core.labels import LabelSpace, fine_tuned_labels
+from utils.core.task import Forward
 from utils.tasks.ner.alignment import gather_word_predictions
 from utils.tasks.ner.encoding import NerWindows, context_columns, encode_batch
 from utils.tasks.ner.iob import tags_to_spans
@@ -30,11 +32,28 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class NerPredictionOptions:
+    """NER's prediction options (predict.py and serve.py flags; `Predictor.from_pretrained(..., stride=...)`)."""
+
+    stride: int | None = field(
+        default=None,
+        metadata={"help": "NER: tokens shared by consecutive windows of a long text "
+                  "(default: run_ner.py's --stride default, at most half a window)."},
+    )
+    context_size: int | None = field(
+        default=None,
+        metadata={"help": "NER: document context tokens per side (default: what the model was trained with). Needs "
+                  "documents in the input: CoNLL -DOCSTART- lines, a JSONL document field, or the service's "
+                  "document_ids."},
+    )
+
+
+@dataclass(frozen=True)
 class NerPrediction:
     """Entities and word tags of a token-classification model. `forward` runs the model: a mapping of input name to
-    rows of token ids in, `(row indices, logits)` out per batch (see `utils.serving.predictor.TorchForward`)."""
+    rows of token ids in, `(row indices, outputs by name)` out per batch (`utils.core.task.Forward`)."""
 
-    forward: Callable = field(repr=False)
+    forward: Forward = field(repr=False)
     tokenizer: Any = field(repr=False)
     labels: LabelSpace
     windows: NerWindows
@@ -49,13 +68,32 @@ class NerPrediction:
         """With document context a sentence's tags depend on its neighbours: give a document's sentences together."""
         return self.context_size > 0
 
-    def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                documents: Sequence[Hashable | None] | None = None, uncertainty: bool = False
-                ) -> list[dict[str, Any]]:
+    def settings(self) -> dict[str, Any]:
+        return {"stride": self.stride, "context_size": self.context_size}
+
+    def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
+        """Texts: `predict_texts`; pre-split words: `predict_tokens` (each kind in one call, results in order)."""
+        if any(example.kind == PAIR for example in examples):
+            raise ConfigError("Sentence pairs are for sentence-pair classification models; this model tags "
+                              "entities in one text.")
+        results: list[dict[str, Any]] = [{} for _ in examples]
+        for words in (False, True):
+            chosen = [i for i, example in enumerate(examples) if (example.kind == TOKENS) == words]
+            if not chosen:
+                continue
+            documents = [examples[i].document for i in chosen]
+            if words:
+                outputs = self.predict_tokens([examples[i].tokens for i in chosen], documents, uncertainty)
+            else:
+                outputs = self.predict_texts([examples[i].text for i in chosen], documents, uncertainty)
+            for i, output in zip(chosen, outputs, strict=True):
+                results[i] = output
+        return results
+
+    def predict_texts(self, texts: Sequence[str], documents: Sequence[Hashable | None] | None = None,
+                      uncertainty: bool = False) -> list[dict[str, Any]]:
         """`{"text", "entities": [{"label", "text", "start", "end", "score"}]}` per text, with character offsets;
         `uncertainty`: and each text's `"uncertainty"` (utils/tasks/ner/uncertainty.py)."""
-        if text_pairs is not None:
-            raise ConfigError("Sentence pairs are for classification models; this model tags entities.")
         words = [words_with_offsets(text) for text in texts]
         tagged = self.tag_words_with_margins([[word.text for word in text_words] for text_words in words], documents,
                                              margins=uncertainty)
@@ -111,7 +149,8 @@ class NerPrediction:
         best_id: list[np.ndarray] = [np.empty(0)] * len(lengths)
         best_probability: list[np.ndarray] = [np.empty(0)] * len(lengths)
         best_margin: list[np.ndarray] = [np.empty(0)] * len(lengths)
-        for rows, logits in self.forward(features):
+        for rows, outputs in self.forward(features):
+            logits = outputs["logits"]
             probabilities = logits.softmax(-1)
             probability, label = probabilities.max(-1)
             if not margins:
@@ -139,12 +178,26 @@ class NerPrediction:
         return result
 
 
-def ner_predictor(forward: Callable, tokenizer, config, labels: LabelSpace, *, max_seq_length: int,
-                  stride: int | None = None, context_size: int | None = None, **other_options: Any) -> NerPrediction:
-    """`Task.predictor` of NER: windows of `max_seq_length` tokens sharing `stride` (None: training's default, at most
-    half a window), and `context_size` tokens of document context per side (None: what the model was trained
-    with, from its config). Other tasks' options (a classification threshold) do not apply."""
-    context_size = getattr(config, "context_size", 0) if context_size is None else context_size
+def ner_predictor(forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int,
+                  options: NerPredictionOptions) -> NerPrediction:
+    """`TaskServing.predictor` of NER: windows of `max_seq_length` tokens sharing `options.stride` (None: training's
+    default, at most half a window), and `options.context_size` tokens of document context per side (None: what the
+    model was trained with, from its config)."""
+    stride = options.stride
+    context_size = getattr(config, "context_size", 0) if options.context_size is None else options.context_size
     if context_size < 0:
         raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {context_size}.")
     return NerPrediction(forward, tokenizer, labels, NerWindows.build(tokenizer, max_seq_length, stride), context_size)
+
+
+def ner_label_names(config) -> list[str] | None:
+    """A saved NER model's tags (None: its config names none, it was never fine-tuned)."""
+    return fine_tuned_labels(config)
+
+
+def ner_decisions(result: dict[str, Any]) -> list[Any]:
+    """What a result decides, for comparing an export with PyTorch: each word's tag (pre-split words), else the
+    text's entity spans as one decision."""
+    if "tags" in result:
+        return list(result["tags"])
+    return [tuple(sorted((entity["label"], entity["start"], entity["end"]) for entity in result["entities"]))]
