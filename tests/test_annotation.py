@@ -63,7 +63,7 @@ def test_every_sample_span_becomes_an_entity(fmt, caplog):
     records = read_annotation_records(str(NER_SAMPLES[fmt]), fmt)
     spans = sum(len(record.spans) for record in records)
     with caplog.at_level(logging.INFO):
-        raw, _ = load_ner_data(NerDataArguments(train_file=str(NER_SAMPLES[fmt]), data_format=fmt), ModelArguments())
+        raw = load_ner_data(NerDataArguments(train_file=str(NER_SAMPLES[fmt]), data_format=fmt), ModelArguments()).raw
     assert len(raw["train"]) == len(records) == 40
     assert sum(len(tags_to_spans(t)) for t in raw["train"]["ner_tags"]) == spans > 80
     assert f"{spans} spans read -> {spans} entities trained on (none adjusted; 0 dropped)" in caplog.text

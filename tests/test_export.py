@@ -116,23 +116,25 @@ class EchoSession:
 def test_onnx_forward_has_the_torch_forwards_contract():
     class Echo(torch.nn.Module):
         def forward(self, input_ids, attention_mask):
-            return type("Output", (), {"logits": (input_ids * 10 + attention_mask).unsqueeze(-1)})
+            return {"logits": (input_ids * 10 + attention_mask).unsqueeze(-1)}
 
     rows = {"input_ids": [[1], [2, 2, 2], [3, 3]], "attention_mask": [[1], [1, 1, 1], [1, 1]], "word_index": [[0]]}
-    theirs = [(b, x.squeeze(-1).tolist()) for b, x in TorchForward(Echo(), torch.device("cpu"), 2, pad_id=9)(rows)]
+    theirs = [(b, x["logits"].squeeze(-1).tolist())
+              for b, x in TorchForward(Echo(), torch.device("cpu"), 2, pad_id=9)(rows)]
     forward = OnnxForward(EchoSession(["input_ids", "attention_mask", "token_type_ids"]), 2, pad_id=9)
     ours = list(forward(rows))
-    assert [(b, x.squeeze(-1).tolist()) for b, x in ours] == theirs == [([1, 2], [[21, 21, 21], [31, 31, 90]]),
-                                                                       ([0], [[11]])]
-    assert all(x.dtype == torch.float32 for _, x in ours)  # token_type_ids, not given, were zeros
+    assert [(b, x["logits"].squeeze(-1).tolist()) for b, x in ours] == theirs == [
+        ([1, 2], [[21, 21, 21], [31, 31, 90]]), ([0], [[11]])]
+    # outputs by the graph's names, float32; token_type_ids, not given, were zeros
+    assert all(list(x) == ["logits"] and x["logits"].dtype == torch.float32 for _, x in ours)
 
 
 def test_parallel_rows_run_each_row_alone_in_input_order():
     rows = {"input_ids": [[1], [2, 2, 2], [3, 3]], "attention_mask": [[1], [1, 1, 1], [1, 1]]}
     forward = OnnxForward(EchoSession(["input_ids", "attention_mask", "token_type_ids"]), 2, pad_id=9,
                           parallel_rows=2)
-    assert [(b, x.squeeze(-1).tolist()) for b, x in forward(rows)] == [([0], [[11]]), ([1], [[21, 21, 21]]),
-                                                                       ([2], [[31, 31]])]  # no padding
+    assert [(b, x["logits"].squeeze(-1).tolist()) for b, x in forward(rows)] == [
+        ([0], [[11]]), ([1], [[21, 21, 21]]), ([2], [[31, 31]])]  # no padding
 
 
 # ---------------------------------------------------------------- the export

@@ -308,3 +308,24 @@ def test_only_utils_training_runs_a_training_loop():
     assert not violations, report("only utils/training may call .backward( or an optimizer/scheduler .step(: "
                                   "a task hands the pipeline its model, loss and data, never its own loop",
                                   violations)
+
+
+def test_the_trainer_overrides_only_private_methods_transformers_still_has():
+    """`FinetuneTrainer` overrides a private `Trainer` method only where there is no public hook
+    (`PRIVATE_OVERRIDES`, each with its reason); an upgrade of transformers that renames one, or changes its
+    parameters, fails here instead of silently bypassing the override."""
+    import inspect
+
+    from transformers import Trainer
+
+    from utils.training.trainer import PRIVATE_OVERRIDES, FinetuneTrainer
+
+    ours = {name for name, value in vars(FinetuneTrainer).items() if name.startswith("_") and not name.startswith("__")
+            and callable(value)}
+    assert ours == set(PRIVATE_OVERRIDES), f"private overrides not listed (or listed, not made): {ours ^ set(PRIVATE_OVERRIDES)}"
+    for name in PRIVATE_OVERRIDES:
+        assert hasattr(Trainer, name), f"transformers' Trainer no longer has {name}"
+        upstream = list(inspect.signature(getattr(Trainer, name)).parameters)
+        assert list(inspect.signature(getattr(FinetuneTrainer, name)).parameters) == upstream, name
+        assert getattr(FinetuneTrainer, name).__doc__ and "Private" in getattr(FinetuneTrainer, name).__doc__, (
+            f"{name}: say why no public hook does")

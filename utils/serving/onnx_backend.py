@@ -142,9 +142,9 @@ def torch_on_one_thread() -> Iterator[None]:
 @dataclass
 class OnnxForward:
     """`TorchForward`'s contract on an ONNX Runtime session: `forward(inputs)` yields, per batch of at most
-    `batch_size` rows of similar length (longest first), the row indices and float32 CPU logits padded on the right.
-    The graph's inputs are fed from `inputs` by name; a graph input the encoding did not give (token_type_ids) is
-    zeros, as the model's own default.
+    `batch_size` rows of similar length (longest first), the row indices and the float32 CPU outputs by name, padded
+    on the right. The graph's inputs are fed from `inputs` by name; a graph input the encoding did not give
+    (token_type_ids) is zeros, as the model's own default.
 
     With `parallel_rows` (on a session of one intra-op thread), each row runs alone, that many at a time: no batch, no
     padding, so a dynamically quantized graph's activation scales are the row's own and its result never depends on

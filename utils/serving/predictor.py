@@ -28,7 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from utils.core.arguments import ModelArguments
 from utils.core.errors import ConfigError, DataError
 from utils.core.examples import Example, taken_kinds
-from utils.core.labels import LabelSpace
+from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.modeling import load_config, load_tokenizer
 from utils.core.ordering import length_batches, token_batches
 from utils.core.packing import SequencePacker, make_packer, unpack
@@ -66,6 +66,11 @@ def model_task(config, directory: str, tasks: Sequence[Task] = TASKS) -> Task:
     task = saved_task(config, tasks)
     if task is not None:
         return task
+    if fine_tuned_labels(config) is None:
+        raise ConfigError(f"The model in '{directory}' was never fine-tuned: its config has no label names (only "
+                          "LABEL_0, LABEL_1, ...) and names no task. Fine-tune it with "
+                          + " or ".join(task.script for task in tasks) + " and point --model at that run's "
+                          "--output_dir.")
     recorded = getattr(config, TASK_CONFIG_KEY, None)
     known = ", ".join(f"{task.name} ({task.serving.architecture_suffix})" for task in tasks)
     what = f"was trained for the task {recorded!r}" if recorded else (
@@ -107,8 +112,9 @@ def check_examples(examples: Sequence[Example], task: Task) -> None:
     for index, example in enumerate(examples):
         if not isinstance(example, Example):
             raise DataError(f"input {index} is {type(example).__name__}, not an Example: {example!r:.80}")
-        if not isinstance(example.text, str) or not (example.text_pair is None or isinstance(example.text_pair, str)):
-            raise DataError(f"input {index}: text and text_pair must be strings, got {example.text!r:.80}")
+        for what, value in (("text", example.text), ("text_pair", example.text_pair)):
+            if not isinstance(value, str) and not (value is None and what == "text_pair"):
+                raise DataError(f"{what} {index} is {type(value).__name__}, not a string: {value!r:.80}")
         if example.tokens is not None and not all(isinstance(token, str) for token in example.tokens):
             raise DataError(f"input {index}: every token must be a string, got {example.tokens!r:.80}")
         if example.kind not in task.serving.input_kinds:

@@ -130,13 +130,19 @@ def decide_batching(args, given: set[str], model, pad_token_id: int | None, toke
     packed where the task has one output per token and the model can take packed rows (--no_pack_sequences: not),
     else buckets (--no_bucket_by_length, or --train_sampling_strategy given: random)."""
     requested = requested_batching(args, given, pad_to_max_length)
+    packer = make_packer(model, pad_token_id, args.pack_length) if token_outputs else None
     if requested == "max_length":
         if not max_seq_length:
             raise ConfigError("--batching max_length pads every batch to --max_seq_length: set --max_seq_length.")
-        logger.info("Training batches: padded to %d tokens (--batching max_length / --pad_to_max_length).",
-                    max_seq_length)
+        flag = "--pad_to_max_length" if pad_to_max_length else "--batching max_length"
+        if packer is not None and args.pack_sequences:
+            off = "; --pack_sequences turned off (it would remove that padding)"
+        elif args.bucket_by_length and "train_sampling_strategy" not in given:
+            off = "; --bucket_by_length turned off (it would remove most of that padding)"
+        else:
+            off = ""
+        logger.info("%s: every batch is padded to %d tokens%s.", flag, max_seq_length, off)
         return BatchingPlan("max_length", pad_to=max_seq_length)
-    packer = make_packer(model, pad_token_id, args.pack_length) if token_outputs else None
     config = getattr(model, "config", None)
     cannot_pack = (f"{getattr(config, 'model_type', 'these')} models with "
                    f"{getattr(config, '_attn_implementation', 'this')} attention cannot take packed rows"
