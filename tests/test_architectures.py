@@ -33,7 +33,18 @@ EXPORTED_BY_DEFAULT = ("bert", "roberta", "deberta-v2", "modernbert")
 TEXTS = ["Peter Blackburn of the European Commission said on Thursday in Brussels it disagreed .",
          "Ägypten's Präsident visited Zürich, then Kyoto\u00a0and  Berlin!", "(Tariq Hussain) — Belgium."]
 
-_RUNS: dict[tuple[str, str], str] = {}
+_RUNS: dict[tuple[str, str], tuple[str, list[str]]] = {}
+
+
+class Messages(logging.Handler):
+    """The messages logged during a run (how its training batches were laid out)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +56,15 @@ def models(tmp_path_factory) -> dict[str, str]:
     return {model_type: build(model_type, root / model_type, texts) for model_type in ARCHITECTURES}
 
 
-def trained(task: str, model_type: str, models: dict[str, str], factory) -> str:
-    """The output directory of a short `task` run on `model_type`, made once per module."""
+def trained(task: str, model_type: str, models: dict[str, str], factory) -> tuple[str, list[str]]:
+    """The output directory of a short `task` run on `model_type`, made once per module, and the training code's
+    log messages."""
     key = (task, model_type)
     if key not in _RUNS:
         out = factory.mktemp(f"{task}-{model_type}")
+        messages, trainer_log = Messages(), logging.getLogger("utils.training.trainer")
+        trainer_log.addHandler(messages)
+        level, trainer_log.level = trainer_log.level, logging.INFO
         if task == "ner":
             run_ner.main(["--model", models[model_type], "--output_dir", str(out), "--train_file",
                           str(NER / "train.conll"), "--test_file", str(NER / "test.conll"), *SHORT_RUN])
@@ -57,16 +72,16 @@ def trained(task: str, model_type: str, models: dict[str, str], factory) -> str:
             run_classification.main(["--model", models[model_type], "--output_dir", str(out), "--train_file",
                                      str(SENTIMENT / "train.tsv"), "--test_file", str(SENTIMENT / "test.tsv"),
                                      *SHORT_RUN])
-        _RUNS[key] = str(out)
+        trainer_log.removeHandler(messages)
+        trainer_log.setLevel(level)
+        _RUNS[key] = (str(out), messages.messages)
     return _RUNS[key]
 
 
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
-def test_ner_trains_packed_and_predict_reloads_it(model_type, models, tmp_path_factory, caplog):
-    with caplog.at_level(logging.INFO):
-        out = trained("ner", model_type, models, tmp_path_factory)
-    if any(r.getMessage().startswith("Training batches") for r in caplog.records):  # not cached: this test ran it
-        assert "Training batches: random, packed into rows of 64 tokens (--pack_sequences)." in caplog.messages
+def test_ner_trains_packed_and_predict_reloads_it(model_type, models, tmp_path_factory):
+    out, messages = trained("ner", model_type, models, tmp_path_factory)
+    assert "Training batches: random, packed into rows of 64 tokens (--pack_sequences)." in messages
     corpus = read_conll(NER / "test.conll")
     blocks = [block for block in (ROOT / out / "predictions.conll").read_text().split("\n\n") if block.strip()]
     written = [[row.split(" ")[2] for row in block.splitlines()] for block in blocks]
@@ -81,7 +96,7 @@ def test_ner_trains_packed_and_predict_reloads_it(model_type, models, tmp_path_f
 
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
 def test_classification_trains_and_predict_reloads_it(model_type, models, tmp_path_factory):
-    out = trained("classification", model_type, models, tmp_path_factory)
+    out, _ = trained("classification", model_type, models, tmp_path_factory)
     written = [json.loads(line) for line in (ROOT / out / "predictions.jsonl").read_text().splitlines()]
     sentences = [line.split("\t", 1)[1] for line in (SENTIMENT / "test.tsv").read_text().splitlines()[1:]]
     assert len(written) == len(sentences) == 100
@@ -95,7 +110,7 @@ def test_classification_trains_and_predict_reloads_it(model_type, models, tmp_pa
                                         pytest.param(model_type, marks=pytest.mark.slow)
                                         for model_type in ARCHITECTURES])
 def test_onnx_fp32_export_gives_pytorch_logits(model_type, models, tmp_path_factory):
-    out = trained("ner", model_type, models, tmp_path_factory)
+    out, _ = trained("ner", model_type, models, tmp_path_factory)
     report = export_model(out, validation_file=str(NER / "test.conll"), atol=1e-4)
     assert report["passed"] and report["validation"]["fp32"]["max_abs_logit_diff"] <= 1e-4
     assert report["validation"]["examples"] == len(read_conll(NER / "test.conll").tokens)
