@@ -219,3 +219,28 @@ def test_trainer_packs_token_batches_only(tmp_path, tiny_model):
     assert trainer(multi_label, model=classifier, token_outputs=False).packer is None  # list labels, one per sentence
     assert trainer(tokens, pack_sequences=False).packer is None
     assert trainer(tokens, pack_sequences=False).items_per_example == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("model_type", ["deberta-v2", "modernbert"])
+def test_models_wrapped_for_lora_are_adapted_and_packed_exactly(model_type):
+    """The adaptations are found by module class, so a PEFT-wrapped model (--use_peft) packs as exactly."""
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForTokenClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_config(tiny_config(model_type, "eager"))
+    targets = ["query_proj", "value_proj"] if model_type == "deberta-v2" else ["Wqkv"]
+    wrapped = get_peft_model(model, LoraConfig(task_type=TaskType.TOKEN_CLS, r=2, target_modules=targets)).eval()
+    packer = make_packer(wrapped, 0, 24)
+    assert packer is not None
+    assert packed_logits_error(wrapped, packer) < 1e-5
+
+
+def test_a_model_without_the_module_to_adapt_is_not_packed(caplog):
+    class Stand(torch.nn.Module):
+        config = tiny_config("modernbert", "sdpa")
+
+    with caplog.at_level("INFO", logger="utils.core.packing"):
+        assert make_packer(Stand(), 0, 24) is None
+    assert ("Not packing: its ModernBertModel module, which must be adapted to packed rows, was not found."
+            in caplog.messages)

@@ -48,25 +48,31 @@ class PackingSupport:
     `first_position`: the position id of a sequence's first token. `mask_kinds`: the mask each attention
     implementation takes (others are refused). `refuse`: why this configuration cannot be packed exactly, or None.
     `prepare`: installs what the model needs to read a packed batch (idempotent; acts only on 4-D masks, so the
-    model's unpacked behaviour is untouched)."""
+    model's unpacked behaviour is untouched), or says why it cannot."""
 
     first_position: Callable[[object], int] = _from_zero
     mask_kinds: Mapping[str, str] = field(default_factory=lambda: dict(_MASK_KINDS))
     refuse: Callable[[object], str | None] = lambda config: None
-    prepare: Callable[[torch.nn.Module], None] | None = None
+    prepare: Callable[[torch.nn.Module], str | None] | None = None
 
 
 _HOOKED = "_finetune_kit_packing_hook"
 
 
-def _hook_once(module: torch.nn.Module, hook: Callable) -> None:
-    """A forward pre-hook (with keyword arguments) on `module`, installed once however often a packer is made."""
-    if not getattr(module, _HOOKED, False):
-        module.register_forward_pre_hook(hook, with_kwargs=True)
-        setattr(module, _HOOKED, True)
+def _hook_once(model: torch.nn.Module, class_name: str, hook: Callable) -> str | None:
+    """A forward pre-hook (with keyword arguments) on the model's `class_name` modules (found by class, so wrapped
+    models such as PEFT's are found too), installed once however often a packer is made; why not, if none."""
+    modules = [module for module in model.modules() if type(module).__name__ == class_name]
+    if not modules:
+        return f"its {class_name} module, which must be adapted to packed rows, was not found"
+    for module in modules:
+        if not getattr(module, _HOOKED, False):
+            module.register_forward_pre_hook(hook, with_kwargs=True)
+            setattr(module, _HOOKED, True)
+    return None
 
 
-def _deberta_embeddings_ignore_packed_mask(model: torch.nn.Module) -> None:
+def _deberta_embeddings_ignore_packed_mask(model: torch.nn.Module) -> str | None:
     """DeBERTa's embeddings multiply each token by its 2-D mask value and misread a 4-D mask (they squeeze it into
     the wrong shape). That multiplication only zeroes padding, whose outputs no loss reads and which no real token
     attends to in a packed row, so with a packed mask the embeddings get none."""
@@ -77,7 +83,7 @@ def _deberta_embeddings_ignore_packed_mask(model: torch.nn.Module) -> None:
             return args, {**kwargs, "mask": None}
         return None
 
-    _hook_once(model.base_model.embeddings, hook)
+    return _hook_once(model, "DebertaV2Embeddings", hook)
 
 
 def _deberta_refusal(config) -> str | None:
@@ -87,13 +93,13 @@ def _deberta_refusal(config) -> str | None:
     return None
 
 
-def _modernbert_sliding_window_masks(model: torch.nn.Module) -> None:
+def _modernbert_sliding_window_masks(model: torch.nn.Module) -> str | None:
     """ModernBERT takes a prepared 4-D mask as it is for its global and its local (sliding-window) layers alike;
     the local layers must also see only tokens within `sliding_window` of each other, which inside one packed
     sequence is the same distance as alone. A packed mask is turned into the model's own per-layer-type mapping."""
     config = model.config
     if "sliding_attention" not in set(getattr(config, "layer_types", None) or ()):
-        return
+        return None
 
     def hook(module, args, kwargs):
         mask = kwargs.get("attention_mask")
@@ -104,7 +110,7 @@ def _modernbert_sliding_window_masks(model: torch.nn.Module) -> None:
         local = mask & near if mask.dtype == torch.bool else mask.masked_fill(~near, torch.finfo(mask.dtype).min)
         return args, {**kwargs, "attention_mask": {"full_attention": mask, "sliding_attention": local}}
 
-    _hook_once(model.base_model, hook)
+    return _hook_once(model, "ModernBertModel", hook)
 
 
 #: Model types that take packed rows. DeBERTa's attention reads its mask as booleans whatever the implementation
@@ -243,11 +249,11 @@ def make_packer(model, pad_token_id: int | None, row_length: int) -> SequencePac
     if config is None:
         return None
     reason = packing_refusal(config)
+    support = PACKING.get(config.model_type)
+    if reason is None and support.prepare is not None:
+        reason = support.prepare(model)
     if reason is not None:
         logger.info("Not packing: %s.", reason)
         return None
-    support = PACKING[config.model_type]
-    if support.prepare is not None:
-        support.prepare(model)
     return SequencePacker(row_length, pad_token_id or 0, support.first_position(config),
                           support.mask_kinds[config._attn_implementation])
