@@ -244,3 +244,17 @@ def test_a_model_without_the_module_to_adapt_is_not_packed(caplog):
         assert make_packer(Stand(), 0, 24) is None
     assert ("Not packing: its ModernBertModel module, which must be adapted to packed rows, was not found."
             in caplog.messages)
+
+
+def test_deberta_v2_with_absolute_positions_packs_exactly():
+    """DeBERTa-v2-style models that also add absolute position embeddings (position_biased_input) read the packed
+    position ids."""
+    from transformers import AutoModelForTokenClassification
+
+    torch.manual_seed(0)
+    config = tiny_config("deberta-v2", "eager", position_biased_input=True)
+    model = AutoModelForTokenClassification.from_config(config).eval()
+    packer = make_packer(model, 0, 24)
+    assert packer == SequencePacker(24, 0, 0, "boolean")
+    assert packed_logits_error(model, packer) < 1e-5
+    assert packed_logits_error(model, SequencePacker(24, 0, 1, "boolean")) > 1e-3  # positions do matter here
