@@ -45,6 +45,10 @@ WORDPIECE_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 #: Size settings per shape: "tiny" for the tests, "small" (MiniLM-like) for throughput ratios.
 SHAPES = {"tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
           "small": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536}}
+#: The small shape keeps the released models' position settings (the tiny one narrows them so that short test
+#: sentences cross them): ModernBERT's 128-token local window every third layer global, DeBERTa-v3's 256 buckets.
+RELEASED_POSITIONS = {"modernbert": {"local_attention": 128, "global_attn_every_n_layers": 3},
+                      "deberta-v2": {"position_buckets": 256}}
 
 
 def train_tokenizer(model_type: str, texts: Iterable[str], vocab_size: int):
@@ -112,7 +116,9 @@ def build(model_type: str, directory: str | Path, texts: Iterable[str], vocab_si
     ids.setdefault("eos", ids["sep"])
     special_ids = {f"{name}_token_id": value for name, value in ids.items()}
     config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), max_position_embeddings=512,
-                                  **size, **special_ids, **spec.get("config", {}))
+                                  **size, **special_ids, **{**spec.get("config", {}),
+                                                            **(RELEASED_POSITIONS.get(model_type, {})
+                                                               if shape == "small" else {})})
     torch.manual_seed(seed)
     AutoModel.from_config(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
