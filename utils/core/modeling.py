@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedT
 from utils.core.arguments import DROPOUT_OVERRIDES, ModelArguments
 from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace, fine_tuned_labels
+from utils.core.tokenizer_check import check_word_split
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ def load_config(model_args: ModelArguments):
 
 def load_tokenizer(model_args: ModelArguments, **kwargs: Any) -> PreTrainedTokenizerBase:
     """The model's (fast) tokenizer, or with --use_fast_tokenizer false its Python one where transformers has it;
-    right padding, which the label alignment relies on."""
+    right padding, which the label alignment relies on; pre-split words tokenized as in running text
+    (`check_word_split`: every caller, training, predict.py, serve.py and export, gets the same ids)."""
     name = model_args.tokenizer_name or model_path(model_args)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs(model_args), **kwargs)
@@ -81,6 +83,7 @@ def load_tokenizer(model_args: ModelArguments, **kwargs: Any) -> PreTrainedToken
     except OSError as err:
         raise ConfigError(f"Could not load the tokenizer from '{name}': {one_line(err)}{offline_hint()}") from None
     tokenizer.padding_side = "right"
+    check_word_split(tokenizer, name)
     return tokenizer
 
 

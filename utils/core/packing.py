@@ -9,29 +9,139 @@ mask lets a token see only the tokens of its own sequence. Every sequence gets e
 alone (the tests check it), so the loss, its per-token weights and the gradient are those of the random batch;
 only the padding is gone.
 
-Only models whose embeddings take explicit `position_ids` and whose attention takes a prepared 4-D mask can be
-packed (`packing_position_offset`); others keep length buckets.
+A model can be packed when its embeddings take explicit `position_ids` (or it has no absolute positions), its
+attention takes a prepared 4-D mask, and nothing else mixes tokens: relative positions (DeBERTa, MPNet) and rotary
+ones (ModernBERT) depend only on the distance of two tokens, which packing keeps inside a sequence. `PACKING`
+says, per model type, how; `packing_refusal` says why a model is not packed (logged), and those keep length
+buckets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 from utils.core.losses import IGNORE_INDEX
 
-#: Model types whose embeddings and attention accept packed rows, with the position id of a sequence's first token
-#: (RoBERTa-style models count positions from padding_idx + 1).
-_FIRST_POSITION = {"bert": lambda config: 0, "electra": lambda config: 0,
-                   "roberta": lambda config: config.pad_token_id + 1,
-                   "xlm-roberta": lambda config: config.pad_token_id + 1,
-                   "camembert": lambda config: config.pad_token_id + 1}
-
+logger = logging.getLogger(__name__)
 
 #: Attention implementations that take a prepared 4-D mask: SDPA a boolean one, eager an additive one.
 _MASK_KINDS = {"sdpa": "boolean", "eager": "additive"}
+
+
+def _from_zero(config) -> int:
+    return 0
+
+
+def _after_padding(config) -> int:
+    """RoBERTa-style models count positions from padding_idx + 1."""
+    return config.pad_token_id + 1
+
+
+@dataclass(frozen=True)
+class PackingSupport:
+    """How one model type takes packed rows.
+
+    `first_position`: the position id of a sequence's first token. `mask_kinds`: the mask each attention
+    implementation takes (others are refused). `refuse`: why this configuration cannot be packed exactly, or None.
+    `prepare`: installs what the model needs to read a packed batch (idempotent; acts only on 4-D masks, so the
+    model's unpacked behaviour is untouched), or says why it cannot."""
+
+    first_position: Callable[[object], int] = _from_zero
+    mask_kinds: Mapping[str, str] = field(default_factory=lambda: dict(_MASK_KINDS))
+    refuse: Callable[[object], str | None] = lambda config: None
+    prepare: Callable[[torch.nn.Module], str | None] | None = None
+
+
+_HOOKED = "_finetune_kit_packing_hook"
+
+
+def _hook_once(model: torch.nn.Module, class_name: str, hook: Callable) -> str | None:
+    """A forward pre-hook (with keyword arguments) on the model's `class_name` modules (found by class, so wrapped
+    models such as PEFT's are found too), installed once however often a packer is made; why not, if none."""
+    modules = [module for module in model.modules() if type(module).__name__ == class_name]
+    if not modules:
+        return f"its {class_name} module, which must be adapted to packed rows, was not found"
+    for module in modules:
+        if not getattr(module, _HOOKED, False):
+            module.register_forward_pre_hook(hook, with_kwargs=True)
+            setattr(module, _HOOKED, True)
+    return None
+
+
+def _deberta_embeddings_ignore_packed_mask(model: torch.nn.Module) -> str | None:
+    """DeBERTa's embeddings multiply each token by its 2-D mask value and misread a 4-D mask (they squeeze it into
+    the wrong shape). That multiplication only zeroes padding, whose outputs no loss reads and which no real token
+    attends to in a packed row, so with a packed mask the embeddings get none."""
+
+    def hook(module, args, kwargs):
+        mask = kwargs.get("mask")
+        if torch.is_tensor(mask) and mask.dim() == 4:
+            return args, {**kwargs, "mask": None}
+        return None
+
+    return _hook_once(model, "DebertaV2Embeddings", hook)
+
+
+def _deberta_refusal(config) -> str | None:
+    if getattr(config, "conv_kernel_size", 0):
+        return (f"its convolution layer (conv_kernel_size={config.conv_kernel_size}) mixes neighbouring tokens, "
+                "which in a packed row belong to other sequences")
+    return None
+
+
+def _modernbert_sliding_window_masks(model: torch.nn.Module) -> str | None:
+    """ModernBERT takes a prepared 4-D mask as it is for its global and its local (sliding-window) layers alike;
+    the local layers must also see only tokens within `sliding_window` of each other, which inside one packed
+    sequence is the same distance as alone. A packed mask is turned into the model's own per-layer-type mapping."""
+    config = model.config
+    if "sliding_attention" not in set(getattr(config, "layer_types", None) or ()):
+        return None
+
+    def hook(module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        if not (torch.is_tensor(mask) and mask.dim() == 4):
+            return None
+        positions = torch.arange(mask.shape[-1], device=mask.device)
+        near = (positions[:, None] - positions[None, :]).abs() <= config.sliding_window
+        local = mask & near if mask.dtype == torch.bool else mask.masked_fill(~near, torch.finfo(mask.dtype).min)
+        return args, {**kwargs, "attention_mask": {"full_attention": mask, "sliding_attention": local}}
+
+    return _hook_once(model, "ModernBertModel", hook)
+
+
+#: Model types that take packed rows. DeBERTa's attention reads its mask as booleans whatever the implementation
+#: (and has only its own, eager one); its relative positions come from the token distance within the row.
+PACKING: dict[str, PackingSupport] = {
+    "bert": PackingSupport(),
+    "electra": PackingSupport(),
+    "albert": PackingSupport(),
+    "distilbert": PackingSupport(),
+    "roberta": PackingSupport(_after_padding),
+    "xlm-roberta": PackingSupport(_after_padding),
+    "camembert": PackingSupport(_after_padding),
+    "mpnet": PackingSupport(_after_padding),
+    "deberta-v2": PackingSupport(mask_kinds={"eager": "boolean"}, refuse=_deberta_refusal,
+                                 prepare=_deberta_embeddings_ignore_packed_mask),
+    "modernbert": PackingSupport(prepare=_modernbert_sliding_window_masks),
+}
+
+
+def packing_refusal(config) -> str | None:
+    """Why this model cannot be packed exactly (one clause, for the log), or None when it can."""
+    model_type = getattr(config, "model_type", None)
+    support = PACKING.get(model_type)
+    if support is None:
+        return (f"{model_type} models are not known to take packed rows (packed: "
+                f"{', '.join(sorted(PACKING))})")
+    attention = getattr(config, "_attn_implementation", None)
+    if attention not in support.mask_kinds:
+        return (f"{model_type} with {attention} attention does not take a prepared 4-D mask (packed with: "
+                f"{', '.join(support.mask_kinds)})")
+    return support.refuse(config)
 
 
 def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -55,10 +165,9 @@ def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
 
 def packing_position_offset(config) -> int | None:
     """The first position id of a packed sequence for this model, or None when the model cannot be packed."""
-    first = _FIRST_POSITION.get(getattr(config, "model_type", None))
-    if first is None or getattr(config, "_attn_implementation", None) not in _MASK_KINDS:
+    if packing_refusal(config) is not None:
         return None
-    return first(config)
+    return PACKING[config.model_type].first_position(config)
 
 
 @dataclass(frozen=True)
@@ -137,7 +246,14 @@ def unpack(outputs: torch.Tensor, rows: Sequence[Sequence[int]], lengths: Sequen
 def make_packer(model, pad_token_id: int | None, row_length: int) -> SequencePacker | None:
     """A packer for this model, or None when its architecture or attention cannot take packed rows."""
     config = getattr(model, "config", None)
-    offset = packing_position_offset(config) if config is not None else None
-    if offset is None:
+    if config is None:
         return None
-    return SequencePacker(row_length, pad_token_id or 0, offset, _MASK_KINDS[config._attn_implementation])
+    reason = packing_refusal(config)
+    support = PACKING.get(config.model_type)
+    if reason is None and support.prepare is not None:
+        reason = support.prepare(model)
+    if reason is not None:
+        logger.info("Not packing: %s.", reason)
+        return None
+    return SequencePacker(row_length, pad_token_id or 0, support.first_position(config),
+                          support.mask_kinds[config._attn_implementation])

@@ -52,10 +52,11 @@ class FinetuneTrainingArguments(TrainingArguments):
     )
     pack_sequences: bool = field(
         default=True,
-        metadata={"help": "Token tasks (NER) on BERT, RoBERTa, XLM-R, CamemBERT and ELECTRA models: keep random "
-                  "batches, but lay each batch's sequences end to end in rows of --pack_length tokens, attention "
-                  "kept within each sequence, so almost no padding is computed. Every sequence gets the logits it "
-                  "gets alone. Other models and tasks use --bucket_by_length. --no_pack_sequences: length buckets "
+        metadata={"help": "Token tasks (NER) on BERT, ELECTRA, RoBERTa, XLM-R, CamemBERT, DistilBERT, MPNet, ALBERT, "
+                  "DeBERTa-v2/v3 and ModernBERT models (SDPA or eager attention): keep random batches, but lay each "
+                  "batch's sequences end to end in rows of --pack_length tokens, attention kept within each "
+                  "sequence, so almost no padding is computed. Every sequence gets the logits it gets alone. Other "
+                  "models (the log says why) and tasks use --bucket_by_length. --no_pack_sequences: length buckets "
                   "(with --no_bucket_by_length: padded random batches)."},
     )
     pack_length: int = field(
