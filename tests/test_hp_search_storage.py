@@ -1,0 +1,254 @@
+"""The hyper-parameter search on Optuna's storage: bad storage or study flags are one clear error before any work;
+slots are counted across workers and resumes; a search stopped or killed mid-trial resumes to the trials and best
+trial of an uninterrupted one; two worker processes share one SQLite study, run no trial twice and train the best
+setting once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import run_ner
+from tests.conftest import ROOT
+from utils.core.arguments import ModelArguments
+from utils.core.errors import ConfigError
+from utils.training import hp_search
+from utils.training.arguments import FinetuneTrainingArguments
+from utils.training.hp_search import SLOT, SURPLUS, search, slot_seed
+from utils.training.trainer import Interrupted
+
+SPACE = "learning_rate: {low: 0.0001, high: 0.01, log: true}\nweight_decay: {low: 0.0, high: 0.1}\n"
+
+
+def ner_search_args(model: str, output_dir: Path, space: str, trials: int) -> list[str]:
+    """The NER sample, a few examples, one epoch of 3 steps per trial: seconds per trial with the tiny model."""
+    return ["--model", model, "--output_dir", str(output_dir), "--max_train_samples", "48", "--max_eval_samples", "16",
+            "--max_predict_samples", "8", "--num_train_epochs", "1", "--per_device_train_batch_size", "16",
+            "--eval_before_training", "false", "--logging_steps", "5", "--report_to", "none", "--save_strategy", "no",
+            "--hp_search_trials", str(trials), "--hp_search_space", space]
+
+
+def load(output_dir: Path, name: str = "hp_search") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{output_dir / 'hp_search.db'}")
+
+
+def by_slot(study: optuna.Study) -> dict[int, tuple[dict, float]]:
+    """Each slot's parameters and score, from its one COMPLETE trial (an error if a slot finished twice)."""
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    slots = [t.user_attrs[SLOT] for t in complete]
+    assert len(slots) == len(set(slots)), f"a slot ran to the end twice: {sorted(slots)}"
+    return {t.user_attrs[SLOT]: (t.params, t.user_attrs["value"]) for t in complete}
+
+
+def records(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "hp_search.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- flags checked before any work
+
+
+def test_bad_storage_and_foreign_studies_are_one_clear_error(tiny_model, tmp_path, write_file):
+    space = write_file("space.yaml", SPACE)
+    out = tmp_path / "search"
+    for storage, message in [("not a url", r"--hp_search_storage 'not a url' is not a database URL"),
+                             ("nosuchdb+nodriver://user:secret@host/db",
+                              r"--hp_search_storage nosuchdb\+nodriver://user:\*\*\*@host/db: its database driver")]:
+        with pytest.raises(ConfigError, match=message):
+            run_ner.main([*ner_search_args(tiny_model, out, space, 2), "--hp_search_storage", storage])
+    assert not (out / "hp_search").exists() or not any((out / "hp_search").iterdir())  # nothing ran
+    # a study of this name that minimizes, or one started with another seed, is not this search's
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(storage=storage, study_name="other", direction="minimize")
+    with pytest.raises(ConfigError, match=r"--hp_search_study_name other in --hp_search_storage .* is a study that "
+                                          r"minimizes: not one of this search"):
+        run_ner.main([*ner_search_args(tiny_model, out, space, 2), "--hp_search_storage", storage,
+                      "--hp_search_study_name", "other"])
+    study = optuna.create_study(storage=storage, study_name="mine", direction="maximize")
+    study.set_user_attr("finetune_kit_settings", {"metric_for_best_model": None, "greater_is_better": None,
+                                                  "seed": 7, "space": []})
+    with pytest.raises(ConfigError, match=r"was started with other settings: seed 7 \(now 42\), space \[\] \(now "):
+        run_ner.main([*ner_search_args(tiny_model, out, space, 2), "--hp_search_storage", storage,
+                      "--hp_search_study_name", "mine"])
+    assert [t for t in optuna.load_study(study_name="mine", storage=storage).trials] == []
+    with pytest.raises(ConfigError, match="--hp_search_storage needs --hp_search_trials N"):
+        FinetuneTrainingArguments(output_dir=str(out), hp_search_storage=storage)
+
+
+# ---------------------------------------------------------------- slots and seeding, on a stand-in for training
+
+
+class FakeJobs:
+    """Stands in for the training runs: a trial's score is a fixed function of its settings (plus 10 for the trial
+    `boost` names); it can stop (as Ctrl-C does) when trial `stop_in` starts. Records every run and the final
+    training's settings."""
+
+    def __init__(self, stop_in: str | None = None, boost: str | None = None) -> None:
+        self.stop_in, self.boost, self.final, self.calls = stop_in, boost, [], []
+
+    def __call__(self, argv: list[str]):
+        flags = {argv[i][2:]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+        self.calls.append(flags["output_dir"])
+        if self.stop_in and flags["output_dir"].endswith(self.stop_in):
+            raise KeyboardInterrupt
+        if "hp_search/trial-" not in flags["output_dir"]:
+            self.final.append({name: value for name, value in flags.items() if name != "output_dir"})
+        rate, decay, epochs = float(flags["learning_rate"]), float(flags["weight_decay"]), int(
+            flags["num_train_epochs"])
+        score = 1.0 - (torch.tensor(rate).log10().item() + 4.3) ** 2 - decay + 0.01 * epochs
+        score += 10.0 if self.boost and flags["output_dir"].endswith(self.boost) else 0.0
+        return SimpleNamespace(results={"eval_f1": score}, args=SimpleNamespace(metric_for_best_model="f1",
+                                                                                greater_is_better=True))
+
+
+def fake_search(output_dir: Path, jobs: FakeJobs, trials: int = 12):
+    argv = ["--output_dir", str(output_dir), "--hp_search_trials", str(trials)]
+    args = FinetuneTrainingArguments(output_dir=str(output_dir), hp_search_trials=trials, seed=42)
+    known = {"learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay", "output_dir"}
+    return search(argv, ModelArguments(), args, known, jobs)
+
+
+def test_a_stopped_search_resumes_to_the_trials_of_an_uninterrupted_one(tmp_path):
+    """12 slots, past TPE's 10 random start-up trials, so the last two are sampled from the history: a search stopped
+    in slot 5 and run again reaches the same 12 (settings, score) pairs and trains the same best setting."""
+    whole = FakeJobs()
+    fake_search(tmp_path / "whole", whole)
+    stopped = FakeJobs(stop_in="trial-5")
+    with pytest.raises(Interrupted, match="run the same command again to resume it"):
+        fake_search(tmp_path / "resumed", stopped)
+    assert stopped.final == []
+    assert [(r["trial"], r.get("state")) for r in records(tmp_path / "resumed")] == [
+        (0, None), (1, None), (2, None), (3, None), (4, None), (5, "FAIL")]
+    resumed = FakeJobs()
+    fake_search(tmp_path / "resumed", resumed)
+    expected, got = by_slot(load(tmp_path / "whole")), by_slot(load(tmp_path / "resumed"))
+    assert sorted(got) == list(range(12)) and got == expected
+    # trial 5 (slot 5) failed when stopped and was run again first, as trial 6, with the same slot
+    study = load(tmp_path / "resumed")
+    assert [(t.number, t.state, t.user_attrs[SLOT]) for t in study.trials[4:8]] == [
+        (4, TrialState.COMPLETE, 4), (5, TrialState.FAIL, 5), (6, TrialState.COMPLETE, 5), (7, TrialState.COMPLETE, 6)]
+    assert whole.final == resumed.final and len(whole.final) == 1
+    best = json.loads((tmp_path / "resumed" / "hp_search_best.json").read_text())
+    assert best["slot"] == json.loads((tmp_path / "whole" / "hp_search_best.json").read_text())["slot"]
+    assert best["trials"] == 12 and float(resumed.final[0]["learning_rate"]) == best["params"]["learning_rate"]
+    assert [r["trial"] for r in records(tmp_path / "resumed")] == list(range(13))
+    assert records(tmp_path / "resumed")[5]["error"] == (
+        "stopped before it ended (its worker was killed or interrupted); run again as trial 6")
+    # running the finished search's command again trains nothing: the best setting is already trained
+    again = FakeJobs()
+    assert fake_search(tmp_path / "resumed", again).results["hp_search_best_trial"] == best["trial"]
+    assert again.final == [] and len(load(tmp_path / "resumed").trials) == 13
+    # the slots' seeds are fixed functions of (seed, slot), distinct for neighbouring seeds and slots
+    assert slot_seed(42, 1) == slot_seed(42, 1) and len({slot_seed(s, n) for s in (42, 43) for n in range(3)}) == 6
+
+
+def test_a_worker_that_loses_the_race_for_the_last_slot_trains_nothing(tmp_path, monkeypatch):
+    """Between a worker's look at the free slots and its trial, another worker may take the last one: the trial it
+    gets is given up before training (simulated: the first look after 3 trials says a slot is free)."""
+    out = tmp_path / "search"
+    looks, work_left = [], hp_search.work_left
+
+    def racing_work_left(trials, n_slots):
+        looks.append(len(trials))
+        return len(trials) == 3 or work_left(trials, n_slots)
+
+    monkeypatch.setattr(hp_search, "work_left", racing_work_left)
+    jobs = FakeJobs()
+    fake_search(out, jobs, trials=3)
+    monkeypatch.undo()
+    study = load(out)
+    assert [(t.number, t.state, t.user_attrs[SLOT], t.user_attrs.get(SURPLUS)) for t in study.trials] == [
+        (0, TrialState.COMPLETE, 0, None), (1, TrialState.COMPLETE, 1, None), (2, TrialState.COMPLETE, 2, None),
+        (3, TrialState.FAIL, 3, True)]
+    assert study.trials[3].params == {} and looks == [0, 1, 2, 3, 4]
+    assert [r["trial"] for r in records(out)] == [0, 1, 2] and len(jobs.calls) == 4  # 3 trials, the final run
+    assert json.loads((out / "hp_search_best.json").read_text())["trials"] == 3
+    # a larger --hp_search_trials extends the finished study by new slots (the surplus trial's number is skipped);
+    # its best setting is trained again, over the earlier final run, only because the best trial changed
+    more = FakeJobs(boost="trial-5")
+    fake_search(out, more, trials=5)
+    study = load(out)
+    assert sorted(by_slot(study)) == [0, 1, 2, 4, 5] and [Path(call).name for call in more.calls] == [
+        "trial-4", "trial-5", "search"]
+    assert more.final[0]["overwrite_output_dir"] == "true"
+    best = json.loads((out / "hp_search_best.json").read_text())
+    assert (best["trial"], best["slot"], best["trials"]) == (5, 5, 5)
+
+
+# ---------------------------------------------------------------- real processes, the tiny model
+
+
+def test_two_workers_share_one_sqlite_study(tiny_model, tmp_path, write_file):
+    """Two processes with the same command (so the same SQLite file in output_dir) run 4 trials between them, each
+    slot once, and exactly one of them trains the best setting."""
+    space = write_file("space.yaml", SPACE)
+    out = tmp_path / "shared"
+    command = [sys.executable, "run_ner.py", *ner_search_args(tiny_model, out, space, 4)]
+    workers = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    logs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], logs
+    study = load(out)
+    slots = by_slot(study)
+    assert sorted(slots) == [0, 1, 2, 3]
+    assert len({json.dumps(params, sort_keys=True) for params, _ in slots.values()}) == 4
+    # every other trial is one a worker gave up before training (it lost the race for the last slot)
+    assert all(t.user_attrs.get(SURPLUS) for t in study.trials if t.state != TrialState.COMPLETE)
+    trained = sorted(Path(t.user_attrs["record"]["output_dir"]).name for t in study.trials
+                     if t.state == TrialState.COMPLETE)
+    assert sorted(p.name for p in (out / "hp_search").iterdir()) == trained  # no trial directory besides these
+    assert sorted(r["slot"] for r in records(out)) == [0, 1, 2, 3]
+    # the best setting was trained once, by the worker hp_search_best.json names, into output_dir
+    assert sum("training it into" in log for log in logs) == 1
+    best = json.loads((out / "hp_search_best.json").read_text())
+    trainer = next(worker.pid for worker, log in zip(workers, logs, strict=True) if "training it into" in log)
+    assert best["trained_by"].endswith(f":{trainer}") and best["trials"] == 4
+    assert best["value"] == max(value for _, value in slots.values())
+    final = torch.load(out / "training_args.bin", weights_only=False)
+    assert (final.learning_rate, final.weight_decay) == (best["params"]["learning_rate"],
+                                                        best["params"]["weight_decay"])
+    assert optuna.get_all_study_names(f"sqlite:///{out / 'hp_search.db'}") == [
+        "hp_search", f"hp_search/train-best/trial-{best['trial']}/0"]
+    pids = {f":{worker.pid}" for worker in workers}
+    assert all(record["worker"][record["worker"].rindex(":"):] in pids for record in records(out))
+
+
+def test_a_search_killed_mid_trial_resumes_to_the_same_best_trial(tiny_model, tmp_path, write_file):
+    """SIGKILL to the whole process tree at step 2 of trial 1, then the same command again: the killed trial is run
+    again (same slot, same settings) and the search ends with the uninterrupted search's trials and best trial."""
+    space = write_file("space.yaml", SPACE)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    run_ner.main(ner_search_args(tiny_model, whole, space, 3))
+    command = ner_search_args(tiny_model, killed, space, 3)
+    died = subprocess.run([sys.executable, "tests/kill_in_trial.py", "1", "2", "run_ner.py", *command], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, start_new_session=True)
+    assert died.returncode == -9, died.stderr[-2000:]
+    study = load(killed)
+    assert [(t.number, t.state) for t in study.trials] == [(0, TrialState.COMPLETE), (1, TrialState.RUNNING)]
+    run_ner.main(command)
+    study = load(killed)
+    assert [(t.number, t.state, t.user_attrs[SLOT]) for t in study.trials] == [
+        (0, TrialState.COMPLETE, 0), (1, TrialState.FAIL, 1), (2, TrialState.COMPLETE, 1), (3, TrialState.COMPLETE, 2)]
+    assert study.trials[2].params == study.trials[1].params
+    assert by_slot(study) == by_slot(load(whole))
+    best, expected = (json.loads((d / "hp_search_best.json").read_text()) for d in (killed, whole))
+    assert (best["slot"], best["params"], best["value"]) == (expected["slot"], expected["params"], expected["value"])
+    final, expected_final = (torch.load(d / "training_args.bin", weights_only=False) for d in (killed, whole))
+    assert (final.learning_rate, final.weight_decay) == (expected_final.learning_rate, expected_final.weight_decay)
+    assert json.loads((killed / "all_results.json").read_text())["eval_f1"] == json.loads(
+        (whole / "all_results.json").read_text())["eval_f1"]
+    # the killed trial's directory keeps no weights; hp_search.jsonl says what became of it
+    assert not list((killed / "hp_search" / "trial-1").glob("**/*.safetensors"))
+    assert records(killed)[1] == {"trial": 1, "slot": 1, "state": "FAIL", "params": study.trials[1].params,
+                                  "worker": records(killed)[1]["worker"],
+                                  "error": "stopped before it ended (its worker was killed or interrupted); run "
+                                           "again as trial 2"}
+    assert os.path.isfile(killed / "model.safetensors")
