@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -88,17 +91,18 @@ def test_bad_storage_and_foreign_studies_are_one_clear_error(tiny_model, tmp_pat
 
 class FakeJobs:
     """Stands in for the training runs: a trial's score is a fixed function of its settings (plus 10 for the trial
-    `boost` names); it can stop (as Ctrl-C does) when trial `stop_in` starts. Records every run and the final
-    training's settings."""
+    `boost` names), after `seconds`; it can stop (as Ctrl-C does) when trial `stop_in` starts. Records every run and
+    the final training's settings."""
 
-    def __init__(self, stop_in: str | None = None, boost: str | None = None) -> None:
-        self.stop_in, self.boost, self.final, self.calls = stop_in, boost, [], []
+    def __init__(self, stop_in: str | None = None, boost: str | None = None, seconds: float = 0.0) -> None:
+        self.stop_in, self.boost, self.seconds, self.final, self.calls = stop_in, boost, seconds, [], []
 
     def __call__(self, argv: list[str]):
         flags = {argv[i][2:]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
         self.calls.append(flags["output_dir"])
         if self.stop_in and flags["output_dir"].endswith(self.stop_in):
             raise KeyboardInterrupt
+        time.sleep(self.seconds)  # (two workers' trials overlap)
         if "hp_search/trial-" not in flags["output_dir"]:
             self.final.append({name: value for name, value in flags.items() if name != "output_dir"})
         rate, decay, epochs = float(flags["learning_rate"]), float(flags["weight_decay"]), int(
@@ -109,9 +113,10 @@ class FakeJobs:
                                                                                 greater_is_better=True))
 
 
-def fake_search(output_dir: Path, jobs: FakeJobs, trials: int = 12):
+def fake_search(output_dir: Path, jobs: FakeJobs, trials: int = 12, storage: str | None = None):
     argv = ["--output_dir", str(output_dir), "--hp_search_trials", str(trials)]
-    args = FinetuneTrainingArguments(output_dir=str(output_dir), hp_search_trials=trials, seed=42)
+    args = FinetuneTrainingArguments(output_dir=str(output_dir), hp_search_trials=trials, seed=42,
+                                     hp_search_storage=storage)
     known = {"learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay", "output_dir"}
     return search(argv, ModelArguments(), args, known, jobs)
 
@@ -183,6 +188,44 @@ def test_a_worker_that_loses_the_race_for_the_last_slot_trains_nothing(tmp_path,
     assert (best["trial"], best["slot"], best["trials"]) == (5, 5, 5)
 
 
+def dead_worker() -> dict:
+    """The identity of a worker process of this machine that has ended."""
+    import psutil
+
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = round(psutil.Process(process.pid).create_time(), 2)
+    finally:
+        process.kill()
+        process.wait()
+    return {**hp_search.worker_identity(), "pid": process.pid, "started": started}
+
+
+def test_a_final_training_whose_worker_died_is_taken_over(tmp_path):
+    """The worker that claimed the final training died before finishing it: the next run of the command claims it
+    again (attempt 1) and trains over the half-finished run; a claim of a live worker is left alone."""
+    out = tmp_path / "search"
+    with pytest.raises(KeyboardInterrupt):
+        fake_search(out, FakeJobs(stop_in="search"), trials=2)
+    storage = f"sqlite:///{out / 'hp_search.db'}"
+    best = json.loads((out / "hp_search_best.json").read_text())["trial"]
+    claim = optuna.load_study(study_name=f"hp_search/train-best/trial-{best}/0", storage=storage)
+    assert claim.user_attrs["worker"] == hp_search.worker_identity() and "finished" not in claim.user_attrs
+    alive = FakeJobs()
+    assert fake_search(out, alive, trials=2).results["hp_search_trained_by"].endswith(f":{os.getpid()}")
+    assert alive.calls == []  # this process holds the claim and is alive: nothing to do
+    claim.set_user_attr("worker", dead_worker())
+    jobs = FakeJobs()
+    fake_search(out, jobs, trials=2)
+    assert [Path(call).name for call in jobs.calls] == ["search"] and jobs.final[0]["overwrite_output_dir"] == "true"
+    assert optuna.get_all_study_names(storage) == ["hp_search", f"hp_search/train-best/trial-{best}/0",
+                                                   f"hp_search/train-best/trial-{best}/1"]
+    assert optuna.load_study(study_name=f"hp_search/train-best/trial-{best}/1", storage=storage).user_attrs[
+        "finished"] is True
+    assert hp_search.is_gone(dead_worker()) and not hp_search.is_gone(hp_search.worker_identity())
+    assert not hp_search.is_gone({**dead_worker(), "host": "another-machine"})  # elsewhere: left to the heartbeat
+
+
 # ---------------------------------------------------------------- real processes, the tiny model
 
 
@@ -252,3 +295,75 @@ def test_a_search_killed_mid_trial_resumes_to_the_same_best_trial(tiny_model, tm
                                   "error": "stopped before it ended (its worker was killed or interrupted); run "
                                            "again as trial 2"}
     assert os.path.isfile(killed / "model.safetensors")
+
+
+# ---------------------------------------------------------------- PostgreSQL, as several machines would share it
+
+
+def postgres_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))  # Debian keeps them off PATH
+    return str(versions[-1]) if versions else None
+
+
+@pytest.fixture
+def postgres_url():
+    """A throw-away PostgreSQL server on a Unix socket (Debian's postgresql package; initdb refuses root, so as
+    root it runs as the postgres user). Skipped with the reason when the server or the psycopg2 driver is absent."""
+    initdb, pg_ctl = postgres_binary("initdb"), postgres_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg2", reason="the PostgreSQL driver is not installed (pip install psycopg2-binary)")
+    as_user: list[str] = []
+    directory = tempfile.mkdtemp(prefix="hp-search-pg-")
+    if os.geteuid() == 0:
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser: initdb cannot run")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(directory, "postgres")
+    data = os.path.join(directory, "data")
+    try:
+        subprocess.run([*as_user, initdb, "-D", data, "-A", "trust", "-U", "postgres"], check=True,
+                       capture_output=True, timeout=60)
+        subprocess.run([*as_user, pg_ctl, "-D", data, "-l", os.path.join(directory, "log"), "-w", "-t", "60", "-o",
+                        f"-k {directory} -p 5432 -c listen_addresses=''", "start"], check=True, capture_output=True,
+                       timeout=90)
+        yield f"postgresql+psycopg2://postgres@/postgres?host={directory}&port=5432"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+WORKER = """import sys
+from pathlib import Path
+from tests.test_hp_search_storage import FakeJobs, fake_search
+jobs = FakeJobs(seconds=0.5)
+fake_search(Path(sys.argv[1]), jobs, trials=6, storage=sys.argv[2])
+print("final runs:", len(jobs.final))
+"""
+
+
+def test_two_machines_share_a_postgresql_study(postgres_url, tmp_path):
+    """Two workers with their own output directories (as on two machines) and one PostgreSQL study: 6 slots run
+    once between them, one of them trains the best setting; each machine's hp_search.jsonl lists all 6 trials."""
+    outs = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(out), postgres_url], cwd=ROOT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for out in outs]
+    logs = [worker.communicate(timeout=300)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], logs
+    study = optuna.load_study(study_name="hp_search", storage=postgres_url)
+    assert sorted(by_slot(study)) == [0, 1, 2, 3, 4, 5]
+    assert all(t.user_attrs.get(SURPLUS) for t in study.trials if t.state != TrialState.COMPLETE)
+    assert sorted(log.splitlines()[-1] for log in logs) == ["final runs: 0", "final runs: 1"]
+    trained = [out for out, log in zip(outs, logs, strict=True) if log.endswith("final runs: 1\n")]
+    assert [out for out in outs if (out / "hp_search_best.json").is_file()] == trained
+    assert [sorted(r["slot"] for r in records(out)) for out in outs] == [[0, 1, 2, 3, 4, 5]] * 2 or any(
+        len(records(out)) < 6 for out in outs)  # the worker that ended first wrote the file before the last trial
+    assert sorted(r["slot"] for r in records(trained[0])) == [0, 1, 2, 3, 4, 5]
+    # the URL is checked before any work: a wrong database is one error line naming the flag, password hidden
+    with pytest.raises(ConfigError, match=r"--hp_search_storage postgresql\+psycopg2://postgres:\*\*\*@/nosuchdb.*"
+                                          r"cannot open the database"):
+        fake_search(tmp_path / "c", FakeJobs(), trials=1,
+                    storage=postgres_url.replace("postgres@/postgres", "postgres:secret@/nosuchdb"))

@@ -207,6 +207,9 @@ GRACE_PERIOD = 120
 #: Re-runs of one slot after its worker died; a slot whose worker dies every time (out of memory) is given up.
 MAX_RETRIES = 2
 
+#: Openings of the storage tried when workers started together race to create its tables.
+TABLE_RACE_TRIES = 4
+
 #: Seconds an idle worker waits between looks at other workers' running trials.
 POLL_SECONDS = 2.0
 
@@ -246,11 +249,16 @@ def open_storage(url: str | None, output_dir: str):
     # SQLite serialises writers; wait for the lock (default 5 s) rather than fail a trial when workers write at once
     engine_kwargs = {"connect_args": {"timeout": 60}} if parsed.get_backend_name() == "sqlite" else {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
-                heartbeat_stale_trial_callback=retry_callback())
+        for attempt in range(TABLE_RACE_TRIES - 1):
+            try:
+                return rdb_storage(url, engine_kwargs)
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
+                # Workers started together on an empty database all create Optuna's tables; on PostgreSQL the
+                # losers' CREATE TABLE fails (duplicate pg_type entry). The tables exist then: open it again.
+                if not any(text in str(err) for text in ("already exists", "duplicate key")):
+                    raise
+                time.sleep(1.0 + attempt)
+        return rdb_storage(url, engine_kwargs)
     except (ImportError, sqlalchemy.exc.NoSuchModuleError) as err:
         raise ConfigError(f"--hp_search_storage {shown}: its database driver is not installed ({err}); for "
                           "PostgreSQL: pip install psycopg2-binary.") from None
@@ -258,6 +266,14 @@ def open_storage(url: str | None, output_dir: str):
         cause = str(err).splitlines()[0][:200]
         raise ConfigError(f"--hp_search_storage {shown}: cannot open the database ({cause}). Check the URL, that the "
                           "server runs and that the user may create tables.") from None
+
+
+def rdb_storage(url: str, engine_kwargs: dict[str, Any]):
+    """Optuna's `RDBStorage` with heartbeats, whose silence gets a trial re-run by another worker."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
+                                          grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=retry_callback())
 
 
 def retry_callback():
@@ -286,8 +302,8 @@ def open_study(storage, name: str, settings: Mapping[str, Any]):
         raise ConfigError(f"{where} is a study that {'/'.join(d.name.lower() for d in study.directions)}s: not one "
                           "of this search (which maximizes); choose another --hp_search_study_name.")
     stored = study.user_attrs.get(SETTINGS)
-    if stored is None:
-        if any(trial.user_attrs.get(SLOT) is None for trial in study.get_trials(deepcopy=False)):
+    if stored is None:  # a new study (its creator may not have written them yet: the same flags give the same)
+        if study.get_trials(deepcopy=False):
             raise ConfigError(f"{where} holds trials of another program; choose another --hp_search_study_name.")
         study.set_user_attr(SETTINGS, dict(settings))
     elif stored != settings:
