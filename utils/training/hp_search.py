@@ -190,10 +190,13 @@ def prune_trial_dir(directory: str) -> None:
 #   therefore reaches the same trials and the same best trial as an uninterrupted run. Several workers sample from
 #   whatever has finished when they start a slot, as any parallel search does (`constant_liar` keeps them from
 #   sampling next to each other's running trials once TPE leaves its random start-up trials).
-# * Training the best once. When every slot has ended, each worker tries to create a small claim study
-#   "<name>/train-best/<attempt>" (study names are unique in the storage, so exactly one creation succeeds);
-#   the winner writes hp_search_best.json and trains the best setting into its --output_dir, the others exit. A
-#   claim whose worker died on this machine before finishing is taken over with the next attempt.
+# * Training the best once. Workers wait until every slot has ended (failing and re-running dead workers' trials
+#   meanwhile), then each tries to create a small claim study "<name>/train-best/trial-<best>/<attempt>": study
+#   names are unique in the storage, so exactly one creation succeeds (the storage's own atomic operation rather
+#   than a lock file, which would not reach other machines). The winner writes hp_search_best.json and trains the
+#   best setting into its --output_dir; the others log who trains it and exit. A claim whose worker died on this
+#   machine before finishing is taken over with the next attempt; a study extended by a larger N claims again only
+#   if its best trial changed.
 # * Outputs. Each trial writes only its own directory (hp_search/trial-NUMBER, numbers are unique); its record
 #   goes into the storage, and hp_search.jsonl is rewritten atomically from the storage after every trial, so
 #   workers sharing an output_dir never write half a file and the last rewrite holds every trial.
