@@ -225,6 +225,19 @@ class Surplus(Exception):
     """A trial asked for after the last slot was taken by another worker: given up before any training."""
 
 
+class QuietSurplus(logging.Filter):
+    """Optuna logs a given-up surplus trial as a failure, with a traceback; here it is the expected end of a race
+    between workers (this worker logs it in one line), so those records are dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {number} failed ") for number in self.numbers)
+
+
 @dataclass(frozen=True)
 class SearchOutcome:
     """What a worker that did not train the best setting hands back (the pipeline reads `results`)."""
@@ -482,8 +495,6 @@ def claim_final_training(storage, name: str, best: int, me: Mapping[str, Any]):
 def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTrainingArguments, known: set[str],
            run_job: Callable[[list[str]], Any]):
     """Run (or join, or resume) the study's `args.hp_search_trials` trials, then train the best setting once."""
-    from optuna.trial import TrialState
-
     if args.world_size > 1:
         raise ConfigError("--hp_search_trials runs in a single process: launch it with python, not accelerate or "
                           "torchrun (then train the best setting distributed, from hp_search_best.json).")
@@ -498,6 +509,7 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
     logger.info("Hyper-parameter search: %d trials over %s in study %s (%s)", n_slots,
                 [d.name for d in dimensions], study.study_name, storage_label(storage))
     current: dict[str, int] = {}
+    quiet = QuietSurplus()
 
     def objective(trial) -> float:
         current["number"] = trial.number
@@ -508,6 +520,8 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
             trial.set_user_attr(SLOT, slot)
             if sum(holds_slot(t) for t in earlier) >= n_slots:
                 trial.set_user_attr(SURPLUS, True)
+                quiet.numbers.add(trial.number)
+                logger.info("Trial %d: another worker took the last slot; given up before training.", trial.number)
                 raise Surplus(f"trial {trial.number}: every one of the {n_slots} slots is taken")
         trial.set_user_attr(WORKER, me)
         params = {dimension.name: dimension.suggest(trial) for dimension in dimensions}
@@ -534,7 +548,23 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
         prune_trial_dir(directory)
         return sign * value if math.isfinite(value) else -math.inf
 
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(quiet)
+    try:
+        run_slots(study, storage, objective, current, n_slots, output_dir, trials_path)
+    finally:
+        optuna_log.removeFilter(quiet)
+    return train_best(study, storage, argv, args, me, run_job)
+
+
+def run_slots(study, storage, objective: Callable[[Any], float], current: dict[str, int], n_slots: int,
+              output_dir: str, trials_path: str) -> None:
+    """This worker's part of the search: trials while a slot or a re-run is left, then wait for the other workers'
+    last trials (re-running those whose worker dies meanwhile) until every slot has ended."""
+    from optuna.trial import TrialState
+
     while True:
+        current.clear()
         fail_dead_trials(study, storage, output_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -544,8 +574,9 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
             try:
                 study.optimize(objective, n_trials=1, catch=(RuntimeError, Surplus))
             except (Interrupted, KeyboardInterrupt):
-                stopped = study.get_trials(deepcopy=False)[current["number"]] if "number" in current else None
-                if stopped is not None and not stopped.user_attrs.get(SURPLUS):
+                stopped = next((t for t in study.get_trials(deepcopy=False) if t.number == current.get("number")),
+                               None)
+                if stopped is not None and stopped.state == TrialState.FAIL and not stopped.user_attrs.get(SURPLUS):
                     retry_callback()(study, stopped)
                 write_jsonl(trials_path, trial_records(study.get_trials(deepcopy=False)))
                 raise Interrupted("the search stopped during a trial; run the same command again to resume it (the "
@@ -556,6 +587,14 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
         else:
             break
 
+
+def train_best(study, storage, argv: Sequence[str], args: FinetuneTrainingArguments, me: Mapping[str, Any],
+               run_job: Callable[[list[str]], Any]):
+    """Every slot has ended: the worker that wins the claim trains the best setting; the others say who does."""
+    from optuna.trial import TrialState
+
+    output_dir = args.output_dir
+    trials_path = os.path.join(output_dir, TRIALS_FILE)
     trials = study.get_trials(deepcopy=False)
     write_jsonl(trials_path, trial_records(trials))
     best = best_trial(trials)
