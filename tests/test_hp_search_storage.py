@@ -229,6 +229,32 @@ def test_a_final_training_whose_worker_died_is_taken_over(tmp_path):
     assert not hp_search.is_gone({**dead_worker(), "host": "another-machine"})  # elsewhere: left to the heartbeat
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_a_trial_of_a_silent_worker_elsewhere_is_run_again_after_the_grace_period(tmp_path, monkeypatch):
+    """A worker on another machine stops sending heartbeats mid-trial: once the grace period has passed (1 s here,
+    120 s by default), the next worker fails its trial and runs it again with its slot and settings."""
+    monkeypatch.setattr(hp_search, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(hp_search, "GRACE_PERIOD", 1)
+    out = tmp_path / "search"
+    fake_search(out, FakeJobs(), trials=1)
+    storage = hp_search.open_storage(None, str(out))
+    study = optuna.load_study(study_name="hp_search", storage=storage)
+    lost = study.ask()  # as the other machine's worker would, then dies after one heartbeat
+    lost.set_user_attr(SLOT, 1)
+    lost.set_user_attr(hp_search.WORKER, {**hp_search.worker_identity(), "host": "elsewhere"})
+    params = {"learning_rate": lost.suggest_float("learning_rate", 1e-5, 1e-4, log=True)}
+    storage.record_heartbeat(lost._trial_id)
+    time.sleep(2.5)  # the heartbeat goes stale (not an assertion on time: any longer wait gives the same)
+    jobs = FakeJobs()
+    fake_search(out, jobs, trials=2)
+    study = load(out)
+    assert [(t.number, t.state, t.user_attrs[SLOT]) for t in study.trials] == [
+        (0, TrialState.COMPLETE, 0), (1, TrialState.FAIL, 1), (2, TrialState.COMPLETE, 1)]
+    assert study.trials[2].params["learning_rate"] == params["learning_rate"]
+    assert study.trials[2].system_attrs["failed_trial"] == 1
+    assert [Path(call).name for call in jobs.calls if "trial-" in call] == ["trial-2"]
+
+
 # ---------------------------------------------------------------- real processes, the tiny model
 
 
