@@ -24,9 +24,10 @@ import run_ner
 from tests.conftest import ROOT
 from utils.core.arguments import ModelArguments
 from utils.core.errors import ConfigError
-from utils.training import hp_search
+from utils.training import hp_search, hp_study
 from utils.training.arguments import FinetuneTrainingArguments
-from utils.training.hp_search import SLOT, SURPLUS, search, slot_seed
+from utils.training.hp_search import search
+from utils.training.hp_study import SLOT, SURPLUS, slot_seed
 from utils.training.trainer import Interrupted
 
 SPACE = "learning_rate: {low: 0.0001, high: 0.01, log: true}\nweight_decay: {low: 0.0, high: 0.1}\n"
@@ -201,7 +202,7 @@ def dead_worker() -> dict:
     finally:
         process.kill()
         process.wait()
-    return {**hp_search.worker_identity(), "pid": process.pid, "started": started}
+    return {**hp_study.worker_identity(), "pid": process.pid, "started": started}
 
 
 def test_a_final_training_whose_worker_died_is_taken_over(tmp_path):
@@ -213,7 +214,7 @@ def test_a_final_training_whose_worker_died_is_taken_over(tmp_path):
     storage = f"sqlite:///{out / 'hp_search.db'}"
     best = json.loads((out / "hp_search_best.json").read_text())["trial"]
     claim = optuna.load_study(study_name=f"hp_search/train-best/trial-{best}/0", storage=storage)
-    assert claim.user_attrs["worker"] == hp_search.worker_identity() and "finished" not in claim.user_attrs
+    assert claim.user_attrs["worker"] == hp_study.worker_identity() and "finished" not in claim.user_attrs
     alive = FakeJobs()
     assert fake_search(out, alive, trials=2).results["hp_search_trained_by"].endswith(f":{os.getpid()}")
     assert alive.calls == []  # this process holds the claim and is alive: nothing to do
@@ -225,23 +226,23 @@ def test_a_final_training_whose_worker_died_is_taken_over(tmp_path):
                                                    f"hp_search/train-best/trial-{best}/1"]
     assert optuna.load_study(study_name=f"hp_search/train-best/trial-{best}/1", storage=storage).user_attrs[
         "finished"] is True
-    assert hp_search.is_gone(dead_worker()) and not hp_search.is_gone(hp_search.worker_identity())
-    assert not hp_search.is_gone({**dead_worker(), "host": "another-machine"})  # elsewhere: left to the heartbeat
+    assert hp_study.is_gone(dead_worker()) and not hp_study.is_gone(hp_study.worker_identity())
+    assert not hp_study.is_gone({**dead_worker(), "host": "another-machine"})  # elsewhere: left to the heartbeat
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_trial_of_a_silent_worker_elsewhere_is_run_again_after_the_grace_period(tmp_path, monkeypatch):
     """A worker on another machine stops sending heartbeats mid-trial: once the grace period has passed (1 s here,
     120 s by default), the next worker fails its trial and runs it again with its slot and settings."""
-    monkeypatch.setattr(hp_search, "HEARTBEAT_INTERVAL", 1)
-    monkeypatch.setattr(hp_search, "GRACE_PERIOD", 1)
+    monkeypatch.setattr(hp_study, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(hp_study, "GRACE_PERIOD", 1)
     out = tmp_path / "search"
     fake_search(out, FakeJobs(), trials=1)
-    storage = hp_search.open_storage(None, str(out))
+    storage = hp_study.open_storage(None, str(out))
     study = optuna.load_study(study_name="hp_search", storage=storage)
     lost = study.ask()  # as the other machine's worker would, then dies after one heartbeat
     lost.set_user_attr(SLOT, 1)
-    lost.set_user_attr(hp_search.WORKER, {**hp_search.worker_identity(), "host": "elsewhere"})
+    lost.set_user_attr(hp_study.WORKER, {**hp_study.worker_identity(), "host": "elsewhere"})
     params = {"learning_rate": lost.suggest_float("learning_rate", 1e-5, 1e-4, log=True)}
     storage.record_heartbeat(lost._trial_id)
     time.sleep(2.5)  # the heartbeat goes stale (not an assertion on time: any longer wait gives the same)
