@@ -285,6 +285,7 @@ def run_slots(study, storage, objective: Callable[[Any], float], current: dict[s
                                None)
                 if stopped is not None and stopped.state == TrialState.FAIL and not stopped.user_attrs.get(SURPLUS):
                     retry_callback()(study, stopped)
+                    prune_trial_dir(os.path.join(output_dir, TRIALS_DIR, f"trial-{stopped.number}"))
                 write_jsonl(trials_path, trial_records(study.get_trials(deepcopy=False)))
                 raise Interrupted("the search stopped during a trial; run the same command again to resume it (the "
                                   "stopped trial is run again from its start).") from None
