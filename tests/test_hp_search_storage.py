@@ -79,7 +79,9 @@ def test_bad_storage_and_foreign_studies_are_one_clear_error(tiny_model, tmp_pat
     study = optuna.create_study(storage=storage, study_name="mine", direction="maximize")
     study.set_user_attr("finetune_kit_settings", {"metric_for_best_model": None, "greater_is_better": None,
                                                   "seed": 7, "space": []})
-    with pytest.raises(ConfigError, match=r"was started with other settings: seed 7 \(now 42\), space \[\] \(now "):
+    with pytest.raises(ConfigError, match=r"was started with other settings: --seed 7 \(now 42\), --hp_search_space "
+                                          r"\(empty\) \(now learning_rate 0.0001..0.01 log; weight_decay 0.0..0.1\)\. "
+                                          r"Give the same flags"):
         run_ner.main([*ner_search_args(tiny_model, out, space, 2), "--hp_search_storage", storage,
                       "--hp_search_study_name", "mine"])
     assert [t for t in optuna.load_study(study_name="mine", storage=storage).trials] == []

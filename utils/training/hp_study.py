@@ -170,11 +170,21 @@ def open_study(storage, name: str, settings: Mapping[str, Any]):
             raise ConfigError(f"{where} holds trials of another program; choose another --hp_search_study_name.")
         study.set_user_attr(SETTINGS, dict(settings))
     elif stored != settings:
-        differ = ", ".join(f"{key} {stored.get(key)!r} (now {settings[key]!r})" for key in settings
+        differ = ", ".join(f"--{'hp_search_space' if key == 'space' else key} {describe(key, stored.get(key))} "
+                           f"(now {describe(key, settings[key])})" for key in settings
                            if stored.get(key) != settings[key])
         raise ConfigError(f"{where} was started with other settings: {differ}. Give the same flags to resume or "
                           "join it, or choose another --hp_search_study_name.")
     return study
+
+
+def describe(key: str, value: Any) -> str:
+    """A setting as the error shows it: a search space as `name low..high [log]` or `name [choices]`."""
+    if key != "space" or not isinstance(value, list):
+        return repr(value)
+    parts = [f"{d['name']} {d['choices']}" if d.get("choices") is not None else
+             f"{d['name']} {d['low']}..{d['high']}{' log' if d.get('log') else ''}" for d in value]
+    return "; ".join(parts) or "(empty)"
 
 
 def storage_label(storage) -> str:
