@@ -6,6 +6,7 @@ setting once."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -161,6 +162,7 @@ def test_a_stopped_search_resumes_to_the_trials_of_an_uninterrupted_one(tmp_path
 def test_a_worker_that_loses_the_race_for_the_last_slot_trains_nothing(tmp_path, monkeypatch, caplog):
     """Between a worker's look at the free slots and its trial, another worker may take the last one: the trial it
     gets is given up before training (simulated: the first look after 3 trials says a slot is free)."""
+    caplog.set_level(logging.INFO, logger="utils.training.hp_search")
     out = tmp_path / "search"
     looks, work_left = [], hp_search.work_left
 
@@ -235,7 +237,8 @@ def test_a_final_training_whose_worker_died_is_taken_over(tmp_path):
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_trial_of_a_silent_worker_elsewhere_is_run_again_after_the_grace_period(tmp_path, monkeypatch):
     """A worker on another machine stops sending heartbeats mid-trial: once the grace period has passed (1 s here,
-    120 s by default), the next worker fails its trial and runs it again with its slot and settings."""
+    120 s by default), the next worker fails its trial and runs it again with its slot and settings; so is a trial
+    whose worker died before it recorded anything."""
     monkeypatch.setattr(hp_study, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(hp_study, "GRACE_PERIOD", 1)
     out = tmp_path / "search"
@@ -247,15 +250,16 @@ def test_a_trial_of_a_silent_worker_elsewhere_is_run_again_after_the_grace_perio
     lost.set_user_attr(hp_study.WORKER, {**hp_study.worker_identity(), "host": "elsewhere"})
     params = {"learning_rate": lost.suggest_float("learning_rate", 1e-5, 1e-4, log=True)}
     storage.record_heartbeat(lost._trial_id)
-    time.sleep(2.5)  # the heartbeat goes stale (not an assertion on time: any longer wait gives the same)
+    study.ask()  # a worker killed before its trial recorded anything (no worker, no slot, no heartbeat)
+    time.sleep(2.5)  # both go stale (not an assertion on time: any longer wait gives the same)
     jobs = FakeJobs()
-    fake_search(out, jobs, trials=2)
+    fake_search(out, jobs, trials=3)
     study = load(out)
-    assert [(t.number, t.state, t.user_attrs[SLOT]) for t in study.trials] == [
-        (0, TrialState.COMPLETE, 0), (1, TrialState.FAIL, 1), (2, TrialState.COMPLETE, 1)]
-    assert study.trials[2].params["learning_rate"] == params["learning_rate"]
-    assert study.trials[2].system_attrs["failed_trial"] == 1
-    assert [Path(call).name for call in jobs.calls if "trial-" in call] == ["trial-2"]
+    assert [(t.number, t.state, t.user_attrs.get(SLOT), t.system_attrs.get("failed_trial")) for t in study.trials] == [
+        (0, TrialState.COMPLETE, 0, None), (1, TrialState.FAIL, 1, None), (2, TrialState.FAIL, None, None),
+        (3, TrialState.COMPLETE, 2, 2), (4, TrialState.COMPLETE, 1, 1)]
+    assert study.trials[4].params["learning_rate"] == params["learning_rate"]
+    assert [Path(call).name for call in jobs.calls if "trial-" in call] == ["trial-3", "trial-4"]
 
 
 # ---------------------------------------------------------------- real processes, the tiny model

@@ -221,17 +221,20 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
 
     def objective(trial) -> float:
         current["number"] = trial.number
+        trial.set_user_attr(WORKER, me)
         slot = trial.user_attrs.get(SLOT)  # a re-run keeps its slot (and its parameters)
         if slot is None:
-            earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-            slot = trial.number - sum(is_retry(t) for t in earlier)
+            trials = study.get_trials(deepcopy=False)
+            frozen = next(t for t in trials if t.number == trial.number)
+            # a re-run of a trial killed before it recorded its slot takes the slot of that trial's number
+            number = frozen.system_attrs.get("failed_trial", trial.number)
+            slot = number - sum(is_retry(t) for t in trials if t.number < number)
             trial.set_user_attr(SLOT, slot)
-            if sum(holds_slot(t) for t in earlier) >= n_slots:
+            if not is_retry(frozen) and sum(holds_slot(t) for t in trials if t.number < trial.number) >= n_slots:
                 trial.set_user_attr(SURPLUS, True)
                 quiet.numbers.add(trial.number)
                 logger.info("Trial %d: another worker took the last slot; given up before training.", trial.number)
                 raise Surplus(f"trial {trial.number}: every one of the {n_slots} slots is taken")
-        trial.set_user_attr(WORKER, me)
         params = {dimension.name: dimension.suggest(trial) for dimension in dimensions}
         directory = os.path.join(output_dir, TRIALS_DIR, f"trial-{trial.number}")
         logger.info("Trial %d (slot %d): %s", trial.number, slot, params)

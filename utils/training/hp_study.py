@@ -3,6 +3,7 @@ re-runs of killed trials and the claim on the final training (utils/training/hp_
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -274,11 +275,17 @@ def work_left(trials: Sequence[Any], n_slots: int) -> bool:
 def fail_dead_trials(study, storage) -> list[int]:
     """Fail the running trials whose worker on this machine has died, and enqueue their re-runs: what the heartbeat
     does after GRACE_PERIOD, at once (a resumed search then takes up the killed trial first, as it was). Returns the
-    numbers of the trials this worker failed."""
+    numbers of the trials this worker failed.
+
+    A trial that never recorded its worker (killed in the instant between Optuna creating it and the objective's
+    first line, maybe before its first heartbeat, which would leave it RUNNING forever and the idle workers waiting)
+    counts as dead once it is older than GRACE_PERIOD."""
     retry, failed_numbers = retry_callback(), []
     study_id = storage.get_study_id_from_name(study.study_name)
+    long_ago = datetime.datetime.now() - datetime.timedelta(seconds=GRACE_PERIOD)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_gone(trial.user_attrs.get(WORKER)):
+        worker = trial.user_attrs.get(WORKER)
+        if not (is_gone(worker) or (worker is None and trial.datetime_start and trial.datetime_start < long_ago)):
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
