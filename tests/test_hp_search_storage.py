@@ -90,6 +90,36 @@ def test_bad_storage_and_foreign_studies_are_one_clear_error(tiny_model, tmp_pat
         FinetuneTrainingArguments(output_dir=str(out), hp_search_storage=storage)
 
 
+def test_workers_that_race_to_create_the_tables_open_the_storage_again(tmp_path, monkeypatch):
+    """Two workers started together on an empty database both create Optuna's tables; the loser's CREATE TABLE fails
+    ("table studies already exists" on SQLite, a duplicate key on PostgreSQL) and it opens the storage again. Any
+    other database error is one ConfigError at once."""
+    import sqlalchemy
+
+    opened, real = [], hp_study.rdb_storage
+
+    def racing(url, engine_kwargs):
+        opened.append(url)
+        if len(opened) == 1:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {},
+                                                  Exception("table studies already exists"))
+        return real(url, engine_kwargs)
+
+    monkeypatch.setattr(hp_study, "rdb_storage", racing)
+    monkeypatch.setattr(hp_study.time, "sleep", lambda seconds: None)
+    assert hp_study.storage_label(hp_study.open_storage(None, str(tmp_path))) == f"sqlite:///{tmp_path}/hp_search.db"
+    assert len(opened) == 2
+
+    def broken(url, engine_kwargs):
+        opened.append(url)
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(hp_study, "rdb_storage", broken)
+    with pytest.raises(ConfigError, match=r"--hp_search_storage sqlite:///.*: cannot open the database .*disk I/O"):
+        hp_study.open_storage(None, str(tmp_path))
+    assert len(opened) == 3
+
+
 # ---------------------------------------------------------------- slots and seeding, on a stand-in for training
 
 

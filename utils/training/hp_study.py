@@ -66,8 +66,9 @@ GRACE_PERIOD = 120
 #: Re-runs of one slot after its worker died; a slot whose worker dies every time (out of memory) is given up.
 MAX_RETRIES = 2
 
-#: Openings of the storage tried when workers started together race to create its tables.
+#: Openings of the storage tried when workers started together race to create its tables, and what the losers hear.
 TABLE_RACE_TRIES = 4
+TABLE_RACE_ERRORS = ("already exists", "duplicate key", "unique constraint")
 
 #: Seconds an idle worker waits between looks at other workers' running trials.
 POLL_SECONDS = 2.0
@@ -116,10 +117,11 @@ def open_storage(url: str | None, output_dir: str):
         for attempt in range(TABLE_RACE_TRIES - 1):
             try:
                 return rdb_storage(url, engine_kwargs)
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
-                # Workers started together on an empty database all create Optuna's tables; on PostgreSQL the
-                # losers' CREATE TABLE fails (duplicate pg_type entry). The tables exist then: open it again.
-                if not any(text in str(err) for text in ("already exists", "duplicate key")):
+            except sqlalchemy.exc.DBAPIError as err:
+                # Workers started together on an empty database all create Optuna's tables and version row; the
+                # losers' CREATE TABLE or INSERT fails ("table studies already exists" on SQLite, a duplicate
+                # pg_type key on PostgreSQL). The tables exist then: open it again.
+                if not any(text in str(err).lower() for text in TABLE_RACE_ERRORS):
                     raise
                 time.sleep(1.0 + attempt)
         return rdb_storage(url, engine_kwargs)
