@@ -351,6 +351,7 @@ def claim_final_training(storage, name: str, best: int, me: Mapping[str, Any]):
 
 
 def mark_claim_finished(storage, name: str, me: Mapping[str, Any]) -> None:
+    """The best setting is trained: later runs of the command (and workers that join late) train nothing."""
     prefix = f"{name}/train-best/"
     for study_name in optuna.get_all_study_names(storage):
         if study_name.startswith(prefix):
