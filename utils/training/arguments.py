@@ -83,6 +83,18 @@ class FinetuneTrainingArguments(TrainingArguments):
     hp_search_space: str | None = field(
         default=None, metadata={"help": "YAML/JSON file with the search space (see configs/hp_search_space.yaml)."}
     )
+    hp_search_storage: str | None = field(
+        default=None,
+        metadata={"help": "Optuna storage URL the search keeps its trials in (default: sqlite:///OUTPUT_DIR/"
+                  "hp_search.db, so a crashed search resumes where it stopped). Several processes or machines "
+                  "started with the same storage and --hp_search_study_name share the trials: e.g. "
+                  "postgresql+psycopg2://user:password@host/db (see docs/hp_search.md)."},
+    )
+    hp_search_study_name: str = field(
+        default="hp_search",
+        metadata={"help": "Name of the Optuna study in --hp_search_storage; workers that give the same name "
+                  "share it."},
+    )
     argmax_in_metrics: bool = field(
         default=True,
         metadata={"help": "Reduce logits to label ids batch by batch during evaluation. --no_argmax_in_metrics keeps "
@@ -92,8 +104,11 @@ class FinetuneTrainingArguments(TrainingArguments):
     def __post_init__(self) -> None:
         if self.hp_search_trials < 0:
             raise ConfigError(f"--hp_search_trials must be 0 or more, got {self.hp_search_trials}.")
-        if self.hp_search_space and not self.hp_search_trials:
-            raise ConfigError("--hp_search_space needs --hp_search_trials N.")
+        for flag in ("hp_search_space", "hp_search_storage"):
+            if getattr(self, flag) and not self.hp_search_trials:
+                raise ConfigError(f"--{flag} needs --hp_search_trials N.")
+        if not self.hp_search_study_name.strip():
+            raise ConfigError("--hp_search_study_name is empty: name the study (workers with the same name share it).")
         if self.pack_length < 1:
             raise ConfigError(f"--pack_length must be 1 or more, got {self.pack_length}.")
         if self.bucket_pool_batches < 1:

@@ -2,26 +2,58 @@
 scored on the validation metric the run selects checkpoints by; the best setting is then trained into output_dir.
 
 Trials are whole runs through the shared pipeline rather than `Trainer.hyperparameter_search`, so a trial can change
-anything a flag can (the LoRA rank, the batch size, the epochs) and writes the same outputs a normal run does.
+anything a flag can (the LoRA rank, the batch size, the epochs) and writes the same outputs a normal run does. The
+study lives in Optuna's storage (utils/training/hp_study.py, whose notes say how), so a killed search resumes and
+several processes or machines can share one.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
+
 from utils.core.arguments import ModelArguments
 from utils.core.errors import ConfigError, FinetuneError
-from utils.core.files import write_json
+from utils.core.files import write_json, write_jsonl
 from utils.core.parsing import read_config_file
 from utils.training.arguments import FinetuneTrainingArguments
+from utils.training.hp_study import (
+    ERROR,
+    POLL_SECONDS,
+    RECORD,
+    SLOT,
+    SURPLUS,
+    WORKER,
+    QuietSurplus,
+    Surplus,
+    best_trial,
+    claim_final_training,
+    fail_dead_trials,
+    holds_slot,
+    is_retry,
+    mark_claim_finished,
+    open_storage,
+    open_study,
+    retry_callback,
+    storage_label,
+    study_settings,
+    trial_records,
+    work_left,
+    worker_identity,
+    worker_label,
+)
+from utils.training.trainer import Interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -122,17 +154,21 @@ def trial_argv(base: Sequence[str], params: Mapping[str, Any], output_dir: str) 
     return strip_search_flags(argv)
 
 
+#: Flags of the search itself: trials and the final run get them stripped, so they never search again.
+SEARCH_FLAGS = ("--hp_search_space", "--hp_search_storage", "--hp_search_study_name")
+
+
 def strip_search_flags(argv: Sequence[str]) -> list[str]:
-    """Drop --hp_search_space (and its value) so trials and the final run do not search again."""
+    """Drop the search's own flags (and their values) so trials and the final run do not search again."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg == "--hp_search_space":
+        if arg in SEARCH_FLAGS:
             skip = True
             continue
-        if arg.startswith("--hp_search_space="):
+        if arg.startswith(tuple(f"{flag}=" for flag in SEARCH_FLAGS)):
             continue
         out.append(arg)
     return out
@@ -145,6 +181,8 @@ def objective_key(args: FinetuneTrainingArguments) -> str:
 
 def prune_trial_dir(directory: str) -> None:
     """Keep a trial's metrics and state; drop its checkpoints and weights (the best setting is retrained)."""
+    if not os.path.isdir(directory):
+        return
     for name in os.listdir(directory):
         path = os.path.join(directory, name)
         if name.startswith("checkpoint-") and os.path.isdir(path):
@@ -153,11 +191,17 @@ def prune_trial_dir(directory: str) -> None:
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What a worker that did not train the best setting hands back (the pipeline reads `results`)."""
+
+    results: dict[str, Any]
+    args: FinetuneTrainingArguments
+
+
 def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTrainingArguments, known: set[str],
            run_job: Callable[[list[str]], Any]):
-    """Run `args.hp_search_trials` Optuna trials, log each to hp_search.jsonl, then train the best setting."""
-    import optuna
-
+    """Run (or join, or resume) the study's `args.hp_search_trials` trials, then train the best setting once."""
     if args.world_size > 1:
         raise ConfigError("--hp_search_trials runs in a single process: launch it with python, not accelerate or "
                           "torchrun (then train the best setting distributed, from hp_search_best.json).")
@@ -165,41 +209,123 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
     output_dir = args.output_dir
     os.makedirs(os.path.join(output_dir, TRIALS_DIR), exist_ok=True)
     trials_path = os.path.join(output_dir, TRIALS_FILE)
-    open(trials_path, "w", encoding="utf-8").close()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
-    logger.info("Hyper-parameter search: %d trials over %s", args.hp_search_trials, [d.name for d in dimensions])
+    storage = open_storage(args.hp_search_storage, output_dir)
+    space = [dataclasses.asdict(dimension) for dimension in dimensions]
+    study = open_study(storage, args.hp_search_study_name, study_settings(args, space))
+    n_slots, me = args.hp_search_trials, worker_identity()
+    logger.info("Hyper-parameter search: %d trials over %s in study %s (%s)", n_slots,
+                [d.name for d in dimensions], study.study_name, storage_label(storage))
+    current: dict[str, int] = {}
+    quiet = QuietSurplus()
 
     def objective(trial) -> float:
+        current["number"] = trial.number
+        trial.set_user_attr(WORKER, me)
+        slot = trial.user_attrs.get(SLOT)  # a re-run keeps its slot (and its parameters)
+        if slot is None:
+            trials = study.get_trials(deepcopy=False)
+            frozen = next(t for t in trials if t.number == trial.number)
+            # a re-run of a trial killed before it recorded its slot takes the slot of that trial's number
+            number = frozen.system_attrs.get("failed_trial", trial.number)
+            slot = number - sum(is_retry(t) for t in trials if t.number < number)
+            trial.set_user_attr(SLOT, slot)
+            if not is_retry(frozen) and sum(holds_slot(t) for t in trials if t.number < trial.number) >= n_slots:
+                trial.set_user_attr(SURPLUS, True)
+                quiet.numbers.add(trial.number)
+                logger.info("Trial %d: another worker took the last slot; given up before training.", trial.number)
+                raise Surplus(f"trial {trial.number}: every one of the {n_slots} slots is taken")
         params = {dimension.name: dimension.suggest(trial) for dimension in dimensions}
         directory = os.path.join(output_dir, TRIALS_DIR, f"trial-{trial.number}")
-        logger.info("Trial %d: %s", trial.number, params)
+        logger.info("Trial %d (slot %d): %s", trial.number, slot, params)
         started = time.monotonic()
-        outcome = run_job(trial_argv(argv, params, directory))
+        try:
+            outcome = run_job(trial_argv(argv, params, directory))
+        except RuntimeError as err:
+            trial.set_user_attr(ERROR, str(err).splitlines()[0][:300] if str(err) else type(err).__name__)
+            raise
         key = objective_key(outcome.args)
         if key not in outcome.results:
             raise ConfigError(f"The search scores trials on {key}, which the run did not report: it needs a "
                               "validation split (--validation_file) and a metric it computes.")
         value = float(outcome.results[key])
         sign = 1.0 if outcome.args.greater_is_better else -1.0
-        record = {"trial": trial.number, "params": params, "metric": key, "value": value,
+        record = {"trial": trial.number, "slot": slot, "params": params, "metric": key, "value": value,
                   "wall_seconds": round(time.monotonic() - started, 1), "output_dir": directory,
+                  "worker": worker_label(me),
                   "eval": {k: v for k, v in outcome.results.items() if k.startswith("eval_")}}
         trial.set_user_attr("value", value)
-        with open(trials_path, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(record) + "\n")
+        trial.set_user_attr(RECORD, record)
         prune_trial_dir(directory)
         return sign * value if math.isfinite(value) else -math.inf
 
-    study.optimize(objective, n_trials=args.hp_search_trials, catch=(RuntimeError,))
-    finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
-    if not finished:
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(quiet)
+    try:
+        run_slots(study, storage, objective, current, n_slots, output_dir, trials_path)
+    finally:
+        optuna_log.removeFilter(quiet)
+    return train_best(study, storage, argv, args, me, run_job)
+
+
+def run_slots(study, storage, objective: Callable[[Any], float], current: dict[str, int], n_slots: int,
+              output_dir: str, trials_path: str) -> None:
+    """This worker's part of the search: trials while a slot or a re-run is left, then wait for the other workers'
+    last trials (re-running those whose worker dies meanwhile) until every slot has ended."""
+    while True:
+        current.clear()
+        for number in fail_dead_trials(study, storage):  # its directory (if here) keeps no weights
+            prune_trial_dir(os.path.join(output_dir, TRIALS_DIR, f"trial-{number}"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # trials of workers elsewhere whose heartbeat stopped
+        trials = study.get_trials(deepcopy=False)
+        if work_left(trials, n_slots):
+            try:
+                study.optimize(objective, n_trials=1, catch=(RuntimeError, Surplus))
+            except (Interrupted, KeyboardInterrupt):
+                stopped = next((t for t in study.get_trials(deepcopy=False) if t.number == current.get("number")),
+                               None)
+                if stopped is not None and stopped.state == TrialState.FAIL and not stopped.user_attrs.get(SURPLUS):
+                    retry_callback()(study, stopped)
+                    prune_trial_dir(os.path.join(output_dir, TRIALS_DIR, f"trial-{stopped.number}"))
+                write_jsonl(trials_path, trial_records(study.get_trials(deepcopy=False)))
+                raise Interrupted("the search stopped during a trial; run the same command again to resume it (the "
+                                  "stopped trial is run again from its start).") from None
+            write_jsonl(trials_path, trial_records(study.get_trials(deepcopy=False)))
+        elif any(trial.state == TrialState.RUNNING for trial in trials):
+            time.sleep(POLL_SECONDS)  # another worker's last trials; one of them may still need a re-run here
+        else:
+            break
+
+
+def train_best(study, storage, argv: Sequence[str], args: FinetuneTrainingArguments, me: Mapping[str, Any],
+               run_job: Callable[[list[str]], Any]):
+    """Every slot has ended: the worker that wins the claim trains the best setting; the others say who does."""
+    output_dir = args.output_dir
+    trials_path = os.path.join(output_dir, TRIALS_FILE)
+    trials = study.get_trials(deepcopy=False)
+    write_jsonl(trials_path, trial_records(trials))
+    best = best_trial(trials)
+    if best is None:
         raise FinetuneError(f"Every search trial failed; see the log and {trials_path}.")
-    best = study.best_trial
-    write_json(os.path.join(output_dir, BEST_FILE), {"trial": best.number, "params": best.params,
-                                                      "value": best.user_attrs["value"], "trials": len(study.trials)})
+    summary = {"trial": best.number, "slot": best.user_attrs[SLOT], "params": best.params,
+               "value": best.user_attrs["value"], "trials": sum(1 for t in trials if t.state == TrialState.COMPLETE
+                                                                and not t.user_attrs.get(SURPLUS))}
+    trained_before = any(n.startswith(f"{study.study_name}/train-best/") for n in optuna.get_all_study_names(storage))
+    held = claim_final_training(storage, study.study_name, best.number, me)
+    if held is not None:
+        holder = worker_label(held.user_attrs.get(WORKER))
+        done = "trained" if held.user_attrs.get("finished") else "is training"
+        logger.info("Search complete: best trial %d %s; %s %s it.", best.number, best.params, holder, done)
+        return SearchOutcome({"hp_search_best_trial": best.number, "hp_search_trained_by": holder}, args)
+    write_json(os.path.join(output_dir, BEST_FILE), {**summary, "trained_by": worker_label(me)})
     logger.info("Best trial %d: %s; training it into %s", best.number, best.params, output_dir)
     final = strip_search_flags([*argv, "--hp_search_trials", "0"])
+    if trained_before:  # this search's own earlier final run (finished, or died): replace it
+        final += ["--overwrite_output_dir", "true"]
     for name, value in best.params.items():
         final += [f"--{name}", flag_value(value)]
-    return run_job(final)
+    outcome = run_job(final)
+    mark_claim_finished(storage, study.study_name, me)
+    return outcome

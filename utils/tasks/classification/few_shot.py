@@ -189,7 +189,7 @@ def contrastive_training_args(training_args: TrainingArguments, data_args: FewSh
         "use_liger_kernel": False,
         # FinetuneTrainingArguments' own options, where the run has them
         "early_stopping_patience": None, "eval_before_training": False, "hp_search_trials": 0,
-        "hp_search_space": None, "bucket_by_length": False, "pack_sequences": False,
+        "hp_search_space": None, "hp_search_storage": None, "bucket_by_length": False, "pack_sequences": False,
     }
     names = {field.name for field in dataclasses.fields(training_args)}
     return dataclasses.replace(training_args, **{key: value for key, value in changes.items() if key in names})
