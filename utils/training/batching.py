@@ -22,7 +22,7 @@ from torch.utils.data import Sampler
 
 from utils.core.errors import ConfigError
 from utils.core.losses import IGNORE_INDEX
-from utils.core.packing import SequencePacker, make_packer
+from utils.core.packing import SequencePacker, make_packer, packing_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +144,7 @@ def decide_batching(args, given: set[str], model, pad_token_id: int | None, toke
         logger.info("%s: every batch is padded to %d tokens%s.", flag, max_seq_length, off)
         return BatchingPlan("max_length", pad_to=max_seq_length)
     config = getattr(model, "config", None)
-    cannot_pack = (f"{getattr(config, 'model_type', 'these')} models with "
-                   f"{getattr(config, '_attn_implementation', 'this')} attention cannot take packed rows"
+    cannot_pack = ((packing_refusal(config) if config is not None else None) or "its model cannot take packed rows"
                    if token_outputs else "the task has one output per sequence, not per token")
     if requested == "packed":
         if packer is None:
@@ -154,7 +153,8 @@ def decide_batching(args, given: set[str], model, pad_token_id: int | None, toke
     if requested == "auto" and args.pack_sequences and packer is not None:
         return logged(BatchingPlan("packed", packer=packer), args)
     if requested == "auto" and token_outputs and args.pack_sequences:
-        logger.info("--pack_sequences: %s; training batches come from length buckets instead.", cannot_pack)
+        logger.info("--pack_sequences: not packed (%s); training batches come from length buckets instead.",
+                    cannot_pack)
     if requested == "buckets" or (requested == "auto" and args.bucket_by_length
                                   and "train_sampling_strategy" not in given):
         return logged(BatchingPlan("buckets"), args)
