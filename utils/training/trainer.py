@@ -27,6 +27,7 @@ from utils.core.files import open_up_new_files, write_json
 from utils.core.packing import SequencePacker, make_packer
 from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.batching import BucketedSampler, labelled_items
+from utils.training.guards import NonFiniteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ def build_trainer(
     token_outputs: bool = False,
 ) -> FinetuneTrainer:
     """A `Trainer`: distribution, mixed precision, checkpoints and logging stay its (and accelerate's) job."""
-    callbacks = [GracefulStop(), *extra_callbacks]
+    callbacks = [GracefulStop(), NonFiniteGuard(), *extra_callbacks]
     if args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     return FinetuneTrainer(
