@@ -10,6 +10,7 @@ from utils.core.errors import DataError
 from utils.core.labels import LabelSpace, run_label_space, unseen_labels
 from utils.core.losses import MULTI, REGRESSION
 from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.tasks.classification.checks import check_label_spellings, check_training_labels_vary
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,10 @@ def build_classification_labels(raw: DatasetDict, data_args: ClassificationDataA
 def check_classification_labels(raw: DatasetDict, labels: LabelSpace, data_args: ClassificationDataArguments
                                 ) -> DatasetDict:
     """Validation/test labels the model cannot predict are an error naming where they are."""
+    check_training_labels_vary(raw, labels, data_args.problem_type, data_args)
     if data_args.problem_type == REGRESSION:
         return raw
+    check_label_spellings(raw, labels, data_args.problem_type, data_args)
     for split in [s for s in ("validation", "test") if s in raw and "label" in raw[s].column_names]:
         rows = raw[split]["label"] if data_args.problem_type == MULTI else ([v] for v in raw[split]["label"])
         count, summary = unseen_labels(rows, raw[split]["location"], labels, show=repr)

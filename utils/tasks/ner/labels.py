@@ -9,6 +9,7 @@ from datasets import DatasetDict
 from utils.core.errors import DataError
 from utils.core.labels import LabelSpace, run_label_space, unseen_labels
 from utils.tasks.ner.arguments import NerDataArguments
+from utils.tasks.ner.checks import check_entities_present
 from utils.tasks.ner.data import word_location
 from utils.tasks.ner.iob import OUTSIDE, split_tag
 
@@ -42,5 +43,6 @@ def check_ner_labels(raw: DatasetDict, labels: LabelSpace, data_args: NerDataArg
         raw[split] = raw[split].map(
             lambda row: {"ner_tags": [tag if tag in labels else OUTSIDE for tag in row["ner_tags"]]}
         )
+    check_entities_present(raw, labels, data_args)
     return raw
 
