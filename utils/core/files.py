@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from utils.core.errors import DataError
+from utils.core.errors import DataError, FinetuneError
+
+
+class WriteFailed(FinetuneError, OSError):
+    """A file could not be written (disk full, quota, read-only or failing disk); still an `OSError` for callers
+    that catch those."""
+
+
+#: Errors of the disk rather than of the program: reported as one line naming the file.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+
+
+def write_failed(path: str | os.PathLike, err: OSError, written: int) -> WriteFailed:
+    """One line for a write the disk refused: the file, the reason, the bytes it had taken, the bytes free."""
+    try:
+        free = f"{shutil.disk_usage(Path(path).parent).free:,} bytes are free there"
+    except OSError:
+        free = "the free space is unknown"
+    return WriteFailed(f"could not write {path}: {err.strerror or err} ({written:,} bytes were written before it "
+                       f"failed; {free}). Nothing was left half-written; free space (or choose another "
+                       "--output_dir) and run again.")
 
 
 def read_utf8(path: str | os.PathLike) -> str:
@@ -75,6 +97,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
             os.fchmod(stream.fileno(), umask_mode())
             os.fsync(stream.fileno())
         os.replace(temp_name, target)
+    except OSError as err:
+        written = Path(temp_name).stat().st_size if Path(temp_name).exists() else 0
+        Path(temp_name).unlink(missing_ok=True)
+        if err.errno in DISK_ERRORS and not isinstance(err, WriteFailed):
+            raise write_failed(target, err, written) from None
+        raise
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise

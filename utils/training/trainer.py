@@ -27,6 +27,7 @@ from utils.core.files import open_up_new_files, write_json
 from utils.core.packing import SequencePacker, make_packer
 from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.batching import BucketedSampler, labelled_items
+from utils.training.checkpoints import write_checkpoint
 from utils.training.guards import NonFiniteGuard
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class FinetuneTrainer(Trainer):
         checkpoint) goes from the older checkpoints, which are kept only as candidates for the best model (weights
         alone). Only the newest checkpoint is resumed from, and it keeps everything (a finished run can be resumed
         to train longer). The embedded MiniLM's 2-epoch run keeps 87 + 260 + 87 MB instead of 2 x 260 + 87."""
-        super()._save_checkpoint(model, trial)
+        write_checkpoint(self, super()._save_checkpoint, model, trial)
         pending = nested_gather(self._tr_loss, self.args.parallel_mode).mean().item()  # every rank takes part
         if self.is_world_process_zero():
             directory = os.path.join(self._get_output_dir(trial=trial),
