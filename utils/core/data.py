@@ -21,6 +21,7 @@ from datasets import Dataset, DatasetDict
 
 from utils.core.annotations.loading import ANNOTATION_FORMATS, load_annotation_file
 from utils.core.arguments import DataArguments, split_names
+from utils.core.bounds import check_cell_sizes
 from utils.core.errors import DataError
 from utils.core.files import read_utf8, read_utf8_lines
 from utils.core.json_text import parse_json
@@ -311,6 +312,8 @@ def load_raw_datasets(
             raw[split] = raw[split].select(range(limit))
     if "train" in raw and ROW_COLUMN in raw["train"].column_names:
         raw["train"] = raw["train"].sort(ROW_COLUMN)  # a random sample, in source order (documents stay whole)
+    for split, dataset in raw.items():  # the rows used, before anything tokenizes them
+        check_cell_sizes(dataset, split_source(data_args, split), data_args.max_cell_chars)
     for split, dataset in raw.items():
         logger.info("Loaded %s: %d examples from %s", split, len(dataset), split_source(data_args, split))
     return raw

@@ -39,6 +39,7 @@ def read_utf8(path: str | os.PathLike) -> str:
     """A text file's content (without a byte-order mark); a byte that is not UTF-8, or a NUL byte (the sign of a
     UTF-16 or binary file), is an error naming its line and column."""
     raw = Path(path).read_bytes()
+    check_not_utf16_or_32(raw, path)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -58,6 +59,20 @@ def read_utf8(path: str | os.PathLike) -> str:
             source=f"{path}:{line}",
         )
     return text
+
+
+#: Byte-order marks of the other Unicode encodings, longest first (UTF-32's begins with UTF-16's).
+OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32", "utf-32"), (b"\x00\x00\xfe\xff", "UTF-32", "utf-32"),
+              (b"\xff\xfe", "UTF-16", "utf-16"), (b"\xfe\xff", "UTF-16", "utf-16"))
+
+
+def check_not_utf16_or_32(raw: bytes, path: str | os.PathLike) -> None:
+    """A file that starts with a UTF-16 or UTF-32 byte-order mark says what it is: the error names that encoding
+    (and the conversion from it), not the first byte that happens not to be UTF-8."""
+    for bom, name, iconv in OTHER_BOMS:
+        if raw.startswith(bom):
+            raise DataError(f"the file is {name} (it starts with a {name} byte-order mark), not UTF-8; re-save it as "
+                            f"UTF-8 (e.g. `iconv -f {iconv} -t utf-8`).", source=f"{path}:1")
 
 
 def byte_position(raw: bytes, offset: int) -> tuple[int, int]:
