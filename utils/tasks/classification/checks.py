@@ -19,11 +19,9 @@ from utils.core.splits import split_source
 logger = logging.getLogger(__name__)
 
 
-def missing_label_column(columns: Sequence[str], split: str) -> str:
-    """What to say when a training or validation split has none of the usual label columns."""
-    from utils.tasks.classification.data import LABEL_COLUMNS
-
-    return (f"no label column: none of {list(LABEL_COLUMNS)} exists; it has {list(columns)}. Name the label column "
+def missing_label_column(columns: Sequence[str], split: str, usual: Sequence[str]) -> str:
+    """What to say when a training or validation split has none of the `usual` label columns."""
+    return (f"no label column: none of {list(usual)} exists; it has {list(columns)}. Name the label column "
             f"with --label_column_name ({split} data needs labels).")
 
 

@@ -278,7 +278,7 @@ def load_classification_data(data_args: ClassificationDataArguments, model_args
         if problem == REGRESSION and data_args.do_regression is False:  # numbers as class names
             result[split], problem = canonical_split(raw[split], data_args, source, SINGLE, text_cells)
         if split != "test" and "label" not in result[split].column_names:
-            raise DataError(missing_label_column(raw[split].column_names, split), source=source)
+            raise DataError(missing_label_column(raw[split].column_names, split, LABEL_COLUMNS), source=source)
     if problem is None:
         problem = SINGLE
     wrong = [name for name in data_args.metric_names if name not in METRIC_NAMES[problem]]
