@@ -98,3 +98,22 @@ def test_offsets_are_converted_only_when_utf16_reading_gives_the_quoted_text():
     assert code_point_offsets(3, 8, text, "Paris") == (2, 7)  # UTF-16 units
     assert code_point_offsets(1, 4, text, "Par") == (1, 4)  # inside the emoji's surrogate pair: left for make_span
     assert code_point_offsets(3, 8, text, None) == (3, 8)  # nothing quoted: nothing to prove it by
+
+
+def test_a_table_with_ids_and_label_lists_stays_a_table(write_file):
+    rows = [{"id": 1, "text": "a", "label": []}, {"id": 2, "text": "b", "label": ["x"]}]
+    assert file_format(write_file("t.jsonl", "".join(json.dumps(row) + "\n" for row in rows))) == "jsonl"
+
+
+def test_a_rewritten_file_is_looked_at_again(write_file):
+    import os
+
+    doccano = json.dumps({"id": 1, "text": "Peter", "label": [[0, 5, "PER"]]}) + "\n"
+    table = json.dumps({"id": 1, "text": "Peter", "label": "positive12345"}) + "\n"
+    assert len(doccano) == len(table)
+    path = write_file("same.jsonl", doccano)
+    stamp = os.stat(path).st_mtime_ns
+    assert file_format(path) == "doccano"
+    write_file("same.jsonl", table)
+    os.utime(path, ns=(stamp, stamp))  # same size, same time stamp (cp -p, rsync -t)
+    assert file_format(path) == "jsonl"

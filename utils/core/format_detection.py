@@ -5,7 +5,7 @@ still wins."""
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import json
 import logging
 import os
@@ -16,6 +16,9 @@ logger = logging.getLogger(__name__)
 #: The keys doccano writes on a line of its JSONL export (beside `text`).
 DOCCANO_KEYS = {"id", "text", "label", "entities", "relations", "Comments", "comments", "meta", "cats"}
 DOCCANO_LABEL_KEYS = ("label", "entities")
+#: Keys only doccano writes: with names (not spans) in `label`, a line needs one of them to be read as doccano, since
+#: `id`, `text` and a `label` list are a plain multi-label table too.
+DOCCANO_ONLY_KEYS = {"Comments", "comments", "meta", "relations"}
 
 #: Lines of a JSON Lines file looked at to tell its shape.
 SAMPLE_LINES = 200
@@ -31,8 +34,8 @@ def is_span(item: Any) -> bool:
 
 def looks_like_doccano(records: list[Any]) -> bool:
     """Every line has doccano's shape: a `text` string and a `label`/`entities` list; and the lists hold spans, or
-    the lines carry doccano's `id` and no key doccano does not write (so a plain table with a list column stays a
-    table)."""
+    the lines carry doccano's `id` and one of its own keys (`Comments`, `meta`, ...) and no key doccano does not
+    write (so a plain table with a list column stays a table)."""
     if not records or not all(isinstance(r, dict) and isinstance(r.get("text"), str) for r in records):
         return False
     lists = [next((r[key] for key in DOCCANO_LABEL_KEYS if key in r), None) for r in records]
@@ -40,7 +43,8 @@ def looks_like_doccano(records: list[Any]) -> bool:
         return False
     if any(is_span(item) for items in lists for item in items):
         return all(is_span(item) for items in lists for item in items)
-    return all("id" in r and set(r) <= DOCCANO_KEYS and all(isinstance(i, str) for i in items)
+    return all("id" in r and set(r) <= DOCCANO_KEYS and set(r) & DOCCANO_ONLY_KEYS and all(isinstance(i, str)
+                                                                                          for i in items)
                for r, items in zip(records, lists))
 
 
@@ -59,7 +63,7 @@ def json_lines_sample(text: str) -> list[Any] | None:
             continue
         try:
             records.append(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if len(records) >= SAMPLE_LINES:
             break
@@ -95,14 +99,16 @@ def shape_format(text: str, fmt: str) -> tuple[str, str] | None:
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def detect(path: str, fmt: str, stamp: tuple[int, int]) -> str:
-    """The format of a .json/.jsonl file from its content (`stamp`: mtime and size, so an edited file is looked at
-    again); logged once per file."""
+#: Formats already detected, by (path, extension format, content hash): each file is logged once, and a file
+#: rewritten with other content (even with its old size and time stamp) is looked at again.
+DETECTED: dict[tuple[str, str, str], str] = {}
+
+
+def detect(raw: bytes, fmt: str, path: str) -> str:
+    """The format of a .json/.jsonl file's bytes `raw`; logged."""
     try:
-        with open(path, "rb") as stream:
-            text = stream.read().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
         return fmt  # the loader names what is wrong with it
     found = shape_format(text, fmt)
     if found is None:
@@ -116,5 +122,14 @@ def detected_format(path: str, fmt: str) -> str:
     """`fmt` (from the extension), or what the content of a .json/.jsonl file shows it is."""
     if fmt not in ("json", "jsonl") or not os.path.isfile(path):
         return fmt
-    info = os.stat(path)
-    return detect(os.path.abspath(path), fmt, (info.st_mtime_ns, info.st_size))
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read()
+    except OSError:
+        return fmt
+    key = (os.path.abspath(path), fmt, hashlib.sha256(raw).hexdigest())
+    if key not in DETECTED:
+        if len(DETECTED) > 256:
+            DETECTED.clear()
+        DETECTED[key] = detect(raw, fmt, path)
+    return DETECTED[key]
