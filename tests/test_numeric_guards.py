@@ -48,7 +48,8 @@ def test_classification_numbers_are_checked_when_parsed(tmp_path, flags, message
 
 def test_short_max_seq_length_does_not_blame_a_stride_never_given():
     assert NerDataArguments(max_seq_length=8).stride == 3  # half the room left by [CLS] and [SEP]
-    assert NerDataArguments().stride == 32
+    assert NerDataArguments().stride == NerDataArguments(max_seq_length=48).stride == 32  # unchanged where it fits
+    assert NerDataArguments(max_seq_length=34).stride == 16
     assert NerDataArguments(max_seq_length=16, stride=5).stride == 5
 
 

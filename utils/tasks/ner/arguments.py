@@ -42,7 +42,7 @@ class NerDataArguments(DataArguments):
     stride: int | None = field(
         default=None,
         metadata={"help": f"Tokens shared by consecutive windows of a sentence longer than max_seq_length (default: "
-                  f"{DEFAULT_STRIDE}, at most half a window when --max_seq_length is small)."},
+                  f"{DEFAULT_STRIDE}; half a window when --max_seq_length leaves no room for it)."},
     )
     unknown_labels: str = field(
         default="error",
@@ -84,12 +84,12 @@ MIN_SPECIAL_TOKENS = 2
 
 
 def settled_stride(stride: int | None, max_seq_length: int) -> int:
-    """The default stride fits the window (a short --max_seq_length gets half a window, as prediction does), so a
-    flag the user never set is never blamed; a --stride given that cannot fit is an error naming both flags, before
-    anything is loaded."""
+    """The default stride where it fits the window, else half a window (as prediction's default), so a flag the user
+    never set is never blamed; a --stride given that cannot fit is an error naming both flags, before anything is
+    loaded."""
     room = max_seq_length - MIN_SPECIAL_TOKENS
     if stride is None:
-        return min(DEFAULT_STRIDE, room // 2)
+        return DEFAULT_STRIDE if room > DEFAULT_STRIDE else room // 2
     check_stride(stride)
     if stride >= room:
         raise ConfigError(f"--stride {stride} must be smaller than --max_seq_length {max_seq_length} less the "
