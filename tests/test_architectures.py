@@ -62,7 +62,7 @@ def trained(task: str, model_type: str, models: dict[str, str], factory) -> tupl
     key = (task, model_type)
     if key not in _RUNS:
         out = factory.mktemp(f"{task}-{model_type}")
-        messages, trainer_log = Messages(), logging.getLogger("utils.training.trainer")
+        messages, trainer_log = Messages(), logging.getLogger("utils.training.batching")
         trainer_log.addHandler(messages)
         level, trainer_log.level = trainer_log.level, logging.INFO
         if task == "ner":
@@ -81,12 +81,12 @@ def trained(task: str, model_type: str, models: dict[str, str], factory) -> tupl
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
 def test_ner_trains_packed_and_predict_reloads_it(model_type, models, tmp_path_factory):
     out, messages = trained("ner", model_type, models, tmp_path_factory)
-    assert "Training batches: random, packed into rows of 64 tokens (--pack_sequences)." in messages
+    assert "Training batches: random, packed into rows of 64 tokens (--batching packed)." in messages
     corpus = read_conll(NER / "test.conll")
     blocks = [block for block in (ROOT / out / "predictions.conll").read_text().split("\n\n") if block.strip()]
     written = [[row.split(" ")[2] for row in block.splitlines()] for block in blocks]
     predictor = Predictor.from_pretrained(out, device="cpu", batch_size=8)
-    assert [tags for tags, _ in predictor.tag_words(corpus.tokens)] == written
+    assert [tags for tags, _ in predictor.prediction.tag_words(corpus.tokens)] == written
     results = predictor.predict(TEXTS)
     assert sum(len(result["entities"]) for result in results) > 0
     for result in results:

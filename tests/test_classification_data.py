@@ -90,7 +90,7 @@ def test_bad_rows_are_named(write_file, content, message):
 def test_missing_label_column_lists_columns(write_file):
     with pytest.raises(DataError, match=r"no column 'stars'; it has \['label', 'text'\]"):
         load(train_file=write_file("t.csv", "label,text\npos,good\n"), label_column_name="stars")
-    with pytest.raises(DataError, match="has no label column"):
+    with pytest.raises(DataError, match=r"no label column: .* it has \['text'\]. Name the label column with --label_"):
         load(train_file=write_file("t2.csv", "text\ngood\n"))
 
 
@@ -110,7 +110,8 @@ def test_unseen_labels_in_validation_are_an_error(write_file):
 
 
 def test_unknown_name_in_a_multi_label_list(write_file):
-    raw, args = load(train_file=write_file("t.jsonl", jsonl([{"text": "a", "labels": ["x"]}])),
+    raw, args = load(train_file=write_file("t.jsonl", jsonl([{"text": "a", "labels": ["x"]},
+                                                             {"text": "c", "labels": ["y"]}])),
                      validation_file=write_file("v.jsonl", jsonl([{"text": "b", "labels": ["x", "zz"]}])))
     with pytest.raises(DataError, match=r"'zz' \(1x"):
         check_classification_labels(args, build_classification_labels(args, None))

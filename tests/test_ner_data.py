@@ -144,14 +144,14 @@ def test_validation_needs_tags_but_test_may_lack_them(write_file):
 
 def test_unknown_labels_error_or_map_to_o(write_file):
     args = {"train_file": write_file("train.conll", "Ada B-PER\nwrote O\n"),
-            "validation_file": write_file("valid.conll", "Bonn B-LOC\nis O\n\nUlm B-LOC\n")}
+            "validation_file": write_file("valid.conll", "Bonn B-LOC\nis O\n\nUlm B-LOC\n\nAda B-PER\n")}
     raw = load(**args)
     labels = build_ner_labels(LoadedData(raw, NerDataArguments(**args)), config=None)
     assert labels.names == ("O", "B-PER")
     with pytest.raises(DataError, match=r"B-LOC \(2x, first at .*valid.conll:1\).*--unknown_labels O"):
         check_ner_labels(LoadedData(raw, NerDataArguments(**args)), labels)
     mapped = check_ner_labels(LoadedData(raw, NerDataArguments(**args, unknown_labels="O")), labels)
-    assert mapped["validation"]["ner_tags"] == [["O", "O"], ["O"]]
+    assert mapped["validation"]["ner_tags"] == [["O", "O"], ["O"], ["B-PER"]]
 
 
 def test_label_order_is_o_then_type_then_prefix(write_file):

@@ -12,6 +12,7 @@ import html
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +35,9 @@ from utils.serving.http import Limits, create_app
 from utils.serving.predictor import Predictor
 
 NER_DATA = ROOT / "data" / "ner"
-CHROMIUM = "/usr/bin/chromium"
+#: Debian's chromium package installs /usr/bin/chromium (.ci/run installs it where apt can); elsewhere any chromium on
+#: PATH serves.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MAX_TEXTS, MAX_CHARS = 64, 5000
 NER_OPTIONS = ["--backend", "onnx-fp32", "--context_size", "8"]
 LONG = " ".join(["Officials in Brussels and Washington met in Geneva ."] * 40)  # over 512 tokens: windowed
@@ -332,7 +335,8 @@ def test_classification_service(classifier_service):
 def rendered(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran, from headless Chromium (`profile`: a fresh user-data folder)."""
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent: the page test needs Debian's chromium (apt-get install chromium)")
+        pytest.skip(f"no chromium on PATH nor at {CHROMIUM}: the page test needs a headless browser (Debian: apt-get "
+                    "install chromium, which .ci/run does where apt-get runs as root)")
     proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                            "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=20000",
                            "--dump-dom", url], capture_output=True, text=True, timeout=180)

@@ -111,6 +111,11 @@ class ModelArguments:
 DROPOUT_OVERRIDES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
 
 
+#: --max_cell_chars' default: far above any sentence or document a model of 512 tokens reads (about 2,000 words),
+#: low enough that one cell cannot exhaust memory (utils/core/bounds.py checks it).
+DEFAULT_MAX_CELL_CHARS = 1_000_000
+
+
 @dataclass
 class DataArguments:
     """Where the data comes from and how much of it to use (shared by both tasks)."""
@@ -133,6 +138,12 @@ class DataArguments:
     )
     max_seq_length: int = field(
         default=128, metadata={"help": "Most tokens per model input (special tokens included)."}
+    )
+    max_cell_chars: int = field(
+        default=DEFAULT_MAX_CELL_CHARS,
+        metadata={"help": "Most characters in one cell of the data (a text, or a sentence's words together); a cell "
+                  "over it is an error naming its row, so one huge cell cannot exhaust memory. Raise it for longer "
+                  "documents."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation examples."})
@@ -176,6 +187,8 @@ class DataArguments:
         for name in ("remove_splits", "remove_columns"):
             if getattr(self, name) is not None and not split_names(getattr(self, name)):
                 raise ConfigError(f"--{name} {getattr(self, name)!r} names nothing: give comma-separated names.")
+        if self.max_cell_chars < 1:
+            raise ConfigError(f"--max_cell_chars must be a positive number of characters, got {self.max_cell_chars}.")
         if self.max_seq_length < 8:
             raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8.")
         for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):

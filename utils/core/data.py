@@ -21,8 +21,10 @@ from datasets import Dataset, DatasetDict
 
 from utils.core.annotations.loading import ANNOTATION_FORMATS, load_annotation_file
 from utils.core.arguments import DataArguments, split_names
+from utils.core.bounds import check_cell_sizes
 from utils.core.errors import DataError
 from utils.core.files import read_utf8, read_utf8_lines
+from utils.core.format_detection import detected_format
 from utils.core.json_text import parse_json
 from utils.core.splits import ROW_COLUMN, SPLIT_FILES, choose_splits, drop_columns, shuffled, split_source
 
@@ -50,7 +52,8 @@ ConllReader = Callable[[str], Dataset]
 
 def file_format(path: str, forced: str | None = None) -> str:
     """The format of a data file: `--data_format` if given, else from its extension; a folder is brat standoff.
-    Label Studio (.json) and doccano (.jsonl) exports need `--data_format label-studio|doccano`."""
+    Label Studio (.json) and doccano (.jsonl) exports, and a JSON document in a .jsonl file, are told from their
+    content (utils/core/format_detection.py)."""
     if forced:
         return forced
     if os.path.isdir(path):
@@ -62,7 +65,7 @@ def file_format(path: str, forced: str | None = None) -> str:
             "or pass --data_format.",
             source=path,
         )
-    return FORMAT_BY_SUFFIX[suffix]
+    return detected_format(path, FORMAT_BY_SUFFIX[suffix])
 
 
 def root_message(err: BaseException) -> str:
@@ -311,6 +314,8 @@ def load_raw_datasets(
             raw[split] = raw[split].select(range(limit))
     if "train" in raw and ROW_COLUMN in raw["train"].column_names:
         raw["train"] = raw["train"].sort(ROW_COLUMN)  # a random sample, in source order (documents stay whole)
+    for split, dataset in raw.items():  # the rows used, before anything tokenizes them
+        check_cell_sizes(dataset, split_source(data_args, split), data_args.max_cell_chars)
     for split, dataset in raw.items():
         logger.info("Loaded %s: %d examples from %s", split, len(dataset), split_source(data_args, split))
     return raw

@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from utils.core.errors import DataError
+from utils.core.errors import DataError, FinetuneError
+
+
+class WriteFailed(FinetuneError, OSError):
+    """A file could not be written (disk full, quota, read-only or failing disk); still an `OSError` for callers
+    that catch those."""
+
+
+#: Errors of the disk rather than of the program: reported as one line naming the file.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+
+
+def write_failed(path: str | os.PathLike, err: OSError, written: int) -> WriteFailed:
+    """One line for a write the disk refused: the file, the reason, the bytes it had taken, the bytes free."""
+    try:
+        free = f"{shutil.disk_usage(Path(path).parent).free:,} bytes are free there"
+    except OSError:
+        free = "the free space is unknown"
+    return WriteFailed(f"could not write {path}: {err.strerror or err} ({written:,} bytes were written before it "
+                       f"failed; {free}). Nothing was left half-written; free space (or choose another "
+                       "--output_dir) and run again.")
 
 
 def read_utf8(path: str | os.PathLike) -> str:
     """A text file's content (without a byte-order mark); a byte that is not UTF-8, or a NUL byte (the sign of a
     UTF-16 or binary file), is an error naming its line and column."""
     raw = Path(path).read_bytes()
+    check_not_utf16_or_32(raw, path)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -36,6 +59,20 @@ def read_utf8(path: str | os.PathLike) -> str:
             source=f"{path}:{line}",
         )
     return text
+
+
+#: Byte-order marks of the other Unicode encodings, longest first (UTF-32's begins with UTF-16's).
+OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32", "utf-32"), (b"\x00\x00\xfe\xff", "UTF-32", "utf-32"),
+              (b"\xff\xfe", "UTF-16", "utf-16"), (b"\xfe\xff", "UTF-16", "utf-16"))
+
+
+def check_not_utf16_or_32(raw: bytes, path: str | os.PathLike) -> None:
+    """A file that starts with a UTF-16 or UTF-32 byte-order mark says what it is: the error names that encoding
+    (and the conversion from it), not the first byte that happens not to be UTF-8."""
+    for bom, name, iconv in OTHER_BOMS:
+        if raw.startswith(bom):
+            raise DataError(f"the file is {name} (it starts with a {name} byte-order mark), not UTF-8; re-save it as "
+                            f"UTF-8 (e.g. `iconv -f {iconv} -t utf-8`).", source=f"{path}:1")
 
 
 def byte_position(raw: bytes, offset: int) -> tuple[int, int]:
@@ -75,6 +112,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
             os.fchmod(stream.fileno(), umask_mode())
             os.fsync(stream.fileno())
         os.replace(temp_name, target)
+    except OSError as err:
+        written = Path(temp_name).stat().st_size if Path(temp_name).exists() else 0
+        Path(temp_name).unlink(missing_ok=True)
+        if err.errno in DISK_ERRORS and not isinstance(err, WriteFailed):
+            raise write_failed(target, err, written) from None
+        raise
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise

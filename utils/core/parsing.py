@@ -46,7 +46,7 @@ def read_config_file(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"Config file {path} does not exist.")
-    text = file.read_text(encoding="utf-8")
+    text = config_text(file)
     try:
         data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
@@ -56,6 +56,22 @@ def read_config_file(path: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"Config file {path} must hold a mapping of argument names to values.")
     return {KEY_ALIASES.get(key, key): value for key, value in data.items()}
+
+
+def config_text(file: Path) -> str:
+    """A config file's text; a binary file, or text in another encoding than UTF-8, is one error naming the file."""
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"Config file {file}: byte 0x{raw[err.start]:02x} on line {line} is not UTF-8 text; a "
+                          "config is a YAML or JSON text file (re-save it as UTF-8, or check that the path names "
+                          "the config).") from None
+    if "\x00" in text:
+        raise ConfigError(f"Config file {file} holds NUL bytes: it is binary (or UTF-16), not a YAML or JSON text "
+                          "file; re-save it as UTF-8, or check that the path names the config.")
+    return text
 
 
 def check_known_keys(keys: Sequence[str], known: set[str], source: str) -> None:

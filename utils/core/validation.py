@@ -4,6 +4,8 @@ bad run fails in a second instead of after loading data, the model, or a whole t
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import tempfile
 from collections.abc import Iterable
@@ -26,6 +28,25 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 def truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def check_finite(*argument_sets) -> None:
+    """Every float argument is a real number: `nan` passes every `<`/`>` range check (all comparisons are False) and
+    `inf` passes the lower bounds, and either then fails inside the optimizer after loading, or trains a model whose
+    every weight is NaN. Checked over all fields, so a new float flag is covered without being listed."""
+    for arguments in argument_sets:
+        if not dataclasses.is_dataclass(arguments):
+            continue
+        for field in dataclasses.fields(arguments):
+            value = getattr(arguments, field.name, None)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{field.name} {value}: must be a finite number (not nan or inf); give a value "
+                                  "such as the default " + default_text(field) + ".")
+
+
+def default_text(field: dataclasses.Field) -> str:
+    """How an error shows a field's default."""
+    return f"{field.default:g}" if isinstance(field.default, float) and math.isfinite(field.default) else "in --help"
 
 
 def check_ranges(training_args) -> None:
@@ -136,6 +157,7 @@ def check_hub_access(training_args, environ: dict[str, str] | None = None) -> No
 
 def validate_job(model_args, data_args, training_args, given: Iterable[str] = ()) -> None:
     """Every check that needs no data and no model; the first problem found is raised."""
+    check_finite(model_args, data_args, training_args)
     check_ranges(training_args)
     check_output_dir(training_args.output_dir)
     for flag in ("model_name_or_path", "config_name", "tokenizer_name"):

@@ -31,6 +31,8 @@ from utils.core.errors import FinetuneError
 from utils.core.files import open_up_new_files, write_json
 from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.batching import BatchingPlan, BucketedSampler, labelled_items
+from utils.training.checkpoints import write_checkpoint
+from utils.training.guards import NonFiniteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +116,12 @@ class FinetuneTrainer(Trainer):
         return output
 
     def _save_checkpoint(self, model, trial) -> None:
-        """Upstream's checkpoint, plus `TOTALS_FILE`: the loss summed so far, so that a resumed run reports the whole
-        run's train_loss. Private, because the running loss (`_tr_loss`, `_total_loss_scalar`) has no public
-        accessor and the file must be in the checkpoint before anything can resume from it. (The older
-        checkpoints' resume state is dropped by `DropOlderResumeState`, a callback.)"""
-        super()._save_checkpoint(model, trial)
+        """Upstream's checkpoint, written so that a failed write leaves no half checkpoint (`write_checkpoint`), plus
+        `TOTALS_FILE`: the loss summed so far, so that a resumed run reports the whole run's train_loss. Private,
+        because the running loss (`_tr_loss`, `_total_loss_scalar`) has no public accessor and the file must be in
+        the checkpoint before anything can resume from it. (The older checkpoints' resume state is dropped by
+        `DropOlderResumeState`, a callback.)"""
+        write_checkpoint(self, super()._save_checkpoint, model, trial)
         pending = nested_gather(self._tr_loss, self.args.parallel_mode).mean().item()  # every rank takes part
         if self.is_world_process_zero():
             directory = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
@@ -297,7 +300,7 @@ def build_trainer(
     batching: BatchingPlan | None = None,
 ) -> FinetuneTrainer:
     """A `Trainer`: distribution, mixed precision, checkpoints and logging stay its (and accelerate's) job."""
-    callbacks = [GracefulStop(), *extra_callbacks]
+    callbacks = [GracefulStop(), NonFiniteGuard(), *extra_callbacks]
     if args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     trainer = FinetuneTrainer(

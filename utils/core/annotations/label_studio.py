@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from utils.core.annotations.records import AnnotatedText, make_choice, make_span
+from utils.core.annotations.records import AnnotatedText, code_point_offsets, make_choice, make_span
 from utils.core.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,10 @@ def chosen_results(task: dict, key: str, location: str) -> list | None:
     return result
 
 
-def read_task(task: Any, location: str, key: str, skipped_types: Counter) -> AnnotatedText | None:
-    """One task as a record (None when it has no annotation of `key`)."""
+def read_task(task: Any, location: str, key: str, skipped_types: Counter, converted: list[str] | None = None
+              ) -> AnnotatedText | None:
+    """One task as a record (None when it has no annotation of `key`); spans whose offsets were UTF-16 code units
+    are converted to characters and listed in `converted`."""
     if not isinstance(task, dict) or "data" not in task:
         raise DataError("each task must be an object with 'data' and 'annotations'; export the project as JSON.",
                         source=location)
@@ -84,8 +86,9 @@ def read_task(task: Any, location: str, key: str, skipped_types: Counter) -> Ann
             raise DataError(f"span [{value.get('start')}, {value.get('end')}) has labels {labels!r}; a span needs "
                             "exactly one label (BIO tags hold one type per word). Keep one label in the tool.",
                             source=where)
-        spans.append(make_span(value.get("start"), value.get("end"), labels[0], text, where, value.get("text"),
-                               result.get("score")))
+        quoted = value.get("text")
+        start, end = code_point_offsets(value.get("start"), value.get("end"), text, quoted, converted, where)
+        spans.append(make_span(start, end, labels[0], text, where, quoted, result.get("score")))
     return AnnotatedText(text, tuple(spans), tuple(choices), location, location)
 
 
@@ -98,9 +101,10 @@ def read_label_studio(path: str, document: Any, key: str = "annotations") -> lis
         raise DataError("a Label Studio export is a JSON list of tasks [{\"data\": ..., \"annotations\": ...}]; "
                         "export the project as JSON.", source=path)
     skipped_types: Counter = Counter()
+    converted: list[str] = []
     records = []
     for number, task in enumerate(document, start=1):
-        record = read_task(task, f"{path} task {number}", key, skipped_types)
+        record = read_task(task, f"{path} task {number}", key, skipped_types, converted)
         if record is not None:
             records.append(record)
     if len(records) < len(document):
@@ -108,6 +112,10 @@ def read_label_studio(path: str, document: Any, key: str = "annotations") -> lis
                     len(document), key)
     if skipped_types:
         logger.info("%s: results not read (not labels or choices): %s", path, dict(skipped_types))
+    if converted:
+        logger.info("%s: %d span(s) had offsets counted in UTF-16 code units (as Label Studio counts them: an emoji "
+                    "before a span counts twice); converted to characters, first at %s", path, len(converted),
+                    converted[0])
     if not records:
         raise DataError(f"none of its {len(document)} tasks has {key}; label some tasks, then export.", source=path)
     return records

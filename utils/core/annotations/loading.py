@@ -2,9 +2,9 @@
 classification: choices to labels): `text`, `spans` ({start, end, label} character spans), `choices` (label
 names), `location` (file and task, line or record, for error messages) and `document_id`.
 
-The formats are chosen with `--data_format label-studio|doccano|brat`: Label Studio exports are `.json` and
-doccano's `.jsonl`, which are also plain tables, so their extension cannot say. A folder, or an `.ann` file, is
-brat without being told.
+The formats are chosen with `--data_format label-studio|doccano|brat`, or told from the file's shape where the
+extension is shared with plain tables (Label Studio's `.json`, doccano's `.jsonl`: utils/core/format_detection.py).
+A folder, or an `.ann` file, is brat without being told.
 """
 
 from __future__ import annotations

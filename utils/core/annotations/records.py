@@ -77,3 +77,29 @@ def make_choice(label: object, location: str, score: float | None = None) -> Cho
         raise DataError(f"the choice {label!r} must be a non-empty label name; fix it in the tool and export again.",
                         source=location)
     return Choice(label.strip(), score)
+
+
+def code_point_offsets(start: object, end: object, text: str, quoted: str | None, converted: list[str] | None = None,
+                       location: str = "") -> tuple[object, object]:
+    """A span's offsets in characters (code points, as Python counts). Label Studio counts offsets in UTF-16 code
+    units, as JavaScript does, so every character outside the Basic Multilingual Plane (an emoji, many CJK
+    extension characters) before a span shifts it by one: when the text at the offsets differs from the text the
+    export quotes, and reading the offsets as UTF-16 units gives exactly the quoted text, they are converted (and
+    recorded in `converted`). Anything else is returned unchanged, for `make_span` to check."""
+    if (quoted is None or isinstance(start, bool) or isinstance(end, bool) or not isinstance(start, int)
+            or not isinstance(end, int) or not 0 <= start < end):
+        return start, end
+    if end <= len(text) and text[start:end] == quoted:
+        return start, end
+    units = text.encode("utf-16-le")
+    if 2 * end > len(units):
+        return start, end
+    try:
+        before, piece = units[: 2 * start].decode("utf-16-le"), units[2 * start: 2 * end].decode("utf-16-le")
+    except UnicodeDecodeError:  # an offset inside a surrogate pair: not UTF-16 offsets either
+        return start, end
+    if piece != quoted:
+        return start, end
+    if converted is not None:
+        converted.append(location)
+    return len(before), len(before) + len(piece)

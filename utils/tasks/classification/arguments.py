@@ -95,6 +95,9 @@ class FewShotArguments:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
         if self.few_shot_max_pairs is not None and self.few_shot_max_pairs < 2:
             raise ConfigError(f"--few_shot_max_pairs must be at least 2, got {self.few_shot_max_pairs}.")
+        if not self.few_shot_learning_rate >= 0 or self.few_shot_learning_rate == float("inf"):  # nan fails >=
+            raise ConfigError(f"--few_shot_learning_rate {self.few_shot_learning_rate}: must be a finite number of 0 "
+                              "or more, such as 2e-5.")
 
     @property
     def contrastive(self) -> bool:
@@ -157,6 +160,8 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
         self.settle_regression_switch()
         super().__post_init__()
         self.check_few_shot()
+        if not 0 <= self.threshold <= 1:  # nan too: no probability is above it, so no label would ever be on
+            raise ConfigError(f"--threshold {self.threshold}: must be a probability in [0, 1], such as 0.5.")
         for name in split_names(self.metric_name):
             if not any(name in names for names in METRIC_NAMES.values()):
                 known = sorted({n for names in METRIC_NAMES.values() for n in names})

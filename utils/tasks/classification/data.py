@@ -16,7 +16,6 @@ from utils.core.data import (
     file_format,
     load_raw_datasets,
     number_type,
-    numbers_from_text,
     pick_column,
     require_columns,
     split_source,
@@ -31,6 +30,7 @@ from utils.tasks.classification.arguments import (
     METRIC_NAMES,
     ClassificationDataArguments,
 )
+from utils.tasks.classification.checks import label_texts_as_numbers, missing_label_column
 from utils.tasks.classification.choices import choices_table
 from utils.tasks.classification.few_shot import take_few_shot_sample
 from utils.tasks.classification.labels import label_sort_key
@@ -203,7 +203,7 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
         logger.info("%s: every label is -1 (no label, as in GLUE's test splits); the split is unlabelled.", source)
         raw_labels = None
     if raw_labels is not None and text_cells:
-        raw_labels = numbers_from_text(raw_labels)
+        raw_labels = label_texts_as_numbers(raw_labels, problem, source, label_column)
     if raw_labels is not None and problem != MULTI:
         check_label_kinds(raw_labels, source, label_column, data_args.label_delimiter)
     if raw_labels is not None and problem is None:
@@ -278,7 +278,7 @@ def load_classification_data(data_args: ClassificationDataArguments, model_args)
         if problem == REGRESSION and data_args.do_regression is False:  # numbers as class names
             result[split], problem = canonical_split(raw[split], data_args, source, SINGLE, text_cells)
         if split != "test" and "label" not in result[split].column_names:
-            raise DataError("has no label column; training and validation data need labels.", source=source)
+            raise DataError(missing_label_column(raw[split].column_names, split, LABEL_COLUMNS), source=source)
     if problem is None:
         problem = SINGLE
     wrong = [name for name in data_args.metric_names if name not in METRIC_NAMES[problem]]

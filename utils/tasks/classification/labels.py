@@ -10,6 +10,7 @@ from utils.core.errors import DataError
 from utils.core.labels import LabelSpace, run_label_space, unseen_labels
 from utils.core.losses import MULTI, REGRESSION
 from utils.core.task import LoadedData
+from utils.tasks.classification.checks import check_label_spellings, check_training_labels_vary
 from utils.tasks.classification.settled import settled_label_names
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,10 @@ def build_classification_labels(data: LoadedData, config) -> LabelSpace:
 def check_classification_labels(data: LoadedData, labels: LabelSpace) -> DatasetDict:
     """Validation/test labels the model cannot predict are an error naming where they are."""
     raw, problem = data.raw, data.settled.problem_type
+    check_training_labels_vary(raw, labels, problem, data.args)
     if problem == REGRESSION:
         return raw
+    check_label_spellings(raw, labels, problem, data.args)
     for split in [s for s in ("validation", "test") if s in raw and "label" in raw[s].column_names]:
         rows = raw[split]["label"] if problem == MULTI else ([v] for v in raw[split]["label"])
         count, summary = unseen_labels(rows, raw[split]["location"], labels, show=repr)

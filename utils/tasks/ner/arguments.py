@@ -39,9 +39,10 @@ class NerDataArguments(DataArguments):
     return_entity_level_metrics: bool = field(
         default=False, metadata={"help": "Report P/R/F1/support per entity type in the metrics, not only the report."}
     )
-    stride: int = field(
-        default=DEFAULT_STRIDE,
-        metadata={"help": "Tokens shared by consecutive windows of a sentence longer than max_seq_length."},
+    stride: int | None = field(
+        default=None,
+        metadata={"help": f"Tokens shared by consecutive windows of a sentence longer than max_seq_length (default: "
+                  f"{DEFAULT_STRIDE}; half a window when --max_seq_length leaves no room for it)."},
     )
     unknown_labels: str = field(
         default="error",
@@ -72,9 +73,28 @@ class NerDataArguments(DataArguments):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.task_name = (self.task_name or "ner").strip().lower()
-        check_stride(self.stride)
+        self.stride = settled_stride(self.stride, self.max_seq_length)
         if self.context_size < 0:
             raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {self.context_size}.")
+
+
+#: Special tokens a model input holds at least ([CLS] ... [SEP], <s> ... </s>): the bound known before the tokenizer
+#: is loaded (`NerWindows.build` checks the exact one).
+MIN_SPECIAL_TOKENS = 2
+
+
+def settled_stride(stride: int | None, max_seq_length: int) -> int:
+    """The default stride where it fits the window, else half a window (as prediction's default), so a flag the user
+    never set is never blamed; a --stride given that cannot fit is an error naming both flags, before anything is
+    loaded."""
+    room = max_seq_length - MIN_SPECIAL_TOKENS
+    if stride is None:
+        return DEFAULT_STRIDE if room > DEFAULT_STRIDE else room // 2
+    check_stride(stride)
+    if stride >= room:
+        raise ConfigError(f"--stride {stride} must be smaller than --max_seq_length {max_seq_length} less the "
+                          f"special tokens (at most {room - 1} here): lower --stride or raise --max_seq_length.")
+    return stride
 
 
 def check_stride(stride: int) -> None:

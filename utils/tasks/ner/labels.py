@@ -9,6 +9,7 @@ from datasets import DatasetDict
 from utils.core.errors import DataError
 from utils.core.labels import LabelSpace, run_label_space, unseen_labels
 from utils.core.task import LoadedData
+from utils.tasks.ner.checks import check_entities_present
 from utils.tasks.ner.data import word_location
 from utils.tasks.ner.iob import OUTSIDE, split_tag
 
@@ -44,5 +45,6 @@ def check_ner_labels(data: LoadedData, labels: LabelSpace) -> DatasetDict:
         raw[split] = raw[split].map(
             lambda row: {"ner_tags": [tag if tag in labels else OUTSIDE for tag in row["ner_tags"]]}
         )
+    check_entities_present(raw, labels, data_args)
     return raw
 
