@@ -20,11 +20,18 @@ from utils.serving.onnx_export import export_model
 def main(argv: list[str] | None = None) -> dict:
     """Export, validate, install; returns the report."""
     (args,) = parse_script_args((ExportArguments,), argv)
-    report = export_model(args.model_name_or_path, quantize=args.quantize, validation_file=args.validation_file,
-                          text_field=args.text_field, max_validation_examples=args.max_validation_examples,
-                          atol=args.atol, min_agreement=args.min_agreement,
-                          min_quantized_agreement=args.min_quantized_agreement, batch_size=args.batch_size,
-                          opset=args.opset)
+    report = export_model(
+        args.model_name_or_path,
+        quantize=args.quantize,
+        validation_file=args.validation_file,
+        text_field=args.text_field,
+        max_validation_examples=args.max_validation_examples,
+        atol=args.atol,
+        min_agreement=args.min_agreement,
+        min_quantized_agreement=args.min_quantized_agreement,
+        batch_size=args.batch_size,
+        opset=args.opset,
+    )
     print(json.dumps({"onnx": f"{args.model_name_or_path}/onnx", "validation": report["validation"]}, indent=2))
     return report
 

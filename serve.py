@@ -26,10 +26,23 @@ def main(argv: list[str] | None = None) -> None:
     predictor = model.load()
     for note in [*hosts_note(args.host), *server_notes(args.http, args.loop)]:
         logger.warning(note)
-    limits = Limits(max_texts=args.max_texts_per_request, max_chars=args.max_chars_per_text,
-                    max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms)
-    serve(predictor, model.model_name_or_path, args.host, args.port, limits, args.log_level, args.access_log,
-          http=args.http, loop=args.loop)
+    limits = Limits(
+        max_texts=args.max_texts_per_request,
+        max_chars=args.max_chars_per_text,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+    )
+    serve(
+        predictor,
+        model.model_name_or_path,
+        args.host,
+        args.port,
+        limits,
+        args.log_level,
+        args.access_log,
+        http=args.http,
+        loop=args.loop,
+    )
 
 
 if __name__ == "__main__":

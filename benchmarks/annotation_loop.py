@@ -46,19 +46,40 @@ def write_subset(path: Path, corpus, indices: list[int]) -> None:
 
 def train(train_file: Path, model: str | None, output: Path, test_file: str, seed: int, args) -> float:
     """One run_ner.py run (train, then test); its test F1."""
-    argv = ["--train_file", str(train_file), "--test_file", test_file, "--output_dir", str(output),
-            "--overwrite_output_dir", "--num_train_epochs", str(args.epochs),
-            "--learning_rate", str(args.learning_rate),
-            "--per_device_train_batch_size", "32", "--max_seq_length", "128", "--seed", str(seed),
-            "--report_to", "none", "--save_strategy", "no"]
+    argv = [
+        "--train_file",
+        str(train_file),
+        "--test_file",
+        test_file,
+        "--output_dir",
+        str(output),
+        "--overwrite_output_dir",
+        "--num_train_epochs",
+        str(args.epochs),
+        "--learning_rate",
+        str(args.learning_rate),
+        "--per_device_train_batch_size",
+        "32",
+        "--max_seq_length",
+        "128",
+        "--seed",
+        str(seed),
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+    ]
     metrics = run_ner.main(argv + (["--model", model] if model else []))
     return round(float(metrics["predict_f1"]), 4)
 
 
 def counts(corpus, indices: list[int]) -> dict[str, int]:
     """Words and gold entities of the chosen sentences: what labelling them costs."""
-    return {"sentences": len(indices), "words": sum(len(corpus.tokens[i]) for i in indices),
-            "entities": sum(len(tags_to_spans(corpus.tags[i])) for i in indices)}
+    return {
+        "sentences": len(indices),
+        "words": sum(len(corpus.tokens[i]) for i in indices),
+        "entities": sum(len(tags_to_spans(corpus.tags[i])) for i in indices),
+    }
 
 
 def one_seed(seed: int, corpus, test_file: str, work: Path, args) -> dict:
@@ -76,8 +97,9 @@ def one_seed(seed: int, corpus, test_file: str, work: Path, args) -> dict:
     chosen = {"uncertainty": [pool[k] for k in ranked[: args.add]], "random": rng.sample(pool, args.add)}
     for strategy, added in chosen.items():
         write_subset(work / f"{strategy}.conll", corpus, first + added)
-        result[f"{strategy}_f1"] = train(work / f"{strategy}.conll", str(first_dir), work / strategy, test_file,
-                                         seed, args)
+        result[f"{strategy}_f1"] = train(
+            work / f"{strategy}.conll", str(first_dir), work / strategy, test_file, seed, args
+        )
         result[f"{strategy}_added"] = counts(corpus, added)
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result), flush=True)
@@ -86,16 +108,24 @@ def one_seed(seed: int, corpus, test_file: str, work: Path, args) -> dict:
 
 def markdown(summary: dict) -> str:
     start, add = f"{summary['start']:,}", f"{summary['add']:,}"
-    lines = [f"| seed | first model ({start}) | + {add} by uncertainty | + {add} at random | words added (unc. / "
-             "rand.) | entities added (unc. / rand.) |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"| seed | first model ({start}) | + {add} by uncertainty | + {add} at random | words added (unc. / "
+        "rand.) | entities added (unc. / rand.) |",
+        "|---|---|---|---|---|---|",
+    ]
     for run in summary["runs"]:
         unc, rnd = run["uncertainty_added"], run["random_added"]
-        lines.append(f"| {run['seed']} | {run['first_f1']:.4f} | {run['uncertainty_f1']:.4f} | {run['random_f1']:.4f} "
-                     f"| {unc['words']} / {rnd['words']} | {unc['entities']} / {rnd['entities']} |")
+        lines.append(
+            f"| {run['seed']} | {run['first_f1']:.4f} | {run['uncertainty_f1']:.4f} | {run['random_f1']:.4f} "
+            f"| {unc['words']} / {rnd['words']} | {unc['entities']} / {rnd['entities']} |"
+        )
     mean = summary["mean"]
     lines.append(f"| mean | {mean['first_f1']:.4f} | {mean['uncertainty_f1']:.4f} | {mean['random_f1']:.4f} | | |")
-    return (f"# Annotation loop on CoNLL-2003 (test F1)\n\n`{summary['command']}`\n\n" + "\n".join(lines)
-            + f"\n\nCPU: {summary['cpu']} ({summary['cpus']} cores); {summary['settings']}\n")
+    return (
+        f"# Annotation loop on CoNLL-2003 (test F1)\n\n`{summary['command']}`\n\n"
+        + "\n".join(lines)
+        + f"\n\nCPU: {summary['cpu']} ({summary['cpus']} cores); {summary['settings']}\n"
+    )
 
 
 def main() -> None:
@@ -120,10 +150,14 @@ def main() -> None:
     summary = {
         "command": "python benchmarks/annotation_loop.py " + " ".join(sys.argv[1:]),
         "settings": f"{args.epochs:g} epochs per fine-tuning, learning rate {args.learning_rate:g}, batch 32, "
-                    "max_seq_length 128; continued runs train the first model on its sentences plus the added ones",
-        "start": args.start, "add": args.add, "runs": runs,
+        "max_seq_length 128; continued runs train the first model on its sentences plus the added ones",
+        "start": args.start,
+        "add": args.add,
+        "runs": runs,
         "mean": {key: round(sum(run[key] for run in runs) / len(runs), 4) for key in keys},
-        "cpu": cpu_flags(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "cpu": cpu_flags(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
     }
     results = Path(args.results)
     (results / "annotation_loop.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -54,8 +54,9 @@ def linear_work(model: torch.nn.Module, run) -> tuple[dict[tuple[int, int], int]
         ids = kwargs.get("input_ids", args[0] if args else None)
         model_tokens[0] += ids.numel()
 
-    hooks = [module.register_forward_pre_hook(count) for module in model.modules()
-             if isinstance(module, torch.nn.Linear)]
+    hooks = [
+        module.register_forward_pre_hook(count) for module in model.modules() if isinstance(module, torch.nn.Linear)
+    ]
     hooks.append(model.register_forward_pre_hook(count_model, with_kwargs=True))
     try:
         run()
@@ -77,8 +78,9 @@ def linear_seconds(run) -> tuple[float, float]:
     return inside, total
 
 
-def product_rate(rows: int, shape: tuple[int, int], dtype: torch.dtype, trials: int = 5,
-                 seconds: float = 0.3) -> float:
+def product_rate(
+    rows: int, shape: tuple[int, int], dtype: torch.dtype, trials: int = 5, seconds: float = 0.3
+) -> float:
     """GFLOP/s of `F.linear` on [rows, in] x [out, in] in `dtype`: the best of `trials` timings of about `seconds`
     each (the least disturbed by the other tenants of the host: the rate the cores can give)."""
     inputs = torch.randn(rows, shape[0]).to(dtype)
@@ -102,21 +104,27 @@ def markdown(report: dict) -> str:
     lines = [
         f"`{report['model']}`, PyTorch backend, {report['texts']} CoNLL-2003 test sentences, torch threads "
         f"{report['torch_threads']}, {report['machine']['cpu_count']} CPUs; load average "
-        f"{report['load_average']:.2f} before.", "",
+        f"{report['load_average']:.2f} before.",
+        "",
         f"| predict, 1 text per call | {report['batch']} texts per call | gain | per round |",
         "|---|---|---|---|",
         f"| {gain['one_per_call']:.1f} | {gain['batched']:.1f} | {gain['gain']:.2f}x | "
-        + ", ".join(f"{ratio:.2f}" for ratio in gain["gain_by_round"]) + " |", "",
-        "Inside the batched calls, and the same matrix products alone at the same shapes:", "",
+        + ", ".join(f"{ratio:.2f}" for ratio in gain["gain_by_round"])
+        + " |",
+        "",
+        "Inside the batched calls, and the same matrix products alone at the same shapes:",
+        "",
         "| tokens per call (packed rows) | real tokens | matrix products, GFLOP per call | share of the time | "
         "their rate, GFLOP/s | alone, float32 | alone, bfloat16 | batched rate / float32 alone |",
         "|---|---|---|---|---|---|---|---|",
     ]
     work = report["batched_pass"]
-    lines.append(f"| {work['model_tokens_per_call']:.0f} | {work['real_tokens_per_call']:.0f} | "
-                 f"{work['linear_gflop_per_call']:.2f} | {work['linear_time_share']:.0%} | "
-                 f"{work['linear_gflops']:.0f} | {work['alone_float32_gflops']:.0f} | "
-                 f"{work['alone_bfloat16_gflops']:.0f} | {work['efficiency']:.0%} |")
+    lines.append(
+        f"| {work['model_tokens_per_call']:.0f} | {work['real_tokens_per_call']:.0f} | "
+        f"{work['linear_gflop_per_call']:.2f} | {work['linear_time_share']:.0%} | "
+        f"{work['linear_gflops']:.0f} | {work['alone_float32_gflops']:.0f} | "
+        f"{work['alone_bfloat16_gflops']:.0f} | {work['efficiency']:.0%} |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -157,24 +165,41 @@ def main() -> None:
     rows = round(model_tokens / calls)
     rates = {}
     for dtype in (torch.float32, torch.bfloat16):  # the shapes' rates, weighted by their share of the work
-        seconds = sum(2 * tokens * n_in * n_out / (product_rate(rows, (n_in, n_out), dtype) * 1e9)
-                      for (n_in, n_out), tokens in shapes.items())
+        seconds = sum(
+            2 * tokens * n_in * n_out / (product_rate(rows, (n_in, n_out), dtype) * 1e9)
+            for (n_in, n_out), tokens in shapes.items()
+        )
         rates[dtype] = flop / seconds / 1e9
     linear_gflops = flop / inside / 1e9
     report = {
-        "model": args.model, "texts": len(texts), "single_texts": len(singles), "batch": args.batch,
-        "rounds": args.rounds, "torch_threads": torch.get_num_threads(), "load_average": load_average,
+        "model": args.model,
+        "texts": len(texts),
+        "single_texts": len(singles),
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": load_average,
         "load_average_after": os.getloadavg()[0],
-        "predict": {"one_per_call": statistics.fmean(one), "batched": statistics.fmean(many),
-                    "gain": statistics.fmean(many) / statistics.fmean(one),
-                    "one_per_call_by_round": one, "batched_by_round": many,
-                    "gain_by_round": [b / a for a, b in zip(one, many)]},
-        "batched_pass": {"calls": calls, "model_tokens_per_call": model_tokens / calls,
-                         "real_tokens_per_call": real_tokens / calls, "linear_gflop_per_call": flop / calls / 1e9,
-                         "linear_shapes": {f"{n_in}x{n_out}": tokens for (n_in, n_out), tokens in shapes.items()},
-                         "linear_time_share": inside / total, "linear_gflops": linear_gflops,
-                         "alone_float32_gflops": rates[torch.float32], "alone_bfloat16_gflops": rates[torch.bfloat16],
-                         "efficiency": linear_gflops / rates[torch.float32]},
+        "predict": {
+            "one_per_call": statistics.fmean(one),
+            "batched": statistics.fmean(many),
+            "gain": statistics.fmean(many) / statistics.fmean(one),
+            "one_per_call_by_round": one,
+            "batched_by_round": many,
+            "gain_by_round": [b / a for a, b in zip(one, many)],
+        },
+        "batched_pass": {
+            "calls": calls,
+            "model_tokens_per_call": model_tokens / calls,
+            "real_tokens_per_call": real_tokens / calls,
+            "linear_gflop_per_call": flop / calls / 1e9,
+            "linear_shapes": {f"{n_in}x{n_out}": tokens for (n_in, n_out), tokens in shapes.items()},
+            "linear_time_share": inside / total,
+            "linear_gflops": linear_gflops,
+            "alone_float32_gflops": rates[torch.float32],
+            "alone_bfloat16_gflops": rates[torch.bfloat16],
+            "efficiency": linear_gflops / rates[torch.float32],
+        },
         "machine": {**machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability()},
     }
     write_results(args.output, report, markdown(report))

@@ -23,33 +23,59 @@ METHODS = {"full": [], "lora": ["--use_peft"], "head_only": ["--train_head_only"
 
 
 def command(method: str, out: Path, epochs: str, seed: int) -> list[str]:
-    return [sys.executable, str(ROOT / "run_ner.py"), "--train_file", str(DATA / "train.txt"),
-            "--validation_file", str(DATA / "valid.txt"), "--test_file", str(DATA / "test.txt"),
-            "--num_train_epochs", epochs, "--seed", str(seed), "--output_dir", str(out), "--overwrite_output_dir",
-            *METHODS[method]]
+    return [
+        sys.executable,
+        str(ROOT / "run_ner.py"),
+        "--train_file",
+        str(DATA / "train.txt"),
+        "--validation_file",
+        str(DATA / "valid.txt"),
+        "--test_file",
+        str(DATA / "test.txt"),
+        "--num_train_epochs",
+        epochs,
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(out),
+        "--overwrite_output_dir",
+        *METHODS[method],
+    ]
 
 
 def summarise(method: str, out: Path, wall: float | None) -> dict:
     results = json.loads((out / "all_results.json").read_text())
-    return {"method": method, "test_f1": results["predict_f1"], "dev_f1": results.get("eval_f1"),
-            "trainable_parameters": results.get("trainable_parameters"),
-            "total_parameters": results.get("total_parameters"), "trainable_percent": results.get("trainable_percent"),
-            "train_seconds": round(results["train_runtime"], 1), "wall_seconds": wall, "output_dir": str(out)}
+    return {
+        "method": method,
+        "test_f1": results["predict_f1"],
+        "dev_f1": results.get("eval_f1"),
+        "trainable_parameters": results.get("trainable_parameters"),
+        "total_parameters": results.get("total_parameters"),
+        "trainable_percent": results.get("trainable_percent"),
+        "train_seconds": round(results["train_runtime"], 1),
+        "wall_seconds": wall,
+        "output_dir": str(out),
+    }
 
 
 def markdown(rows: list[dict], epochs: str, seed: int) -> str:
     full = next((row for row in rows if row["method"] == "full"), None)
-    lines = [f"CoNLL-2003, embedded all-MiniLM-L6-v2, {epochs} epoch(s), batch 32, seed {seed}, 2 CPU cores.", "",
-             "| method | test F1 | % of full F1 | dev F1 | trainable params | % trainable | train time |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"CoNLL-2003, embedded all-MiniLM-L6-v2, {epochs} epoch(s), batch 32, seed {seed}, 2 CPU cores.",
+        "",
+        "| method | test F1 | % of full F1 | dev F1 | trainable params | % trainable | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         share = f"{100 * row['test_f1'] / full['test_f1']:.1f}%" if full else "n/a"
         trainable = row["trainable_parameters"]
-        lines.append(f"| {row['method']} | {row['test_f1']:.4f} | {share} | {row['dev_f1']:.4f} | "
-                     f"{trainable:,} | {row['trainable_percent']:.2f}% | {row['train_seconds'] / 60:.1f} min |"
-                     if trainable is not None else
-                     f"| {row['method']} | {row['test_f1']:.4f} | {share} | {row['dev_f1']:.4f} | n/a | n/a | "
-                     f"{row['train_seconds'] / 60:.1f} min |")
+        lines.append(
+            f"| {row['method']} | {row['test_f1']:.4f} | {share} | {row['dev_f1']:.4f} | "
+            f"{trainable:,} | {row['trainable_percent']:.2f}% | {row['train_seconds'] / 60:.1f} min |"
+            if trainable is not None
+            else f"| {row['method']} | {row['test_f1']:.4f} | {share} | {row['dev_f1']:.4f} | n/a | n/a | "
+            f"{row['train_seconds'] / 60:.1f} min |"
+        )
     return "\n".join(lines) + "\n"
 
 

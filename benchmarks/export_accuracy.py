@@ -43,12 +43,21 @@ def ner_scores(model: str, conll: str, backends: list[str]) -> dict:
         metrics, _ = entity_metrics(corpus.tags, tags)
         flat = [tag for sentence in tags for tag in sentence]
         reference = reference or flat
-        results[backend] = {"f1": metrics["f1"], "precision": metrics["precision"], "recall": metrics["recall"],
-                            "word_accuracy": metrics["accuracy"],
-                            "agreement_with_torch": sum(a == b for a, b in zip(flat, reference)) / len(flat),
-                            "sentences_per_second": len(tags) / seconds}
-    return {"model": model, "file": conll, "sentences": len(corpus.tokens),
-            "words": sum(len(tokens) for tokens in corpus.tokens), "backends": results}
+        results[backend] = {
+            "f1": metrics["f1"],
+            "precision": metrics["precision"],
+            "recall": metrics["recall"],
+            "word_accuracy": metrics["accuracy"],
+            "agreement_with_torch": sum(a == b for a, b in zip(flat, reference)) / len(flat),
+            "sentences_per_second": len(tags) / seconds,
+        }
+    return {
+        "model": model,
+        "file": conll,
+        "sentences": len(corpus.tokens),
+        "words": sum(len(tokens) for tokens in corpus.tokens),
+        "backends": results,
+    }
 
 
 def classification_scores(model: str, tsv: str, backends: list[str]) -> dict:
@@ -68,9 +77,11 @@ def classification_scores(model: str, tsv: str, backends: list[str]) -> dict:
         labels = [result["label"] for result in predictor.predict(texts)]
         seconds = time.perf_counter() - started
         reference = reference or labels
-        results[backend] = {"accuracy": sum(a == b for a, b in zip(labels, wanted)) / len(labels),
-                            "agreement_with_torch": sum(a == b for a, b in zip(labels, reference)) / len(labels),
-                            "texts_per_second": len(labels) / seconds}
+        results[backend] = {
+            "accuracy": sum(a == b for a, b in zip(labels, wanted)) / len(labels),
+            "agreement_with_torch": sum(a == b for a, b in zip(labels, reference)) / len(labels),
+            "texts_per_second": len(labels) / seconds,
+        }
     return {"model": model, "file": tsv, "texts": len(texts), "backends": results}
 
 
@@ -78,19 +89,30 @@ def markdown(report: dict) -> str:
     lines = [f"Load average {report['load_average']:.2f} before the runs; {os.cpu_count()} CPUs.", ""]
     if "ner" in report:
         ner = report["ner"]
-        lines += [f"NER: `{ner['model']}` on `{ner['file']}` ({ner['sentences']} sentences, {ner['words']} words).",
-                  "", "| backend | test F1 | precision | recall | words as PyTorch | sentences/s |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {name} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
-                  f"{r['agreement_with_torch']:.2%} | {r['sentences_per_second']:.0f} |"
-                  for name, r in ner["backends"].items()]
+        lines += [
+            f"NER: `{ner['model']}` on `{ner['file']}` ({ner['sentences']} sentences, {ner['words']} words).",
+            "",
+            "| backend | test F1 | precision | recall | words as PyTorch | sentences/s |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {r['f1']:.4f} | {r['precision']:.4f} | {r['recall']:.4f} | "
+            f"{r['agreement_with_torch']:.2%} | {r['sentences_per_second']:.0f} |"
+            for name, r in ner["backends"].items()
+        ]
         lines.append("")
     if "classification" in report:
         cls = report["classification"]
-        lines += [f"Classification: `{cls['model']}` on `{cls['file']}` ({cls['texts']} texts).", "",
-                  "| backend | test accuracy | labels as PyTorch | texts/s |", "|---|---|---|---|"]
-        lines += [f"| {name} | {r['accuracy']:.4f} | {r['agreement_with_torch']:.2%} | {r['texts_per_second']:.0f} |"
-                  for name, r in cls["backends"].items()]
+        lines += [
+            f"Classification: `{cls['model']}` on `{cls['file']}` ({cls['texts']} texts).",
+            "",
+            "| backend | test accuracy | labels as PyTorch | texts/s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {r['accuracy']:.4f} | {r['agreement_with_torch']:.2%} | {r['texts_per_second']:.0f} |"
+            for name, r in cls["backends"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -44,8 +44,19 @@ TOPIC_DESCRIPTIONS = {
     "PER": ["a sentence about people: players, politicians and other persons"],
 }
 #: Flags of every run: no checkpoints (the final model is still saved), no evaluation during training.
-COMMON = ["--report_to", "none", "--overwrite_output_dir", "--eval_strategy", "no", "--save_strategy", "no",
-          "--logging_steps", "50", "--per_device_eval_batch_size", "128"]
+COMMON = [
+    "--report_to",
+    "none",
+    "--overwrite_output_dir",
+    "--eval_strategy",
+    "no",
+    "--save_strategy",
+    "no",
+    "--logging_steps",
+    "50",
+    "--per_device_eval_batch_size",
+    "128",
+]
 #: Fine-tuning on K examples per label: batch 8 and (by default) 10 epochs, so even 16 examples get 20 steps.
 FINETUNE = ["--few_shot_method", "finetune", "--per_device_train_batch_size", "8"]
 #: What --methods can choose: zero-shot, the two few-shot methods at each K, full fine-tuning.
@@ -77,8 +88,10 @@ def build_conll_topic(directory: Path, test_size: int) -> dict[str, str]:
         if split == "test" and len(rows) > test_size:
             rows = random.Random(0).sample(rows, test_size)
         path = directory / f"{split}.tsv"
-        path.write_text("label\ttext\n" + "".join(f"{label}\t{text.replace(chr(9), ' ')}\n" for label, text in rows),
-                        encoding="utf-8")
+        path.write_text(
+            "label\ttext\n" + "".join(f"{label}\t{text.replace(chr(9), ' ')}\n" for label, text in rows),
+            encoding="utf-8",
+        )
         files[split] = str(path)
     descriptions = directory / "labels.json"
     descriptions.write_text(json.dumps(TOPIC_DESCRIPTIONS, indent=2), encoding="utf-8")
@@ -89,14 +102,25 @@ def build_conll_topic(directory: Path, test_size: int) -> dict[str, str]:
 def datasets_for(names: list[str], work_dir: Path, test_size: int) -> dict[str, dict[str, Any]]:
     result = {}
     if "sst2" in names:
-        result["sst2"] = {"data": ["--train_file", str(DATA / "sst2" / "train.tsv"), "--validation_file",
-                                   str(DATA / "sst2" / "dev.tsv")],
-                          "metric": "eval_accuracy", "split": "dev",
-                          "descriptions": str(ROOT / "configs" / "classification" / "labels" / "sst2.yaml")}
+        result["sst2"] = {
+            "data": [
+                "--train_file",
+                str(DATA / "sst2" / "train.tsv"),
+                "--validation_file",
+                str(DATA / "sst2" / "dev.tsv"),
+            ],
+            "metric": "eval_accuracy",
+            "split": "dev",
+            "descriptions": str(ROOT / "configs" / "classification" / "labels" / "sst2.yaml"),
+        }
     if "conll_topic" in names:
         files = build_conll_topic(work_dir / "conll_topic" / "data", test_size)
-        result["conll_topic"] = {"data": ["--train_file", files["train"], "--test_file", files["test"]],
-                                 "metric": "predict_accuracy", "split": "test", "descriptions": files["descriptions"]}
+        result["conll_topic"] = {
+            "data": ["--train_file", files["train"], "--test_file", files["test"]],
+            "metric": "predict_accuracy",
+            "split": "test",
+            "descriptions": files["descriptions"],
+        }
     return result
 
 
@@ -154,11 +178,13 @@ def pooler_head_accuracy(run_dir: Path, dev_file: str, seed: int) -> dict[str, f
         size = (len(texts), model.config.hidden_size)
         mean, pooled = np.zeros(size, np.float32), np.zeros(size, np.float32)
         for batch in length_batches([len(text) for text in texts], 64):
-            inputs = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=128,
-                               return_tensors="pt")
+            inputs = tokenizer(
+                [texts[i] for i in batch], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            )
             output = model.encoder(**inputs)
-            mean[batch] = torch.nn.functional.normalize(mean_pool(output.last_hidden_state,
-                                                                  inputs["attention_mask"]), dim=-1).numpy()
+            mean[batch] = torch.nn.functional.normalize(
+                mean_pool(output.last_hidden_state, inputs["attention_mask"]), dim=-1
+            ).numpy()
             pooled[batch] = output.pooler_output.numpy()
         return mean, pooled
 
@@ -185,35 +211,52 @@ def summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def markdown(records: list[dict[str, Any]], pooler: list[dict[str, Any]], settings: dict[str, Any],
-             skipped: list[str]) -> str:
-    lines = ["# Few-shot learning curve", "",
-             f"Embedded all-MiniLM-L6-v2, {settings['machine']}; written by `benchmarks/few_shot_curve.py` "
-             f"({settings['date']}). Accuracy mean ± sample std over seeds {settings['seeds']}; wall time mean per "
-             "run (whole run: loading, sampling, contrastive phase, training, evaluation).", "",
-             f"Contrastive: {settings['iterations']} pair rounds, at most {settings['max_pairs']} pairs, batch 16, lr "
-             "2e-5, 1 epoch, then a logistic-regression head (the train stage then trains only the head, 3 epochs). "
-             "Fine-tune on K: the ordinary recipe, batch 8, "
-             f"{settings['finetune_epochs']:g} epochs, lr 5e-5. Zero-shot: label descriptions "
-             "(configs/classification/labels/sst2.yaml; CoNLL topics: in the script).", ""]
+def markdown(
+    records: list[dict[str, Any]], pooler: list[dict[str, Any]], settings: dict[str, Any], skipped: list[str]
+) -> str:
+    lines = [
+        "# Few-shot learning curve",
+        "",
+        f"Embedded all-MiniLM-L6-v2, {settings['machine']}; written by `benchmarks/few_shot_curve.py` "
+        f"({settings['date']}). Accuracy mean ± sample std over seeds {settings['seeds']}; wall time mean per "
+        "run (whole run: loading, sampling, contrastive phase, training, evaluation).",
+        "",
+        f"Contrastive: {settings['iterations']} pair rounds, at most {settings['max_pairs']} pairs, batch 16, lr "
+        "2e-5, 1 epoch, then a logistic-regression head (the train stage then trains only the head, 3 epochs). "
+        "Fine-tune on K: the ordinary recipe, batch 8, "
+        f"{settings['finetune_epochs']:g} epochs, lr 5e-5. Zero-shot: label descriptions "
+        "(configs/classification/labels/sst2.yaml; CoNLL topics: in the script).",
+        "",
+    ]
     for dataset in dict.fromkeys(r["dataset"] for r in records):
         rows = [r for r in records if r["dataset"] == dataset]
         split = rows[0]["split"]
-        lines += [f"## {dataset} ({split} accuracy)", "", "| method | K per label | accuracy | runs | wall s / run |",
-                  "|---|---|---|---|---|"]
-        for (method, k) in sorted(dict.fromkeys((r["method"], r["k"]) for r in rows), key=row_order):
+        lines += [
+            f"## {dataset} ({split} accuracy)",
+            "",
+            "| method | K per label | accuracy | runs | wall s / run |",
+            "|---|---|---|---|---|",
+        ]
+        for method, k in sorted(dict.fromkeys((r["method"], r["k"]) for r in rows), key=row_order):
             group = [r for r in rows if r["method"] == method and r["k"] == k]
             walls = [r["wall_s"] for r in group if r.get("wall_s") is not None]
             wall = f"{statistics.mean(walls):.0f}" if walls else "?"
             note = " (lead's run, read from its outputs)" if group[0].get("source") else ""
-            lines.append(f"| {method}{note} | {k} | {summary([r['accuracy'] for r in group])} | {len(group)} | "
-                         f"{wall} |")
+            lines.append(
+                f"| {method}{note} | {k} | {summary([r['accuracy'] for r in group])} | {len(group)} | {wall} |"
+            )
         lines.append("")
     if pooler:
-        lines += ["## Head on mean pooling vs the [CLS] pooler (SST-2 dev, contrastive K=16)", "",
-                  "Logistic regression on the same contrastively tuned encoder's features: mean-pooled (what the "
-                  "saved model uses) or the [CLS] pooler output (what a stock BertForSequenceClassification would "
-                  "use).", "", "| seed | mean pooling | [CLS] pooler |", "|---|---|---|"]
+        lines += [
+            "## Head on mean pooling vs the [CLS] pooler (SST-2 dev, contrastive K=16)",
+            "",
+            "Logistic regression on the same contrastively tuned encoder's features: mean-pooled (what the "
+            "saved model uses) or the [CLS] pooler output (what a stock BertForSequenceClassification would "
+            "use).",
+            "",
+            "| seed | mean pooling | [CLS] pooler |",
+            "|---|---|---|",
+        ]
         lines += [f"| {p['seed']} | {p['mean']:.3f} | {p['cls_pooler']:.3f} |" for p in pooler]
         lines.append("")
     if skipped:
@@ -226,9 +269,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", default=["sst2", "conll_topic"], choices=["sst2", "conll_topic"])
     parser.add_argument("--ks", nargs="+", type=int, default=[8, 16, 64])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS,
-                        help="Run only these (full: CoNLL topics' run, and reading the SST-2 one). A partial run "
-                        "belongs in its own --results, not over the full curve's.")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=METHODS,
+        choices=METHODS,
+        help="Run only these (full: CoNLL topics' run, and reading the SST-2 one). A partial run "
+        "belongs in its own --results, not over the full curve's.",
+    )
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--max_pairs", type=int, default=640, help="Contrastive: pair cap (SetFit at K=8, 2 labels).")
     parser.add_argument("--budget_s", type=float, default=1500.0, help="Start no new run after this many seconds.")
@@ -245,8 +293,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.render_only:
         saved = json.loads(Path(f"{args.results}.json").read_text())
         skipped = saved.get("skipped", [])
-        Path(f"{args.results}.md").write_text(markdown(saved["runs"], saved["pooler_vs_mean"], saved["settings"],
-                                                       skipped))
+        Path(f"{args.results}.md").write_text(
+            markdown(saved["runs"], saved["pooler_vs_mean"], saved["settings"], skipped)
+        )
         print(Path(f"{args.results}.md").read_text())
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -255,22 +304,33 @@ def main(argv: list[str] | None = None) -> None:
     records: list[dict[str, Any]] = []
     pooler: list[dict[str, Any]] = []
     skipped: list[str] = []
-    settings = {"machine": f"{platform.machine()} CPU x{os.cpu_count()}", "date": time.strftime("%Y-%m-%d"),
-                "seeds": args.seeds, "iterations": args.iterations, "max_pairs": args.max_pairs,
-                "ks": args.ks, "methods": args.methods, "finetune_epochs": args.finetune_epochs,
-                "budget_s": args.budget_s,
-                "command": " ".join(["python", "benchmarks/few_shot_curve.py", *(argv or sys.argv[1:])])}
+    settings = {
+        "machine": f"{platform.machine()} CPU x{os.cpu_count()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "seeds": args.seeds,
+        "iterations": args.iterations,
+        "max_pairs": args.max_pairs,
+        "ks": args.ks,
+        "methods": args.methods,
+        "finetune_epochs": args.finetune_epochs,
+        "budget_s": args.budget_s,
+        "command": " ".join(["python", "benchmarks/few_shot_curve.py", *(argv or sys.argv[1:])]),
+    }
 
     def save() -> None:  # after every run, so a killed benchmark still leaves its numbers
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{args.results}.json").write_text(json.dumps({"settings": settings, "runs": records,
-                                                            "pooler_vs_mean": pooler, "skipped": skipped}, indent=2))
+        Path(f"{args.results}.json").write_text(
+            json.dumps({"settings": settings, "runs": records, "pooler_vs_mean": pooler, "skipped": skipped}, indent=2)
+        )
         Path(f"{args.results}.md").write_text(markdown(records, pooler, settings, skipped))
 
     def add(dataset: str, method: str, k: Any, seed: Any, argv: list[str], keep: bool = False) -> dict[str, Any]:
         spec = data[dataset]
-        cap = ["--max_eval_samples", str(args.max_eval_samples), "--max_predict_samples",
-               str(args.max_eval_samples)] if args.max_eval_samples else []
+        cap = (
+            ["--max_eval_samples", str(args.max_eval_samples), "--max_predict_samples", str(args.max_eval_samples)]
+            if args.max_eval_samples
+            else []
+        )
         out = work / dataset / f"{method.replace(' ', '_')}_k{k}_s{seed}"
         record = run_one(out, [*spec["data"], *argv, *cap], spec["metric"], keep)
         record.update(dataset=dataset, split=spec["split"], method=method, k=k, seed=seed)
@@ -297,10 +357,19 @@ def main(argv: list[str] | None = None) -> None:
         elif method == "full fine-tuning":
             add(dataset, method, k, seed, ["--num_train_epochs", str(args.full_epochs), "--seed", str(seed)])
         else:
-            extra = [*FINETUNE, "--num_train_epochs", str(args.finetune_epochs)] if method == "finetune" else [
-                "--few_shot_iterations", str(args.iterations), "--few_shot_max_pairs", str(args.max_pairs)]
-            add(dataset, method, k, seed, ["--few_shot_k", str(k), "--few_shot_seed", str(seed), "--seed", str(seed),
-                                           *extra], keep=k == 16)
+            extra = (
+                [*FINETUNE, "--num_train_epochs", str(args.finetune_epochs)]
+                if method == "finetune"
+                else ["--few_shot_iterations", str(args.iterations), "--few_shot_max_pairs", str(args.max_pairs)]
+            )
+            add(
+                dataset,
+                method,
+                k,
+                seed,
+                ["--few_shot_k", str(k), "--few_shot_seed", str(seed), "--seed", str(seed), *extra],
+                keep=k == 16,
+            )
             if dataset == "sst2" and k == 16 and method == "contrastive":
                 run_dir = work / dataset / f"contrastive_k16_s{seed}"
                 pooler.append({"seed": seed, **pooler_head_accuracy(run_dir, spec["data"][3], seed)})
@@ -308,8 +377,16 @@ def main(argv: list[str] | None = None) -> None:
     if "sst2" in data and "full" in args.methods:
         full = sst2_full_run(Path(args.sst2_full_dir))
         if full is not None:
-            records.append({**full, "dataset": "sst2", "split": "dev", "method": "full fine-tuning",
-                            "k": "all (67k)", "seed": "-"})
+            records.append(
+                {
+                    **full,
+                    "dataset": "sst2",
+                    "split": "dev",
+                    "method": "full fine-tuning",
+                    "k": "all (67k)",
+                    "seed": "-",
+                }
+            )
         else:
             logger.warning("No SST-2 full fine-tuning results in %s: the table lacks that row.", args.sst2_full_dir)
     save()

@@ -40,8 +40,13 @@ def bert_base_sized(directory: Path) -> str:
     from utils.core.modeling import embedded_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=768, num_hidden_layers=12,
-                        num_attention_heads=12, intermediate_size=3072)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+    )
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
@@ -58,15 +63,49 @@ def plan(models: dict[str, str], steps: int, work: Path) -> list[dict]:
                 name = f"{model_name}-{topology}-{mode}"
                 out = work / name
                 extra = ["--num_processes", "1"] if topology == "fsdp_one_gpu" else []
-                command = ["accelerate", "launch", "--config_file", str(ROOT / "configs" / "accelerate" / config),
-                           *extra, str(ROOT / "run_ner.py"), "--model", model, "--train_file",
-                           str(SAMPLE / "train.conll"), "--validation_file", str(SAMPLE / "validation.conll"),
-                           "--test_file", str(SAMPLE / "test.conll"), "--output_dir", str(out),
-                           "--overwrite_output_dir", "--bf16", "--max_steps", str(steps),
-                           "--per_device_train_batch_size", "32", "--save_strategy", "no", "--eval_strategy", "no",
-                           "--report_to", "none", "--eval_before_training", "false", *flags]
-                runs.append({"name": name, "model": model_name, "topology": topology, "mode": mode,
-                             "command": command, "output_dir": str(out)})
+                command = [
+                    "accelerate",
+                    "launch",
+                    "--config_file",
+                    str(ROOT / "configs" / "accelerate" / config),
+                    *extra,
+                    str(ROOT / "run_ner.py"),
+                    "--model",
+                    model,
+                    "--train_file",
+                    str(SAMPLE / "train.conll"),
+                    "--validation_file",
+                    str(SAMPLE / "validation.conll"),
+                    "--test_file",
+                    str(SAMPLE / "test.conll"),
+                    "--output_dir",
+                    str(out),
+                    "--overwrite_output_dir",
+                    "--bf16",
+                    "--max_steps",
+                    str(steps),
+                    "--per_device_train_batch_size",
+                    "32",
+                    "--save_strategy",
+                    "no",
+                    "--eval_strategy",
+                    "no",
+                    "--report_to",
+                    "none",
+                    "--eval_before_training",
+                    "false",
+                    *flags,
+                ]
+                runs.append(
+                    {
+                        "name": name,
+                        "model": model_name,
+                        "topology": topology,
+                        "mode": mode,
+                        "command": command,
+                        "output_dir": str(out),
+                    }
+                )
     return runs
 
 
@@ -79,8 +118,14 @@ def gpu_peak() -> tuple[str, float | None]:
 
 def measure(run: dict, peak: float | None, timeout: float) -> dict:
     started = time.monotonic()
-    proc = subprocess.run(run["command"], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    proc = subprocess.run(
+        run["command"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
     record = {key: run[key] for key in ("name", "model", "topology", "mode")}
     record.update(returncode=proc.returncode, wall_seconds=round(time.monotonic() - started, 1))
     if proc.returncode != 0:
@@ -91,9 +136,13 @@ def measure(run: dict, peak: float | None, timeout: float) -> dict:
     seconds = results["train_runtime"]
     padding = results.get("train_padding_fraction", 0.0)
     tokens = state.get("num_input_tokens_seen") or 0
-    record.update(train_runtime=seconds, train_samples_per_second=results["train_samples_per_second"],
-                  train_padding_fraction=padding, predict_f1=results.get("predict_f1"),
-                  trainable_parameters=results.get("trainable_parameters"))
+    record.update(
+        train_runtime=seconds,
+        train_samples_per_second=results["train_samples_per_second"],
+        train_padding_fraction=padding,
+        predict_f1=results.get("predict_f1"),
+        trainable_parameters=results.get("trainable_parameters"),
+    )
     flops = state.get("total_flos") or results.get("total_flos")
     if flops:
         record["model_flops_per_second"] = flops / seconds
@@ -129,8 +178,13 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             records.append(measure(run, peak, timeout=left))
             print(json.dumps(records[-1]), flush=True)
-    report = {"gpu": name, "bf16_peak_flops": peak, "steps": args.steps, "runs": records,
-              "verified": sorted({r["topology"] for r in records if r.get("returncode") == 0})}
+    report = {
+        "gpu": name,
+        "bf16_peak_flops": peak,
+        "steps": args.steps,
+        "runs": records,
+        "verified": sorted({r["topology"] for r in records if r.get("returncode") == 0}),
+    }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     return report

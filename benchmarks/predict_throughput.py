@@ -46,14 +46,23 @@ def peak_rss_mib() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def run_predictor(model: str, texts: list[str], device: str, batch_size: int, imported, backend: str = "torch",
-                  threads: int | None = None, row_parallel: bool = False) -> tuple[list[list], float, float]:
+def run_predictor(
+    model: str,
+    texts: list[str],
+    device: str,
+    batch_size: int,
+    imported,
+    backend: str = "torch",
+    threads: int | None = None,
+    row_parallel: bool = False,
+) -> tuple[list[list], float, float]:
     from utils.serving.predictor import Predictor
 
     imported()
     start = time.perf_counter()
-    predictor = Predictor.from_pretrained(model, device=device, batch_size=batch_size, backend=backend,
-                                          threads=threads, row_parallel=row_parallel)
+    predictor = Predictor.from_pretrained(
+        model, device=device, batch_size=batch_size, backend=backend, threads=threads, row_parallel=row_parallel
+    )
     loaded = time.perf_counter() - start
     predictor.predict(texts[:WARMUP])
     start = time.perf_counter()
@@ -62,8 +71,9 @@ def run_predictor(model: str, texts: list[str], device: str, batch_size: int, im
     return [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in results], loaded, seconds
 
 
-def run_pipeline(model: str, texts: list[str], device: str, batch_size: int | None, strategy: str, imported
-                 ) -> tuple[list[list], float, float]:
+def run_pipeline(
+    model: str, texts: list[str], device: str, batch_size: int | None, strategy: str, imported
+) -> tuple[list[list], float, float]:
     import torch
     from transformers import pipeline
 
@@ -95,24 +105,54 @@ def worker(args: argparse.Namespace) -> None:
         memory["imported"] = peak_rss_mib()
 
     if args.worker in BACKENDS:
-        entities, loaded, seconds = run_predictor(args.model, texts, args.device, args.batch_size, imported,
-                                                  BACKENDS[args.worker], args.threads,
-                                                  row_parallel=args.worker.endswith("-rows"))
+        entities, loaded, seconds = run_predictor(
+            args.model,
+            texts,
+            args.device,
+            args.batch_size,
+            imported,
+            BACKENDS[args.worker],
+            args.threads,
+            row_parallel=args.worker.endswith("-rows"),
+        )
     else:
-        entities, loaded, seconds = run_pipeline(args.model, texts, args.device, args.pipeline_batch_size,
-                                                 args.pipeline_strategy, imported)
+        entities, loaded, seconds = run_pipeline(
+            args.model, texts, args.device, args.pipeline_batch_size, args.pipeline_strategy, imported
+        )
     peak = peak_rss_mib()
-    record = {"system": args.worker, "sentences": len(texts), "seconds": seconds, "load_seconds": loaded,
-              "sentences_per_second": len(texts) / seconds, "peak_rss_mib": peak,
-              "import_mib": memory["imported"] - memory["start"], "rss_growth_mib": peak - memory["imported"],
-              "torch_threads": torch.get_num_threads(), "entities": entities}
+    record = {
+        "system": args.worker,
+        "sentences": len(texts),
+        "seconds": seconds,
+        "load_seconds": loaded,
+        "sentences_per_second": len(texts) / seconds,
+        "peak_rss_mib": peak,
+        "import_mib": memory["imported"] - memory["start"],
+        "rss_growth_mib": peak - memory["imported"],
+        "torch_threads": torch.get_num_threads(),
+        "entities": entities,
+    }
     Path(args.result).write_text(json.dumps(record), encoding="utf-8")
 
 
 def run_worker(system: str, args: argparse.Namespace, texts_path: str, workdir: str) -> dict:
     result = os.path.join(workdir, f"{system}.json")
-    command = [sys.executable, __file__, "--worker", system, "--model", args.model, "--texts", texts_path,
-               "--result", result, "--device", args.device, "--batch_size", str(args.batch_size)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        system,
+        "--model",
+        args.model,
+        "--texts",
+        texts_path,
+        "--result",
+        result,
+        "--device",
+        args.device,
+        "--batch_size",
+        str(args.batch_size),
+    ]
     command += ["--pipeline_strategy", args.pipeline_strategy]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -153,8 +193,9 @@ def compare(texts: list[str], ours: list[list], theirs: list[list], tokenizer) -
         "entity_agreement_comparable": sum(subset) / len(subset) if subset else None,
         "entities_predictor": sum(len(a) for a in ours),
         "entities_pipeline": sum(len(b) for b in theirs),
-        "first_disagreements": [{"text": t, "predictor": a, "pipeline": b}
-                                for t, a, b, e in zip(texts, ours, theirs, equal) if not e][:5],
+        "first_disagreements": [
+            {"text": t, "predictor": a, "pipeline": b} for t, a, b, e in zip(texts, ours, theirs, equal) if not e
+        ][:5],
     }
 
 
@@ -183,9 +224,11 @@ def markdown(report: dict) -> str:
     base = runs.get("predictor", {}).get("sentences_per_second")
     for system, run in runs.items():
         ratio = f"{run['sentences_per_second'] / base:.2f}x" if base else "-"
-        lines.append(f"| {system_name(system, report)} | {run['sentences_per_second']:.1f} | {ratio} | "
-                     f"{run['seconds']:.2f} | {run['load_seconds']:.2f} | {run['import_mib']:.0f} | "
-                     f"{run['rss_growth_mib']:.0f} | {run['peak_rss_mib']:.0f} | {run['entity_count']} |")
+        lines.append(
+            f"| {system_name(system, report)} | {run['sentences_per_second']:.1f} | {ratio} | "
+            f"{run['seconds']:.2f} | {run['load_seconds']:.2f} | {run['import_mib']:.0f} | "
+            f"{run['rss_growth_mib']:.0f} | {run['peak_rss_mib']:.0f} | {run['entity_count']} |"
+        )
     agreement = report.get("agreement")
     if agreement:
         comparable = agreement["entity_agreement_comparable"]
@@ -198,8 +241,11 @@ def markdown(report: dict) -> str:
             + (f"{comparable:.1%} of those agree." if comparable is not None else "none are comparable."),
         ]
     for system, same in report.get("backend_agreement", {}).items():
-        lines += ["", f"{system_name(system, report)}: the same entities as the PyTorch Predictor in {same:.2%} of "
-                  "the sentences."]
+        lines += [
+            "",
+            f"{system_name(system, report)}: the same entities as the PyTorch Predictor in {same:.2%} of "
+            "the sentences.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -209,16 +255,31 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--conll", default=str(ROOT.parent / "shared" / "data" / "conll2003" / "test.txt"))
     parser.add_argument("--sentences", type=int, default=3000, help="The first N sentences of the file.")
     parser.add_argument("--batch_size", type=int, default=32, help="Predictor batch size.")
-    parser.add_argument("--pipeline_batch_size", type=int, default=None,
-                        help="Pipeline batch size (default: the pipeline's own, one text at a time).")
-    parser.add_argument("--pipeline_strategy", default="simple", choices=["simple", "first", "average", "max"],
-                        help="The pipeline's aggregation_strategy; 'first' is word-level, like Predictor.")
+    parser.add_argument(
+        "--pipeline_batch_size",
+        type=int,
+        default=None,
+        help="Pipeline batch size (default: the pipeline's own, one text at a time).",
+    )
+    parser.add_argument(
+        "--pipeline_strategy",
+        default="simple",
+        choices=["simple", "first", "average", "max"],
+        help="The pipeline's aggregation_strategy; 'first' is word-level, like Predictor.",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto, for every system.")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="Intra-op threads of torch and ONNX Runtime in every system (default: theirs).")
-    parser.add_argument("--systems", default="predictor,pipeline",
-                        help=f"Comma-separated, run in this order, each in a fresh process: {', '.join(SYSTEMS)}. "
-                        "predictor is the PyTorch backend; onnx-* need `export.py --model DIR [--quantize int8]`.")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Intra-op threads of torch and ONNX Runtime in every system (default: theirs).",
+    )
+    parser.add_argument(
+        "--systems",
+        default="predictor,pipeline",
+        help=f"Comma-separated, run in this order, each in a fresh process: {', '.join(SYSTEMS)}. "
+        "predictor is the PyTorch backend; onnx-* need `export.py --model DIR [--quantize int8]`.",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "predict_throughput.json")
     parser.add_argument("--markdown", type=Path, default=None, help="Markdown table (default: --output as .md).")
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
@@ -257,21 +318,36 @@ def main() -> None:
     entities = {run["system"]: run.pop("entities") for run in runs}
     for run in runs:
         run["entity_count"] = sum(len(sentence) for sentence in entities[run["system"]])
-    report = {"model": args.model, "conll": args.conll, "sentences": len(texts), "device": args.device,
-              "batch_size": args.batch_size, "pipeline_batch_size": args.pipeline_batch_size,
-              "pipeline_strategy": args.pipeline_strategy, "load_average": load_average, "runs": runs,
-              "threads": args.threads,
-              "machine": machine()}
+    report = {
+        "model": args.model,
+        "conll": args.conll,
+        "sentences": len(texts),
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "pipeline_batch_size": args.pipeline_batch_size,
+        "pipeline_strategy": args.pipeline_strategy,
+        "load_average": load_average,
+        "runs": runs,
+        "threads": args.threads,
+        "machine": machine(),
+    }
     if "predictor" in entities and "pipeline" in entities:
-        report["agreement"] = compare(texts, entities["predictor"], entities["pipeline"],
-                                      AutoTokenizer.from_pretrained(args.model))
-        report["speedup"] = (runs[systems.index("predictor")]["sentences_per_second"]
-                             / runs[systems.index("pipeline")]["sentences_per_second"])
+        report["agreement"] = compare(
+            texts, entities["predictor"], entities["pipeline"], AutoTokenizer.from_pretrained(args.model)
+        )
+        report["speedup"] = (
+            runs[systems.index("predictor")]["sentences_per_second"]
+            / runs[systems.index("pipeline")]["sentences_per_second"]
+        )
     if "predictor" in entities:
         report["backend_agreement"] = {
-            system: sum({tuple(e) for e in a} == {tuple(e) for e in b}
-                        for a, b in zip(entities[system], entities["predictor"])) / len(texts)
-            for system in systems if system.startswith("onnx-")}
+            system: sum(
+                {tuple(e) for e in a} == {tuple(e) for e in b} for a, b in zip(entities[system], entities["predictor"])
+            )
+            / len(texts)
+            for system in systems
+            if system.startswith("onnx-")
+        }
     write_json(args.output, report)
     table = markdown(report)
     markdown_path = args.markdown or args.output.with_suffix(".md")

@@ -32,9 +32,15 @@ def machine() -> dict:
     import torch
 
     name, features = cpu_model()
-    return {"cpu_count": os.cpu_count(), "cpu": name, "cpu_features": features,
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
-            "processor": platform.processor()}
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu": name,
+        "cpu_features": features,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+    }
 
 
 def write_results(output: Path, report: dict[str, Any], table: str) -> None:

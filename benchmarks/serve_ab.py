@@ -36,8 +36,21 @@ from benchmarks.reporting import machine, write_results
 def start(label: str, flags: str, args: argparse.Namespace, workdir: str) -> tuple[subprocess.Popen, int, Path]:
     port = free_port()
     log = Path(workdir) / f"serve-{len(os.listdir(workdir))}.log"
-    command = [sys.executable, str(ROOT / "serve.py"), "--model", args.model, "--host", HOST, "--port", str(port),
-               "--device", "cpu", "--log_level", "warning", *shlex.split(flags)]
+    command = [
+        sys.executable,
+        str(ROOT / "serve.py"),
+        "--model",
+        args.model,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--log_level",
+        "warning",
+        *shlex.split(flags),
+    ]
     with open(log, "wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT)
     return process, port, log
@@ -49,26 +62,41 @@ def rate(port: int, texts: list[str], clients: int, args: argparse.Namespace) ->
 
 
 def markdown(report: dict) -> str:
-    lines = [f"`{report['model']}`, {report['requests']} requests from {report['clients']} concurrent clients and "
-             f"{report['sequential_requests']} one at a time per round, {report['rounds']} rounds alternating between "
-             f"the servers; load average {report['load_average']:.2f} before.", "",
-             "| setting | serve.py flags | req/s concurrent, median (rounds) | req/s one at a time, median (rounds) | "
-             "x one at a time | errors |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"`{report['model']}`, {report['requests']} requests from {report['clients']} concurrent clients and "
+        f"{report['sequential_requests']} one at a time per round, {report['rounds']} rounds alternating between "
+        f"the servers; load average {report['load_average']:.2f} before.",
+        "",
+        "| setting | serve.py flags | req/s concurrent, median (rounds) | req/s one at a time, median (rounds) | "
+        "x one at a time | errors |",
+        "|---|---|---|---|---|---|",
+    ]
     for run in report["settings"]:
         one = run["sequential_median"]
         lines.append(
             f"| {run['label']} | `{run['flags']}` | {run['concurrent_median']:.1f} "
             f"({', '.join(f'{value:.0f}' for value in run['concurrent'])}) | "
-            + (f"{one:.1f} ({', '.join(f'{value:.0f}' for value in run['sequential'])}) | "
-               f"{run['concurrent_median'] / one:.2f}x" if one else "- | -") + f" | {run['errors']} |")
+            + (
+                f"{one:.1f} ({', '.join(f'{value:.0f}' for value in run['sequential'])}) | "
+                f"{run['concurrent_median'] / one:.2f}x"
+                if one
+                else "- | -"
+            )
+            + f" | {run['errors']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="A fine-tuned NER run directory.")
-    parser.add_argument("--config", action="append", required=True, metavar="LABEL=FLAGS",
-                        help="A setting: its label and serve.py flags (repeat, at least twice).")
+    parser.add_argument(
+        "--config",
+        action="append",
+        required=True,
+        metavar="LABEL=FLAGS",
+        help="A setting: its label and serve.py flags (repeat, at least twice).",
+    )
     parser.add_argument("--conll", default=str(ROOT.parent / "shared" / "data" / "conll2003" / "test.txt"))
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--requests", type=int, default=2000)
@@ -87,8 +115,9 @@ def main() -> None:
 
     texts = [" ".join(tokens) for tokens in read_conll(args.conll).tokens if tokens][: args.requests]
     load_average = os.getloadavg()[0]
-    runs = [{"label": label, "flags": flags, "concurrent": [], "sequential": [], "errors": 0}
-            for label, flags in settings]
+    runs = [
+        {"label": label, "flags": flags, "concurrent": [], "sequential": [], "errors": 0} for label, flags in settings
+    ]
     with tempfile.TemporaryDirectory() as workdir:
         servers = [start(label, flags, args, workdir) for label, flags in settings]
         try:
@@ -117,9 +146,17 @@ def main() -> None:
     for run in runs:
         run["concurrent_median"] = statistics.median(run["concurrent"])
         run["sequential_median"] = statistics.median(run["sequential"]) if run["sequential"] else None
-    report = {"model": args.model, "requests": len(texts), "clients": args.clients,
-              "sequential_requests": args.sequential_requests, "rounds": args.rounds, "load_average": load_average,
-              "load_average_after": os.getloadavg()[0], "settings": runs, "machine": machine()}
+    report = {
+        "model": args.model,
+        "requests": len(texts),
+        "clients": args.clients,
+        "sequential_requests": args.sequential_requests,
+        "rounds": args.rounds,
+        "load_average": load_average,
+        "load_average_after": os.getloadavg()[0],
+        "settings": runs,
+        "machine": machine(),
+    }
     write_results(args.output, report, markdown(report))
 
 

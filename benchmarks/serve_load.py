@@ -57,8 +57,10 @@ class Connection:
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
         self.writer.write(head + body)
         await self.writer.drain()
         status_line = await self.reader.readline()
@@ -118,8 +120,13 @@ async def load(port: int, texts: list[str], clients: int, timeout: float, deadli
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return {"clients": clients, "seconds": time.perf_counter() - started, "latencies": latencies, "errors": errors,
-            "results": results}
+    return {
+        "clients": clients,
+        "seconds": time.perf_counter() - started,
+        "latencies": latencies,
+        "errors": errors,
+        "results": results,
+    }
 
 
 def phase_summary(phases: list[dict]) -> dict:
@@ -128,14 +135,24 @@ def phase_summary(phases: list[dict]) -> dict:
     latencies = [latency for phase in phases for latency in phase["latencies"]]
     errors = [error for phase in phases for error in phase["errors"]]
     seconds = sum(phase["seconds"] for phase in phases)
-    return {"clients": phases[0]["clients"], "rounds": len(phases),
-            "requests": len(latencies) + sum(not e.startswith("HTTP") for e in errors), "answered": len(latencies),
-            "errors": len(errors), "first_errors": errors[:5], "seconds": seconds,
-            "requests_per_second": len(latencies) / seconds if seconds else 0.0,
-            "requests_per_second_by_round": [len(phase["latencies"]) / phase["seconds"] for phase in phases],
-            "latency_ms": {"mean": 1000 * sum(latencies) / len(latencies) if latencies else None,
-                           "p50": 1000 * percentile(latencies, 50), "p95": 1000 * percentile(latencies, 95),
-                           "p99": 1000 * percentile(latencies, 99), "max": 1000 * max(latencies, default=0.0)}}
+    return {
+        "clients": phases[0]["clients"],
+        "rounds": len(phases),
+        "requests": len(latencies) + sum(not e.startswith("HTTP") for e in errors),
+        "answered": len(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "seconds": seconds,
+        "requests_per_second": len(latencies) / seconds if seconds else 0.0,
+        "requests_per_second_by_round": [len(phase["latencies"]) / phase["seconds"] for phase in phases],
+        "latency_ms": {
+            "mean": 1000 * sum(latencies) / len(latencies) if latencies else None,
+            "p50": 1000 * percentile(latencies, 50),
+            "p95": 1000 * percentile(latencies, 95),
+            "p99": 1000 * percentile(latencies, 99),
+            "max": 1000 * max(latencies, default=0.0),
+        },
+    }
 
 
 async def health(port: int) -> dict:
@@ -173,8 +190,21 @@ def backend_flags(backend: str) -> list[str]:
 def predict_py(args: argparse.Namespace, backend: str, texts_file: Path, workdir: str) -> list[dict]:
     """predict.py's lines for the same texts with the same backend (the reference the answers must equal)."""
     out = Path(workdir) / f"predict-{backend}.jsonl"
-    command = [sys.executable, str(ROOT / "predict.py"), "--model", args.model, *backend_flags(backend), "--input",
-               str(texts_file), "--output", str(out), "--input_format", "text", "--device", "cpu"]
+    command = [
+        sys.executable,
+        str(ROOT / "predict.py"),
+        "--model",
+        args.model,
+        *backend_flags(backend),
+        "--input",
+        str(texts_file),
+        "--output",
+        str(out),
+        "--input_format",
+        "text",
+        "--device",
+        "cpu",
+    ]
     completed = subprocess.run(command, env=ENV, capture_output=True, text=True, cwd=ROOT)
     if completed.returncode != 0:
         sys.exit(f"error: predict.py failed for {backend}:\n{completed.stderr[-3000:]}")
@@ -215,8 +245,13 @@ def model_alone(args: argparse.Namespace, backend: str, texts: list[str]) -> dic
     from utils.serving.arguments import ServePredictorArguments
 
     batch_size = args.batch_size or ServePredictorArguments.__dataclass_fields__["batch_size"].default
-    predictor = ServePredictorArguments(args.model, backend=backend.removesuffix(ROWS), device="cpu",
-                                        batch_size=batch_size, row_parallel=backend.endswith(ROWS)).load()
+    predictor = ServePredictorArguments(
+        args.model,
+        backend=backend.removesuffix(ROWS),
+        device="cpu",
+        batch_size=batch_size,
+        row_parallel=backend.endswith(ROWS),
+    ).load()
     singles, many = texts[: args.sequential_requests], args.max_batch_size
 
     def one_at_a_time() -> None:
@@ -236,11 +271,15 @@ def model_alone(args: argparse.Namespace, backend: str, texts: list[str]) -> dic
         def run() -> None:
             for _ in predictor.forward(inputs):
                 pass
+
         return run
 
-    report = {"predict_one_text_per_call": per_second(one_at_a_time, len(singles)),
-              f"predict_{many}_texts_per_call": per_second(gathered, len(texts)),
-              "median_tokens": length, "forward_1_row": per_second(forward(1), 1, 200)}
+    report = {
+        "predict_one_text_per_call": per_second(one_at_a_time, len(singles)),
+        f"predict_{many}_texts_per_call": per_second(gathered, len(texts)),
+        "median_tokens": length,
+        "forward_1_row": per_second(forward(1), 1, 200),
+    }
     # one forward pass of `many` rows, whatever the predictor's batch settings
     predictor.forward.batch_size = many
     if getattr(predictor.forward, "max_tokens", None) is not None:
@@ -254,9 +293,25 @@ def model_alone(args: argparse.Namespace, backend: str, texts: list[str]) -> dic
 def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_file: Path, workdir: str) -> dict:
     port = free_port()
     log = Path(workdir) / f"serve-{backend}.log"
-    command = [sys.executable, str(ROOT / "serve.py"), "--model", args.model, *backend_flags(backend), "--host", HOST,
-               "--port", str(port), "--max_batch_size", str(args.max_batch_size), "--max_wait_ms",
-               str(args.max_wait_ms), "--device", "cpu", "--log_level", "warning"]
+    command = [
+        sys.executable,
+        str(ROOT / "serve.py"),
+        "--model",
+        args.model,
+        *backend_flags(backend),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--max_batch_size",
+        str(args.max_batch_size),
+        "--max_wait_ms",
+        str(args.max_wait_ms),
+        "--device",
+        "cpu",
+        "--log_level",
+        "warning",
+    ]
     if args.batch_size:
         command += ["--batch_size", str(args.batch_size)]
     with open(log, "wb") as sink:
@@ -288,50 +343,70 @@ def run_backend(args: argparse.Namespace, backend: str, texts: list[str], texts_
     equal = sum(equal_within(result, reference[i]) for i, result in answered)
     same = sum(spans(result) == spans(reference[i]) for i, result in answered)
     one, many = phase_summary(sequential), phase_summary(concurrent)
-    return {"backend": backend, "sequential": one, "concurrent": many,
-            "speedup_over_sequential": many["requests_per_second"] / one["requests_per_second"]
-            if one["requests_per_second"] else None,
-            "speedup_by_round": [b / a for a, b in zip(one["requests_per_second_by_round"],
-                                                       many["requests_per_second_by_round"]) if a],
-            "model_alone": alone, "server_batches": batches, "mean_batch_size": inputs / batches if batches else None,
-            "server_busy_fraction": busy / many["seconds"] if many["seconds"] else None,
-            "equal_to_predict_py": equal / len(answered) if answered else None,
-            "identical_to_predict_py": exact / len(answered) if answered else None,
-            "same_entities_as_predict_py": same / len(answered) if answered else None,
-            "exit_status_after_sigterm": exit_status}
+    return {
+        "backend": backend,
+        "sequential": one,
+        "concurrent": many,
+        "speedup_over_sequential": many["requests_per_second"] / one["requests_per_second"]
+        if one["requests_per_second"]
+        else None,
+        "speedup_by_round": [
+            b / a for a, b in zip(one["requests_per_second_by_round"], many["requests_per_second_by_round"]) if a
+        ],
+        "model_alone": alone,
+        "server_batches": batches,
+        "mean_batch_size": inputs / batches if batches else None,
+        "server_busy_fraction": busy / many["seconds"] if many["seconds"] else None,
+        "equal_to_predict_py": equal / len(answered) if answered else None,
+        "identical_to_predict_py": exact / len(answered) if answered else None,
+        "same_entities_as_predict_py": same / len(answered) if answered else None,
+        "exit_status_after_sigterm": exit_status,
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = [f"`{report['model']}`, {report['requests']} requests of one CoNLL-2003 test sentence each, "
-             f"{report['clients']} concurrent clients over loopback; server --max_batch_size "
-             f"{report['max_batch_size']} --max_wait_ms {report['max_wait_ms']} --batch_size "
-             f"{report['batch_size'] or 'default'}; one request at a time: "
-             f"{report['sequential_requests']} requests; the two phases alternate {report['rounds']} times (the "
-             "figures count every round; x per round in brackets). "
-             f"Load average {report['load_average']:.2f} before the runs "
-             f"({report['machine']['cpu_count']} CPUs).", "",
-             "| backend | req/s, 1 at a time | p50 ms | req/s, concurrent | x 1 at a time | p50 ms | p95 ms | "
-             "p99 ms | errors | mean batch | equal to predict.py (±1e-4) | byte-identical | same entities |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{report['model']}`, {report['requests']} requests of one CoNLL-2003 test sentence each, "
+        f"{report['clients']} concurrent clients over loopback; server --max_batch_size "
+        f"{report['max_batch_size']} --max_wait_ms {report['max_wait_ms']} --batch_size "
+        f"{report['batch_size'] or 'default'}; one request at a time: "
+        f"{report['sequential_requests']} requests; the two phases alternate {report['rounds']} times (the "
+        "figures count every round; x per round in brackets). "
+        f"Load average {report['load_average']:.2f} before the runs "
+        f"({report['machine']['cpu_count']} CPUs).",
+        "",
+        "| backend | req/s, 1 at a time | p50 ms | req/s, concurrent | x 1 at a time | p50 ms | p95 ms | "
+        "p99 ms | errors | mean batch | equal to predict.py (±1e-4) | byte-identical | same entities |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for run in report["runs"]:
         one, many = run["sequential"], run["concurrent"]
-        lines.append(f"| {run['backend']} | {one['requests_per_second']:.1f} | {one['latency_ms']['p50']:.1f} | "
-                     f"{many['requests_per_second']:.1f} | {run['speedup_over_sequential']:.2f}x ("
-                     f"{', '.join(f'{x:.2f}' for x in run['speedup_by_round'])}) | "
-                     f"{many['latency_ms']['p50']:.0f} | {many['latency_ms']['p95']:.0f} | "
-                     f"{many['latency_ms']['p99']:.0f} | {many['errors']} | {run['mean_batch_size']:.1f} | "
-                     f"{run['equal_to_predict_py']:.2%} | {run['identical_to_predict_py']:.2%} | "
-                     f"{run['same_entities_as_predict_py']:.2%} |")
+        lines.append(
+            f"| {run['backend']} | {one['requests_per_second']:.1f} | {one['latency_ms']['p50']:.1f} | "
+            f"{many['requests_per_second']:.1f} | {run['speedup_over_sequential']:.2f}x ("
+            f"{', '.join(f'{x:.2f}' for x in run['speedup_by_round'])}) | "
+            f"{many['latency_ms']['p50']:.0f} | {many['latency_ms']['p95']:.0f} | "
+            f"{many['latency_ms']['p99']:.0f} | {many['errors']} | {run['mean_batch_size']:.1f} | "
+            f"{run['equal_to_predict_py']:.2%} | {run['identical_to_predict_py']:.2%} | "
+            f"{run['same_entities_as_predict_py']:.2%} |"
+        )
     many = report["max_batch_size"]
-    lines += ["", "The model alone, in one process (no HTTP): texts or rows per second.", "",
-              f"| backend | predict, 1 text per call | {many} texts per call | gain | forward, 1 row | "
-              f"{many} rows in one pass | gain | median tokens |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "The model alone, in one process (no HTTP): texts or rows per second.",
+        "",
+        f"| backend | predict, 1 text per call | {many} texts per call | gain | forward, 1 row | "
+        f"{many} rows in one pass | gain | median tokens |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for run in report["runs"]:
         alone = run["model_alone"]
-        lines.append(f"| {run['backend']} | {alone['predict_one_text_per_call']:.1f} | "
-                     f"{alone[f'predict_{many}_texts_per_call']:.1f} | {alone['predict_gain']:.2f}x | "
-                     f"{alone['forward_1_row']:.1f} | {alone[f'forward_{many}_rows_in_one_batch']:.1f} | "
-                     f"{alone['forward_gain']:.2f}x | {alone['median_tokens']} |")
+        lines.append(
+            f"| {run['backend']} | {alone['predict_one_text_per_call']:.1f} | "
+            f"{alone[f'predict_{many}_texts_per_call']:.1f} | {alone['predict_gain']:.2f}x | "
+            f"{alone['forward_1_row']:.1f} | {alone[f'forward_{many}_rows_in_one_batch']:.1f} | "
+            f"{alone['forward_gain']:.2f}x | {alone['median_tokens']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -339,8 +414,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="A fine-tuned NER run directory (exported for onnx-*).")
     parser.add_argument("--conll", default=str(ROOT.parent / "shared" / "data" / "conll2003" / "test.txt"))
-    parser.add_argument("--backends", default="torch,onnx-fp32,onnx-int8",
-                        help=f"Comma-separated; a backend with {ROWS} (onnx-int8{ROWS}) runs with --row_parallel.")
+    parser.add_argument(
+        "--backends",
+        default="torch,onnx-fp32,onnx-int8",
+        help=f"Comma-separated; a backend with {ROWS} (onnx-int8{ROWS}) runs with --row_parallel.",
+    )
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--requests", type=int, default=2000, help="Concurrent phase: requests in total.")
     parser.add_argument("--sequential_requests", type=int, default=300, help="One-at-a-time phase.")
@@ -366,12 +444,21 @@ def main() -> None:
         for backend in [name.strip() for name in args.backends.split(",") if name.strip()]:
             print(f"{backend} ...", flush=True)
             runs.append(run_backend(args, backend, texts, texts_file, workdir))
-    report = {"model": args.model, "conll": args.conll, "requests": len(texts), "clients": args.clients,
-              "sequential_requests": args.sequential_requests, "rounds": args.rounds,
-              "max_batch_size": args.max_batch_size,
-              "max_wait_ms": args.max_wait_ms, "batch_size": args.batch_size, "load_average": load_average,
-              "load_average_after": os.getloadavg()[0], "runs": runs,
-              "machine": machine()}
+    report = {
+        "model": args.model,
+        "conll": args.conll,
+        "requests": len(texts),
+        "clients": args.clients,
+        "sequential_requests": args.sequential_requests,
+        "rounds": args.rounds,
+        "max_batch_size": args.max_batch_size,
+        "max_wait_ms": args.max_wait_ms,
+        "batch_size": args.batch_size,
+        "load_average": load_average,
+        "load_average_after": os.getloadavg()[0],
+        "runs": runs,
+        "machine": machine(),
+    }
     write_results(args.output, report, markdown(report))
 
 

@@ -32,27 +32,63 @@ from benchmarks.reporting import machine  # noqa: E402
 
 #: What each task trains and scores on; the SST-2 train file is 67k rows, so it runs a fixed number of steps.
 TASKS = {
-    "ner": {"script": "run_ner.py", "metric": "f1", "train": DATA / "conll2003" / "train.txt",
-            "test": DATA / "conll2003" / "test.txt", "length": ["--num_train_epochs", "1"]},
-    "sst2": {"script": "run_classification.py", "metric": "accuracy", "train": DATA / "sst2" / "train.tsv",
-             "test": DATA / "sst2" / "test.tsv", "length": ["--max_steps", "150"]},
+    "ner": {
+        "script": "run_ner.py",
+        "metric": "f1",
+        "train": DATA / "conll2003" / "train.txt",
+        "test": DATA / "conll2003" / "test.txt",
+        "length": ["--num_train_epochs", "1"],
+    },
+    "sst2": {
+        "script": "run_classification.py",
+        "metric": "accuracy",
+        "train": DATA / "sst2" / "train.tsv",
+        "test": DATA / "sst2" / "test.tsv",
+        "length": ["--max_steps", "150"],
+    },
 }
 #: Flags per mode. The baseline reproduces the transformers examples' choices: random batches, full logits kept
 #: for evaluation, evaluation in input order, fp32, and (classification) every example padded to 128.
 MODES = {
-    "baseline": {"common": ["--no_pack_sequences", "--no_bucket_by_length", "--no_sort_eval_by_length",
-                            "--no_argmax_in_metrics"], "classification": ["--pad_to_max_length"]},
+    "baseline": {
+        "common": [
+            "--no_pack_sequences",
+            "--no_bucket_by_length",
+            "--no_sort_eval_by_length",
+            "--no_argmax_in_metrics",
+        ],
+        "classification": ["--pad_to_max_length"],
+    },
     "fast": {"common": [], "classification": []},
     "bf16": {"common": ["--bf16"], "classification": []},
     "buckets": {"common": ["--no_pack_sequences"], "classification": []},
-    "grouped": {"common": ["--no_pack_sequences", "--train_sampling_strategy", "group_by_length"],
-                "classification": []},
+    "grouped": {
+        "common": ["--no_pack_sequences", "--train_sampling_strategy", "group_by_length"],
+        "classification": [],
+    },
     "eager": {"common": ["--attn_implementation", "eager"], "classification": []},
     "compile": {"common": ["--torch_compile"], "classification": []},
 }
-COMMON = ["--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64", "--learning_rate", "5e-5",
-          "--max_seq_length", "128", "--seed", "42", "--report_to", "none", "--save_strategy", "no",
-          "--eval_strategy", "no", "--logging_steps", "50"]
+COMMON = [
+    "--per_device_train_batch_size",
+    "32",
+    "--per_device_eval_batch_size",
+    "64",
+    "--learning_rate",
+    "5e-5",
+    "--max_seq_length",
+    "128",
+    "--seed",
+    "42",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--logging_steps",
+    "50",
+]
 
 
 def mode_flags(task: str, mode: str) -> list[str]:
@@ -130,16 +166,27 @@ def profile_callback(steps: int, warmup: int = 5):
                     kind = operator_kind(event.key)
                     kinds[kind] = kinds.get(kind, 0.0) + event.self_cpu_time_total
                 top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]
-                self.summary = {"steps": steps, "self_cpu_ms_per_step": total / steps / 1000,
-                                "share_by_kind": {k: v / total for k, v in sorted(kinds.items(), key=lambda i: -i[1])},
-                                "top_operators": [{"name": e.key, "share": e.self_cpu_time_total / total,
-                                                   "calls_per_step": e.count / steps} for e in top]}
+                self.summary = {
+                    "steps": steps,
+                    "self_cpu_ms_per_step": total / steps / 1000,
+                    "share_by_kind": {k: v / total for k, v in sorted(kinds.items(), key=lambda i: -i[1])},
+                    "top_operators": [
+                        {"name": e.key, "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps}
+                        for e in top
+                    ],
+                }
 
     return StepProfile()
 
 
-def child_train(task: str, mode: str, out: Path, max_steps: int | None = None, model: str | None = None,
-                profile_steps: int | None = None) -> None:
+def child_train(
+    task: str,
+    mode: str,
+    out: Path,
+    max_steps: int | None = None,
+    model: str | None = None,
+    profile_steps: int | None = None,
+) -> None:
     """Train once; real tokens are counted from the batches the sampler forms, the padding computed on (after
     packing, when sequences are packed) is the trainer's `train_padding_fraction`."""
     from transformers import TrainerCallback
@@ -164,8 +211,17 @@ def child_train(task: str, mode: str, out: Path, max_steps: int | None = None, m
     profile = profile_callback(profile_steps) if profile_steps else None
     main = run_ner.main if task == "ner" else run_classification.main
     length = ["--max_steps", str(max_steps)] if max_steps else spec["length"]
-    argv = ["--train_file", str(spec["train"]), "--output_dir", str(out), "--do_train", *COMMON, *length,
-            *mode_flags(task, mode), *(["--model", model] if model else [])]
+    argv = [
+        "--train_file",
+        str(spec["train"]),
+        "--output_dir",
+        str(out),
+        "--do_train",
+        *COMMON,
+        *length,
+        *mode_flags(task, mode),
+        *(["--model", model] if model else []),
+    ]
     start = time.perf_counter()
     results = main(argv, callbacks=[stats] + ([profile] if profile else []))
     wall = time.perf_counter() - start
@@ -173,11 +229,17 @@ def child_train(task: str, mode: str, out: Path, max_steps: int | None = None, m
 
     config = AutoConfig.from_pretrained(out)
     non_embedding = sum_parameters(out, config)
-    record = {"train_samples_per_second": results["train_samples_per_second"],
-              "train_runtime_s": results["train_runtime"], "train_wall_s": wall,
-              "train_samples": results["train_samples"], "real_tokens": stats.real,
-              "padded_tokens": round(stats.real / (1 - results["train_padding_fraction"])),
-              "batches": stats.batches, "train_peak_rss_mb": peak_rss_mb(), "non_embedding_parameters": non_embedding}
+    record = {
+        "train_samples_per_second": results["train_samples_per_second"],
+        "train_runtime_s": results["train_runtime"],
+        "train_wall_s": wall,
+        "train_samples": results["train_samples"],
+        "real_tokens": stats.real,
+        "padded_tokens": round(stats.real / (1 - results["train_padding_fraction"])),
+        "batches": stats.batches,
+        "train_peak_rss_mb": peak_rss_mb(),
+        "non_embedding_parameters": non_embedding,
+    }
     if profile is not None:
         record["profile"] = profile.summary
     (out / "bench_train.json").write_text(json.dumps(record, indent=2))
@@ -190,8 +252,11 @@ def sum_parameters(directory: Path, config) -> int:
     from safetensors import safe_open
 
     with safe_open(str(directory / "model.safetensors"), "pt") as tensors:
-        return sum(prod(tensors.get_slice(name).get_shape()) for name in tensors.keys()  # noqa: SIM118
-                   if "embeddings" not in name)
+        return sum(
+            prod(tensors.get_slice(name).get_shape())
+            for name in tensors.keys()  # noqa: SIM118
+            if "embeddings" not in name
+        )
 
 
 def child_eval(task: str, mode: str, out: Path) -> None:
@@ -215,19 +280,38 @@ def child_eval(task: str, mode: str, out: Path) -> None:
     spec = TASKS[task]
     memory = PredictionMemory()
     main = run_ner.main if task == "ner" else run_classification.main
-    argv = ["--model", str(out), "--test_file", str(spec["test"]), "--output_dir", str(out / "eval"), *COMMON,
-            *mode_flags(task, mode)]
+    argv = [
+        "--model",
+        str(out),
+        "--test_file",
+        str(spec["test"]),
+        "--output_dir",
+        str(out / "eval"),
+        *COMMON,
+        *mode_flags(task, mode),
+    ]
     start = time.perf_counter()
     results = main(argv, callbacks=[memory])
-    record = {"eval_wall_s": time.perf_counter() - start, "eval_runtime_s": results["predict_runtime"],
-              "eval_samples": results["predict_samples"], "eval_peak_rss_mb": peak_rss_mb(),
-              "eval_rss_growth_mb": memory.highest - memory.first,
-              "test_metric": results[f"predict_{spec['metric']}"]}
+    record = {
+        "eval_wall_s": time.perf_counter() - start,
+        "eval_runtime_s": results["predict_runtime"],
+        "eval_samples": results["predict_samples"],
+        "eval_peak_rss_mb": peak_rss_mb(),
+        "eval_rss_growth_mb": memory.highest - memory.first,
+        "test_metric": results[f"predict_{spec['metric']}"],
+    }
     (out / "bench_eval.json").write_text(json.dumps(record, indent=2))
 
 
-def run_child(stage: str, task: str, mode: str, out: Path, max_steps: int | None = None, model: str | None = None,
-              profile_steps: int | None = None) -> dict:
+def run_child(
+    stage: str,
+    task: str,
+    mode: str,
+    out: Path,
+    max_steps: int | None = None,
+    model: str | None = None,
+    profile_steps: int | None = None,
+) -> dict:
     """One stage in a fresh process; the machine's load before and after is recorded (other work skews timings)."""
     load_before = os.getloadavg()[0]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -237,8 +321,20 @@ def run_child(stage: str, task: str, mode: str, out: Path, max_steps: int | None
         steps = ["--max_steps", str(max_steps)] if max_steps else []
         base = ["--model", model] if model else []
         profile = ["--profile_steps", str(profile_steps)] if profile_steps and stage == "train" else []
-        command = [sys.executable, __file__, f"_{stage}", "--task", task, "--mode", mode, "--out", str(out), *steps,
-                   *base, *profile]
+        command = [
+            sys.executable,
+            __file__,
+            f"_{stage}",
+            "--task",
+            task,
+            "--mode",
+            mode,
+            "--out",
+            str(out),
+            *steps,
+            *base,
+            *profile,
+        ]
         subprocess.run(command, check=True, env=env, stdout=stream, stderr=subprocess.STDOUT)
     record = json.loads((out / f"bench_{stage}.json").read_text())
     record[f"{stage}_load_average_before_after"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
@@ -250,7 +346,10 @@ def summarise(task: str, mode: str, train: dict, evaluation: dict, peaks: dict[s
     tokens_per_s = train["real_tokens"] / train["train_runtime_s"]
     flops = 6 * train["non_embedding_parameters"] * tokens_per_s / 1e9
     return {
-        "task": task, "mode": mode, **train, **evaluation,
+        "task": task,
+        "mode": mode,
+        **train,
+        **evaluation,
         "padding_fraction": 1 - train["real_tokens"] / max(train["padded_tokens"], 1),
         "real_tokens_per_second": tokens_per_s,
         "model_gflops_per_second": flops,
@@ -260,11 +359,13 @@ def summarise(task: str, mode: str, train: dict, evaluation: dict, peaks: dict[s
 
 
 def markdown(rows: list[dict], peaks: dict[str, float]) -> str:
-    lines = [f"Matmul peak (2048x2048): fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s.",
-             "",
-             "| task | mode | train samples/s | speed-up | real tokens/s | padding | model GFLOP/s (% of peak) | "
-             "train peak RSS MB | eval s | eval peak RSS MB | eval RSS growth MB | test metric |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Matmul peak (2048x2048): fp32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bfloat16']:.0f} GFLOP/s.",
+        "",
+        "| task | mode | train samples/s | speed-up | real tokens/s | padding | model GFLOP/s (% of peak) | "
+        "train peak RSS MB | eval s | eval peak RSS MB | eval RSS growth MB | test metric |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     base = {r["task"]: r for r in rows if r["mode"] == "baseline"}
     for r in rows:  # without a baseline in the run, ratios are against the task's first mode
         base.setdefault(r["task"], r)
@@ -279,12 +380,20 @@ def markdown(rows: list[dict], peaks: dict[str, float]) -> str:
     profiled = [r for r in rows if r.get("profile")]
     if profiled:
         kinds = [*OPERATOR_KINDS, "other"]
-        lines += ["", "Self CPU time of profiled training steps, by operator kind (not timed runs):", "",
-                  "| task | mode | ms per step | " + " | ".join(kinds) + " |", "|---|---|---|" + "---|" * len(kinds)]
+        lines += [
+            "",
+            "Self CPU time of profiled training steps, by operator kind (not timed runs):",
+            "",
+            "| task | mode | ms per step | " + " | ".join(kinds) + " |",
+            "|---|---|---|" + "---|" * len(kinds),
+        ]
         for r in profiled:
             shares = r["profile"]["share_by_kind"]
-            lines.append(f"| {r['task']} | {r['mode']} | {r['profile']['self_cpu_ms_per_step']:.0f} | "
-                         + " | ".join(f"{shares.get(kind, 0.0):.1%}" for kind in kinds) + " |")
+            lines.append(
+                f"| {r['task']} | {r['mode']} | {r['profile']['self_cpu_ms_per_step']:.0f} | "
+                + " | ".join(f"{shares.get(kind, 0.0):.1%}" for kind in kinds)
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -296,17 +405,31 @@ def main() -> None:
     parser.add_argument("--task", choices=list(TASKS))
     parser.add_argument("--mode", choices=list(MODES))
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--max_steps", type=int, default=None,
-                        help="Train every task for N steps instead of its default length (quick mode comparisons).")
-    parser.add_argument("--model", default=None,
-                        help="Base model to train (default: the embedded MiniLM), e.g. a random model of another "
-                        "architecture made by `python -m tests.tiny_architectures`.")
-    parser.add_argument("--skip_eval", action="store_true",
-                        help="Train only (no test-set prediction): speed comparisons where the test metric is not the "
-                        "point, e.g. random models of other architectures.")
-    parser.add_argument("--profile_steps", type=int, default=None,
-                        help="Profile N training steps (after 5 warm-up steps) and record CPU time by operator kind; "
-                        "needs --max_steps of at least N + 5. Not for throughput figures (the profiler slows them).")
+    parser.add_argument(
+        "--max_steps",
+        type=int,
+        default=None,
+        help="Train every task for N steps instead of its default length (quick mode comparisons).",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="Base model to train (default: the embedded MiniLM), e.g. a random model of another "
+        "architecture made by `python -m tests.tiny_architectures`.",
+    )
+    parser.add_argument(
+        "--skip_eval",
+        action="store_true",
+        help="Train only (no test-set prediction): speed comparisons where the test metric is not the "
+        "point, e.g. random models of other architectures.",
+    )
+    parser.add_argument(
+        "--profile_steps",
+        type=int,
+        default=None,
+        help="Profile N training steps (after 5 warm-up steps) and record CPU time by operator kind; "
+        "needs --max_steps of at least N + 5. Not for throughput figures (the profiler slows them).",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/finetune-kit-bench"))
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "train_throughput.json")
     parser.add_argument("--markdown", type=Path, default=ROOT / "benchmarks" / "results" / "train_throughput.md")
@@ -334,9 +457,19 @@ def main() -> None:
             rows.append(summarise(task, mode, train, evaluation, peaks))
             print(json.dumps(rows[-1], indent=2), flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"matmul_peak_gflops": peaks, "runs": rows, "failed": failed,
-                                       "model": args.model or "embedded MiniLM", "max_steps": args.max_steps,
-                                       "machine": machine()}, indent=2))
+    args.output.write_text(
+        json.dumps(
+            {
+                "matmul_peak_gflops": peaks,
+                "runs": rows,
+                "failed": failed,
+                "model": args.model or "embedded MiniLM",
+                "max_steps": args.max_steps,
+                "machine": machine(),
+            },
+            indent=2,
+        )
+    )
     table = markdown(rows, peaks)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(table)

@@ -29,16 +29,26 @@ from utils.tasks.ner.uncertainty import sentence_uncertainty
 from utils.tasks.ner.words import words_with_offsets
 
 SAMPLES = ROOT / "data" / "annotation"
-NER_SAMPLES = {"label-studio": SAMPLES / "ner" / "label_studio.json", "doccano": SAMPLES / "ner" / "doccano.jsonl",
-               "brat": SAMPLES / "ner" / "brat"}
+NER_SAMPLES = {
+    "label-studio": SAMPLES / "ner" / "label_studio.json",
+    "doccano": SAMPLES / "ner" / "doccano.jsonl",
+    "brat": SAMPLES / "ner" / "brat",
+}
 TEXT = "Angela Merkel visited Paris ."
 
 
 def ls_task(text: str, *spans: tuple, key: str = "annotations") -> dict:
     """A Label Studio task as its JSON export writes it, with `labels` results."""
-    result = [{"value": {"start": s, "end": e, "labels": labels if isinstance(labels, list) else [labels]},
-               "id": f"r{i}", "from_name": "label", "to_name": "text", "type": "labels"}
-              for i, (s, e, labels) in enumerate(spans)]
+    result = [
+        {
+            "value": {"start": s, "end": e, "labels": labels if isinstance(labels, list) else [labels]},
+            "id": f"r{i}",
+            "from_name": "label",
+            "to_name": "text",
+            "type": "labels",
+        }
+        for i, (s, e, labels) in enumerate(spans)
+    ]
     return {"id": 1, "data": {"text": text}, key: [{"id": 1, "result": result, "was_cancelled": False}]}
 
 
@@ -79,7 +89,7 @@ def test_brat_lines_keep_their_document_and_line(caplog):
     with caplog.at_level(logging.INFO):
         records = read_annotation_records(str(NER_SAMPLES["brat"]), "brat")
     assert records[0].document == "doc1" and records[0].location.endswith("doc1.txt:1")
-    assert all(record.text[s.start:s.end] for record in records for s in record.spans)
+    assert all(record.text[s.start : s.end] for record in records for s in record.spans)
     assert "annotation lines not read (only T lines are entities): {'#': 4}" in caplog.text
 
 
@@ -88,15 +98,20 @@ def test_brat_lines_keep_their_document_and_line(caplog):
 
 def test_misaligned_span_is_an_error_naming_file_task_and_span(write_file, tmp_path):
     path = write_ls(write_file, ls_task(TEXT, (0, 10, "PER")))
-    with pytest.raises(DataError, match=re.escape(
+    with pytest.raises(
+        DataError,
+        match=re.escape(
             f"{path} task 1: span [0, 10) PER 'Angela Mer' does not fall on word boundaries: it cuts "
             "'Merkel' (words as predict.py splits them: ['Angela', 'Merkel']); move the span to whole words in the "
-            "tool, or pass --span_alignment expand")):
+            "tool, or pass --span_alignment expand"
+        ),
+    ):
         run_ner.main(["--train_file", path, "--data_format", "label-studio", "--output_dir", str(tmp_path / "o")])
 
 
-@pytest.mark.parametrize("mode, expected", [("expand", ["B-PER", "I-PER", "O", "O", "O"]),
-                                            ("contract", ["B-PER", "O", "O", "O", "O"])])
+@pytest.mark.parametrize(
+    "mode, expected", [("expand", ["B-PER", "I-PER", "O", "O", "O"]), ("contract", ["B-PER", "O", "O", "O", "O"])]
+)
 def test_span_alignment_expand_and_contract_are_counted(mode, expected):
     tokens, tag_list, adjusted, dropped = record_tags(TEXT, [Span(0, 10, "PER")], mode, "f")
     assert tag_list == expected and adjusted[mode + "ed"] == 1 and not dropped
@@ -113,31 +128,56 @@ def test_whitespace_at_span_edges_is_trimmed_and_counted():
     assert tag_list[3] == "B-LOC" and adjusted["trimmed"] == 1
 
 
-@pytest.mark.parametrize("spans, message", [
-    ([Span(0, 13, "PER"), Span(7, 13, "PER")],
-     "f task 1: span [0, 13) PER 'Angela Merkel' and span [7, 13) PER 'Merkel' overlap; BIO tags hold one entity per "
-     "word, so nested or overlapping entities cannot be trained: keep one of them."),
-    ([Span(0, 3, "PER"), Span(4, 13, "PER")],
-     "f task 1: span [0, 3) PER 'Ang' and span [4, 13) PER 'la Merkel' overlap once --span_alignment expand moved "
-     "them to word boundaries"),
-    ([Span(13, 14, "PER")], "f task 1: span [13, 14) PER ' ' covers only whitespace; delete it in the tool."),
-    ([Span(0, 6, "O")], "f task 1: span [0, 6) O 'Angela': the label 'O' cannot be an entity type"),
-])
+@pytest.mark.parametrize(
+    "spans, message",
+    [
+        (
+            [Span(0, 13, "PER"), Span(7, 13, "PER")],
+            "f task 1: span [0, 13) PER 'Angela Merkel' and span [7, 13) PER 'Merkel' overlap; BIO tags hold one "
+            "entity per word, so nested or overlapping entities cannot be trained: keep one of them.",
+        ),
+        (
+            [Span(0, 3, "PER"), Span(4, 13, "PER")],
+            "f task 1: span [0, 3) PER 'Ang' and span [4, 13) PER 'la Merkel' overlap once --span_alignment expand "
+            "moved them to word boundaries",
+        ),
+        ([Span(13, 14, "PER")], "f task 1: span [13, 14) PER ' ' covers only whitespace; delete it in the tool."),
+        ([Span(0, 6, "O")], "f task 1: span [0, 6) O 'Angela': the label 'O' cannot be an entity type"),
+    ],
+)
 def test_overlaps_whitespace_and_bad_labels_are_errors(spans, message):
     with pytest.raises(DataError, match=re.escape(message)):
         record_tags(TEXT, spans, "expand", "f task 1")
 
 
-@pytest.mark.parametrize("task, message", [
-    (ls_task(TEXT, (20, 40, "LOC")), "task 1 result 1: span [20, 40) LOC is outside the text (length 29) or empty; "
-     "the offsets must satisfy 0 <= start < end <= length."),
-    (ls_task(TEXT, (0, 6, ["PER", "ORG"])), "task 1 result 1: span [0, 6) has labels ['PER', 'ORG']; a span needs "
-     "exactly one label"),
-    ({"data": {"text": TEXT}, "annotations": [{"result": [{"type": "labels", "value": {
-        "start": 0, "end": 6, "text": "Angie", "labels": ["PER"]}}]}]},
-     "task 1 result 1: span [0, 6) PER: the export quotes 'Angie' but the text there is 'Angela'"),
-    ({"data": {"a": "x", "b": "y"}, "annotations": []}, "task 1: cannot tell which field of 'data' is the text"),
-])
+@pytest.mark.parametrize(
+    "task, message",
+    [
+        (
+            ls_task(TEXT, (20, 40, "LOC")),
+            "task 1 result 1: span [20, 40) LOC is outside the text (length 29) or empty; "
+            "the offsets must satisfy 0 <= start < end <= length.",
+        ),
+        (
+            ls_task(TEXT, (0, 6, ["PER", "ORG"])),
+            "task 1 result 1: span [0, 6) has labels ['PER', 'ORG']; a span needs exactly one label",
+        ),
+        (
+            {
+                "data": {"text": TEXT},
+                "annotations": [
+                    {
+                        "result": [
+                            {"type": "labels", "value": {"start": 0, "end": 6, "text": "Angie", "labels": ["PER"]}}
+                        ]
+                    }
+                ],
+            },
+            "task 1 result 1: span [0, 6) PER: the export quotes 'Angie' but the text there is 'Angela'",
+        ),
+        ({"data": {"a": "x", "b": "y"}, "annotations": []}, "task 1: cannot tell which field of 'data' is the text"),
+    ],
+)
 def test_label_studio_errors(write_file, task, message):
     path = write_ls(write_file, task)
     with pytest.raises(DataError, match=re.escape(f"{path} {message}")):
@@ -148,14 +188,20 @@ def test_brat_crlf_documents_keep_offsets_and_leave_the_carriage_return_out(writ
     write_file("crlf/a.txt", "Angela Merkel\r\nvisited Paris .\r\n")
     ann = write_file("crlf/a.ann", "T1\tPER 0 14\nT2\tLOC 23 28\tParis\n")  # T1 takes the CR along
     records = read_annotation_records(ann, "brat")
-    assert [(r.text, r.spans) for r in records] == [("Angela Merkel", (Span(0, 13, "PER"),)),
-                                                    ("visited Paris .", (Span(8, 13, "LOC"),))]
+    assert [(r.text, r.spans) for r in records] == [
+        ("Angela Merkel", (Span(0, 13, "PER"),)),
+        ("visited Paris .", (Span(8, 13, "LOC"),)),
+    ]
 
 
 def test_doccano_and_brat_errors(write_file):
     path = write_file("d.jsonl", json.dumps({"text": TEXT, "spans": []}) + "\n")
-    with pytest.raises(DataError, match=re.escape(f"{path}:1: no labels: the line has none of ['label', 'labels', "
-                                                  "'entities'] (it has ['spans', 'text'])")):
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            f"{path}:1: no labels: the line has none of ['label', 'labels', 'entities'] (it has ['spans', 'text'])"
+        ),
+    ):
         read_annotation_records(path, "doccano")
     path = write_file("d2.jsonl", json.dumps({"text": TEXT, "label": [[0, 6.5, "PER"]]}) + "\n")
     with pytest.raises(DataError, match=re.escape(f"{path}:1: span [0, 6.5) 'PER': offsets must be integers")):
@@ -173,14 +219,20 @@ def test_doccano_and_brat_errors(write_file):
 
 
 def test_single_label_record_without_choice_is_an_error(write_file, tmp_path):
-    tasks = [{"data": {"text": "fine"}, "annotations": [{"result": [{"type": "choices",
-                                                                      "value": {"choices": ["positive"]}}]}]},
-             {"data": {"text": "meh"}, "annotations": [{"result": []}]}]
+    tasks = [
+        {
+            "data": {"text": "fine"},
+            "annotations": [{"result": [{"type": "choices", "value": {"choices": ["positive"]}}]}],
+        },
+        {"data": {"text": "meh"}, "annotations": [{"result": []}]},
+    ]
     path = write_file("c.json", json.dumps(tasks))
-    with pytest.raises(DataError, match=re.escape(f"{path} task 2: no choice: every record of single-label data "
-                                                  "needs one.")):
-        run_classification.main(["--train_file", path, "--data_format", "label-studio", "--output_dir",
-                                 str(tmp_path / "o")])
+    with pytest.raises(
+        DataError, match=re.escape(f"{path} task 2: no choice: every record of single-label data needs one.")
+    ):
+        run_classification.main(
+            ["--train_file", path, "--data_format", "label-studio", "--output_dir", str(tmp_path / "o")]
+        )
 
 
 # ------------------------------------------------------------------ span <-> word conversion, as properties
@@ -244,16 +296,43 @@ def test_uncertainty_measures():
 def ls_model(tmp_path_factory) -> str:
     """The embedded MiniLM fine-tuned on the Label Studio sample (40 sentences; enough to predict entities)."""
     out = tmp_path_factory.mktemp("ls-ner")
-    run_ner.main(["--train_file", str(NER_SAMPLES["label-studio"]), "--data_format", "label-studio",
-                  "--num_train_epochs", "4", "--learning_rate", "5e-4", "--per_device_train_batch_size", "8",
-                  "--report_to", "none", "--save_strategy", "no", "--output_dir", str(out)])
+    run_ner.main(
+        [
+            "--train_file",
+            str(NER_SAMPLES["label-studio"]),
+            "--data_format",
+            "label-studio",
+            "--num_train_epochs",
+            "4",
+            "--learning_rate",
+            "5e-4",
+            "--per_device_train_batch_size",
+            "8",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+            "--output_dir",
+            str(out),
+        ]
+    )
     return str(out)
 
 
 @pytest.mark.parametrize("fmt", ["doccano", "brat"])
 def test_doccano_and_brat_train_the_embedded_model(fmt, tmp_path):
-    argv = ["--train_file", str(NER_SAMPLES[fmt]), "--max_steps", "2", "--report_to", "none", "--save_strategy",
-            "no", "--output_dir", str(tmp_path / "m")] + (["--data_format", fmt] if fmt != "brat" else [])
+    argv = [
+        "--train_file",
+        str(NER_SAMPLES[fmt]),
+        "--max_steps",
+        "2",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--output_dir",
+        str(tmp_path / "m"),
+    ] + (["--data_format", fmt] if fmt != "brat" else [])
     metrics = run_ner.main(argv)
     assert metrics["train_samples"] == 40
     assert json.loads((tmp_path / "m" / "config.json").read_text())["id2label"]
@@ -277,8 +356,18 @@ def test_pre_annotations_round_trip_through_both_importers(ls_model, tmp_path):
     plain = read_jsonl(tmp_path / "p.jsonl")
     expected = [[(e["start"], e["end"], e["label"]) for e in result["entities"]] for result in plain]
     assert sum(map(len, expected)) > 0
-    predict.main(["--model", ls_model, "--input", texts, "--output_format", "label-studio",
-                  "--output", str(tmp_path / "tasks.json")])
+    predict.main(
+        [
+            "--model",
+            ls_model,
+            "--input",
+            texts,
+            "--output_format",
+            "label-studio",
+            "--output",
+            str(tmp_path / "tasks.json"),
+        ]
+    )
     tasks = json.loads((tmp_path / "tasks.json").read_text(encoding="utf-8"))
     prediction = tasks[0]["predictions"][0]
     assert prediction["model_version"] == os.path.basename(ls_model) and 0 <= prediction["score"] <= 1
@@ -286,53 +375,115 @@ def test_pre_annotations_round_trip_through_both_importers(ls_model, tmp_path):
     assert all({"from_name", "to_name", "type", "value", "score"} <= set(r) for r in prediction["result"])
     back = read_annotation_records(str(tmp_path / "tasks.json"), "label-studio", key="predictions")
     assert [[(s.start, s.end, s.label) for s in record.spans] for record in back] == expected
-    predict.main(["--model", ls_model, "--input", texts, "--output_format", "doccano",
-                  "--output", str(tmp_path / "d.jsonl")])
+    predict.main(
+        ["--model", ls_model, "--input", texts, "--output_format", "doccano", "--output", str(tmp_path / "d.jsonl")]
+    )
     back = read_annotation_records(str(tmp_path / "d.jsonl"), "doccano")
     assert [[(s.start, s.end, s.label) for s in record.spans] for record in back] == expected
     assert [record.text for record in back] == [result["text"] for result in plain]
     # the doccano export is training data as it stands (the next round of the loop)
-    metrics = run_ner.main(["--model", ls_model, "--train_file", str(tmp_path / "d.jsonl"), "--data_format", "doccano",
-                            "--max_steps", "1", "--report_to", "none", "--save_strategy", "no",
-                            "--output_dir", str(tmp_path / "again")])
+    metrics = run_ner.main(
+        [
+            "--model",
+            ls_model,
+            "--train_file",
+            str(tmp_path / "d.jsonl"),
+            "--data_format",
+            "doccano",
+            "--max_steps",
+            "1",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+            "--output_dir",
+            str(tmp_path / "again"),
+        ]
+    )
     assert metrics["train_samples"] == 12
 
 
 def test_select_uncertain_writes_the_n_least_sure_first(ls_model, tmp_path):
     texts = pool(tmp_path)
-    predict.main(["--model", ls_model, "--input", texts, "--select_uncertain", "5",
-                  "--output", str(tmp_path / "next.jsonl")])
+    predict.main(
+        ["--model", ls_model, "--input", texts, "--select_uncertain", "5", "--output", str(tmp_path / "next.jsonl")]
+    )
     chosen = read_jsonl(tmp_path / "next.jsonl")
     assert len(chosen) == 5
     values = [record["uncertainty"] for record in chosen]
     assert values == sorted(values, reverse=True) and all(0 <= v <= 1 for v in values)
     lines = Path(texts).read_text(encoding="utf-8").splitlines()
     assert all(lines[record["input_line"] - 1] == record["text"] for record in chosen)
-    predict.main(["--model", ls_model, "--input", texts, "--select_uncertain", "2", "--output_format", "doccano",
-                  "--output", str(tmp_path / "next_doccano.jsonl")])
+    predict.main(
+        [
+            "--model",
+            ls_model,
+            "--input",
+            texts,
+            "--select_uncertain",
+            "2",
+            "--output_format",
+            "doccano",
+            "--output",
+            str(tmp_path / "next_doccano.jsonl"),
+        ]
+    )
     assert [line["input_line"] for line in read_jsonl(tmp_path / "next_doccano.jsonl")] == [
-        record["input_line"] for record in chosen[:2]]
+        record["input_line"] for record in chosen[:2]
+    ]
     with pytest.raises(ConfigError, match=re.escape("--select_uncertain must be a positive number of texts, got 0.")):
         predict.main(["--model", ls_model, "--input", texts, "--select_uncertain", "0"])
 
 
-@pytest.mark.parametrize("sample, multi", [("label_studio.json", False), ("label_studio_multi.json", True),
-                                           ("doccano.jsonl", True)])
+@pytest.mark.parametrize(
+    "sample, multi", [("label_studio.json", False), ("label_studio_multi.json", True), ("doccano.jsonl", True)]
+)
 def test_classification_from_choices_trains_and_round_trips(tiny_model, tmp_path, sample, multi):
     fmt = "doccano" if sample.endswith(".jsonl") else "label-studio"
     path = str(SAMPLES / "classification" / sample)
-    run_classification.main(["--model", tiny_model, "--train_file", path, "--data_format", fmt, "--max_steps", "2",
-                             "--report_to", "none", "--save_strategy", "no", "--output_dir", str(tmp_path / "m")])
+    run_classification.main(
+        [
+            "--model",
+            tiny_model,
+            "--train_file",
+            path,
+            "--data_format",
+            fmt,
+            "--max_steps",
+            "2",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+            "--output_dir",
+            str(tmp_path / "m"),
+        ]
+    )
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["problem_type"] == ("multi_label_classification" if multi else "single_label_classification")
     texts = tmp_path / "t.txt"
     texts.write_text("the prose is clear\nthe service never replied\n", encoding="utf-8")
     out = tmp_path / "tasks.json"
-    predict.main(["--model", str(tmp_path / "m"), "--input", str(texts), "--output_format", "label-studio",
-                  "--from_name", "sentiment", "--threshold", "0.0", "--output", str(out)])
+    predict.main(
+        [
+            "--model",
+            str(tmp_path / "m"),
+            "--input",
+            str(texts),
+            "--output_format",
+            "label-studio",
+            "--from_name",
+            "sentiment",
+            "--threshold",
+            "0.0",
+            "--output",
+            str(out),
+        ]
+    )
     tasks = json.loads(out.read_text(encoding="utf-8"))
     result = tasks[0]["predictions"][0]["result"]
     assert result[0]["type"] == "choices" and result[0]["from_name"] == "sentiment"
     back = read_annotation_records(str(out), "label-studio", key="predictions")
-    assert [[c.label for c in record.choices] for record in back] == [r["predictions"][0]["result"][0]["value"]
-                                                                      ["choices"] for r in tasks]
+    assert [[c.label for c in record.choices] for record in back] == [
+        r["predictions"][0]["result"][0]["value"]["choices"] for r in tasks
+    ]

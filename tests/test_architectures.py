@@ -27,11 +27,28 @@ NER = ROOT / "data" / "ner"
 SENTIMENT = ROOT / "data" / "classification" / "sentiment"
 #: A handful of steps: enough to run every stage, far too few to learn (the head stays near random, so the
 #: untrained model still tags entities for the offset check).
-SHORT_RUN = ["--max_steps", "3", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32",
-             "--report_to", "none", "--save_strategy", "no", "--learning_rate", "1e-4", "--max_seq_length", "512"]
+SHORT_RUN = [
+    "--max_steps",
+    "3",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "32",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--learning_rate",
+    "1e-4",
+    "--max_seq_length",
+    "512",
+]
 EXPORTED_BY_DEFAULT = ("bert", "roberta", "deberta-v2", "modernbert")
-TEXTS = ["Peter Blackburn of the European Commission said on Thursday in Brussels it disagreed .",
-         "Ägypten's Präsident visited Zürich, then Kyoto\u00a0and  Berlin!", "(Tariq Hussain) — Belgium."]
+TEXTS = [
+    "Peter Blackburn of the European Commission said on Thursday in Brussels it disagreed .",
+    "Ägypten's Präsident visited Zürich, then Kyoto\u00a0and  Berlin!",
+    "(Tariq Hussain) — Belgium.",
+]
 
 _RUNS: dict[tuple[str, str], tuple[str, list[str]]] = {}
 
@@ -51,7 +68,8 @@ class Messages(logging.Handler):
 def models(tmp_path_factory) -> dict[str, str]:
     """Each architecture's tiny model and tokenizer, trained on the NER and sentiment samples' text."""
     texts = conll_texts(NER / "train.conll") + [
-        line.split("\t", 1)[1] for line in (SENTIMENT / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+        line.split("\t", 1)[1] for line in (SENTIMENT / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    ]
     root = tmp_path_factory.mktemp("architectures")
     return {model_type: build(model_type, root / model_type, texts) for model_type in ARCHITECTURES}
 
@@ -66,12 +84,33 @@ def trained(task: str, model_type: str, models: dict[str, str], factory) -> tupl
         trainer_log.addHandler(messages)
         level, trainer_log.level = trainer_log.level, logging.INFO
         if task == "ner":
-            run_ner.main(["--model", models[model_type], "--output_dir", str(out), "--train_file",
-                          str(NER / "train.conll"), "--test_file", str(NER / "test.conll"), *SHORT_RUN])
+            run_ner.main(
+                [
+                    "--model",
+                    models[model_type],
+                    "--output_dir",
+                    str(out),
+                    "--train_file",
+                    str(NER / "train.conll"),
+                    "--test_file",
+                    str(NER / "test.conll"),
+                    *SHORT_RUN,
+                ]
+            )
         else:
-            run_classification.main(["--model", models[model_type], "--output_dir", str(out), "--train_file",
-                                     str(SENTIMENT / "train.tsv"), "--test_file", str(SENTIMENT / "test.tsv"),
-                                     *SHORT_RUN])
+            run_classification.main(
+                [
+                    "--model",
+                    models[model_type],
+                    "--output_dir",
+                    str(out),
+                    "--train_file",
+                    str(SENTIMENT / "train.tsv"),
+                    "--test_file",
+                    str(SENTIMENT / "test.tsv"),
+                    *SHORT_RUN,
+                ]
+            )
         trainer_log.removeHandler(messages)
         trainer_log.setLevel(level)
         _RUNS[key] = (str(out), messages.messages)
@@ -91,7 +130,7 @@ def test_ner_trains_packed_and_predict_reloads_it(model_type, models, tmp_path_f
     assert sum(len(result["entities"]) for result in results) > 0
     for result in results:
         for entity in result["entities"]:
-            assert result["text"][entity["start"]:entity["end"]] == entity["text"]
+            assert result["text"][entity["start"] : entity["end"]] == entity["text"]
 
 
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
@@ -106,9 +145,13 @@ def test_classification_trains_and_predict_reloads_it(model_type, models, tmp_pa
         assert mine["probabilities"] == pytest.approx(theirs["probabilities"], abs=2e-6)
 
 
-@pytest.mark.parametrize("model_type", [model_type if model_type in EXPORTED_BY_DEFAULT else
-                                        pytest.param(model_type, marks=pytest.mark.slow)
-                                        for model_type in ARCHITECTURES])
+@pytest.mark.parametrize(
+    "model_type",
+    [
+        model_type if model_type in EXPORTED_BY_DEFAULT else pytest.param(model_type, marks=pytest.mark.slow)
+        for model_type in ARCHITECTURES
+    ],
+)
 def test_onnx_fp32_export_gives_pytorch_logits(model_type, models, tmp_path_factory):
     out, _ = trained("ner", model_type, models, tmp_path_factory)
     report = export_model(out, validation_file=str(NER / "test.conll"), atol=1e-4)

@@ -13,8 +13,12 @@ from utils.training.batching import BucketedSampler, bucketed_batches, labelled_
 
 
 @settings(max_examples=200, deadline=None)
-@given(lengths=st.lists(st.integers(1, 200), max_size=300), batch_size=st.integers(1, 17),
-       pool_batches=st.integers(1, 9), seed=st.integers(0, 2**31))
+@given(
+    lengths=st.lists(st.integers(1, 200), max_size=300),
+    batch_size=st.integers(1, 17),
+    pool_batches=st.integers(1, 9),
+    seed=st.integers(0, 2**31),
+)
 def test_every_example_once_and_only_the_last_batch_short(lengths, batch_size, pool_batches, seed):
     batches = bucketed_batches(lengths, batch_size, pool_batches, torch.Generator().manual_seed(seed))
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
@@ -83,14 +87,23 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
     from utils.training.batching import BatchingPlan
     from utils.training.trainer import FinetuneTrainer
 
-    train = Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102], [101, 8, 9, 102]],
-                               "labels": [[-100, 1, -100], [-100, 1, 2, 0, -100], [-100, 0, 1, -100]]})
+    train = Dataset.from_dict(
+        {
+            "input_ids": [[101, 5, 102], [101, 5, 6, 7, 102], [101, 8, 9, 102]],
+            "labels": [[-100, 1, -100], [-100, 1, 2, 0, -100], [-100, 0, 1, -100]],
+        }
+    )
     model = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3)
 
     def trainer(bucket: bool) -> FinetuneTrainer:
         args = FinetuneTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, report_to="none")
-        return FinetuneTrainer(model=model, args=args, train_dataset=train, compute_loss_func=make_loss(SINGLE),
-                               batching=BatchingPlan("buckets" if bucket else "random"))
+        return FinetuneTrainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            compute_loss_func=make_loss(SINGLE),
+            batching=BatchingPlan("buckets" if bucket else "random"),
+        )
 
     short_batch = [{"labels": torch.tensor([[-100, 1, -100, -100], [-100, 0, -100, -100]])}]
     bucketed = trainer(True)
@@ -99,7 +112,11 @@ def test_loss_divisor_is_the_expected_count_not_the_batch_count(tmp_path, tiny_m
     sampler = bucketed._get_train_sampler()
     assert isinstance(sampler, BucketedSampler)
     assert (sampler.lengths, sampler.batch_size, sampler.pool_batches, sampler.seed) == (
-        [3, 5, 4], 2, bucketed.args.bucket_pool_batches, bucketed.args.seed)
+        [3, 5, 4],
+        2,
+        bucketed.args.bucket_pool_batches,
+        bucketed.args.seed,
+    )
     assert int(trainer(False)._get_num_items_in_batch(short_batch, torch.device("cpu"))) == 2
 
 

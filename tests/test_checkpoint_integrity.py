@@ -15,9 +15,24 @@ from utils.core.errors import ConfigError
 from utils.core.files import WriteFailed, write_json
 from utils.training.checkpoints import CheckpointWriteFailed, checkpoint_problem, last_complete_checkpoint
 
-TRAIN = ["--train_file", str(ROOT / "data" / "ner" / "train.conll"), "--max_train_samples", "16",
-         "--per_device_train_batch_size", "8", "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy",
-         "no", "--report_to", "none", "--save_total_limit", "5"]
+TRAIN = [
+    "--train_file",
+    str(ROOT / "data" / "ner" / "train.conll"),
+    "--max_train_samples",
+    "16",
+    "--per_device_train_batch_size",
+    "8",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "1",
+    "--eval_strategy",
+    "no",
+    "--report_to",
+    "none",
+    "--save_total_limit",
+    "5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +61,23 @@ def test_intact_checkpoints_pass(finished_run):
     assert checkpoint_problem(str(finished_run / "checkpoint-1")) is None
 
 
-@pytest.mark.parametrize(("name", "damage", "problem"), [
-    ("model.safetensors", truncate, r"model.safetensors is truncated \([\d,]+ bytes of [\d,]+\)"),
-    ("optimizer.pt", truncate, r"optimizer.pt is truncated or damaged \([\d,]+ bytes, not a complete torch archive\)"),
-    ("trainer_state.json", truncate, r"trainer_state.json is truncated or damaged \([\d,]+ bytes, not valid JSON\)"),
-    ("rng_state.pth", lambda path: path.write_bytes(b""), r"rng_state.pth is empty \(0 bytes\)"),
-])
+@pytest.mark.parametrize(
+    ("name", "damage", "problem"),
+    [
+        ("model.safetensors", truncate, r"model.safetensors is truncated \([\d,]+ bytes of [\d,]+\)"),
+        (
+            "optimizer.pt",
+            truncate,
+            r"optimizer.pt is truncated or damaged \([\d,]+ bytes, not a complete torch archive\)",
+        ),
+        (
+            "trainer_state.json",
+            truncate,
+            r"trainer_state.json is truncated or damaged \([\d,]+ bytes, not valid JSON\)",
+        ),
+        ("rng_state.pth", lambda path: path.write_bytes(b""), r"rng_state.pth is empty \(0 bytes\)"),
+    ],
+)
 def test_each_damaged_file_is_named(run_copy, name, damage, problem):
     damage(run_copy / "checkpoint-2" / name)
     assert re_full(problem, checkpoint_problem(str(run_copy / "checkpoint-2")))
@@ -64,35 +90,64 @@ def re_full(pattern, text):
 def test_a_damaged_checkpoint_named_by_path_is_refused_before_loading(run_copy, tiny_model):
     size = truncate(run_copy / "checkpoint-2" / "model.safetensors")
     with pytest.raises(ConfigError) as raised:
-        run_ner.main([*TRAIN, "--model", tiny_model, "--max_steps", "3", "--output_dir", str(run_copy),
-                      "--resume_from_checkpoint", str(run_copy / "checkpoint-2")])
+        run_ner.main(
+            [
+                *TRAIN,
+                "--model",
+                tiny_model,
+                "--max_steps",
+                "3",
+                "--output_dir",
+                str(run_copy),
+                "--resume_from_checkpoint",
+                str(run_copy / "checkpoint-2"),
+            ]
+        )
     message = str(raised.value)
-    assert message.startswith(f"--resume_from_checkpoint {run_copy}/checkpoint-2: the checkpoint is damaged: "
-                              f"model.safetensors is truncated ({size // 2:,} bytes of {size:,}). It cannot be "
-                              f"resumed from; resume from the newest intact one instead, --resume_from_checkpoint "
-                              f"{run_copy}/checkpoint-1 (it holds the weights and the training state but no optimizer "
-                              "state")
+    assert message.startswith(
+        f"--resume_from_checkpoint {run_copy}/checkpoint-2: the checkpoint is damaged: "
+        f"model.safetensors is truncated ({size // 2:,} bytes of {size:,}). It cannot be "
+        f"resumed from; resume from the newest intact one instead, --resume_from_checkpoint "
+        f"{run_copy}/checkpoint-1 (it holds the weights and the training state but no optimizer "
+        "state"
+    )
     assert "\n" not in message
 
 
 def test_last_skips_a_damaged_checkpoint_and_says_so(run_copy, tiny_model, capsys):
     (run_copy / "checkpoint-2" / "rng_state.pth").write_bytes(b"")
     assert last_complete_checkpoint(str(run_copy)) == str(run_copy / "checkpoint-1")
-    results = run_ner.main([*TRAIN, "--model", tiny_model, "--max_steps", "3", "--output_dir", str(run_copy),
-                            "--resume_from_checkpoint", "last"])
+    results = run_ner.main(
+        [
+            *TRAIN,
+            "--model",
+            tiny_model,
+            "--max_steps",
+            "3",
+            "--output_dir",
+            str(run_copy),
+            "--resume_from_checkpoint",
+            "last",
+        ]
+    )
     log = capsys.readouterr().out
     assert f"skipping {run_copy}/checkpoint-2: rng_state.pth is empty (0 bytes)." in log
     assert f"Resuming from {run_copy}/checkpoint-1, the newest intact checkpoint (it holds" in log
     assert results["train_samples"] == 16
 
 
-@pytest.mark.parametrize("failure", [
-    lambda path: OSError(errno.ENOSPC, "No space left on device", path),
-    lambda path: safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os "
-                                             "error 28)"),
-])
-def test_a_full_disk_while_saving_is_one_line_and_leaves_no_half_checkpoint(tiny_model, tmp_path, monkeypatch,
-                                                                             failure):
+@pytest.mark.parametrize(
+    "failure",
+    [
+        lambda path: OSError(errno.ENOSPC, "No space left on device", path),
+        lambda path: safetensors.SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        ),
+    ],
+)
+def test_a_full_disk_while_saving_is_one_line_and_leaves_no_half_checkpoint(
+    tiny_model, tmp_path, monkeypatch, failure
+):
     import transformers.modeling_utils
 
     def full_disk(tensors, filename, metadata=None):

@@ -22,8 +22,9 @@ def run_with(tmp_path, commands):
     bin_dir.mkdir()
     for name, body in commands.items():
         stub(bin_dir, name, f'echo "{name} $*" >> {log}\n{body}')
-    proc = subprocess.run(["/bin/bash", str(SCRIPT)], env={"PATH": str(bin_dir)}, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ["/bin/bash", str(SCRIPT)], env={"PATH": str(bin_dir)}, capture_output=True, text=True, timeout=60
+    )
     return proc, log.read_text().splitlines() if log.exists() else []
 
 
@@ -36,14 +37,19 @@ def test_debian_chromium_is_installed_where_apt_runs_as_root(tmp_path):
     proc, calls = run_with(tmp_path, {"apt-get": "exit 0", "id": "echo 0"})
     assert proc.returncode == 0, proc.stderr
     assert [call for call in calls if call.startswith("apt-get")] == [
-        "apt-get update -qq", "apt-get install -y -qq --no-install-recommends chromium"]
+        "apt-get update -qq",
+        "apt-get install -y -qq --no-install-recommends chromium",
+    ]
 
 
-@pytest.mark.parametrize(("commands", "message"), [
-    ({"id": "echo 0"}, "no chromium, and no apt-get run as root to install it; the browser tests will skip"),
-    ({"apt-get": "exit 0", "id": "echo 1000"}, "no apt-get run as root"),
-    ({"apt-get": "exit 100", "id": "echo 0"}, "apt-get could not install chromium; the browser tests will skip"),
-])
+@pytest.mark.parametrize(
+    ("commands", "message"),
+    [
+        ({"id": "echo 0"}, "no chromium, and no apt-get run as root to install it; the browser tests will skip"),
+        ({"apt-get": "exit 0", "id": "echo 1000"}, "no apt-get run as root"),
+        ({"apt-get": "exit 100", "id": "echo 0"}, "apt-get could not install chromium; the browser tests will skip"),
+    ],
+)
 def test_without_apt_ci_carries_on_and_says_why(tmp_path, commands, message):
     proc, _ = run_with(tmp_path, commands)
     assert proc.returncode == 0 and message in proc.stderr
@@ -52,4 +58,3 @@ def test_without_apt_ci_carries_on_and_says_why(tmp_path, commands, message):
 def test_nothing_is_installed_when_chromium_is_there(tmp_path):
     proc, calls = run_with(tmp_path, {"chromium": "exit 0", "apt-get": "exit 0", "id": "echo 0"})
     assert proc.returncode == 0 and calls == []
-

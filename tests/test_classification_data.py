@@ -29,8 +29,10 @@ def jsonl(rows):
 
 
 def test_text_column_is_inferred_per_split(write_file):
-    raw, args = load(train_file=write_file("train.tsv", "label\tsentence\n0\tgood film\n1\tbad film\n"),
-                     validation_file=write_file("dev.tsv", "label\tcontent\n1\tawful\n"))
+    raw, args = load(
+        train_file=write_file("train.tsv", "label\tsentence\n0\tgood film\n1\tbad film\n"),
+        validation_file=write_file("dev.tsv", "label\tcontent\n1\tawful\n"),
+    )
     assert raw["train"]["text"] == ["good film", "bad film"] and raw["validation"]["text"] == ["awful"]
     assert raw["train"]["label"] == ["0", "1"] and args.settled.problem_type == SINGLE
 
@@ -55,8 +57,9 @@ def test_known_pair_columns_are_a_pair(write_file):
 
 
 def test_multi_label_from_lists_and_delimited_strings(write_file):
-    raw, args = load(train_file=write_file("t.jsonl", jsonl([{"text": "a", "labels": ["x", "y"]},
-                                                             {"text": "b", "labels": ["y"]}])))
+    raw, args = load(
+        train_file=write_file("t.jsonl", jsonl([{"text": "a", "labels": ["x", "y"]}, {"text": "b", "labels": ["y"]}]))
+    )
     assert args.settled.problem_type == MULTI and raw["train"]["label"] == [["x", "y"], ["y"]]
     raw, args = load(train_file=write_file("t.csv", 'text,label\na,"x,y"\nb,y\n'))
     assert args.settled.problem_type == MULTI and raw["train"]["label"] == [["x", "y"], ["y"]]
@@ -77,11 +80,14 @@ def test_integer_labels_keep_numeric_order_and_label_list_fixes_order(write_file
     assert build_classification_labels(args, None).names == ("10", "2", "1")
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("label,text\npos,\n", r"row 1: empty or missing text in column 'text'"),
-    ("label,text\n,good\n", r"row 1: empty or missing label"),
-    ("label\npos\n", r"no text columns among \['label'\]"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("label,text\npos,\n", r"row 1: empty or missing text in column 'text'"),
+        ("label,text\n,good\n", r"row 1: empty or missing label"),
+        ("label\npos\n", r"no text columns among \['label'\]"),
+    ],
+)
 def test_bad_rows_are_named(write_file, content, message):
     with pytest.raises(DataError, match=message):
         load(train_file=write_file("t.csv", content))
@@ -102,17 +108,20 @@ def test_mixed_label_types_and_nan_in_json(write_file):
 
 
 def test_unseen_labels_in_validation_are_an_error(write_file):
-    raw, args = load(train_file=write_file("t.csv", "text,label\na,pos\nb,neg\n"),
-                     validation_file=write_file("v.csv", "text,label\nc,neutral\nd,pos\n"))
+    raw, args = load(
+        train_file=write_file("t.csv", "text,label\na,pos\nb,neg\n"),
+        validation_file=write_file("v.csv", "text,label\nc,neutral\nd,pos\n"),
+    )
     labels = build_classification_labels(args, None)
     with pytest.raises(DataError, match=r"'neutral' \(1x, first at .*v.csv row 1\)"):
         check_classification_labels(args, labels)
 
 
 def test_unknown_name_in_a_multi_label_list(write_file):
-    raw, args = load(train_file=write_file("t.jsonl", jsonl([{"text": "a", "labels": ["x"]},
-                                                             {"text": "c", "labels": ["y"]}])),
-                     validation_file=write_file("v.jsonl", jsonl([{"text": "b", "labels": ["x", "zz"]}])))
+    raw, args = load(
+        train_file=write_file("t.jsonl", jsonl([{"text": "a", "labels": ["x"]}, {"text": "c", "labels": ["y"]}])),
+        validation_file=write_file("v.jsonl", jsonl([{"text": "b", "labels": ["x", "zz"]}])),
+    )
     with pytest.raises(DataError, match=r"'zz' \(1x"):
         check_classification_labels(args, build_classification_labels(args, None))
 
@@ -126,8 +135,11 @@ def test_pairs_get_token_types_and_truncation_side_is_honoured(write_file):
     assert features[0]["input_ids"] == pair["input_ids"]
     assert features[0]["token_type_ids"] == pair["token_type_ids"] == [0] * 4 + [1] * (len(pair["input_ids"]) - 4)
     long_text = " ".join(f"w{i}" for i in range(40)) + " final"
-    raw, args = load(train_file=write_file("l.csv", f"text,label\n{long_text},a\nshort,b\n"), max_seq_length=8,
-                     truncation_side="left")
+    raw, args = load(
+        train_file=write_file("l.csv", f"text,label\n{long_text},a\nshort,b\n"),
+        max_seq_length=8,
+        truncation_side="left",
+    )
     # the side is the tokenizer's setting, given when the task loads it (and saved with it for predict.py)
     left = load_tokenizer(ModelArguments(), **CLASSIFICATION_TASK.data.tokenizer_kwargs(None, args.args))
     features = encode_classification(raw["train"], left, build_classification_labels(args, None), args)

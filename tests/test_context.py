@@ -23,8 +23,16 @@ from utils.tasks.ner.alignment import NO_WORD, context_budget, document_context
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.encoding import LEFT_CONTEXT, RIGHT_CONTEXT, context_columns, encode_ner
 
-FAST = ["--per_device_train_batch_size", "8", "--report_to", "none", "--save_strategy", "no", "--num_train_epochs",
-        "1"]
+FAST = [
+    "--per_device_train_batch_size",
+    "8",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--num_train_epochs",
+    "1",
+]
 LABELS = LabelSpace(("O", "B-LOC", "B-PER", "I-PER"))
 
 # ---------------------------------------------------------------- the pure picker
@@ -87,12 +95,23 @@ def tokenizer(tiny_model):
 
 def canonical(sentences, document_ids):
     tags = [["B-PER" if w[0].isupper() else "O" for w in words] for words in sentences]
-    return Dataset.from_dict({"tokens": sentences, "ner_tags": tags, "document_id": document_ids,
-                              "location": [f"row {i}" for i in range(len(sentences))]})
+    return Dataset.from_dict(
+        {
+            "tokens": sentences,
+            "ner_tags": tags,
+            "document_id": document_ids,
+            "location": [f"row {i}" for i in range(len(sentences))],
+        }
+    )
 
 
-SENTENCES = [["Ada", "met", "Bob", "in", "town"], ["Then", "they", "left"], ["Carl", "stayed"], ["Dora", "came"],
-             ["alone", "Eve", "sang", "a", "long", "song", "all", "night", "through", "the", "hall"]]
+SENTENCES = [
+    ["Ada", "met", "Bob", "in", "town"],
+    ["Then", "they", "left"],
+    ["Carl", "stayed"],
+    ["Dora", "came"],
+    ["alone", "Eve", "sang", "a", "long", "song", "all", "night", "through", "the", "hall"],
+]
 DOCUMENTS = ["0", "0", "0", "1", "2"]
 
 
@@ -165,9 +184,25 @@ def context_model(tiny_model, tmp_path_factory):
     """The tiny BERT trained with document context on the shipped sample (which has -DOCSTART- lines)."""
     out = tmp_path_factory.mktemp("context-model")
     data = ROOT / "data" / "ner"
-    run_ner.main(["--model", tiny_model, "--train_file", str(data / "train.conll"), "--validation_file",
-                  str(data / "validation.conll"), "--test_file", str(data / "test.conll"), "--output_dir", str(out),
-                  "--context_size", "16", "--max_seq_length", "48", *FAST])
+    run_ner.main(
+        [
+            "--model",
+            tiny_model,
+            "--train_file",
+            str(data / "train.conll"),
+            "--validation_file",
+            str(data / "validation.conll"),
+            "--test_file",
+            str(data / "test.conll"),
+            "--output_dir",
+            str(out),
+            "--context_size",
+            "16",
+            "--max_seq_length",
+            "48",
+            *FAST,
+        ]
+    )
     return out
 
 
@@ -187,8 +222,20 @@ def test_predict_uses_the_models_context_on_conll_documents(context_model, tmp_p
     examples = read_examples(str(conll))
     assert len({e.document for e in examples}) == 6
     out = tmp_path / "predicted.jsonl"
-    predict.main(["--model", str(context_model), "--input", str(conll), "--output", str(out),
-                  "--max_seq_length", "48", "--stride", "32"])  # the training run's windows
+    predict.main(
+        [
+            "--model",
+            str(context_model),
+            "--input",
+            str(conll),
+            "--output",
+            str(out),
+            "--max_seq_length",
+            "48",
+            "--stride",
+            "32",
+        ]
+    )  # the training run's windows
     records = [json.loads(line) for line in out.read_text().splitlines()]
     trained = [json.loads(line) for line in (context_model / "predictions.jsonl").read_text().splitlines()]
     assert [r["tags"] for r in records] == [r["predicted"] for r in trained]  # as in training's predict stage
@@ -198,8 +245,9 @@ def test_predict_uses_the_models_context_on_conll_documents(context_model, tmp_p
 
 
 def test_jsonl_document_ids_and_chunks_that_keep_documents_whole(context_model, write_file):
-    path = write_file("in.jsonl", '{"tokens": ["Ada", "sang"], "doc": 7}\n{"text": "Bob too.", "doc": 7}\n'
-                      '{"text": "Carl left."}\n')
+    path = write_file(
+        "in.jsonl", '{"tokens": ["Ada", "sang"], "doc": 7}\n{"text": "Bob too.", "doc": 7}\n{"text": "Carl left."}\n'
+    )
     examples = read_examples(path, document_field="doc")
     assert [e.document for e in examples] == ["7", "7", None]
     predictor = Predictor.from_pretrained(str(context_model), device="cpu")
@@ -207,8 +255,12 @@ def test_jsonl_document_ids_and_chunks_that_keep_documents_whole(context_model, 
     assert [r["text"] for r in results] == ["Ada sang", "Bob too.", "Carl left."]
     assert results[0]["tokens"] == ["Ada", "sang"] and len(results[0]["tags"]) == 2
     # every entity is the span its offsets name: words of a token list, characters of a text
-    assert all(e["text"] == (" ".join(r["tokens"][e["start"]:e["end"]]) if "tokens" in r else
-                             r["text"][e["start"]:e["end"]]) for r in results for e in r["entities"])
+    assert all(
+        e["text"]
+        == (" ".join(r["tokens"][e["start"] : e["end"]]) if "tokens" in r else r["text"][e["start"] : e["end"]])
+        for r in results
+        for e in r["entities"]
+    )
     documents = [Example(document=d) for d in ["a", "a", "a", "b", None, None, "c"]]
     assert list(chunk_ends(documents, 2, whole_documents=True)) == [3, 5, 7]
     assert list(chunk_ends(documents, 2, whole_documents=False)) == [2, 4, 6, 7]

@@ -19,24 +19,48 @@ from utils.core.conll import read_conll
 
 NER_DATA = ROOT / "data" / "ner"
 SENTIMENT = ROOT / "data" / "classification" / "sentiment"
-COMMON = ["--report_to", "none", "--num_train_epochs", "1", "--logging_steps", "1", "--seed", "7",
-          "--train_sampling_strategy", "sequential", "--eval_before_training", "false"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-       "OMP_NUM_THREADS": "1"}
+COMMON = [
+    "--report_to",
+    "none",
+    "--num_train_epochs",
+    "1",
+    "--logging_steps",
+    "1",
+    "--seed",
+    "7",
+    "--train_sampling_strategy",
+    "sequential",
+    "--eval_before_training",
+    "false",
+]
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 def launch(script: str, *args: str) -> subprocess.CompletedProcess:
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-    command = [accelerate, "launch", "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_ddp.yaml"),
-               str(ROOT / script), *args]
+    command = [
+        accelerate,
+        "launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "cpu_ddp.yaml"),
+        str(ROOT / script),
+        *args,
+    ]
     proc = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 def single(script: str, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / script), *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -64,17 +88,30 @@ def check_same_training_as_one_process(ddp_dir, one_dir, n_train: int) -> None:
 
 def test_ner_two_processes(tiny_model, tmp_path):
     ddp, one, rescore = tmp_path / "ddp", tmp_path / "one", tmp_path / "rescore"
-    proc = launch("run_ner.py", "--model", tiny_model, "--output_dir", str(ddp), "--per_device_train_batch_size", "8",
-                  *COMMON)
+    proc = launch(
+        "run_ner.py", "--model", tiny_model, "--output_dir", str(ddp), "--per_device_train_batch_size", "8", *COMMON
+    )
     assert "World size 2 (distributed)" in proc.stdout
     gold = read_conll(NER_DATA / "test.conll")
     written = read_conll(ddp / "predictions.conll", tag_column=1)
     assert written.tokens == gold.tokens and written.tags == gold.tags  # every test word once, in order
-    single("run_ner.py", "--model", tiny_model, "--output_dir", str(one), "--per_device_train_batch_size", "16",
-           *COMMON)
+    single(
+        "run_ner.py", "--model", tiny_model, "--output_dir", str(one), "--per_device_train_batch_size", "16", *COMMON
+    )
     check_same_training_as_one_process(ddp, one, len(read_conll(NER_DATA / "train.conll").tokens))
-    single("run_ner.py", "--model", str(ddp), "--validation_file", str(NER_DATA / "validation.conll"), "--test_file",
-           str(NER_DATA / "test.conll"), "--output_dir", str(rescore), "--report_to", "none")
+    single(
+        "run_ner.py",
+        "--model",
+        str(ddp),
+        "--validation_file",
+        str(NER_DATA / "validation.conll"),
+        "--test_file",
+        str(NER_DATA / "test.conll"),
+        "--output_dir",
+        str(rescore),
+        "--report_to",
+        "none",
+    )
     for key in ("eval_f1", "eval_precision", "eval_recall", "eval_accuracy", "predict_f1", "predict_accuracy"):
         assert results(ddp)[key] == pytest.approx(results(rescore)[key], abs=1e-9), key
     assert (ddp / "predictions.conll").read_text() == (rescore / "predictions.conll").read_text()
@@ -82,17 +119,44 @@ def test_ner_two_processes(tiny_model, tmp_path):
 
 def test_classification_two_processes(tiny_model, tmp_path):
     ddp, one, rescore = tmp_path / "ddp", tmp_path / "one", tmp_path / "rescore"
-    proc = launch("run_classification.py", "--model", tiny_model, "--output_dir", str(ddp),
-                  "--per_device_train_batch_size", "8", *COMMON)
+    proc = launch(
+        "run_classification.py",
+        "--model",
+        tiny_model,
+        "--output_dir",
+        str(ddp),
+        "--per_device_train_batch_size",
+        "8",
+        *COMMON,
+    )
     assert "World size 2 (distributed)" in proc.stdout
     test_rows = (SENTIMENT / "test.tsv").read_text().splitlines()[1:]
     records = [json.loads(line) for line in (ddp / "predictions.jsonl").read_text().splitlines()]
     assert [r["text"] for r in records] == [row.split("\t", 1)[1] for row in test_rows]
-    single("run_classification.py", "--model", tiny_model, "--output_dir", str(one), "--per_device_train_batch_size",
-           "16", *COMMON)
+    single(
+        "run_classification.py",
+        "--model",
+        tiny_model,
+        "--output_dir",
+        str(one),
+        "--per_device_train_batch_size",
+        "16",
+        *COMMON,
+    )
     check_same_training_as_one_process(ddp, one, len((SENTIMENT / "train.tsv").read_text().splitlines()) - 1)
-    single("run_classification.py", "--model", str(ddp), "--validation_file", str(SENTIMENT / "validation.tsv"),
-           "--test_file", str(SENTIMENT / "test.tsv"), "--output_dir", str(rescore), "--report_to", "none")
+    single(
+        "run_classification.py",
+        "--model",
+        str(ddp),
+        "--validation_file",
+        str(SENTIMENT / "validation.tsv"),
+        "--test_file",
+        str(SENTIMENT / "test.tsv"),
+        "--output_dir",
+        str(rescore),
+        "--report_to",
+        "none",
+    )
     for key in ("eval_accuracy", "eval_f1_macro", "predict_accuracy", "predict_mcc"):
         assert results(ddp)[key] == pytest.approx(results(rescore)[key], abs=1e-9), key
     rescored = [json.loads(line) for line in (rescore / "predictions.jsonl").read_text().splitlines()]

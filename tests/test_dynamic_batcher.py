@@ -16,13 +16,13 @@ class Echo:
 
     def predict_examples(self, examples):
         self.calls.append([example.text for example in examples])
-        return [{"text": e.text} if e.document is None else {"text": e.text, "document": e.document}
-                for e in examples]
+        return [{"text": e.text} if e.document is None else {"text": e.text, "document": e.document} for e in examples]
 
 
 def texts(*values: str, documents=None) -> Job:
-    return Job([Example(text=value, document=None if documents is None else documents[i])
-                for i, value in enumerate(values)])
+    return Job(
+        [Example(text=value, document=None if documents is None else documents[i]) for i, value in enumerate(values)]
+    )
 
 
 def run(coroutine):
@@ -34,10 +34,14 @@ def test_a_client_alone_does_not_wait_but_concurrent_clients_fill_the_batch():
         batcher = DynamicBatcher(Echo(), max_batch_size=2, max_wait_ms=60_000)  # a wait would hang the test
         batcher.queue = asyncio.Queue()
         await batcher.queue.put(texts("a"))
-        assert [[e.text for e in job.examples] for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [["a"]]
+        assert [[e.text for e in job.examples] for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [
+            ["a"]
+        ]
         batcher.last_requests = 1  # the last batch was one client's: no wait
         await batcher.queue.put(texts("b"))
-        assert [[e.text for e in job.examples] for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [["b"]]
+        assert [[e.text for e in job.examples] for job in (await asyncio.wait_for(batcher.next_batch(), 5))[0]] == [
+            ["b"]
+        ]
         batcher.last_requests = 2  # clients are sending concurrently: wait for the batch to fill
         await batcher.queue.put(texts("c"))
         pending = asyncio.ensure_future(batcher.next_batch())

@@ -31,8 +31,7 @@ from utils.training.stages import kept_checkpoint
 EXAMPLES = ROOT / "tests" / "fixtures" / "examples"
 CONLL = EXAMPLES / "conll" / "sample.json"
 MRPC = EXAMPLES / "MRPC"
-TINY = ["--report_to", "none", "--per_device_train_batch_size", "4", "--num_train_epochs", "1", "--logging_steps",
-        "1"]
+TINY = ["--report_to", "none", "--per_device_train_batch_size", "4", "--num_train_epochs", "1", "--logging_steps", "1"]
 
 
 def get_results(output_dir) -> dict:
@@ -177,8 +176,10 @@ def test_run_classification(tmp_path):
 
 
 def ner_table(tmp_path) -> str:
-    rows = [{"tokens": ["Ada", "met", "Bob"], "ner_tags": ["B-PER", "O", "B-PER"], "pos_tags": ["NNP", "VBD", "NNP"]},
-            {"tokens": ["Rome", "is", "old"], "ner_tags": ["B-LOC", "O", "O"], "pos_tags": ["NNP", "VBZ", "JJ"]}]
+    rows = [
+        {"tokens": ["Ada", "met", "Bob"], "ner_tags": ["B-PER", "O", "B-PER"], "pos_tags": ["NNP", "VBD", "NNP"]},
+        {"tokens": ["Rome", "is", "old"], "ner_tags": ["B-LOC", "O", "O"], "pos_tags": ["NNP", "VBZ", "JJ"]},
+    ]
     path = tmp_path / "tags.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return str(path)
@@ -207,7 +208,8 @@ def test_ner_pad_to_max_length_pads_every_batch(tiny_model, tmp_path, capsys):
     assert packed["train_padding_fraction"] < 0.1  # packed rows: little padding
     assert padded["train_padding_fraction"] > 0.4  # 10 sentences of 3-36 words, each padded to 64 tokens
     assert "--pad_to_max_length: every batch is padded to 64 tokens; --pack_sequences turned off" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
 
 
 def test_classification_pad_to_max_length_pads_every_batch(tiny_model, tmp_path, capsys):
@@ -223,15 +225,38 @@ def test_use_fast_tokenizer_false(tiny_model, tmp_path):
     from utils.core.modeling import embedded_model_path
 
     out = tmp_path / "slow"  # the embedded model's tokenizer files: the Python tokenizer reads vocab.txt
-    run_classification.main(["--model", tiny_model, "--tokenizer_name", embedded_model_path(), "--train_file",
-                             str(MRPC / "train.csv"), "--output_dir", str(out), "--use_fast_tokenizer", "false",
-                             *TINY])
+    run_classification.main(
+        [
+            "--model",
+            tiny_model,
+            "--tokenizer_name",
+            embedded_model_path(),
+            "--train_file",
+            str(MRPC / "train.csv"),
+            "--output_dir",
+            str(out),
+            "--use_fast_tokenizer",
+            "false",
+            *TINY,
+        ]
+    )
     saved = json.loads((out / "tokenizer_config.json").read_text())
     assert saved["tokenizer_class"] == "BertTokenizerLegacy"  # transformers 5's Python (slow) BERT tokenizer
     assert not (out / "tokenizer.json").exists()
     with pytest.raises(ConfigError, match="NER needs a fast tokenizer"):
-        run_ner.main(["--model", tiny_model, "--train_file", str(CONLL), "--output_dir", str(tmp_path / "ner"),
-                      "--use_fast_tokenizer", "false", *TINY])
+        run_ner.main(
+            [
+                "--model",
+                tiny_model,
+                "--train_file",
+                str(CONLL),
+                "--output_dir",
+                str(tmp_path / "ner"),
+                "--use_fast_tokenizer",
+                "false",
+                *TINY,
+            ]
+        )
 
 
 def test_ignore_mismatched_sizes(tiny_model, tmp_path):
@@ -250,14 +275,19 @@ def test_ignore_mismatched_sizes(tiny_model, tmp_path):
         run_classification.main([*args, "--output_dir", str(tmp_path / "refused")])
     run_classification.main([*args, "--output_dir", str(tmp_path / "run"), "--ignore_mismatched_sizes"])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["id2label"] == {
-        "0": "equivalent", "1": "not_equivalent"}
+        "0": "equivalent",
+        "1": "not_equivalent",
+    }
     tagger = tmp_path / "tagger"
     AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=5).save_pretrained(tagger)
     labels = LabelSpace(("O", "B-PER", "I-PER"))
     with pytest.raises(ConfigError, match="--ignore_mismatched_sizes"):
         load_model(ModelArguments(model_name_or_path=str(tagger)), AutoModelForTokenClassification, labels)
-    model = load_model(ModelArguments(model_name_or_path=str(tagger), ignore_mismatched_sizes=True),
-                       AutoModelForTokenClassification, labels)
+    model = load_model(
+        ModelArguments(model_name_or_path=str(tagger), ignore_mismatched_sizes=True),
+        AutoModelForTokenClassification,
+        labels,
+    )
     assert model.classifier.out_features == 3
 
 
@@ -278,14 +308,24 @@ def test_do_regression(tmp_path):
 
 
 def test_text_column_delimiter_joins_columns(tmp_path):
-    path = write_csv(tmp_path / "three.csv", ["title", "body", "tag", "label"], [("Nice", "It works.", "tools", "a"),
-                                                                                  ("Bad", "It broke.", "toys", "b")])
+    path = write_csv(
+        tmp_path / "three.csv",
+        ["title", "body", "tag", "label"],
+        [("Nice", "It works.", "tools", "a"), ("Bad", "It broke.", "toys", "b")],
+    )
     raw, _, _ = load(CLASSIFICATION_TASK, "--train_file", path, "--text_column_names", "title,body,tag")
     assert raw["train"]["text"] == ["Nice It works. tools", "Bad It broke. toys"]  # the example's default: a space
     raw, _, _ = load(CLASSIFICATION_TASK, "--train_file", path, "--text_column_names", "title,body")
     assert raw["train"]["text"] == ["Nice", "Bad"] and raw["train"]["text_pair"] == ["It works.", "It broke."]
-    raw, _, _ = load(CLASSIFICATION_TASK, "--train_file", path, "--text_column_names", "title,body",
-                     "--text_column_delimiter", "\\n")
+    raw, _, _ = load(
+        CLASSIFICATION_TASK,
+        "--train_file",
+        path,
+        "--text_column_names",
+        "title,body",
+        "--text_column_delimiter",
+        "\\n",
+    )
     assert raw["train"]["text"] == ["Nice\nIt works.", "Bad\nIt broke."]
     assert "text_pair" not in raw["train"].column_names
 
@@ -294,20 +334,39 @@ def fake_hub(splits: dict[str, Dataset], expected: tuple[str, str | None]):
     def load_dataset(name, config=None, **kwargs):
         assert (name, config) == expected
         return DatasetDict(splits)
+
     return load_dataset
 
 
 def texts(n: int, start: int = 0) -> Dataset:
-    return Dataset.from_dict({"text": [f"text number {i}" for i in range(start, start + n)],
-                              "label": ["a" if i % 2 else "b" for i in range(start, start + n)]})
+    return Dataset.from_dict(
+        {
+            "text": [f"text number {i}" for i in range(start, start + n)],
+            "label": ["a" if i % 2 else "b" for i in range(start, start + n)],
+        }
+    )
 
 
 def test_split_names_and_remove_splits(monkeypatch):
-    splits = {"train": texts(4), "unused": texts(2, 100), "dev_a": texts(2, 200), "dev_b": texts(3, 300),
-              "holdout": texts(2, 400)}
+    splits = {
+        "train": texts(4),
+        "unused": texts(2, 100),
+        "dev_a": texts(2, 200),
+        "dev_b": texts(3, 300),
+        "holdout": texts(2, 400),
+    }
     monkeypatch.setattr(datasets, "load_dataset", fake_hub(splits, ("org/data", None)))
-    raw, _, _ = load(CLASSIFICATION_TASK, "--dataset_name", "org/data", "--remove_splits", "unused,dev_a",
-                     "--validation_split_name", "dev_b", "--test_split_name", "holdout")
+    raw, _, _ = load(
+        CLASSIFICATION_TASK,
+        "--dataset_name",
+        "org/data",
+        "--remove_splits",
+        "unused,dev_a",
+        "--validation_split_name",
+        "dev_b",
+        "--test_split_name",
+        "holdout",
+    )
     assert list(raw) == ["train", "validation", "test"]
     assert raw["validation"]["text"][0] == "text number 300" and raw["test"]["text"][0] == "text number 400"
     assert raw["validation"]["location"][0] == "org/data[dev_b] row 1"
@@ -347,8 +406,19 @@ def test_shuffle_train_dataset(tmp_path):
 
 
 def test_metric_name_keys_and_best_model(tiny_model, tmp_path):
-    argv = ["--model", tiny_model, "--train_file", str(MRPC / "train.csv"), "--validation_file",
-            str(MRPC / "dev.csv"), "--output_dir", str(tmp_path), "--metric_name", "f1,accuracy", *TINY]
+    argv = [
+        "--model",
+        tiny_model,
+        "--train_file",
+        str(MRPC / "train.csv"),
+        "--validation_file",
+        str(MRPC / "dev.csv"),
+        "--output_dir",
+        str(tmp_path),
+        "--metric_name",
+        "f1,accuracy",
+        *TINY,
+    ]
     outcome = run_job(CLASSIFICATION_TASK, argv)
     results = outcome.results
     assert outcome.args.metric_for_best_model == "f1" and outcome.args.greater_is_better
@@ -361,8 +431,9 @@ def test_metric_name_keys_and_best_model(tiny_model, tmp_path):
 
 
 def scored(problem: str, names: tuple[str, ...], gold: list, decoded: list[dict], metric_name: str) -> dict:
-    job = parse_job(CLASSIFICATION_TASK, ["--dataset_name", "x", "--output_dir", "unused", "--metric_name",
-                                          metric_name])
+    job = parse_job(
+        CLASSIFICATION_TASK, ["--dataset_name", "x", "--output_dir", "unused", "--metric_name", metric_name]
+    )
     data = LoadedData(DatasetDict(), job.data_args, ClassificationSettled(problem))
     metrics, _ = score_classification(decoded, Dataset.from_dict({"label": gold}), LabelSpace(names), data)
     return metrics
@@ -373,16 +444,22 @@ def test_metric_name_values_match_the_evaluate_metrics():
     from sklearn.metrics import f1_score, matthews_corrcoef, precision_score, recall_score
 
     gold, predicted = ["b", "a", "b", "b", "a", "a"], ["b", "b", "b", "a", "a", "a"]
-    metrics = scored("single_label_classification", ("a", "b"), gold, [{"label": p} for p in predicted],
-                     "accuracy,f1,precision,recall,matthews_correlation")
+    metrics = scored(
+        "single_label_classification",
+        ("a", "b"),
+        gold,
+        [{"label": p} for p in predicted],
+        "accuracy,f1,precision,recall,matthews_correlation",
+    )
     ids = {"a": 0, "b": 1}
     g, p = [ids[x] for x in gold], [ids[x] for x in predicted]
     assert metrics["f1"] == pytest.approx(f1_score(g, p))  # binary, of label id 1, as evaluate's f1
     assert metrics["precision"] == pytest.approx(precision_score(g, p))
     assert metrics["recall"] == pytest.approx(recall_score(g, p))
     assert metrics["matthews_correlation"] == pytest.approx(matthews_corrcoef(g, p))
-    assert metrics["combined_score"] == pytest.approx(sum(metrics[k] for k in (
-        "accuracy", "f1", "precision", "recall", "matthews_correlation")) / 5)
+    assert metrics["combined_score"] == pytest.approx(
+        sum(metrics[k] for k in ("accuracy", "f1", "precision", "recall", "matthews_correlation")) / 5
+    )
     three = scored("single_label_classification", ("a", "b", "c"), ["a", "b", "c"], [{"label": "a"}] * 3, "f1")
     assert three["f1"] == pytest.approx(f1_score([0, 1, 2], [0, 0, 0], average="macro", zero_division=0))
     values, truth = [0.1, 0.9, 0.4, 0.7], [0.0, 1.0, 0.5, 0.5]
@@ -390,37 +467,53 @@ def test_metric_name_values_match_the_evaluate_metrics():
     assert regression["pearsonr"] == pytest.approx(pearsonr(truth, values)[0])
     assert regression["spearmanr"] == pytest.approx(spearmanr(truth, values)[0])
     assert regression["mse"] == pytest.approx(sum((v - t) ** 2 for v, t in zip(values, truth)) / 4)
-    multi = scored("multi_label_classification", ("x", "y"), [["x"], ["x", "y"]], [{"labels": ["x"]}] * 2,
-                   "f1,accuracy")
+    multi = scored(
+        "multi_label_classification", ("x", "y"), [["x"], ["x", "y"]], [{"labels": ["x"]}] * 2, "f1,accuracy"
+    )
     assert multi["f1"] == pytest.approx(f1_score([[1, 0], [1, 1]], [[1, 0], [1, 0]], average="micro"))
     assert multi["accuracy"] == 0.5  # subset accuracy
 
 
 def glue_mrpc() -> dict[str, Dataset]:
-    features = Features({"sentence1": Value("string"), "sentence2": Value("string"),
-                         "label": ClassLabel(names=["not_equivalent", "equivalent"]), "idx": Value("int32")})
+    features = Features(
+        {
+            "sentence1": Value("string"),
+            "sentence2": Value("string"),
+            "label": ClassLabel(names=["not_equivalent", "equivalent"]),
+            "idx": Value("int32"),
+        }
+    )
     rows = mrpc_rows()
-    columns = {"sentence1": [r["sentence1"] for r in rows], "sentence2": [r["sentence2"] for r in rows],
-               "label": [int(r["label"] == "equivalent") for r in rows], "idx": list(range(len(rows)))}
+    columns = {
+        "sentence1": [r["sentence1"] for r in rows],
+        "sentence2": [r["sentence2"] for r in rows],
+        "label": [int(r["label"] == "equivalent") for r in rows],
+        "idx": list(range(len(rows))),
+    }
     unlabelled = {**columns, "label": [-1] * len(rows)}  # GLUE's test splits have no labels
-    return {"train": Dataset.from_dict(columns, features=features),
-            "validation": Dataset.from_dict(columns, features=features),
-            "test": Dataset.from_dict(unlabelled, features=features)}
+    return {
+        "train": Dataset.from_dict(columns, features=features),
+        "validation": Dataset.from_dict(columns, features=features),
+        "test": Dataset.from_dict(unlabelled, features=features),
+    }
 
 
 def test_glue_task_name(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_hub(glue_mrpc(), ("nyu-mll/glue", "mrpc")))
     out = tmp_path / "mrpc"
-    results = run_classification.main(["--model", tiny_model, "--task_name", "mrpc", "--output_dir", str(out),
-                                       *TINY])
+    results = run_classification.main(["--model", tiny_model, "--task_name", "mrpc", "--output_dir", str(out), *TINY])
     assert {"eval_accuracy", "eval_f1", "eval_combined_score"} <= set(results)  # run_glue.py's keys for MRPC
     assert "predict_accuracy" not in results  # the test split is unlabelled: predicted, not scored
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "not_equivalent", "1": "equivalent"}  # GLUE's ids: F1 is of "equivalent"
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == len(mrpc_rows()) and records[0]["text_pair"] == mrpc_rows()[0]["sentence2"]
-    stsb = {split: Dataset.from_dict({"sentence1": ["a b", "c d"], "sentence2": ["a b", "e f"], "label": [5.0, 0.4],
-                                      "idx": [0, 1]}) for split in ("train", "validation")}
+    stsb = {
+        split: Dataset.from_dict(
+            {"sentence1": ["a b", "c d"], "sentence2": ["a b", "e f"], "label": [5.0, 0.4], "idx": [0, 1]}
+        )
+        for split in ("train", "validation")
+    }
     monkeypatch.setattr(datasets, "load_dataset", fake_hub(stsb, ("nyu-mll/glue", "stsb")))
     raw, data, _ = load(CLASSIFICATION_TASK, "--task_name", "stsb")
     assert data.settled.problem_type == "regression" and raw["train"]["text_pair"] == ["a b", "e f"]
@@ -430,8 +523,11 @@ def test_glue_task_name(tiny_model, tmp_path, monkeypatch):
 
 
 def test_glue_task_name_offline_is_a_clear_error():
-    with pytest.raises(DataError, match=r"--task_name cola loads the GLUE dataset nyu-mll/glue from the Hub .*"
-                                        r"Offline .* --train_file/--validation_file"):
+    with pytest.raises(
+        DataError,
+        match=r"--task_name cola loads the GLUE dataset nyu-mll/glue from the Hub .*"
+        r"Offline .* --train_file/--validation_file",
+    ):
         load(CLASSIFICATION_TASK, "--task_name", "cola")
 
 
@@ -456,10 +552,19 @@ def test_a_tie_goes_to_the_lower_loss_then_to_the_later_checkpoint(tiny_model, t
     from utils.training.arguments import FinetuneTrainingArguments
     from utils.training.trainer import FinetuneTrainer
 
-    args = FinetuneTrainingArguments(output_dir=str(tmp_path), metric_for_best_model="f1", greater_is_better=True,
-                                     eval_strategy="epoch", save_strategy="epoch", report_to="none")
-    trainer = FinetuneTrainer(model=AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3),
-                              args=args, eval_dataset=Dataset.from_dict({"input_ids": [[101, 102]]}))
+    args = FinetuneTrainingArguments(
+        output_dir=str(tmp_path),
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        report_to="none",
+    )
+    trainer = FinetuneTrainer(
+        model=AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3),
+        args=args,
+        eval_dataset=Dataset.from_dict({"input_ids": [[101, 102]]}),
+    )
 
     def evaluate(step, f1, loss):
         trainer.state.global_step = step
@@ -477,17 +582,30 @@ def test_a_tie_goes_to_the_lower_loss_then_to_the_later_checkpoint(tiny_model, t
 def test_a_restored_earlier_checkpoint_says_which_and_why():
     from utils.training.arguments import FinetuneTrainingArguments
 
-    args = FinetuneTrainingArguments(output_dir="unused", load_best_model_at_end=True, eval_strategy="epoch",
-                                     save_strategy="epoch", metric_for_best_model="f1", report_to="none")
-    state = TrainerState(global_step=10, best_global_step=5, best_model_checkpoint="out/checkpoint-5",
-                         log_history=[{"step": 5, "eval_f1": 0.8, "eval_loss": 0.5},
-                                      {"step": 10, "eval_f1": 0.7, "eval_loss": 0.4}])
+    args = FinetuneTrainingArguments(
+        output_dir="unused",
+        load_best_model_at_end=True,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        metric_for_best_model="f1",
+        report_to="none",
+    )
+    state = TrainerState(
+        global_step=10,
+        best_global_step=5,
+        best_model_checkpoint="out/checkpoint-5",
+        log_history=[{"step": 5, "eval_f1": 0.8, "eval_loss": 0.5}, {"step": 10, "eval_f1": 0.7, "eval_loss": 0.4}],
+    )
     assert kept_checkpoint(state, args) == {
-        "kept_step": 5, "kept_reason": "f1 0.8000 against 0.7000 at the last evaluation (step 10; higher is better)"}
+        "kept_step": 5,
+        "kept_reason": "f1 0.8000 against 0.7000 at the last evaluation (step 10; higher is better)",
+    }
     state.log_history[1]["eval_f1"] = 0.8
     state.log_history[1]["eval_loss"] = 0.6
-    assert "f1 tied at 0.8000 with the last evaluation (step 10); lower loss 0.5000 against 0.6000" in kept_checkpoint(
-        state, args)["kept_reason"]
+    assert (
+        "f1 tied at 0.8000 with the last evaluation (step 10); lower loss 0.5000 against 0.6000"
+        in kept_checkpoint(state, args)["kept_reason"]
+    )
     state.best_global_step, state.best_model_checkpoint = 10, "out/checkpoint-10"
     assert kept_checkpoint(state, args) == {}  # the last step's: nothing to say
 
@@ -499,16 +617,32 @@ class CheckpointFiles(TrainerCallback):
         self.seen: list[dict[str, set[str]]] = []
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.seen.append({path.name: {f.name for f in path.iterdir()} for path in Path(args.output_dir).glob(
-            "checkpoint-*")})
+        self.seen.append(
+            {path.name: {f.name for f in path.iterdir()} for path in Path(args.output_dir).glob("checkpoint-*")}
+        )
 
 
 def test_only_the_newest_checkpoint_keeps_resume_state(tiny_model, tmp_path):
     files = CheckpointFiles()
     out = tmp_path / "run"
-    run_ner.main(["--model", tiny_model, "--train_file", str(CONLL), "--validation_file", str(CONLL), "--output_dir",
-                  str(out), *TINY, "--num_train_epochs", "3", "--per_device_train_batch_size", "5"],
-                 callbacks=[files])
+    run_ner.main(
+        [
+            "--model",
+            tiny_model,
+            "--train_file",
+            str(CONLL),
+            "--validation_file",
+            str(CONLL),
+            "--output_dir",
+            str(out),
+            *TINY,
+            "--num_train_epochs",
+            "3",
+            "--per_device_train_batch_size",
+            "5",
+        ],
+        callbacks=[files],
+    )
     resume_state = {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
     assert files.seen[1]["checkpoint-2"] >= resume_state  # while training: the newest can be resumed from
     assert not files.seen[2]["checkpoint-2"] & resume_state  # superseded: weights only (a best-model candidate)

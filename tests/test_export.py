@@ -22,7 +22,8 @@ from utils.core.errors import ConfigError, DataError, run_command
 from utils.serving import onnx_export
 from utils.serving.onnx_backend import GRAPH_FILES, REPORT_FILE, OnnxForward, onnx_session, resolve_backend
 from utils.serving.onnx_export import export_model
-from utils.serving.predictor import Predictor, TorchForward
+from utils.serving.predictor import Predictor
+from utils.serving.torch_backend import TorchForward
 
 NER_DATA = ROOT / "data" / "ner"
 SENTIMENT = ROOT / "data" / "classification" / "sentiment"
@@ -41,9 +42,26 @@ def exported_ner_run(tiny_model: str, factory) -> str:
         torch.manual_seed(0)
         BertModel(config).save_pretrained(base)
         AutoTokenizer.from_pretrained(tiny_model).save_pretrained(base)
-        run_ner.main(["--model", str(base), "--train_file", str(NER_DATA / "train.conll"), "--num_train_epochs", "3",
-                      "--learning_rate", "5e-3", "--per_device_train_batch_size", "16", "--report_to", "none",
-                      "--save_strategy", "no", "--output_dir", str(out)])
+        run_ner.main(
+            [
+                "--model",
+                str(base),
+                "--train_file",
+                str(NER_DATA / "train.conll"),
+                "--num_train_epochs",
+                "3",
+                "--learning_rate",
+                "5e-3",
+                "--per_device_train_batch_size",
+                "16",
+                "--report_to",
+                "none",
+                "--save_strategy",
+                "no",
+                "--output_dir",
+                str(out),
+            ]
+        )
         export_model(str(out), quantize="int8", validation_file=str(NER_DATA / "test.conll"))
         _BUILT["ner"] = str(out)
     return _BUILT["ner"]
@@ -56,9 +74,13 @@ def onnx_ner(tiny_model, tmp_path_factory) -> str:
 
 def random_classifier(tiny_model: str, directory: Path, labels: list[str]) -> str:
     """A random tiny single-label classifier saved as a fine-tuning run saves it (label names in the config)."""
-    config = AutoConfig.from_pretrained(tiny_model, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                        label2id={n: i for i, n in enumerate(labels)},
-                                        problem_type="single_label_classification")
+    config = AutoConfig.from_pretrained(
+        tiny_model,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        problem_type="single_label_classification",
+    )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(directory)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(directory)
@@ -70,8 +92,13 @@ def classifier(tiny_model, tmp_path_factory) -> str:
     """A random tiny sentiment classifier saved as a run saves it, exported (fp32 + int8) and validated on a TSV."""
     directory = random_classifier(tiny_model, tmp_path_factory.mktemp("onnx-classifier"), ["negative", "positive"])
     # random weights put many texts near 50/50, where int8 noise may flip a label: agreement is not the point here
-    export_model(str(directory), quantize="int8", validation_file=str(SENTIMENT / "test.tsv"), min_agreement=0.5,
-                 min_quantized_agreement=0.5)
+    export_model(
+        str(directory),
+        quantize="int8",
+        validation_file=str(SENTIMENT / "test.tsv"),
+        min_agreement=0.5,
+        min_quantized_agreement=0.5,
+    )
     return directory
 
 
@@ -84,10 +111,12 @@ def same_predictions(first: list[dict], second: list[dict]) -> None:
     assert len(first) == len(second)
     for a, b in zip(first, second):
         assert {k: v for k, v in a.items() if k not in ("entities", "probabilities")} == {
-            k: v for k, v in b.items() if k not in ("entities", "probabilities")}
+            k: v for k, v in b.items() if k not in ("entities", "probabilities")
+        }
         if "entities" in a:
             assert [{k: v for k, v in e.items() if k != "score"} for e in a["entities"]] == [
-                {k: v for k, v in e.items() if k != "score"} for e in b["entities"]]
+                {k: v for k, v in e.items() if k != "score"} for e in b["entities"]
+            ]
             assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=2e-4)
         if "probabilities" in a:
             assert a["probabilities"] == pytest.approx(b["probabilities"], abs=2e-5)
@@ -119,22 +148,28 @@ def test_onnx_forward_has_the_torch_forwards_contract():
             return {"logits": (input_ids * 10 + attention_mask).unsqueeze(-1)}
 
     rows = {"input_ids": [[1], [2, 2, 2], [3, 3]], "attention_mask": [[1], [1, 1, 1], [1, 1]], "word_index": [[0]]}
-    theirs = [(b, x["logits"].squeeze(-1).tolist())
-              for b, x in TorchForward(Echo(), torch.device("cpu"), 2, pad_id=9)(rows)]
+    theirs = [
+        (b, x["logits"].squeeze(-1).tolist()) for b, x in TorchForward(Echo(), torch.device("cpu"), 2, pad_id=9)(rows)
+    ]
     forward = OnnxForward(EchoSession(["input_ids", "attention_mask", "token_type_ids"]), 2, pad_id=9)
     ours = list(forward(rows))
-    assert [(b, x["logits"].squeeze(-1).tolist()) for b, x in ours] == theirs == [
-        ([1, 2], [[21, 21, 21], [31, 31, 90]]), ([0], [[11]])]
+    assert (
+        [(b, x["logits"].squeeze(-1).tolist()) for b, x in ours]
+        == theirs
+        == [([1, 2], [[21, 21, 21], [31, 31, 90]]), ([0], [[11]])]
+    )
     # outputs by the graph's names, float32; token_type_ids, not given, were zeros
     assert all(list(x) == ["logits"] and x["logits"].dtype == torch.float32 for _, x in ours)
 
 
 def test_parallel_rows_run_each_row_alone_in_input_order():
     rows = {"input_ids": [[1], [2, 2, 2], [3, 3]], "attention_mask": [[1], [1, 1, 1], [1, 1]]}
-    forward = OnnxForward(EchoSession(["input_ids", "attention_mask", "token_type_ids"]), 2, pad_id=9,
-                          parallel_rows=2)
+    forward = OnnxForward(EchoSession(["input_ids", "attention_mask", "token_type_ids"]), 2, pad_id=9, parallel_rows=2)
     assert [(b, x["logits"].squeeze(-1).tolist()) for b, x in forward(rows)] == [
-        ([0], [[11]]), ([1], [[21, 21, 21]]), ([2], [[31, 31]])]  # no padding
+        ([0], [[11]]),
+        ([1], [[21, 21, 21]]),
+        ([2], [[31, 31]]),
+    ]  # no padding
 
 
 # ---------------------------------------------------------------- the export
@@ -190,8 +225,10 @@ def test_onnx_predictions_equal_pytorchs_through_the_same_windows_and_context(on
         onnx_predictor = Predictor.from_pretrained(onnx_ner, device="cpu", backend="onnx-fp32", **options)
         assert onnx_predictor.model is None and onnx_predictor.backend == "onnx-fp32"
         same_predictions(onnx_predictor.predict(texts), torch_predictor.predict(texts))
-        same_predictions(onnx_predictor.predict(sentences, documents=documents),
-                         torch_predictor.predict(sentences, documents=documents))
+        same_predictions(
+            onnx_predictor.predict(sentences, documents=documents),
+            torch_predictor.predict(sentences, documents=documents),
+        )
     assert sum(len(r["entities"]) for r in torch_predictor.predict(texts)) > 0, "the model tags no entity"
 
 
@@ -243,8 +280,9 @@ def test_predict_cli_backend_flag(onnx_ner, tmp_path):
     outputs = {}
     for backend in ("torch", "onnx-fp32", "onnx-int8"):
         out = tmp_path / f"{backend}.jsonl"
-        predict.main(["--model", onnx_ner, "--input", str(NER_DATA / "test.conll"), "--output", str(out),
-                      "--backend", backend])
+        predict.main(
+            ["--model", onnx_ner, "--input", str(NER_DATA / "test.conll"), "--output", str(out), "--backend", backend]
+        )
         outputs[backend] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     same_predictions(outputs["onnx-fp32"], outputs["torch"])
     tags = [[tag for r in outputs[b] for tag in r["tags"]] for b in ("torch", "onnx-int8")]
@@ -273,8 +311,11 @@ def test_an_export_that_fails_validation_installs_nothing(classifier, monkeypatc
         return {"inputs": ["input_ids", "attention_mask", "token_type_ids"], "output": "logits", "opset": 20}
 
     monkeypatch.setattr(onnx_export, "export_graph", exported_before)
-    with pytest.raises(ConfigError, match=r"failed validation \(fp32 logits differ .* > --atol -1.0\); nothing was "
-                                          r"installed"):
+    with pytest.raises(
+        ConfigError,
+        match=r"failed validation \(fp32 logits differ .* > --atol -1.0\); nothing was "
+        r"installed",
+    ):
         export_model(classifier, atol=-1.0, max_validation_examples=8)
     assert (Path(classifier) / "onnx" / GRAPH_FILES["fp32"]).stat().st_mtime_ns == before
     assert (Path(classifier) / ".onnx-rejected" / REPORT_FILE).is_file()

@@ -73,8 +73,12 @@ def test_different_seeds_draw_different_samples():
 
 
 @settings(max_examples=100, deadline=None)
-@given(labels=st.lists(st.integers(0, 3), min_size=2, max_size=40).filter(lambda ls: len(set(ls)) > 1),
-       iterations=st.integers(1, 5), max_pairs=st.none() | st.integers(2, 200), seed=st.integers(0, 1000))
+@given(
+    labels=st.lists(st.integers(0, 3), min_size=2, max_size=40).filter(lambda ls: len(set(ls)) > 1),
+    iterations=st.integers(1, 5),
+    max_pairs=st.none() | st.integers(2, 200),
+    seed=st.integers(0, 1000),
+)
 def test_contrastive_pairs_are_balanced_and_labelled_right(labels, iterations, max_pairs, seed):
     pairs = contrastive_pairs(labels, iterations, seed, max_pairs)
     targets = Counter(target for *_, target in pairs)
@@ -109,12 +113,15 @@ def test_binary_head_gives_the_logistic_regressions_probabilities():
 # ---------------------------------------------------------------- arguments
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--zero_shot", "--few_shot_k", "4"], "exclude each other"),
-    (["--few_shot_k", "0"], "positive number"),
-    (["--few_shot_k", "1"], "no same-label pairs"),
-    (["--label_descriptions", "labels.yaml"], "add --zero_shot"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--zero_shot", "--few_shot_k", "4"], "exclude each other"),
+        (["--few_shot_k", "0"], "positive number"),
+        (["--few_shot_k", "1"], "no same-label pairs"),
+        (["--label_descriptions", "labels.yaml"], "add --zero_shot"),
+    ],
+)
 def test_argument_errors(flags, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         run_classification.main(["--train_file", str(SENTIMENT / "train.tsv"), "--output_dir", str(tmp_path), *flags])
@@ -123,8 +130,19 @@ def test_argument_errors(flags, message, tmp_path):
 def test_k_larger_than_a_label_says_which(tiny_model, write_file, tmp_path):
     train = write_file("train.tsv", "label\ttext\n" + "a\tx y\n" * 5 + "b\tz w\n" * 2)
     with pytest.raises(DataError, match="'b' has 2"):
-        run_classification.main(["--model", tiny_model, "--train_file", train, "--few_shot_k", "3",
-                                 "--output_dir", str(tmp_path / "out"), *FAST])
+        run_classification.main(
+            [
+                "--model",
+                tiny_model,
+                "--train_file",
+                train,
+                "--few_shot_k",
+                "3",
+                "--output_dir",
+                str(tmp_path / "out"),
+                *FAST,
+            ]
+        )
 
 
 # ---------------------------------------------------------------- end to end
@@ -132,28 +150,46 @@ def test_k_larger_than_a_label_says_which(tiny_model, write_file, tmp_path):
 
 def test_zero_shot_beats_chance_without_training_and_reloads(write_file, tmp_path):
     """The real embedded model: topics any sentence embedding tells apart; no train split at all."""
-    rows = [("sports", "The striker scored twice and the team won the cup final."),
-            ("sports", "She won the tennis match in straight sets."),
-            ("sports", "The marathon runner crossed the finish line first."),
-            ("food", "Add the garlic to the pan and simmer the tomato sauce."),
-            ("food", "This bakery sells the best chocolate cake and fresh bread."),
-            ("food", "The soup needs more salt and pepper."),
-            ("weather", "Heavy rain and strong winds are expected tomorrow."),
-            ("weather", "It will be sunny and warm all weekend."),
-            ("weather", "Snow is falling and temperatures drop below freezing tonight.")]
+    rows = [
+        ("sports", "The striker scored twice and the team won the cup final."),
+        ("sports", "She won the tennis match in straight sets."),
+        ("sports", "The marathon runner crossed the finish line first."),
+        ("food", "Add the garlic to the pan and simmer the tomato sauce."),
+        ("food", "This bakery sells the best chocolate cake and fresh bread."),
+        ("food", "The soup needs more salt and pepper."),
+        ("weather", "Heavy rain and strong winds are expected tomorrow."),
+        ("weather", "It will be sunny and warm all weekend."),
+        ("weather", "Snow is falling and temperatures drop below freezing tonight."),
+    ]
     test = write_file("test.tsv", "label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in rows))
     labels = write_file("labels.yaml", "sports: sports and games\nfood: food and cooking\nweather: the weather\n")
     out = tmp_path / "zero"
-    results = run_classification.main(["--test_file", test, "--zero_shot", "--label_descriptions", labels,
-                                       "--output_dir", str(out), "--report_to", "none"])
+    results = run_classification.main(
+        [
+            "--test_file",
+            test,
+            "--zero_shot",
+            "--label_descriptions",
+            labels,
+            "--output_dir",
+            str(out),
+            "--report_to",
+            "none",
+        ]
+    )
     assert results["predict_accuracy"] > 2 / 3  # chance is 1/3
     assert "train_loss" not in results and not (out / "train_results.json").exists()
     config = json.loads((out / "config.json").read_text())
     assert list(config["id2label"].values()) == ["sports", "food", "weather"]  # the descriptions' order
     assert config["label_descriptions"]["food"] == ["food and cooking"]
     assert "Zero-shot, no training" in (out / "README.md").read_text()
-    for name in ("predictions.jsonl", "predictions.tsv", "confusion_matrix.json", "classification_report.txt",
-                 "all_results.json"):
+    for name in (
+        "predictions.jsonl",
+        "predictions.tsv",
+        "confusion_matrix.json",
+        "classification_report.txt",
+        "all_results.json",
+    ):
         assert (out / name).is_file(), name
     written = read_jsonl(out / "predictions.jsonl")
     reloaded = Predictor.from_pretrained(str(out), device="cpu").predict([text for _, text in rows])
@@ -161,25 +197,48 @@ def test_zero_shot_beats_chance_without_training_and_reloads(write_file, tmp_pat
 
 
 def test_zero_shot_label_names_as_descriptions(tmp_path):
-    results = run_classification.main(["--validation_file", str(SENTIMENT / "validation.tsv"), "--zero_shot",
-                                       "--max_eval_samples", "40", "--output_dir", str(tmp_path),
-                                       "--report_to", "none"])
+    results = run_classification.main(
+        [
+            "--validation_file",
+            str(SENTIMENT / "validation.tsv"),
+            "--zero_shot",
+            "--max_eval_samples",
+            "40",
+            "--output_dir",
+            str(tmp_path),
+            "--report_to",
+            "none",
+        ]
+    )
     assert results["eval_accuracy"] > 0.5
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["label_descriptions"] == {"negative": ["negative"], "positive": ["positive"]}
 
 
 def few_shot_run(tiny_model, out, *flags):
-    return run_classification.main(["--model", tiny_model, "--train_file", str(SENTIMENT / "train.tsv"),
-                                    "--validation_file", str(SENTIMENT / "validation.tsv"),
-                                    "--test_file", str(SENTIMENT / "test.tsv"), "--output_dir", str(out),
-                                    "--num_train_epochs", "1", *FAST, *flags])
+    return run_classification.main(
+        [
+            "--model",
+            tiny_model,
+            "--train_file",
+            str(SENTIMENT / "train.tsv"),
+            "--validation_file",
+            str(SENTIMENT / "validation.tsv"),
+            "--test_file",
+            str(SENTIMENT / "test.tsv"),
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            "1",
+            *FAST,
+            *flags,
+        ]
+    )
 
 
 def test_contrastive_few_shot_run_saves_reloads_and_predicts(tiny_model, tmp_path, write_file):
     out = tmp_path / "contrastive"
-    results = few_shot_run(tiny_model, out, "--few_shot_k", "4", "--few_shot_iterations", "2",
-                           "--few_shot_seed", "7")
+    results = few_shot_run(tiny_model, out, "--few_shot_k", "4", "--few_shot_iterations", "2", "--few_shot_seed", "7")
     assert results["train_samples"] == 8 and "eval_accuracy" in results and "predict_accuracy" in results
     sample = json.loads((out / "few_shot_sample.json").read_text())
     assert sample["per_label"] == {"negative": 4, "positive": 4} and sample["seed"] == 7
@@ -224,9 +283,26 @@ def scalar_events(runs) -> dict[str, list[tuple[int, float]]]:
 def test_contrastive_phase_trains_through_trainer_and_logs_to_tensorboard(tiny_model, tmp_path):
     """K=4 of 2 labels, 3 rounds: 48 pairs; batches of 10 make 5 steps an epoch, 2 epochs 10 steps (warmup 1)."""
     out = tmp_path / "tb"
-    few_shot_run(tiny_model, out, "--few_shot_k", "4", "--few_shot_iterations", "3", "--few_shot_batch_size", "10",
-                 "--few_shot_epochs", "2", "--few_shot_learning_rate", "1e-3", "--few_shot_seed", "3",
-                 "--report_to", "tensorboard", "--logging_steps", "1")
+    few_shot_run(
+        tiny_model,
+        out,
+        "--few_shot_k",
+        "4",
+        "--few_shot_iterations",
+        "3",
+        "--few_shot_batch_size",
+        "10",
+        "--few_shot_epochs",
+        "2",
+        "--few_shot_learning_rate",
+        "1e-3",
+        "--few_shot_seed",
+        "3",
+        "--report_to",
+        "tensorboard",
+        "--logging_steps",
+        "1",
+    )
     sample = json.loads((out / "few_shot_sample.json").read_text())
     assert sample["contrastive_pairs"] == 48 and sample["contrastive_steps"] == math.ceil(48 / 10) * 2 == 10
     phase = out / CONTRASTIVE_DIR
@@ -248,48 +324,122 @@ def test_contrastive_training_args_keep_the_runs_setup_and_set_the_phases_own(tm
     from utils.training.arguments import FinetuneTrainingArguments
 
     run = FinetuneTrainingArguments(
-        output_dir=str(tmp_path), report_to=["tensorboard"], logging_steps=7, logging_first_step=True, seed=1,
-        learning_rate=5e-5, weight_decay=0.3, max_grad_norm=1.0, gradient_accumulation_steps=4, warmup_steps=0.5,
-        per_device_train_batch_size=32, num_train_epochs=3, eval_strategy="epoch", save_strategy="epoch",
-        load_best_model_at_end=True, metric_for_best_model="accuracy", early_stopping_patience=2,
-        label_smoothing_factor=0.1, optim="adafactor", lr_scheduler_type="cosine", dataloader_drop_last=True)
-    data = ClassificationDataArguments(few_shot_k=8, few_shot_batch_size=12, few_shot_epochs=2,
-                                       few_shot_learning_rate=3e-5)
+        output_dir=str(tmp_path),
+        report_to=["tensorboard"],
+        logging_steps=7,
+        logging_first_step=True,
+        seed=1,
+        learning_rate=5e-5,
+        weight_decay=0.3,
+        max_grad_norm=1.0,
+        gradient_accumulation_steps=4,
+        warmup_steps=0.5,
+        per_device_train_batch_size=32,
+        num_train_epochs=3,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        early_stopping_patience=2,
+        label_smoothing_factor=0.1,
+        optim="adafactor",
+        lr_scheduler_type="cosine",
+        dataloader_drop_last=True,
+    )
+    data = ClassificationDataArguments(
+        few_shot_k=8, few_shot_batch_size=12, few_shot_epochs=2, few_shot_learning_rate=3e-5
+    )
     args = contrastive_training_args(run, data, steps=contrastive_steps(100, 12, 2), seed=9)
     assert contrastive_steps(100, 12, 2) == 18 and contrastive_steps(100, 12, 2, world_size=2) == 10
     assert args.output_dir == os.path.join(str(tmp_path), CONTRASTIVE_DIR)
-    kept = ("report_to", "logging_steps", "logging_first_step", "use_cpu", "bf16", "fp16", "world_size",
-            "local_rank", "disable_tqdm")
+    kept = (
+        "report_to",
+        "logging_steps",
+        "logging_first_step",
+        "use_cpu",
+        "bf16",
+        "fp16",
+        "world_size",
+        "local_rank",
+        "disable_tqdm",
+    )
     assert {name: getattr(args, name) for name in kept} == {name: getattr(run, name) for name in kept}
     assert (args.per_device_train_batch_size, args.num_train_epochs, args.learning_rate, args.seed) == (12, 2, 3e-5, 9)
     assert (args.optim, args.weight_decay, args.lr_scheduler_type, args.warmup_steps, args.max_grad_norm) == (
-        "adamw_torch", 0.01, "linear", 1, 0.0)
+        "adamw_torch",
+        0.01,
+        "linear",
+        1,
+        0.0,
+    )
     assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (0.9, 0.999, 1e-8)  # torch AdamW's own
     assert (args.gradient_accumulation_steps, args.label_smoothing_factor, args.dataloader_drop_last) == (
-        1, 0.0, False)
+        1,
+        0.0,
+        False,
+    )
     assert (args.save_strategy, args.eval_strategy, args.load_best_model_at_end) == ("no", "no", False)
     assert args.early_stopping_patience is None and args.data_seed is None and not args.remove_unused_columns
 
 
-DDP_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": "1"}
+DDP_ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 def test_contrastive_phase_in_two_processes_equals_one_with_the_same_global_batch(tiny_model, tmp_path):
     """Real DDP (gloo, configs/accelerate/cpu_ddp.yaml): 32 pairs, 4 per process and step, are the steps of 8 pairs
     one process takes: half the steps of 4, the same losses and the same tuned encoder."""
-    common = ["--model", tiny_model, "--train_file", str(SENTIMENT / "train.tsv"), "--validation_file",
-              str(SENTIMENT / "validation.tsv"), "--few_shot_k", "4", "--few_shot_iterations", "2",
-              "--few_shot_learning_rate", "1e-3", "--num_train_epochs", "1", "--report_to", "none",
-              "--eval_strategy", "no", "--save_strategy", "no"]
+    common = [
+        "--model",
+        tiny_model,
+        "--train_file",
+        str(SENTIMENT / "train.tsv"),
+        "--validation_file",
+        str(SENTIMENT / "validation.tsv"),
+        "--few_shot_k",
+        "4",
+        "--few_shot_iterations",
+        "2",
+        "--few_shot_learning_rate",
+        "1e-3",
+        "--num_train_epochs",
+        "1",
+        "--report_to",
+        "none",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+    ]
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-    launches = {"ddp": [accelerate, "launch", "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_ddp.yaml"),
-                        str(ROOT / "run_classification.py"), *common, "--few_shot_batch_size", "4"],
-                "one": [sys.executable, str(ROOT / "run_classification.py"), *common, "--few_shot_batch_size", "8"]}
+    launches = {
+        "ddp": [
+            accelerate,
+            "launch",
+            "--config_file",
+            str(ROOT / "configs" / "accelerate" / "cpu_ddp.yaml"),
+            str(ROOT / "run_classification.py"),
+            *common,
+            "--few_shot_batch_size",
+            "4",
+        ],
+        "one": [sys.executable, str(ROOT / "run_classification.py"), *common, "--few_shot_batch_size", "8"],
+    }
     logs, samples, encoders = {}, {}, {}
     for name, command in launches.items():
-        proc = subprocess.run([*command, "--output_dir", str(tmp_path / name)], cwd=ROOT, env=DDP_ENV,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [*command, "--output_dir", str(tmp_path / name)],
+            cwd=ROOT,
+            env=DDP_ENV,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         logs[name] = proc.stdout + proc.stderr
         samples[name] = json.loads((tmp_path / name / "few_shot_sample.json").read_text())
@@ -336,8 +486,10 @@ def test_zero_shot_labels_come_from_descriptions_then_train_labels_and_train_is_
     from datasets import Dataset, DatasetDict
 
     def raw():
-        return DatasetDict(train=Dataset.from_dict({"text": ["a", "b"], "label": ["2", "10"], "location": ["", ""]}),
-                           test=Dataset.from_dict({"text": ["c"], "label": ["2"], "location": [""]}))
+        return DatasetDict(
+            train=Dataset.from_dict({"text": ["a", "b"], "label": ["2", "10"], "location": ["", ""]}),
+            test=Dataset.from_dict({"text": ["c"], "label": ["2"], "location": [""]}),
+        )
 
     given = zero_shot_args()
     selected, names = select(raw(), given)
@@ -357,12 +509,23 @@ def test_label_description_errors(write_file):
     with pytest.raises(ConfigError, match=r"\['nuetral'\] that are not among"):
         descriptions_for(LabelSpace(("neg", "pos")), {"nuetral": ["x"]})
     assert descriptions_for(LabelSpace(("not_spam", "spam")), {"spam": ["junk mail"]}) == {
-        "not_spam": ["not spam"], "spam": ["junk mail"]}
+        "not_spam": ["not spam"],
+        "spam": ["junk mail"],
+    }
 
 
 def test_zero_shot_refuses_training_and_protects_a_finished_run(tmp_path):
-    base = ["--validation_file", str(SENTIMENT / "validation.tsv"), "--zero_shot", "--max_eval_samples", "8",
-            "--output_dir", str(tmp_path), "--report_to", "none"]
+    base = [
+        "--validation_file",
+        str(SENTIMENT / "validation.tsv"),
+        "--zero_shot",
+        "--max_eval_samples",
+        "8",
+        "--output_dir",
+        str(tmp_path),
+        "--report_to",
+        "none",
+    ]
     with pytest.raises(ConfigError, match="--zero_shot does not train: drop --do_train"):
         run_classification.main([*base, "--do_train"])
     run_classification.main(base)

@@ -27,8 +27,12 @@ def classification(**kwargs):
 
 
 def span(start, end, label, text):
-    return {"type": "labels", "from_name": "label", "to_name": "text",
-            "value": {"start": start, "end": end, "labels": [label], "text": text}}
+    return {
+        "type": "labels",
+        "from_name": "label",
+        "to_name": "text",
+        "value": {"start": start, "end": end, "labels": [label], "text": text},
+    }
 
 
 def task(text, *spans):
@@ -36,37 +40,52 @@ def task(text, *spans):
 
 
 def test_a_label_studio_export_is_detected_and_logged(write_file, caplog):
-    export = write_file("export.json", json.dumps([task("Angela Merkel visited Paris",
-                                                        span(0, 13, "PER", "Angela Merkel"))]))
+    export = write_file(
+        "export.json", json.dumps([task("Angela Merkel visited Paris", span(0, 13, "PER", "Angela Merkel"))])
+    )
     with caplog.at_level(logging.INFO, logger="utils"):
         raw = ner(train_file=export)
     assert raw["train"]["tokens"] == [["Angela", "Merkel", "visited", "Paris"]]
     assert raw["train"]["ner_tags"] == [["B-PER", "I-PER", "O", "O"]]
-    assert (f"{export}: read as label-studio (detected from its content: a list of tasks with 'data' and "
-            "'annotations'); --data_format overrides.") in caplog.text
+    assert (
+        f"{export}: read as label-studio (detected from its content: a list of tasks with 'data' and "
+        "'annotations'); --data_format overrides."
+    ) in caplog.text
 
 
 def test_the_flag_still_wins(write_file):
     export = write_file("export.json", json.dumps([task("Angela Merkel", span(0, 13, "PER", "Angela Merkel"))]))
-    with pytest.raises(DataError, match=r"none of the usual columns \['tokens', 'words'\] exists; it has "
-                                        r"\['id', 'data', 'annotations'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"none of the usual columns \['tokens', 'words'\] exists; it has "
+        r"\['id', 'data', 'annotations'\]",
+    ):
         ner(train_file=export, data_format="json")
 
 
 def test_doccano_exports_are_detected(write_file):
-    spans = write_file("ner.jsonl", json.dumps({"id": 3, "text": "Peter lives in Ulm", "label": [[0, 5, "PER"],
-                                                                                                  [15, 18, "LOC"]],
-                                                "Comments": []}) + "\n")
+    spans = write_file(
+        "ner.jsonl",
+        json.dumps({"id": 3, "text": "Peter lives in Ulm", "label": [[0, 5, "PER"], [15, 18, "LOC"]], "Comments": []})
+        + "\n",
+    )
     assert ner(train_file=spans)["train"]["ner_tags"] == [["B-PER", "O", "O", "B-LOC"]]
-    names = write_file("cls.jsonl", "".join(json.dumps({"id": i, "text": t, "label": [name], "Comments": []}) + "\n"
-                                            for i, (t, name) in enumerate([("good", "pos"), ("bad", "neg")])))
+    names = write_file(
+        "cls.jsonl",
+        "".join(
+            json.dumps({"id": i, "text": t, "label": [name], "Comments": []}) + "\n"
+            for i, (t, name) in enumerate([("good", "pos"), ("bad", "neg")])
+        ),
+    )
     raw, args = classification(train_file=names)
     assert raw["train"]["label"] == ["pos", "neg"] and args.problem_type == "single_label_classification"
 
 
 def test_plain_tables_stay_tables(write_file):
-    table = write_file("multi.jsonl", json.dumps({"text": "a", "label": ["x"]}) + "\n"
-                       + json.dumps({"text": "b", "label": ["y", "x"]}) + "\n")
+    table = write_file(
+        "multi.jsonl",
+        json.dumps({"text": "a", "label": ["x"]}) + "\n" + json.dumps({"text": "b", "label": ["y", "x"]}) + "\n",
+    )
     assert file_format(table) == "jsonl"
     raw, args = classification(train_file=table)
     assert raw["train"]["label"] == [["x"], ["x", "y"]] and args.problem_type == "multi_label_classification"
@@ -83,15 +102,23 @@ def test_a_json_document_in_a_jsonl_file_is_read_as_one(write_file):
 def test_utf16_offsets_after_an_emoji_are_converted_and_counted(write_file, caplog):
     text = "😀 🎉 Angela Merkel visited Paris"  # two emoji: each is one character but two UTF-16 units
     assert text[4:17] == "Angela Merkel"
-    export = write_file("export.json", json.dumps([task(text, span(6, 19, "PER", "Angela Merkel"),
-                                                        span(28, 33, "LOC", "Paris")),
-                                                   task("Paris again", span(0, 5, "LOC", "Paris"))]))
+    export = write_file(
+        "export.json",
+        json.dumps(
+            [
+                task(text, span(6, 19, "PER", "Angela Merkel"), span(28, 33, "LOC", "Paris")),
+                task("Paris again", span(0, 5, "LOC", "Paris")),
+            ]
+        ),
+    )
     with caplog.at_level(logging.INFO, logger="utils"):
         raw = ner(train_file=export, data_format="label-studio", span_alignment="expand")
     assert raw["train"]["tokens"][0] == ["😀", "🎉", "Angela", "Merkel", "visited", "Paris"]
     assert raw["train"]["ner_tags"][0] == ["O", "O", "B-PER", "I-PER", "O", "B-LOC"]
-    assert (f"{export}: 2 span(s) had offsets counted in UTF-16 code units (as Label Studio counts them: an emoji "
-            f"before a span counts twice); converted to characters, first at {export} task 1 result 1") in caplog.text
+    assert (
+        f"{export}: 2 span(s) had offsets counted in UTF-16 code units (as Label Studio counts them: an emoji "
+        f"before a span counts twice); converted to characters, first at {export} task 1 result 1"
+    ) in caplog.text
 
 
 def test_offsets_are_converted_only_when_utf16_reading_gives_the_quoted_text():

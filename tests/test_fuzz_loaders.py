@@ -38,9 +38,11 @@ from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.data import load_ner_data
 from utils.tasks.ner.iob import malformed_tag_fix
 
-FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                         HealthCheck.data_too_large,
-                                                                         HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 PINNED_MTIME_NS = 1_700_000_000 * 10**9
 ASCII_SPACE = string.whitespace
 
@@ -50,11 +52,15 @@ ASCII_SPACE = string.whitespace
 CHAR = st.characters(exclude_categories=["Cs"], exclude_characters="\x00\ufeff")
 TEXT = st.text(CHAR, min_size=1, max_size=24).filter(str.strip)
 #: A word with no ASCII whitespace (the column and word separator); unicode spaces such as U+00A0 are allowed.
-WORD = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00\ufeff" + ASCII_SPACE),
-               min_size=1, max_size=10).filter(lambda w: w != DOCSTART)
+WORD = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00\ufeff" + ASCII_SPACE), min_size=1, max_size=10
+).filter(lambda w: w != DOCSTART)
 #: A value in a tab-separated file: spaces inside, none at the ends (columns are stripped).
-TAB_VALUE = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00\ufeff\t\n"),
-                    min_size=1, max_size=10).map(lambda v: v.strip(ASCII_SPACE)).filter(lambda v: v and v != DOCSTART)
+TAB_VALUE = (
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00\ufeff\t\n"), min_size=1, max_size=10)
+    .map(lambda v: v.strip(ASCII_SPACE))
+    .filter(lambda v: v and v != DOCSTART)
+)
 IOB_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "S-ORG", "E-ORG"]
 
 
@@ -66,8 +72,10 @@ def well_formed(tag: str) -> bool:
 TAG = st.one_of(st.sampled_from(IOB_TAGS), WORD.filter(str.strip).filter(well_formed))
 #: A class name: never a number (a CSV column of numbers is read as numbers), never holding the "," delimiter, and
 #: fit for a TSV cell.
-NAME = st.tuples(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00\t\n\r,"), max_size=8),
-                 st.sampled_from("abcxyzéßЖ漢")).map("".join)
+NAME = st.tuples(
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00\t\n\r,"), max_size=8),
+    st.sampled_from("abcxyzéßЖ漢"),
+).map("".join)
 
 
 # ---------------------------------------------------------------- helpers
@@ -123,7 +131,7 @@ def load_or_refuse(load: Callable[[], object], path: str) -> object | None:
 def first_bad_line(raw: bytes) -> int | None:
     """The line a loader must name for bytes that are not UTF-8 text (undecodable, or a NUL from UTF-16), found with
     Python's own decoder; None for clean text."""
-    body = raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8) else raw
+    body = raw[len(codecs.BOM_UTF8) :] if raw.startswith(codecs.BOM_UTF8) else raw
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -149,15 +157,37 @@ def encode(lines: list[str], newline: str, final_newline: bool, bom: bool) -> by
 PAYLOADS = st.one_of(
     st.binary(min_size=1, max_size=16),
     st.text(st.characters(min_codepoint=0x80, max_codepoint=0xFF), min_size=1, max_size=8).map(
-        lambda t: t.encode("latin-1")),
+        lambda t: t.encode("latin-1")
+    ),
     st.text(CHAR, min_size=1, max_size=8).map(lambda t: t.encode("utf-16")),
     st.text(CHAR, min_size=1, max_size=8).map(lambda t: t.encode("utf-16-le")),
-    st.sampled_from([b"\n", b"\r", b"\r\n", b"\t", b" ", b",", b'"', b"[", b"]", b"{", b"}", b"\\", b"\xef\xbb\xbf",
-                     b"-DOCSTART- -X- O\n", b"null", b"NaN"]),
+    st.sampled_from(
+        [
+            b"\n",
+            b"\r",
+            b"\r\n",
+            b"\t",
+            b" ",
+            b",",
+            b'"',
+            b"[",
+            b"]",
+            b"{",
+            b"}",
+            b"\\",
+            b"\xef\xbb\xbf",
+            b"-DOCSTART- -X- O\n",
+            b"null",
+            b"NaN",
+        ]
+    ),
     st.just(b"x" * 300_000),  # a huge line (and a CSV field over the csv module's default limit)
 )
-MUTATIONS = st.lists(st.tuples(st.sampled_from(["insert", "replace", "delete", "truncate"]),
-                               st.floats(0, 1), PAYLOADS), min_size=1, max_size=3)
+MUTATIONS = st.lists(
+    st.tuples(st.sampled_from(["insert", "replace", "delete", "truncate"]), st.floats(0, 1), PAYLOADS),
+    min_size=1,
+    max_size=3,
+)
 
 
 def damage(raw: bytes, mutations: list[tuple[str, float, bytes]]) -> bytes:
@@ -167,9 +197,9 @@ def damage(raw: bytes, mutations: list[tuple[str, float, bytes]]) -> bytes:
         if kind == "truncate":
             raw = raw[:at]
         elif kind == "delete":
-            raw = raw[:at] + raw[at + len(payload):]
+            raw = raw[:at] + raw[at + len(payload) :]
         elif kind == "replace":
-            raw = raw[:at] + payload + raw[at + len(payload):]
+            raw = raw[:at] + payload + raw[at + len(payload) :]
         else:
             raw = raw[:at] + payload + raw[at:]
     return raw
@@ -191,8 +221,13 @@ def conll_files(draw) -> dict:
     for document in range(draw(st.integers(1, 3))):
         has_docstart = document > 0 or draw(st.booleans())
         if has_docstart:
-            marker = draw(st.sampled_from(["-DOCSTART-\t-X-\tO", "-DOCSTART-"] if tabs else
-                                          ["-DOCSTART- -X- -X- O", "-DOCSTART-", "  -DOCSTART- O"]))
+            marker = draw(
+                st.sampled_from(
+                    ["-DOCSTART-\t-X-\tO", "-DOCSTART-"]
+                    if tabs
+                    else ["-DOCSTART- -X- -X- O", "-DOCSTART-", "  -DOCSTART- O"]
+                )
+            )
             entries.append(("docstart", marker, None, document))
             entries += [("blank", "", None, document)] * draw(st.integers(0, 1))
         for _ in range(draw(st.integers(0 if has_docstart else 1, 3))):
@@ -274,8 +309,12 @@ def test_conll_cut_at_a_line_keeps_exactly_the_lines_before(workdir, spec, cut):
 
 
 @FUZZ
-@given(lines=st.lists(st.sampled_from(["-DOCSTART- -X- -X- O", "-DOCSTART-", "-DOCSTART-\tO", "", " ", "\t", "\r"]),
-                      max_size=8), bom=st.booleans())
+@given(
+    lines=st.lists(
+        st.sampled_from(["-DOCSTART- -X- -X- O", "-DOCSTART-", "-DOCSTART-\tO", "", " ", "\t", "\r"]), max_size=8
+    ),
+    bom=st.booleans(),
+)
 def test_conll_without_sentences_is_refused(workdir, lines, bom):
     path = write(workdir, "empty.conll", encode(lines, "\n", True, bom))
     with pytest.raises(DataError, match=re.escape(f"{path}: no sentences found")):
@@ -353,10 +392,18 @@ def classification_rows(draw, fmt: str) -> dict:
         problem, expected = "multi_label_classification", [sorted({n.strip() for n in label}) for label in labels]
     else:  # one name per row in a text cell: single-label
         problem, expected = "single_label_classification", [label[0].strip() for label in labels]
-    return {"texts": texts, "labels": labels, "pair": pair, "label_column": label_column, "problem": problem,
-            "expected": expected, "id_column": draw(st.booleans()), "bom": draw(st.booleans()),
-            "newline": draw(st.sampled_from(["\n", "\r\n"])), "blank_lines": draw(st.lists(st.booleans(), min_size=n,
-                                                                                         max_size=n))}
+    return {
+        "texts": texts,
+        "labels": labels,
+        "pair": pair,
+        "label_column": label_column,
+        "problem": problem,
+        "expected": expected,
+        "id_column": draw(st.booleans()),
+        "bom": draw(st.booleans()),
+        "newline": draw(st.sampled_from(["\n", "\r\n"])),
+        "blank_lines": draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+    }
 
 
 def text_columns(rows: dict) -> list[str]:
@@ -401,8 +448,10 @@ def json_bytes(records: list[dict], fmt: str, style: str, ensure_ascii: bool, ro
     if fmt == "json" and style == "document":
         text = json.dumps(records, ensure_ascii=ensure_ascii, indent=2 if rows["newline"] == "\n" else None)
     else:
-        text = "".join(json.dumps(record, ensure_ascii=ensure_ascii) + rows["newline"] * (1 + blank)
-                       for record, blank in zip(records, rows["blank_lines"]))
+        text = "".join(
+            json.dumps(record, ensure_ascii=ensure_ascii) + rows["newline"] * (1 + blank)
+            for record, blank in zip(records, rows["blank_lines"])
+        )
     return (codecs.BOM_UTF8 if rows["bom"] else b"") + text.encode("utf-8")
 
 
@@ -418,16 +467,21 @@ def check_classification(directory: Path, path: str, rows: dict) -> None:
 
 
 @FUZZ
-@given(fmt=st.sampled_from(["csv", "tsv"]), data=st.data(), quoting=st.sampled_from([csv.QUOTE_MINIMAL,
-                                                                                     csv.QUOTE_ALL]))
+@given(
+    fmt=st.sampled_from(["csv", "tsv"]), data=st.data(), quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])
+)
 def test_classification_csv_tsv_valid_files_load_exactly(workdir, fmt, data, quoting):
     rows = data.draw(classification_rows(fmt))
     check_classification(workdir, write(workdir, f"train.{fmt}", classification_table(rows, fmt, quoting)), rows)
 
 
 @FUZZ
-@given(fmt=st.sampled_from(["json", "jsonl"]), data=st.data(), style=st.sampled_from(["lines", "document"]),
-       ensure_ascii=st.booleans())
+@given(
+    fmt=st.sampled_from(["json", "jsonl"]),
+    data=st.data(),
+    style=st.sampled_from(["lines", "document"]),
+    ensure_ascii=st.booleans(),
+)
 def test_classification_json_valid_files_load_exactly(workdir, fmt, data, style, ensure_ascii):
     rows = data.draw(classification_rows(fmt))
     raw = classification_json(rows, fmt, style, ensure_ascii)
@@ -448,17 +502,35 @@ def ner_rows(draw, fmt: str) -> dict:
     for _ in range(draw(st.integers(1, 5))):
         n = draw(st.integers(1, 6))
         tokens = [draw(WORD if token_style == "spaces" else listed) for _ in range(n)]
-        tags = [draw(TAG if tag_style == "spaces" else st.sampled_from(IOB_TAGS) if tag_style == "ids" else
-                     st.one_of(st.sampled_from(IOB_TAGS), TEXT.filter(well_formed))) for _ in range(n)]
+        tags = [
+            draw(
+                TAG
+                if tag_style == "spaces"
+                else st.sampled_from(IOB_TAGS)
+                if tag_style == "ids"
+                else st.one_of(st.sampled_from(IOB_TAGS), TEXT.filter(well_formed))
+            )
+            for _ in range(n)
+        ]
         sentences.append({"tokens": tokens, "tags": tags})
-    document_ids = draw(st.one_of(st.none(), st.lists(st.integers(0, 3) if json_file else WORD,
-                                                      min_size=len(sentences), max_size=len(sentences))))
-    return {"sentences": sentences, "token_style": token_style, "tag_style": tag_style,
-            "token_column": draw(st.sampled_from(["tokens", "words"])),
-            "tag_column": draw(st.sampled_from(["ner_tags", "tags", "labels", "ner"])), "document_ids": document_ids,
-            "separator": draw(st.sampled_from([" ", "  ", "\x0c"] if fmt == "tsv" else [" ", "\t", "\n", " \r\n "])),
-            "bom": draw(st.booleans()), "newline": draw(st.sampled_from(["\n", "\r\n"])),
-            "blank_lines": draw(st.lists(st.booleans(), min_size=len(sentences), max_size=len(sentences)))}
+    document_ids = draw(
+        st.one_of(
+            st.none(),
+            st.lists(st.integers(0, 3) if json_file else WORD, min_size=len(sentences), max_size=len(sentences)),
+        )
+    )
+    return {
+        "sentences": sentences,
+        "token_style": token_style,
+        "tag_style": tag_style,
+        "token_column": draw(st.sampled_from(["tokens", "words"])),
+        "tag_column": draw(st.sampled_from(["ner_tags", "tags", "labels", "ner"])),
+        "document_ids": document_ids,
+        "separator": draw(st.sampled_from([" ", "  ", "\x0c"] if fmt == "tsv" else [" ", "\t", "\n", " \r\n "])),
+        "bom": draw(st.booleans()),
+        "newline": draw(st.sampled_from(["\n", "\r\n"])),
+        "blank_lines": draw(st.lists(st.booleans(), min_size=len(sentences), max_size=len(sentences))),
+    }
 
 
 def ner_cell(values: list[str], style: str, rows: dict) -> object:
@@ -483,32 +555,51 @@ def reads_as_list(cell: str, tags: bool) -> bool:
             items = parse(text)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             continue
-        if isinstance(items, list) and items and all(
+        if (
+            isinstance(items, list)
+            and items
+            and all(
                 isinstance(item, str) or (tags and isinstance(item, int) and not isinstance(item, bool))
-                for item in items):
+                for item in items
+            )
+        ):
             return True
     return False
 
 
 def list_shaped(rows: dict) -> bool:
     """Whether a words-and-spaces cell of the rows would read as a list (such a cell is one, by design)."""
-    return any(reads_as_list(record[rows[column]], column == "tag_column") for record in ner_records(rows)
-               for column, style in (("token_column", "token_style"), ("tag_column", "tag_style"))
-               if rows[style] == "spaces")
+    return any(
+        reads_as_list(record[rows[column]], column == "tag_column")
+        for record in ner_records(rows)
+        for column, style in (("token_column", "token_style"), ("tag_column", "tag_style"))
+        if rows[style] == "spaces"
+    )
 
 
 def spaced_rows(tokens: list[str], tags: list[str], separator: str = " ") -> dict:
     """One sentence as a words-and-spaces token cell and a list of tags: the shape of the explicit examples."""
-    return {"sentences": [{"tokens": tokens, "tags": tags}], "token_style": "spaces", "tag_style": "list",
-            "token_column": "tokens", "tag_column": "ner_tags", "document_ids": None, "separator": separator,
-            "bom": False, "newline": "\n", "blank_lines": [False]}
+    return {
+        "sentences": [{"tokens": tokens, "tags": tags}],
+        "token_style": "spaces",
+        "tag_style": "list",
+        "token_column": "tokens",
+        "tag_column": "ner_tags",
+        "document_ids": None,
+        "separator": separator,
+        "bom": False,
+        "newline": "\n",
+        "blank_lines": [False],
+    }
 
 
 def ner_records(rows: dict) -> list[dict]:
     records = []
     for index, sentence in enumerate(rows["sentences"]):
-        record = {rows["token_column"]: ner_cell(sentence["tokens"], rows["token_style"], rows),
-                  rows["tag_column"]: ner_cell(sentence["tags"], rows["tag_style"], rows)}
+        record = {
+            rows["token_column"]: ner_cell(sentence["tokens"], rows["token_style"], rows),
+            rows["tag_column"]: ner_cell(sentence["tags"], rows["tag_style"], rows),
+        }
         if rows["document_ids"] is not None:
             record["document_id"] = rows["document_ids"][index]
         records.append(record)
@@ -518,8 +609,13 @@ def ner_records(rows: dict) -> list[dict]:
 def ner_table(rows: dict, fmt: str, ensure_ascii: bool) -> bytes:
     records = ner_records(rows)
     header = list(records[0])
-    cells = [[value if isinstance(value, str) else json.dumps(value, ensure_ascii=ensure_ascii)
-              for value in record.values()] for record in records]
+    cells = [
+        [
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=ensure_ascii)
+            for value in record.values()
+        ]
+        for record in records
+    ]
     return delimited(header, cells, fmt, rows, csv.QUOTE_MINIMAL)
 
 
@@ -534,9 +630,12 @@ def check_ner(directory: Path, path: str, rows: dict) -> None:
 
 
 @FUZZ
-@given(table=st.sampled_from(["csv", "tsv"]).flatmap(
-           lambda fmt: st.tuples(st.just(fmt), ner_rows(fmt).filter(lambda rows: not list_shaped(rows)))),
-       ensure_ascii=st.booleans())
+@given(
+    table=st.sampled_from(["csv", "tsv"]).flatmap(
+        lambda fmt: st.tuples(st.just(fmt), ner_rows(fmt).filter(lambda rows: not list_shaped(rows)))
+    ),
+    ensure_ascii=st.booleans(),
+)
 # list-looking words in a CSV/TSV cell (once all refused by the generator, as any `[...]` cell was read as a list)
 @example(table=("csv", spaced_rows(["[0]"], ["O"])), ensure_ascii=True)
 @example(table=("tsv", spaced_rows(["[A]", "[:]"], ["O", "O"], "\x0c")), ensure_ascii=True)
@@ -547,15 +646,20 @@ def test_ner_csv_tsv_valid_files_load_exactly(workdir, table, ensure_ascii):
 
 
 @FUZZ
-@given(fmt=st.sampled_from(["json", "jsonl"]), rows=ner_rows("json").filter(lambda rows: not list_shaped(rows)),
-       style=st.sampled_from(["lines", "document"]), ensure_ascii=st.booleans())  # (the same rows for .jsonl)
+@given(
+    fmt=st.sampled_from(["json", "jsonl"]),
+    rows=ner_rows("json").filter(lambda rows: not list_shaped(rows)),
+    style=st.sampled_from(["lines", "document"]),
+    ensure_ascii=st.booleans(),
+)  # (the same rows for .jsonl)
 # Found by this test: a token cell " [0]" was read as the list [0] (the word "0"), and " [A]" or " [:]" were refused
 # as "looks like a list but does not parse"; a cell is words unless it is a list of strings.
 @example(fmt="jsonl", rows=spaced_rows(["[0]"], ["O"]), style="lines", ensure_ascii=False)
 @example(fmt="jsonl", rows=spaced_rows(["[A]"], ["O"]), style="lines", ensure_ascii=False)
 @example(fmt="json", rows=spaced_rows(["[:]"], ["O"]), style="document", ensure_ascii=True)
-@example(fmt="json", rows=spaced_rows(["[]", "[1.5]", "[true]"], ["O", "B-PER", "O"]), style="lines",
-         ensure_ascii=False)
+@example(
+    fmt="json", rows=spaced_rows(["[]", "[1.5]", "[true]"], ["O", "B-PER", "O"]), style="lines", ensure_ascii=False
+)
 def test_ner_json_valid_files_load_exactly(workdir, fmt, rows, style, ensure_ascii):
     raw = json_bytes(ner_records(rows), fmt, style, ensure_ascii, rows)
     check_ner(workdir, write(workdir, f"train.{fmt}", raw), rows)
@@ -572,12 +676,18 @@ def table_files(draw) -> tuple[str, str, bytes]:
     task, fmt = draw(st.sampled_from(["classification", "ner"])), draw(st.sampled_from(TABLE_FORMATS))
     if task == "classification":
         rows = draw(classification_rows(fmt))
-        raw = classification_table(rows, fmt) if fmt in {"csv", "tsv"} else classification_json(rows, fmt, "lines",
-                                                                                                 draw(st.booleans()))
+        raw = (
+            classification_table(rows, fmt)
+            if fmt in {"csv", "tsv"}
+            else classification_json(rows, fmt, "lines", draw(st.booleans()))
+        )
     else:
         rows = draw(ner_rows(fmt))
-        raw = ner_table(rows, fmt, True) if fmt in {"csv", "tsv"} else json_bytes(ner_records(rows), fmt, "lines",
-                                                                                  False, rows)
+        raw = (
+            ner_table(rows, fmt, True)
+            if fmt in {"csv", "tsv"}
+            else json_bytes(ner_records(rows), fmt, "lines", False, rows)
+        )
     return task, fmt, raw
 
 
@@ -597,8 +707,11 @@ def test_damaged_tables_load_or_name_the_line(workdir, file, mutations):
 
 
 @FUZZ
-@given(task=st.sampled_from(["classification", "ner"]), fmt=st.sampled_from(TABLE_FORMATS + ["conll"]),
-       raw=st.one_of(st.binary(max_size=300), st.text(CHAR, max_size=200).map(str.encode)))
+@given(
+    task=st.sampled_from(["classification", "ner"]),
+    fmt=st.sampled_from(TABLE_FORMATS + ["conll"]),
+    raw=st.one_of(st.binary(max_size=300), st.text(CHAR, max_size=200).map(str.encode)),
+)
 def test_random_bytes_load_or_name_the_file(workdir, task, fmt, raw):
     path = write(workdir, f"random.{fmt}", raw)
     if fmt == "conll":
@@ -611,7 +724,7 @@ def test_random_bytes_load_or_name_the_file(workdir, task, fmt, raw):
 @given(fmt=st.sampled_from(["csv", "tsv"]), data=st.data(), extra=st.booleans())
 def test_wrong_field_count_names_the_line(workdir, fmt, data, extra):
     rows = data.draw(classification_rows(fmt).filter(lambda rows: not rows["pair"]))
-    rows["texts"] = [[text.replace("\r", " ").replace("\n", " ")] for text, in rows["texts"]]  # one line a record
+    rows["texts"] = [[text.replace("\r", " ").replace("\n", " ")] for (text,) in rows["texts"]]  # one line a record
     rows["blank_lines"] = [False] * len(rows["texts"])
     lines = classification_table(rows, fmt, csv.QUOTE_ALL).decode("utf-8-sig").split(rows["newline"])[:-1]
     bad = data.draw(st.integers(1, len(lines) - 1))
@@ -627,8 +740,11 @@ MISSING = {"csv": ["", " ", "  \t "], "tsv": ["", " "], "json": [None, "", " ", 
 @FUZZ
 @given(fmt=st.sampled_from(TABLE_FORMATS), data=st.data())
 def test_missing_labels_and_tags_name_the_row(workdir, fmt, data):
-    rows = data.draw(classification_rows(fmt).filter(lambda rows: rows["problem"] != "multi_label_classification"
-                                                     or fmt in {"csv", "tsv"}))
+    rows = data.draw(
+        classification_rows(fmt).filter(
+            lambda rows: rows["problem"] != "multi_label_classification" or fmt in {"csv", "tsv"}
+        )
+    )
     row = data.draw(st.integers(0, len(rows["texts"]) - 1))
     rows["labels"][row] = data.draw(st.sampled_from(MISSING[fmt]))
     raw = classification_table(rows, fmt) if fmt in {"csv", "tsv"} else classification_json(rows, fmt, "lines", True)
@@ -639,14 +755,14 @@ def test_missing_labels_and_tags_name_the_row(workdir, fmt, data):
     # an empty string among numbers (or NaN among names) in JSON is refused first, as a type change naming its line
     type_change = rf"{re.escape(path)}:\d+: '{rows['label_column']}' changed from"
     assert f"{path} row {row + 1}: empty or missing label" in str(refused.value) or (
-        fmt in {"json", "jsonl"} and re.match(type_change, str(refused.value))), str(refused.value)
+        fmt in {"json", "jsonl"} and re.match(type_change, str(refused.value))
+    ), str(refused.value)
 
     ner = data.draw(ner_rows(fmt).filter(lambda rows: rows["tag_style"] == "list"))
     row = data.draw(st.integers(0, len(ner["sentences"]) - 1))
     tags = ner["sentences"][row]["tags"]
     tags[data.draw(st.integers(0, len(tags) - 1))] = data.draw(st.sampled_from(["", " "]))
-    raw = ner_table(ner, fmt, True) if fmt in {"csv", "tsv"} else json_bytes(ner_records(ner), fmt, "lines", True,
-                                                                             ner)
+    raw = ner_table(ner, fmt, True) if fmt in {"csv", "tsv"} else json_bytes(ner_records(ner), fmt, "lines", True, ner)
     path = write(workdir, f"missing.{fmt}", raw)
     with pytest.raises(DataError, match=re.escape(f"{path} row {row + 1}: every tag")):
         load_ner(workdir, path)
@@ -668,8 +784,10 @@ def test_huge_lines_load_whole(tmp_path, fmt):
         sep = "\t" if fmt == "tsv" else ","
         path.write_text(f"text{sep}label\n{word}{sep}a\nshort{sep}b\n", encoding="utf-8")
     else:
-        path.write_text(json.dumps({"text": word, "label": "a"}) + "\n" + json.dumps({"text": "short", "label": "b"})
-                        + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps({"text": word, "label": "a"}) + "\n" + json.dumps({"text": "short", "label": "b"}) + "\n",
+            encoding="utf-8",
+        )
     loaded, _ = load_classification(tmp_path, str(path))
     assert loaded["text"] == [word, "short"] and loaded["label"] == ["a", "b"]
 
@@ -696,15 +814,18 @@ def test_csv_cells_stay_text_and_a_number_column_is_not_the_text(write_file, tmp
     assert ner["tokens"] == [["1999"], ["[1]", "Smith"], ["a b"]]
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ('{"text": "a", "text": "b", "label": "x"}\n', r"t.jsonl:1: .*the key 'text' appears twice"),
-    ('{"text": "\\ud83d", "label": "x"}\n', r"t.jsonl:1: the escape '\\ud83d' is half of a UTF-16 surrogate pair"),
-    ('{"text": "a", "label": 123456789012345678901234}\n', r"t.jsonl:1: .*does not fit in 64 bits"),
-    ('{"text": "a", "label": ' + "[" * 5000 + "]" * 5000 + "}\n", r"t.jsonl:1: not usable JSON"),
-    ('{"text": "a", "label": ["x", null]}\n', r"t.jsonl row 1: a label list must hold names"),
-    ('{"text": "a", "label": {"k": 1}}\n', r"t.jsonl row 1: a label must be a name"),
-    ('{"text": "a", "label": Infinity}\n{"text": "b", "label": 0.5}\n', r"t.jsonl row 1: .*finite number"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"text": "a", "text": "b", "label": "x"}\n', r"t.jsonl:1: .*the key 'text' appears twice"),
+        ('{"text": "\\ud83d", "label": "x"}\n', r"t.jsonl:1: the escape '\\ud83d' is half of a UTF-16 surrogate pair"),
+        ('{"text": "a", "label": 123456789012345678901234}\n', r"t.jsonl:1: .*does not fit in 64 bits"),
+        ('{"text": "a", "label": ' + "[" * 5000 + "]" * 5000 + "}\n", r"t.jsonl:1: not usable JSON"),
+        ('{"text": "a", "label": ["x", null]}\n', r"t.jsonl row 1: a label list must hold names"),
+        ('{"text": "a", "label": {"k": 1}}\n', r"t.jsonl row 1: a label must be a name"),
+        ('{"text": "a", "label": Infinity}\n{"text": "b", "label": 0.5}\n', r"t.jsonl row 1: .*finite number"),
+    ],
+)
 def test_json_values_the_loader_would_mangle_are_refused(write_file, tmp_path, content, message):
     with pytest.raises(DataError, match=message):
         load_classification(tmp_path, write_file("t.jsonl", content))

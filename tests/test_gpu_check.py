@@ -16,13 +16,22 @@ from utils.training.arguments import FinetuneTrainingArguments
 
 def test_gpu_check_plans_valid_runs(tmp_path):
     assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")]).returncode == 0
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry_run"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry_run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
-        "minilm-single_gpu-packed", "minilm-single_gpu-buckets", "minilm-fsdp_one_gpu-packed",
-        "bert_base_sized-single_gpu-packed", "bert_base_sized-single_gpu-buckets"]
+        "minilm-single_gpu-packed",
+        "minilm-single_gpu-buckets",
+        "minilm-fsdp_one_gpu-packed",
+        "bert_base_sized-single_gpu-packed",
+        "bert_base_sized-single_gpu-buckets",
+    ]
     for line in lines:
         command = shlex.split(line.split(": ", 1)[1])
         launch = launch_command_parser().parse_args(command[2:])

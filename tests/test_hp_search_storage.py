@@ -36,10 +36,34 @@ SPACE = "learning_rate: {low: 0.0001, high: 0.01, log: true}\nweight_decay: {low
 
 def ner_search_args(model: str, output_dir: Path, space: str, trials: int) -> list[str]:
     """The NER sample, a few examples, one epoch of 3 steps per trial: seconds per trial with the tiny model."""
-    return ["--model", model, "--output_dir", str(output_dir), "--max_train_samples", "48", "--max_eval_samples", "16",
-            "--max_predict_samples", "8", "--num_train_epochs", "1", "--per_device_train_batch_size", "16",
-            "--eval_before_training", "false", "--logging_steps", "5", "--report_to", "none", "--save_strategy", "no",
-            "--hp_search_trials", str(trials), "--hp_search_space", space]
+    return [
+        "--model",
+        model,
+        "--output_dir",
+        str(output_dir),
+        "--max_train_samples",
+        "48",
+        "--max_eval_samples",
+        "16",
+        "--max_predict_samples",
+        "8",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "16",
+        "--eval_before_training",
+        "false",
+        "--logging_steps",
+        "5",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--hp_search_trials",
+        str(trials),
+        "--hp_search_space",
+        space,
+    ]
 
 
 def load(output_dir: Path, name: str = "hp_search") -> optuna.Study:
@@ -64,27 +88,52 @@ def records(output_dir: Path) -> list[dict]:
 def test_bad_storage_and_foreign_studies_are_one_clear_error(tiny_model, tmp_path, write_file):
     space = write_file("space.yaml", SPACE)
     out = tmp_path / "search"
-    for storage, message in [("not a url", r"--hp_search_storage 'not a url' is not a database URL"),
-                             ("nosuchdb+nodriver://user:secret@host/db",
-                              r"--hp_search_storage nosuchdb\+nodriver://user:\*\*\*@host/db: its database driver")]:
+    for storage, message in [
+        ("not a url", r"--hp_search_storage 'not a url' is not a database URL"),
+        (
+            "nosuchdb+nodriver://user:secret@host/db",
+            r"--hp_search_storage nosuchdb\+nodriver://user:\*\*\*@host/db: its database driver",
+        ),
+    ]:
         with pytest.raises(ConfigError, match=message):
             run_ner.main([*ner_search_args(tiny_model, out, space, 2), "--hp_search_storage", storage])
     assert not (out / "hp_search").exists() or not any((out / "hp_search").iterdir())  # nothing ran
     # a study of this name that minimizes, or one started with another seed, is not this search's
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     optuna.create_study(storage=storage, study_name="other", direction="minimize")
-    with pytest.raises(ConfigError, match=r"--hp_search_study_name other in --hp_search_storage .* is a study that "
-                                          r"minimizes: not one of this search"):
-        run_ner.main([*ner_search_args(tiny_model, out, space, 2), "--hp_search_storage", storage,
-                      "--hp_search_study_name", "other"])
+    with pytest.raises(
+        ConfigError,
+        match=r"--hp_search_study_name other in --hp_search_storage .* is a study that "
+        r"minimizes: not one of this search",
+    ):
+        run_ner.main(
+            [
+                *ner_search_args(tiny_model, out, space, 2),
+                "--hp_search_storage",
+                storage,
+                "--hp_search_study_name",
+                "other",
+            ]
+        )
     study = optuna.create_study(storage=storage, study_name="mine", direction="maximize")
-    study.set_user_attr("finetune_kit_settings", {"metric_for_best_model": None, "greater_is_better": None,
-                                                  "seed": 7, "space": []})
-    with pytest.raises(ConfigError, match=r"was started with other settings: --seed 7 \(now 42\), --hp_search_space "
-                                          r"\(empty\) \(now learning_rate 0.0001..0.01 log; weight_decay 0.0..0.1\)\. "
-                                          r"Give the same flags"):
-        run_ner.main([*ner_search_args(tiny_model, out, space, 2), "--hp_search_storage", storage,
-                      "--hp_search_study_name", "mine"])
+    study.set_user_attr(
+        "finetune_kit_settings", {"metric_for_best_model": None, "greater_is_better": None, "seed": 7, "space": []}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"was started with other settings: --seed 7 \(now 42\), --hp_search_space "
+        r"\(empty\) \(now learning_rate 0.0001..0.01 log; weight_decay 0.0..0.1\)\. "
+        r"Give the same flags",
+    ):
+        run_ner.main(
+            [
+                *ner_search_args(tiny_model, out, space, 2),
+                "--hp_search_storage",
+                storage,
+                "--hp_search_study_name",
+                "mine",
+            ]
+        )
     assert [t for t in optuna.load_study(study_name="mine", storage=storage).trials] == []
     with pytest.raises(ConfigError, match="--hp_search_storage needs --hp_search_trials N"):
         FinetuneTrainingArguments(output_dir=str(out), hp_search_storage=storage)
@@ -101,8 +150,9 @@ def test_workers_that_race_to_create_the_tables_open_the_storage_again(tmp_path,
     def racing(url, engine_kwargs):
         opened.append(url)
         if len(opened) == 1:
-            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {},
-                                                  Exception("table studies already exists"))
+            raise sqlalchemy.exc.OperationalError(
+                "CREATE TABLE studies", {}, Exception("table studies already exists")
+            )
         return real(url, engine_kwargs)
 
     monkeypatch.setattr(hp_study, "rdb_storage", racing)
@@ -139,18 +189,23 @@ class FakeJobs:
         time.sleep(self.seconds)  # (two workers' trials overlap)
         if "hp_search/trial-" not in flags["output_dir"]:
             self.final.append({name: value for name, value in flags.items() if name != "output_dir"})
-        rate, decay, epochs = float(flags["learning_rate"]), float(flags["weight_decay"]), int(
-            flags["num_train_epochs"])
+        rate, decay, epochs = (
+            float(flags["learning_rate"]),
+            float(flags["weight_decay"]),
+            int(flags["num_train_epochs"]),
+        )
         score = 1.0 - (torch.tensor(rate).log10().item() + 4.3) ** 2 - decay + 0.01 * epochs
         score += 10.0 if self.boost and flags["output_dir"].endswith(self.boost) else 0.0
-        return SimpleNamespace(results={"eval_f1": score}, args=SimpleNamespace(metric_for_best_model="f1",
-                                                                                greater_is_better=True))
+        return SimpleNamespace(
+            results={"eval_f1": score}, args=SimpleNamespace(metric_for_best_model="f1", greater_is_better=True)
+        )
 
 
 def fake_search(output_dir: Path, jobs: FakeJobs, trials: int = 12, storage: str | None = None):
     argv = ["--output_dir", str(output_dir), "--hp_search_trials", str(trials)]
-    args = FinetuneTrainingArguments(output_dir=str(output_dir), hp_search_trials=trials, seed=42,
-                                     hp_search_storage=storage)
+    args = FinetuneTrainingArguments(
+        output_dir=str(output_dir), hp_search_trials=trials, seed=42, hp_search_storage=storage
+    )
     known = {"learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay", "output_dir"}
     return search(argv, ModelArguments(), args, known, jobs)
 
@@ -165,7 +220,13 @@ def test_a_stopped_search_resumes_to_the_trials_of_an_uninterrupted_one(tmp_path
         fake_search(tmp_path / "resumed", stopped)
     assert stopped.final == []
     assert [(r["trial"], r.get("state")) for r in records(tmp_path / "resumed")] == [
-        (0, None), (1, None), (2, None), (3, None), (4, None), (5, "FAIL")]
+        (0, None),
+        (1, None),
+        (2, None),
+        (3, None),
+        (4, None),
+        (5, "FAIL"),
+    ]
     resumed = FakeJobs()
     fake_search(tmp_path / "resumed", resumed)
     expected, got = by_slot(load(tmp_path / "whole")), by_slot(load(tmp_path / "resumed"))
@@ -173,14 +234,19 @@ def test_a_stopped_search_resumes_to_the_trials_of_an_uninterrupted_one(tmp_path
     # trial 5 (slot 5) failed when stopped and was run again first, as trial 6, with the same slot
     study = load(tmp_path / "resumed")
     assert [(t.number, t.state, t.user_attrs[SLOT]) for t in study.trials[4:8]] == [
-        (4, TrialState.COMPLETE, 4), (5, TrialState.FAIL, 5), (6, TrialState.COMPLETE, 5), (7, TrialState.COMPLETE, 6)]
+        (4, TrialState.COMPLETE, 4),
+        (5, TrialState.FAIL, 5),
+        (6, TrialState.COMPLETE, 5),
+        (7, TrialState.COMPLETE, 6),
+    ]
     assert whole.final == resumed.final and len(whole.final) == 1
     best = json.loads((tmp_path / "resumed" / "hp_search_best.json").read_text())
     assert best["slot"] == json.loads((tmp_path / "whole" / "hp_search_best.json").read_text())["slot"]
     assert best["trials"] == 12 and float(resumed.final[0]["learning_rate"]) == best["params"]["learning_rate"]
     assert [r["trial"] for r in records(tmp_path / "resumed")] == list(range(13))
     assert records(tmp_path / "resumed")[5]["error"] == (
-        "stopped before it ended (its worker was killed or interrupted); run again as trial 6")
+        "stopped before it ended (its worker was killed or interrupted); run again as trial 6"
+    )
     # running the finished search's command again trains nothing: the best setting is already trained
     again = FakeJobs()
     assert fake_search(tmp_path / "resumed", again).results["hp_search_best_trial"] == best["trial"]
@@ -206,12 +272,16 @@ def test_a_worker_that_loses_the_race_for_the_last_slot_trains_nothing(tmp_path,
     monkeypatch.undo()
     study = load(out)
     assert [(t.number, t.state, t.user_attrs[SLOT], t.user_attrs.get(SURPLUS)) for t in study.trials] == [
-        (0, TrialState.COMPLETE, 0, None), (1, TrialState.COMPLETE, 1, None), (2, TrialState.COMPLETE, 2, None),
-        (3, TrialState.FAIL, 3, True)]
+        (0, TrialState.COMPLETE, 0, None),
+        (1, TrialState.COMPLETE, 1, None),
+        (2, TrialState.COMPLETE, 2, None),
+        (3, TrialState.FAIL, 3, True),
+    ]
     assert study.trials[3].params == {} and looks == [0, 1, 2, 3, 4]
     # one line says so; Optuna's failure warning (with a traceback) for it is dropped
     assert [r.getMessage() for r in caplog.records if "Trial 3" in r.getMessage()] == [
-        "Trial 3: another worker took the last slot; given up before training."]
+        "Trial 3: another worker took the last slot; given up before training."
+    ]
     assert [r["trial"] for r in records(out)] == [0, 1, 2] and len(jobs.calls) == 4  # 3 trials, the final run
     assert json.loads((out / "hp_search_best.json").read_text())["trials"] == 3
     # a larger --hp_search_trials extends the finished study by new slots (the surplus trial's number is skipped);
@@ -220,7 +290,10 @@ def test_a_worker_that_loses_the_race_for_the_last_slot_trains_nothing(tmp_path,
     fake_search(out, more, trials=5)
     study = load(out)
     assert sorted(by_slot(study)) == [0, 1, 2, 4, 5] and [Path(call).name for call in more.calls] == [
-        "trial-4", "trial-5", "search"]
+        "trial-4",
+        "trial-5",
+        "search",
+    ]
     assert more.final[0]["overwrite_output_dir"] == "true"
     best = json.loads((out / "hp_search_best.json").read_text())
     assert (best["trial"], best["slot"], best["trials"]) == (5, 5, 5)
@@ -256,10 +329,15 @@ def test_a_final_training_whose_worker_died_is_taken_over(tmp_path):
     jobs = FakeJobs()
     fake_search(out, jobs, trials=2)
     assert [Path(call).name for call in jobs.calls] == ["search"] and jobs.final[0]["overwrite_output_dir"] == "true"
-    assert optuna.get_all_study_names(storage) == ["hp_search", f"hp_search/train-best/trial-{best}/0",
-                                                   f"hp_search/train-best/trial-{best}/1"]
-    assert optuna.load_study(study_name=f"hp_search/train-best/trial-{best}/1", storage=storage).user_attrs[
-        "finished"] is True
+    assert optuna.get_all_study_names(storage) == [
+        "hp_search",
+        f"hp_search/train-best/trial-{best}/0",
+        f"hp_search/train-best/trial-{best}/1",
+    ]
+    assert (
+        optuna.load_study(study_name=f"hp_search/train-best/trial-{best}/1", storage=storage).user_attrs["finished"]
+        is True
+    )
     assert hp_study.is_gone(dead_worker()) and not hp_study.is_gone(hp_study.worker_identity())
     assert not hp_study.is_gone({**dead_worker(), "host": "another-machine"})  # elsewhere: left to the heartbeat
 
@@ -286,8 +364,12 @@ def test_a_trial_of_a_silent_worker_elsewhere_is_run_again_after_the_grace_perio
     fake_search(out, jobs, trials=3)
     study = load(out)
     assert [(t.number, t.state, t.user_attrs.get(SLOT), t.system_attrs.get("failed_trial")) for t in study.trials] == [
-        (0, TrialState.COMPLETE, 0, None), (1, TrialState.FAIL, 1, None), (2, TrialState.FAIL, None, None),
-        (3, TrialState.COMPLETE, 2, 2), (4, TrialState.COMPLETE, 1, 1)]
+        (0, TrialState.COMPLETE, 0, None),
+        (1, TrialState.FAIL, 1, None),
+        (2, TrialState.FAIL, None, None),
+        (3, TrialState.COMPLETE, 2, 2),
+        (4, TrialState.COMPLETE, 1, 1),
+    ]
     assert study.trials[4].params["learning_rate"] == params["learning_rate"]
     assert [Path(call).name for call in jobs.calls if "trial-" in call] == ["trial-3", "trial-4"]
 
@@ -301,8 +383,10 @@ def test_two_workers_share_one_sqlite_study(tiny_model, tmp_path, write_file):
     space = write_file("space.yaml", SPACE)
     out = tmp_path / "shared"
     command = [sys.executable, "run_ner.py", *ner_search_args(tiny_model, out, space, 4)]
-    workers = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     logs = [worker.communicate(timeout=600)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], logs
     study = load(out)
@@ -311,8 +395,9 @@ def test_two_workers_share_one_sqlite_study(tiny_model, tmp_path, write_file):
     assert len({json.dumps(params, sort_keys=True) for params, _ in slots.values()}) == 4
     # every other trial is one a worker gave up before training (it lost the race for the last slot)
     assert all(t.user_attrs.get(SURPLUS) for t in study.trials if t.state != TrialState.COMPLETE)
-    trained = sorted(Path(t.user_attrs["record"]["output_dir"]).name for t in study.trials
-                     if t.state == TrialState.COMPLETE)
+    trained = sorted(
+        Path(t.user_attrs["record"]["output_dir"]).name for t in study.trials if t.state == TrialState.COMPLETE
+    )
     assert sorted(p.name for p in (out / "hp_search").iterdir()) == trained  # no trial directory besides these
     assert sorted(r["slot"] for r in records(out)) == [0, 1, 2, 3]
     # the best setting was trained once, by the worker hp_search_best.json names, into output_dir
@@ -322,12 +407,16 @@ def test_two_workers_share_one_sqlite_study(tiny_model, tmp_path, write_file):
     assert best["trained_by"].endswith(f":{trainer}") and best["trials"] == 4
     assert best["value"] == max(value for _, value in slots.values())
     final = torch.load(out / "training_args.bin", weights_only=False)
-    assert (final.learning_rate, final.weight_decay) == (best["params"]["learning_rate"],
-                                                        best["params"]["weight_decay"])
+    assert (final.learning_rate, final.weight_decay) == (
+        best["params"]["learning_rate"],
+        best["params"]["weight_decay"],
+    )
     assert optuna.get_all_study_names(f"sqlite:///{out / 'hp_search.db'}") == [
-        "hp_search", f"hp_search/train-best/trial-{best['trial']}/0"]
+        "hp_search",
+        f"hp_search/train-best/trial-{best['trial']}/0",
+    ]
     pids = {f":{worker.pid}" for worker in workers}
-    assert all(record["worker"][record["worker"].rindex(":"):] in pids for record in records(out))
+    assert all(record["worker"][record["worker"].rindex(":") :] in pids for record in records(out))
 
 
 def test_a_search_killed_mid_trial_resumes_to_the_same_best_trial(tiny_model, tmp_path, write_file):
@@ -337,29 +426,45 @@ def test_a_search_killed_mid_trial_resumes_to_the_same_best_trial(tiny_model, tm
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     run_ner.main(ner_search_args(tiny_model, whole, space, 3))
     command = ner_search_args(tiny_model, killed, space, 3)
-    died = subprocess.run([sys.executable, "tests/kill_in_trial.py", "1", "2", "run_ner.py", *command], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, start_new_session=True)
+    died = subprocess.run(
+        [sys.executable, "tests/kill_in_trial.py", "1", "2", "run_ner.py", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
     assert died.returncode == -9, died.stderr[-2000:]
     study = load(killed)
     assert [(t.number, t.state) for t in study.trials] == [(0, TrialState.COMPLETE), (1, TrialState.RUNNING)]
     run_ner.main(command)
     study = load(killed)
     assert [(t.number, t.state, t.user_attrs[SLOT]) for t in study.trials] == [
-        (0, TrialState.COMPLETE, 0), (1, TrialState.FAIL, 1), (2, TrialState.COMPLETE, 1), (3, TrialState.COMPLETE, 2)]
+        (0, TrialState.COMPLETE, 0),
+        (1, TrialState.FAIL, 1),
+        (2, TrialState.COMPLETE, 1),
+        (3, TrialState.COMPLETE, 2),
+    ]
     assert study.trials[2].params == study.trials[1].params
     assert by_slot(study) == by_slot(load(whole))
     best, expected = (json.loads((d / "hp_search_best.json").read_text()) for d in (killed, whole))
     assert (best["slot"], best["params"], best["value"]) == (expected["slot"], expected["params"], expected["value"])
     final, expected_final = (torch.load(d / "training_args.bin", weights_only=False) for d in (killed, whole))
     assert (final.learning_rate, final.weight_decay) == (expected_final.learning_rate, expected_final.weight_decay)
-    assert json.loads((killed / "all_results.json").read_text())["eval_f1"] == json.loads(
-        (whole / "all_results.json").read_text())["eval_f1"]
+    assert (
+        json.loads((killed / "all_results.json").read_text())["eval_f1"]
+        == json.loads((whole / "all_results.json").read_text())["eval_f1"]
+    )
     # the killed trial's directory keeps no weights; hp_search.jsonl says what became of it
     assert not list((killed / "hp_search" / "trial-1").glob("**/*.safetensors"))
-    assert records(killed)[1] == {"trial": 1, "slot": 1, "state": "FAIL", "params": study.trials[1].params,
-                                  "worker": records(killed)[1]["worker"],
-                                  "error": "stopped before it ended (its worker was killed or interrupted); run "
-                                           "again as trial 2"}
+    assert records(killed)[1] == {
+        "trial": 1,
+        "slot": 1,
+        "state": "FAIL",
+        "params": study.trials[1].params,
+        "worker": records(killed)[1]["worker"],
+        "error": "stopped before it ended (its worker was killed or interrupted); run again as trial 2",
+    }
     assert os.path.isfile(killed / "model.safetensors")
 
 
@@ -391,11 +496,31 @@ def postgres_url():
         shutil.chown(directory, "postgres")
     data = os.path.join(directory, "data")
     try:
-        subprocess.run([*as_user, initdb, "-D", data, "-A", "trust", "-U", "postgres"], check=True,
-                       capture_output=True, timeout=60)
-        subprocess.run([*as_user, pg_ctl, "-D", data, "-l", os.path.join(directory, "log"), "-w", "-t", "60", "-o",
-                        f"-k {directory} -p 5432 -c listen_addresses=''", "start"], check=True, capture_output=True,
-                       timeout=90)
+        subprocess.run(
+            [*as_user, initdb, "-D", data, "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        subprocess.run(
+            [
+                *as_user,
+                pg_ctl,
+                "-D",
+                data,
+                "-l",
+                os.path.join(directory, "log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-k {directory} -p 5432 -c listen_addresses=''",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
         yield f"postgresql+psycopg2://postgres@/postgres?host={directory}&port=5432"
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True, timeout=60)
@@ -423,7 +548,14 @@ def test_two_machines_share_a_postgresql_study(postgres_url, tmp_path):
     assert [out for out in outs if (out / "hp_search_best.json").is_file()] == [trained]
     assert sorted(r["slot"] for r in records(trained)) == [0, 1, 2, 3, 4, 5]
     # the URL is checked before any work: a wrong database is one error line naming the flag, password hidden
-    with pytest.raises(ConfigError, match=r"--hp_search_storage postgresql\+psycopg2://postgres:\*\*\*@/nosuchdb.*"
-                                          r"cannot open the database"):
-        fake_search(tmp_path / "c", FakeJobs(), trials=1,
-                    storage=postgres_url.replace("postgres@/postgres", "postgres:secret@/nosuchdb"))
+    with pytest.raises(
+        ConfigError,
+        match=r"--hp_search_storage postgresql\+psycopg2://postgres:\*\*\*@/nosuchdb.*"
+        r"cannot open the database",
+    ):
+        fake_search(
+            tmp_path / "c",
+            FakeJobs(),
+            trials=1,
+            storage=postgres_url.replace("postgres@/postgres", "postgres:secret@/nosuchdb"),
+        )

@@ -48,9 +48,27 @@ def test_push_uploads_the_deliverables_privately(tiny_model, tmp_path, hub, monk
     monkeypatch.setenv("HF_TOKEN", SECRET)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # pushing is refused offline, before any work; the client is faked
     out = tmp_path / "run"
-    run_ner.main(["--model", tiny_model, "--output_dir", str(out), "--max_train_samples", "32", "--num_train_epochs",
-                  "1", "--push_to_hub", "--hub_model_id", "someone/ner-demo", "--hub_private_repo", "true",
-                  "--hub_token", SECRET, "--report_to", "tensorboard"])
+    run_ner.main(
+        [
+            "--model",
+            tiny_model,
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "32",
+            "--num_train_epochs",
+            "1",
+            "--push_to_hub",
+            "--hub_model_id",
+            "someone/ner-demo",
+            "--hub_private_repo",
+            "true",
+            "--hub_token",
+            SECRET,
+            "--report_to",
+            "tensorboard",
+        ]
+    )
     calls = dict((name, kwargs) for name, kwargs in hub.calls)
     assert calls["create_repo"]["repo_id"] == "someone/ner-demo" and calls["create_repo"]["private"] is True
     assert calls["init"]["token"] == SECRET  # the token reaches the client and nothing else
@@ -58,12 +76,26 @@ def test_push_uploads_the_deliverables_privately(tiny_model, tmp_path, hub, monk
     assert upload["repo_id"] == "someone/ner-demo" and upload["folder_path"] == str(out)
     # every file of the output directory but the checkpoints (optimizer state) and the pickled arguments
     written = sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file())
-    assert upload["allow_patterns"] == [name for name in written
-                                        if not name.startswith("checkpoint-") and name != "training_args.bin"]
+    assert upload["allow_patterns"] == [
+        name for name in written if not name.startswith("checkpoint-") and name != "training_args.bin"
+    ]
     assert [name for name in upload["allow_patterns"] if "/" not in name] == [
-        "README.md", "all_results.json", "before_eval_results.json", "classification_report.txt", "config.json",
-        "eval_results.json", "model.safetensors", "predict_results.json", "predictions.conll", "predictions.jsonl",
-        "tokenizer.json", "tokenizer_config.json", "train_results.json", "trainer_state.json", "training_curves.png"]
+        "README.md",
+        "all_results.json",
+        "before_eval_results.json",
+        "classification_report.txt",
+        "config.json",
+        "eval_results.json",
+        "model.safetensors",
+        "predict_results.json",
+        "predictions.conll",
+        "predictions.jsonl",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "train_results.json",
+        "trainer_state.json",
+        "training_curves.png",
+    ]
     events = [name for name in upload["allow_patterns"] if "/" in name]
     assert events and all(name.startswith("runs/") and "/events.out.tfevents." in name for name in events)
     assert "training_args.bin" in written and any(name.startswith("checkpoint-") for name in written)
@@ -78,8 +110,20 @@ def test_push_uploads_the_deliverables_privately(tiny_model, tmp_path, hub, monk
 
 def test_card_has_hub_metadata_and_curves(tiny_model, tmp_path):
     out = tmp_path / "run"
-    run_ner.main(["--model", tiny_model, "--output_dir", str(out), "--max_train_samples", "32", "--num_train_epochs",
-                  "2", "--logging_steps", "1"])
+    run_ner.main(
+        [
+            "--model",
+            tiny_model,
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "32",
+            "--num_train_epochs",
+            "2",
+            "--logging_steps",
+            "1",
+        ]
+    )
     card = (out / "README.md").read_text()
     front_matter = card.split("---")[1]
     for key in ("pipeline_tag: token-classification", "base_model:", "model-index:", "library_name: transformers"):

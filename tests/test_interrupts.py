@@ -13,9 +13,26 @@ import run_ner
 from utils.training.trainer import Interrupted
 
 #: 64 sentences, batch 8: 8 steps an epoch, 2 epochs; the signal comes during step 3 (mid-epoch 1).
-RUN = ["--max_train_samples", "64", "--max_eval_samples", "24", "--max_predict_samples", "24",
-       "--per_device_train_batch_size", "8", "--num_train_epochs", "2", "--learning_rate", "1e-3",
-       "--report_to", "none", "--eval_before_training", "false", "--logging_steps", "1"]
+RUN = [
+    "--max_train_samples",
+    "64",
+    "--max_eval_samples",
+    "24",
+    "--max_predict_samples",
+    "24",
+    "--per_device_train_batch_size",
+    "8",
+    "--num_train_epochs",
+    "2",
+    "--learning_rate",
+    "1e-3",
+    "--report_to",
+    "none",
+    "--eval_before_training",
+    "false",
+    "--logging_steps",
+    "1",
+]
 VOLATILE = ("runtime", "per_second", "model_preparation_time")
 
 
@@ -42,8 +59,9 @@ def uninterrupted(tiny_model, tmp_path_factory):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_then_resume_gives_the_uninterrupted_model_metrics_and_predictions(tiny_model, uninterrupted,
-                                                                                   tmp_path, signum):
+def test_signal_then_resume_gives_the_uninterrupted_model_metrics_and_predictions(
+    tiny_model, uninterrupted, tmp_path, signum
+):
     out = tmp_path / "run"
     args = ["--model", tiny_model, "--output_dir", str(out), *RUN]
     with pytest.raises(Interrupted, match=f"stopped by {signal.Signals(signum).name} at step 3 "):
@@ -58,5 +76,6 @@ def test_signal_then_resume_gives_the_uninterrupted_model_metrics_and_prediction
     final, expected = (json.loads((d / "trainer_state.json").read_text()) for d in (out, uninterrupted))
     assert os.path.basename(final["best_model_checkpoint"]) == os.path.basename(expected["best_model_checkpoint"])
     assert [e["eval_loss"] for e in final["log_history"] if "eval_loss" in e] == pytest.approx(
-        [e["eval_loss"] for e in expected["log_history"] if "eval_loss" in e], rel=1e-6)
+        [e["eval_loss"] for e in expected["log_history"] if "eval_loss" in e], rel=1e-6
+    )
     assert (out / "model.safetensors").read_bytes() == (uninterrupted / "model.safetensors").read_bytes()

@@ -18,11 +18,16 @@ def load(path, **kwargs):
     return data.raw, data.settled
 
 
-@pytest.mark.parametrize(("rows", "message"), [
-    ("good,0\nbad,1\nfine,positive\nawful,negative\n",
-     "mixes numbers (first at row 1: '0') and names (first at row 3: 'positive')"),
-    ("good,positive\nbad,1\n", "mixes numbers (first at row 2: '1') and names (first at row 1: 'positive')"),
-])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            "good,0\nbad,1\nfine,positive\nawful,negative\n",
+            "mixes numbers (first at row 1: '0') and names (first at row 3: 'positive')",
+        ),
+        ("good,positive\nbad,1\n", "mixes numbers (first at row 2: '1') and names (first at row 1: 'positive')"),
+    ],
+)
 def test_numbers_and_names_in_one_label_column(write_file, rows, message):
     with pytest.raises(DataError) as raised:
         load(write_file("mixed.csv", "text,label\n" + rows))
@@ -47,8 +52,10 @@ def test_integer_ids_and_delimited_multi_label_ids_still_load(write_file):
     assert raw["train"]["label"] == [["0", "2"], ["1"]] and args.problem_type == "multi_label_classification"
 
 
-@pytest.mark.parametrize(("tag", "fix", "line"), [("B_PER", "B-PER", 3), ("b-loc", "B-loc", 3), ("o", "O", 3),
-                                                  ("I_MISC", "I-MISC", 3), ("B-", "B-TYPE", 3)])
+@pytest.mark.parametrize(
+    ("tag", "fix", "line"),
+    [("B_PER", "B-PER", 3), ("b-loc", "B-loc", 3), ("o", "O", 3), ("I_MISC", "I-MISC", 3), ("B-", "B-TYPE", 3)],
+)
 def test_misspelt_conll_tags_are_errors_at_their_own_line(tmp_path, write_file, tag, fix, line):
     path = write_file("train.conll", f"-DOCSTART- O\n\nEU B-ORG\nrejects O\nGerman {tag}\n")
     with pytest.raises(DataError) as raised:

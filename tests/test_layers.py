@@ -82,9 +82,13 @@ def imports(path: Path, parsed: ast.Module | None = None) -> list[Import]:
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
                 targets.append(submodule if submodule in known else base)
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)
-              and ast.unparse(node.func) in {"importlib.import_module", "import_module", "__import__"}):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and ast.unparse(node.func) in {"importlib.import_module", "import_module", "__import__"}
+        ):
             targets = [node.args[0].value]
         found += [Import(relative(path), node.lineno, target, ast.unparse(node)) for target in dict.fromkeys(targets)]
     return sorted(found, key=lambda item: item.line)
@@ -104,8 +108,12 @@ def task_packages() -> list[str]:
 
 def broken(package: str, forbidden, allowed=frozenset()) -> list[str]:
     """The imports of `package`'s modules whose target is `forbidden` (a predicate) and not in `allowed`."""
-    return [str(found) for path in layer_modules(package).values() for found in imports(path)
-            if forbidden(found.target) and found.target not in allowed]
+    return [
+        str(found)
+        for path in layer_modules(package).values()
+        for found in imports(path)
+        if forbidden(found.target) and found.target not in allowed
+    ]
 
 
 def report(rule: str, violations: list[str]) -> str:
@@ -120,22 +128,33 @@ def test_the_import_reader_sees_every_form_of_import():
     path = UTILS / "tasks" / "ner" / "data.py"
     targets = {found.target for found in imports(path)}
     assert {"utils.core.conll", "utils.tasks.ner.iob", "utils.core.errors"} <= targets, targets
-    sample = ast.parse("def f():\n    from ..classification import data\n    from . import iob\n"
-                       "    from .. import ner\n    from utils.tasks.ner.data import DataError\n"
-                       "    import importlib\n    importlib.import_module('utils.serving.inputs')\n")
+    sample = ast.parse(
+        "def f():\n    from ..classification import data\n    from . import iob\n"
+        "    from .. import ner\n    from utils.tasks.ner.data import DataError\n"
+        "    import importlib\n    importlib.import_module('utils.serving.inputs')\n"
+    )
     found = imports(path, sample)
     assert [(item.line, item.target) for item in found] == [
-        (2, "utils.tasks.classification.data"), (3, "utils.tasks.ner.iob"), (4, "utils.tasks.ner"),
-        (5, "utils.tasks.ner.data"), (6, "importlib"), (7, "utils.serving.inputs")]
-    assert str(found[0]) == ("utils/tasks/ner/data.py:2: from ..classification import data  "
-                             "(-> utils.tasks.classification.data)")
+        (2, "utils.tasks.classification.data"),
+        (3, "utils.tasks.ner.iob"),
+        (4, "utils.tasks.ner"),
+        (5, "utils.tasks.ner.data"),
+        (6, "importlib"),
+        (7, "utils.serving.inputs"),
+    ]
+    assert str(found[0]) == (
+        "utils/tasks/ner/data.py:2: from ..classification import data  (-> utils.tasks.classification.data)"
+    )
 
 
-@pytest.mark.parametrize(("package", "forbidden"), [
-    ("utils.core", ("utils.training", "utils.tasks", "utils.serving")),
-    ("utils.training", ("utils.tasks", "utils.serving")),
-    ("utils.tasks", ("utils.serving",)),
-])
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("utils.core", ("utils.training", "utils.tasks", "utils.serving")),
+        ("utils.training", ("utils.tasks", "utils.serving")),
+        ("utils.tasks", ("utils.serving",)),
+    ],
+)
 def test_a_layer_imports_nothing_above_it(package, forbidden):
     violations = broken(package, lambda target: any(within(target, above) for above in forbidden))
     assert not violations, report(f"{package} must import nothing from {', '.join(forbidden)}", violations)
@@ -146,10 +165,15 @@ def test_a_task_package_imports_nothing_from_another_task():
     violations = []
     for package in packages:
         others = [other for other in packages if other != package]
-        violations += broken(package, lambda target, others=others: within(target, REGISTRY)
-                             or any(within(target, other) for other in others))
-    assert not violations, report(f"a task package ({', '.join(packages)}) must import nothing from another task "
-                                  f"package (nor {REGISTRY}, which imports them all)", violations)
+        violations += broken(
+            package,
+            lambda target, others=others: within(target, REGISTRY) or any(within(target, other) for other in others),
+        )
+    assert not violations, report(
+        f"a task package ({', '.join(packages)}) must import nothing from another task "
+        f"package (nor {REGISTRY}, which imports them all)",
+        violations,
+    )
 
 
 def test_serving_imports_nothing_from_training():
@@ -161,8 +185,10 @@ def test_serving_imports_nothing_from_training():
 def import_graph() -> dict[str, set[str]]:
     """Module -> the modules under utils/ it imports (a package import counts as its `__init__`)."""
     known = modules()
-    return {name: {found.target for found in imports(path) if found.target in known and found.target != name}
-            for name, path in known.items()}
+    return {
+        name: {found.target for found in imports(path) if found.target in known and found.target != name}
+        for name, path in known.items()
+    }
 
 
 def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -207,8 +233,10 @@ def test_the_circle_finder_finds_circles():
 
 def test_no_import_circles():
     circles = import_circles(import_graph())
-    assert not circles, report("no module under utils/ may import itself through others (imports inside functions "
-                               "count)", [" <-> ".join(circle) for circle in circles])
+    assert not circles, report(
+        "no module under utils/ may import itself through others (imports inside functions count)",
+        [" <-> ".join(circle) for circle in circles],
+    )
 
 
 def test_serving_reaches_the_tasks_only_through_the_registry():
@@ -233,11 +261,17 @@ def task_identities() -> tuple[frozenset[str], frozenset[str]]:
     for package in task_packages():
         for path in layer_modules(package).values():
             for node in ast.walk(tree(path)):
-                if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                        and ast.unparse(node.value.func).split(".")[-1] == "Task"):
+                if (
+                    isinstance(node, ast.Assign)
+                    and isinstance(node.value, ast.Call)
+                    and ast.unparse(node.value.func).split(".")[-1] == "Task"
+                ):
                     constants |= {target.id for target in node.targets if isinstance(target, ast.Name)}
-                    names |= {keyword.value.value for keyword in node.value.keywords
-                              if keyword.arg == "name" and isinstance(keyword.value, ast.Constant)}
+                    names |= {
+                        keyword.value.value
+                        for keyword in node.value.keywords
+                        if keyword.arg == "name" and isinstance(keyword.value, ast.Constant)
+                    }
     assert {"ner", "classification"} <= names and {"NER_TASK", "CLASSIFICATION_TASK"} <= constants, (names, constants)
     return frozenset(names), frozenset(constants)
 
@@ -263,8 +297,8 @@ def task_name_comparisons(path: Path, parsed: ast.Module | None = None) -> list[
         if isinstance(node, ast.Compare) and any(names_a_task(side) for side in [node.left, *node.comparators]):
             found.append(f"{relative(path)}:{node.lineno}: {ast.unparse(node)}")
         elif isinstance(node, ast.match_case) and any(
-                isinstance(pattern, ast.MatchValue) and names_a_task(pattern.value)
-                for pattern in ast.walk(node.pattern)):
+            isinstance(pattern, ast.MatchValue) and names_a_task(pattern.value) for pattern in ast.walk(node.pattern)
+        ):
             found.append(f"{relative(path)}:{node.pattern.lineno}: case {ast.unparse(node.pattern)}")
         elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Attribute) and names_a_task(node.slice):
             found.append(f"{relative(path)}:{node.lineno}: {ast.unparse(node)} (a lookup keyed on the task's name)")
@@ -274,14 +308,19 @@ def task_name_comparisons(path: Path, parsed: ast.Module | None = None) -> list[
 @pytest.mark.parametrize("package", SHARED_LAYERS)
 def test_shared_modules_never_compare_a_task_name(package):
     violations = [found for path in layer_modules(package).values() for found in task_name_comparisons(path)]
-    assert not violations, report(f"{package} must reach what a task knows through its Task record, never by "
-                                  "comparing the task's name or identity", violations)
+    assert not violations, report(
+        f"{package} must reach what a task knows through its Task record, never by "
+        "comparing the task's name or identity",
+        violations,
+    )
 
 
 def test_the_name_comparison_reader_finds_each_form():
-    sample = ast.parse('a = task.name == "ner"\nb = spec.task.name != other\nc = t is NER_TASK\n'
-                       'd = x in ("classification", "y")\ne = path.name == "config.json"\nf = TABLE[task.name]\n'
-                       'match kind:\n    case "ner":\n        pass\ng = t is not self.CLASSIFICATION_TASK\n')
+    sample = ast.parse(
+        'a = task.name == "ner"\nb = spec.task.name != other\nc = t is NER_TASK\n'
+        'd = x in ("classification", "y")\ne = path.name == "config.json"\nf = TABLE[task.name]\n'
+        'match kind:\n    case "ner":\n        pass\ng = t is not self.CLASSIFICATION_TASK\n'
+    )
     found = task_name_comparisons(UTILS / "core" / "task.py", sample)
     # path.name is a file's name, not a task's
     assert [int(item.split(":")[1]) for item in found] == [1, 2, 3, 4, 6, 8, 10], found
@@ -289,25 +328,35 @@ def test_the_name_comparison_reader_finds_each_form():
 
 
 def training_loop_calls(path: Path) -> list[str]:
-    return [f"{relative(path)}:{node.lineno}: {ast.unparse(node)}" for node in ast.walk(tree(path))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr in {"backward", "step"}]  # ast.walk goes by depth: sorted below
+    return [
+        f"{relative(path)}:{node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree(path))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"backward", "step"}
+    ]  # ast.walk goes by depth: sorted below
 
 
 def test_only_utils_training_runs_a_training_loop():
     outside = {name: path for name, path in modules().items() if not within(name, "utils.training")}
-    violations = [found for path in outside.values()
-                  for found in sorted(training_loop_calls(path), key=lambda item: int(item.split(":")[1]))]
+    violations = [
+        found
+        for path in outside.values()
+        for found in sorted(training_loop_calls(path), key=lambda item: int(item.split(":")[1]))
+    ]
     # the same search as text, so a call spelled another way (getattr, a continuation line) is not missed
     for path in outside.values():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             code = line.split("#", 1)[0]
             if (".backward(" in code or ".step(" in code) and not any(
-                    found.startswith(f"{relative(path)}:{number}:") for found in violations):
+                found.startswith(f"{relative(path)}:{number}:") for found in violations
+            ):
                 violations.append(f"{relative(path)}:{number}: {line.strip()}")
-    assert not violations, report("only utils/training may call .backward( or an optimizer/scheduler .step(: "
-                                  "a task hands the pipeline its model, loss and data, never its own loop",
-                                  violations)
+    assert not violations, report(
+        "only utils/training may call .backward( or an optimizer/scheduler .step(: "
+        "a task hands the pipeline its model, loss and data, never its own loop",
+        violations,
+    )
 
 
 def test_the_trainer_overrides_only_private_methods_transformers_still_has():
@@ -320,12 +369,18 @@ def test_the_trainer_overrides_only_private_methods_transformers_still_has():
 
     from utils.training.trainer import PRIVATE_OVERRIDES, FinetuneTrainer
 
-    ours = {name for name, value in vars(FinetuneTrainer).items() if name.startswith("_") and not name.startswith("__")
-            and callable(value)}
-    assert ours == set(PRIVATE_OVERRIDES), f"private overrides not listed (or listed, not made): {ours ^ set(PRIVATE_OVERRIDES)}"
+    ours = {
+        name
+        for name, value in vars(FinetuneTrainer).items()
+        if name.startswith("_") and not name.startswith("__") and callable(value)
+    }
+    assert ours == set(PRIVATE_OVERRIDES), (
+        f"private overrides not listed (or listed, not made): {ours ^ set(PRIVATE_OVERRIDES)}"
+    )
     for name in PRIVATE_OVERRIDES:
         assert hasattr(Trainer, name), f"transformers' Trainer no longer has {name}"
         upstream = list(inspect.signature(getattr(Trainer, name)).parameters)
         assert list(inspect.signature(getattr(FinetuneTrainer, name)).parameters) == upstream, name
         assert getattr(FinetuneTrainer, name).__doc__ and "Private" in getattr(FinetuneTrainer, name).__doc__, (
-            f"{name}: say why no public hook does")
+            f"{name}: say why no public hook does"
+        )

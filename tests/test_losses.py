@@ -20,7 +20,9 @@ def test_num_items_in_batch_divides_the_sum():
     logits, labels = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
     loss = make_loss(SINGLE)
     whole = loss({"logits": logits}, labels).item()
-    halves = [loss({"logits": logits[i:i + 2]}, labels[i:i + 2], num_items_in_batch=torch.tensor(4)) for i in (0, 2)]
+    halves = [
+        loss({"logits": logits[i : i + 2]}, labels[i : i + 2], num_items_in_batch=torch.tensor(4)) for i in (0, 2)
+    ]
     world_size = 2
     assert sum(h.item() * world_size for h in halves) / world_size == pytest.approx(whole, rel=1e-6)
 
@@ -28,10 +30,12 @@ def test_num_items_in_batch_divides_the_sum():
 def test_multi_label_and_regression_match_the_usual_means():
     logits, target = torch.randn(3, 4), torch.randint(0, 2, (3, 4)).float()
     assert make_loss(MULTI)({"logits": logits}, target).item() == pytest.approx(
-        F.binary_cross_entropy_with_logits(logits, target).item(), rel=1e-6)
+        F.binary_cross_entropy_with_logits(logits, target).item(), rel=1e-6
+    )
     values, gold = torch.randn(5, 1), torch.randn(5)
     assert make_loss(REGRESSION)({"logits": values}, gold).item() == pytest.approx(
-        F.mse_loss(values.squeeze(-1), gold).item(), rel=1e-6)
+        F.mse_loss(values.squeeze(-1), gold).item(), rel=1e-6
+    )
 
 
 def test_label_smoothing_is_applied():

@@ -30,9 +30,12 @@ def jsonl(rows):
 def test_json_lines(write_file, name):
     path = write_file(name, jsonl(ROWS))
     raw = load(train_file=path)
-    assert raw["train"].to_dict() == {"tokens": [r["tokens"] for r in ROWS], "document_id": ["0", "1"],
-                                      "location": [f"{path} row 1", f"{path} row 2"],
-                                      "ner_tags": [r["ner_tags"] for r in ROWS]}
+    assert raw["train"].to_dict() == {
+        "tokens": [r["tokens"] for r in ROWS],
+        "document_id": ["0", "1"],
+        "location": [f"{path} row 1", f"{path} row 2"],
+        "ner_tags": [r["ner_tags"] for r in ROWS],
+    }
 
 
 def test_json_document_with_a_list(write_file):
@@ -50,18 +53,24 @@ def test_csv_and_tsv_with_space_separated_or_list_cells(write_file):
     assert load(train_file=tsv_path)["train"]["ner_tags"] == [["B-PER", "I-PER"]]
 
 
-@pytest.mark.parametrize(("cell", "words"), [
-    ("[0]", ["[0]"]),  # once the list [0]: the word "0"
-    ("[A]", ["[A]"]),  # once refused: "looks like a list but does not parse"
-    ("[:]", ["[:]"]),
-    ('["a", "b"]', ["a", "b"]),  # a JSON list of strings is a list
-    ("['a', 'b c']", ["a", "b c"]),  # and so is a Python list literal of strings (pandas writes lists so)
-    ("  [0]\t[A] ", ["[0]", "[A]"]),
-    ("[]", ["[]"]),  # an empty list is never a sentence: a word
-    ("[1.5]", ["[1.5]"]), ("[true]", ["[true]"]), ("[null]", ["[null]"]), ('[["a"]]', ['[["a"]]']),
-    ('[1, "a"]', ["[1,", '"a"]']),  # a list of other things is words
-    ("[1] Smith", ["[1]", "Smith"]),
-])
+@pytest.mark.parametrize(
+    ("cell", "words"),
+    [
+        ("[0]", ["[0]"]),  # once the list [0]: the word "0"
+        ("[A]", ["[A]"]),  # once refused: "looks like a list but does not parse"
+        ("[:]", ["[:]"]),
+        ('["a", "b"]', ["a", "b"]),  # a JSON list of strings is a list
+        ("['a', 'b c']", ["a", "b c"]),  # and so is a Python list literal of strings (pandas writes lists so)
+        ("  [0]\t[A] ", ["[0]", "[A]"]),
+        ("[]", ["[]"]),  # an empty list is never a sentence: a word
+        ("[1.5]", ["[1.5]"]),
+        ("[true]", ["[true]"]),
+        ("[null]", ["[null]"]),
+        ('[["a"]]', ['[["a"]]']),
+        ('[1, "a"]', ["[1,", '"a"]']),  # a list of other things is words
+        ("[1] Smith", ["[1]", "Smith"]),
+    ],
+)
 def test_a_string_cell_is_words_unless_it_is_a_list_of_strings(cell, words):
     assert parse_word_list(cell, "t.csv row 1", "tokens") == words
 
@@ -75,8 +84,15 @@ def test_a_tag_cell_may_list_tag_ids_but_never_bools_or_floats():
 
 
 def test_list_looking_words_load_as_words(write_file):
-    path = write_file("t.jsonl", jsonl([{"tokens": "[0] [A] [:]", "ner_tags": ["O", "B-PER", "O"]},
-                                        {"tokens": '["a", "b"]', "ner_tags": ["O", "O"]}]))
+    path = write_file(
+        "t.jsonl",
+        jsonl(
+            [
+                {"tokens": "[0] [A] [:]", "ner_tags": ["O", "B-PER", "O"]},
+                {"tokens": '["a", "b"]', "ner_tags": ["O", "O"]},
+            ]
+        ),
+    )
     raw = load(train_file=path)
     assert raw["train"]["tokens"] == [["[0]", "[A]", "[:]"], ["a", "b"]]
     assert raw["train"]["ner_tags"] == [["O", "B-PER", "O"], ["O", "O"]]
@@ -86,10 +102,12 @@ def test_list_looking_words_load_as_words(write_file):
 
 
 def test_parquet_with_integer_tags_and_class_label(tmp_path):
-    features = Features({"tokens": Sequence(Value("string")),
-                         "ner_tags": Sequence(ClassLabel(names=["O", "B-PER", "I-PER"]))})
-    Dataset.from_dict({"tokens": [["Ada", "Lovelace", "wrote"]], "ner_tags": [[1, 2, 0]]}, features=features) \
-        .to_parquet(tmp_path / "t.parquet")
+    features = Features(
+        {"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=["O", "B-PER", "I-PER"]))}
+    )
+    Dataset.from_dict(
+        {"tokens": [["Ada", "Lovelace", "wrote"]], "ner_tags": [[1, 2, 0]]}, features=features
+    ).to_parquet(tmp_path / "t.parquet")
     raw = load(train_file=str(tmp_path / "t.parquet"))
     assert raw["train"]["ner_tags"] == [["B-PER", "I-PER", "O"]]
 
@@ -143,8 +161,10 @@ def test_validation_needs_tags_but_test_may_lack_them(write_file):
 
 
 def test_unknown_labels_error_or_map_to_o(write_file):
-    args = {"train_file": write_file("train.conll", "Ada B-PER\nwrote O\n"),
-            "validation_file": write_file("valid.conll", "Bonn B-LOC\nis O\n\nUlm B-LOC\n\nAda B-PER\n")}
+    args = {
+        "train_file": write_file("train.conll", "Ada B-PER\nwrote O\n"),
+        "validation_file": write_file("valid.conll", "Bonn B-LOC\nis O\n\nUlm B-LOC\n\nAda B-PER\n"),
+    }
     raw = load(**args)
     labels = build_ner_labels(LoadedData(raw, NerDataArguments(**args)), config=None)
     assert labels.names == ("O", "B-PER")

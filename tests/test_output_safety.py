@@ -32,13 +32,31 @@ def test_every_output_of_a_run_is_readable_by_others(tiny_model, tmp_path, monke
     monkeypatch.chdir(tmp_path)  # the card shows paths inside the working directory relative to it, others by name
     previous = os.umask(0o022)
     try:
-        run_ner.main(["--model", tiny_model, "--output_dir", str(tmp_path / "run"), "--max_train_samples", "16",
-                      "--max_eval_samples", "8", "--max_predict_samples", "8", "--num_train_epochs", "1",
-                      "--report_to", "none"])
+        run_ner.main(
+            [
+                "--model",
+                tiny_model,
+                "--output_dir",
+                str(tmp_path / "run"),
+                "--max_train_samples",
+                "16",
+                "--max_eval_samples",
+                "8",
+                "--max_predict_samples",
+                "8",
+                "--num_train_epochs",
+                "1",
+                "--report_to",
+                "none",
+            ]
+        )
     finally:
         os.umask(previous)
-    private = [str(path.relative_to(tmp_path)) for path in (tmp_path / "run").rglob("*")
-               if path.is_file() and stat.S_IMODE(path.stat().st_mode) & 0o044 != 0o044]
+    private = [
+        str(path.relative_to(tmp_path))
+        for path in (tmp_path / "run").rglob("*")
+        if path.is_file() and stat.S_IMODE(path.stat().st_mode) & 0o044 != 0o044
+    ]
     assert private == []
     assert stat.S_IMODE((tmp_path / "run" / "model.safetensors").stat().st_mode) == 0o644
     # the card goes to the Hub: no absolute local path in it (the data, model and output dir by their names)
@@ -59,5 +77,8 @@ def test_the_sample_recipe_never_overwrites_another_directory(tmp_path):
         run_classification.main(["--output_dir", str(finished)])
     with pytest.raises(ConfigError, match="already holds a finished run"):
         run_ner.main(["--output_dir", str(finished)])
-    assert sorted(p.name for p in finished.iterdir()) == ["all_results.json", "confusion_matrix.json",
-                                                          "predictions.jsonl"]
+    assert sorted(p.name for p in finished.iterdir()) == [
+        "all_results.json",
+        "confusion_matrix.json",
+        "predictions.jsonl",
+    ]

@@ -42,15 +42,30 @@ ARCHITECTURES = {
     "xlm-roberta": NO_DROPOUT,
     "camembert": NO_DROPOUT,
     "albert": {**NO_DROPOUT, "embedding_size": 16, "classifier_dropout_prob": 0.0},
-    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 48, "dropout": 0.0,
-                   "attention_dropout": 0.0},
+    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 48, "dropout": 0.0, "attention_dropout": 0.0},
     "mpnet": NO_DROPOUT,
-    "deberta-v2": {**NO_DROPOUT, "relative_attention": True, "position_biased_input": False,
-                   "pos_att_type": ["p2c", "c2p"], "max_relative_positions": -1, "position_buckets": 8,
-                   "norm_rel_ebd": "layer_norm", "share_att_key": True},
-    "modernbert": {"local_attention": 8, "global_attn_every_n_layers": 2, "pad_token_id": 0, "bos_token_id": 2,
-                   "eos_token_id": 3, "cls_token_id": 2, "sep_token_id": 3, "attention_dropout": 0.0,
-                   "embedding_dropout": 0.0, "mlp_dropout": 0.0},
+    "deberta-v2": {
+        **NO_DROPOUT,
+        "relative_attention": True,
+        "position_biased_input": False,
+        "pos_att_type": ["p2c", "c2p"],
+        "max_relative_positions": -1,
+        "position_buckets": 8,
+        "norm_rel_ebd": "layer_norm",
+        "share_att_key": True,
+    },
+    "modernbert": {
+        "local_attention": 8,
+        "global_attn_every_n_layers": 2,
+        "pad_token_id": 0,
+        "bos_token_id": 2,
+        "eos_token_id": 3,
+        "cls_token_id": 2,
+        "sep_token_id": 3,
+        "attention_dropout": 0.0,
+        "embedding_dropout": 0.0,
+        "mlp_dropout": 0.0,
+    },
 }
 #: Attention implementations transformers has for each (MPNet and DeBERTa-v2 only their own eager one).
 EAGER_ONLY = {"mpnet", "deberta-v2"}
@@ -61,9 +76,17 @@ FROM_PADDING = {"roberta", "xlm-roberta", "camembert", "mpnet"}
 def tiny_config(model_type: str, attention: str, **overrides):
     from transformers import AutoConfig
 
-    config = AutoConfig.for_model(model_type, vocab_size=120, hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=48, max_position_embeddings=80,
-                                  num_labels=5, **{**ARCHITECTURES[model_type], **overrides})
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=80,
+        num_labels=5,
+        **{**ARCHITECTURES[model_type], **overrides},
+    )
     config._attn_implementation = attention
     return config
 
@@ -89,9 +112,15 @@ def model_inputs(model, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 LENGTHS = [20, 3, 11, 7, 1, 16, 9, 2]
 
 
-@pytest.mark.parametrize(("model_type", "attention"), [(model_type, attention) for model_type in ARCHITECTURES
-                                                     for attention in ("sdpa", "eager")
-                                                     if attention == "eager" or model_type not in EAGER_ONLY])
+@pytest.mark.parametrize(
+    ("model_type", "attention"),
+    [
+        (model_type, attention)
+        for model_type in ARCHITECTURES
+        for attention in ("sdpa", "eager")
+        if attention == "eager" or model_type not in EAGER_ONLY
+    ],
+)
 def test_each_sequence_gets_its_unpacked_logits_loss_and_gradient(model_type, attention):
     from transformers import AutoModelForTokenClassification
 
@@ -121,10 +150,11 @@ def test_each_sequence_gets_its_unpacked_logits_loss_and_gradient(model_type, at
         start = 0
         for index in members:
             end = start + LENGTHS[index]
-            torch.testing.assert_close(packed_logits[row, start:end], plain_logits[index, :LENGTHS[index]],
-                                       atol=1e-5, rtol=1e-4)
-            assert torch.equal(packed["input_ids"][row, start:end], batch["input_ids"][index, :LENGTHS[index]])
-            assert torch.equal(packed["labels"][row, start:end], batch["labels"][index, :LENGTHS[index]])
+            torch.testing.assert_close(
+                packed_logits[row, start:end], plain_logits[index, : LENGTHS[index]], atol=1e-5, rtol=1e-4
+            )
+            assert torch.equal(packed["input_ids"][row, start:end], batch["input_ids"][index, : LENGTHS[index]])
+            assert torch.equal(packed["labels"][row, start:end], batch["labels"][index, : LENGTHS[index]])
             start = end
         assert torch.all(packed["labels"][row, start:] == -100)
     torch.testing.assert_close(packed_loss, plain_loss, atol=1e-4, rtol=1e-5)
@@ -169,10 +199,13 @@ def test_models_and_batches_that_cannot_be_packed_are_left_alone(caplog):
 
     conv = tiny_config("deberta-v2", "eager", conv_kernel_size=3)
     assert packing_position_offset(conv) is None
-    assert packing_refusal(conv) == ("its convolution layer (conv_kernel_size=3) mixes neighbouring tokens, which in "
-                                     "a packed row belong to other sequences")
+    assert packing_refusal(conv) == (
+        "its convolution layer (conv_kernel_size=3) mixes neighbouring tokens, which in "
+        "a packed row belong to other sequences"
+    )
     assert packing_refusal(tiny_config("bert", "flash_attention_2")) == (
-        "bert with flash_attention_2 attention does not take a prepared 4-D mask (packed with: sdpa, eager)")
+        "bert with flash_attention_2 attention does not take a prepared 4-D mask (packed with: sdpa, eager)"
+    )
     assert packing_refusal(tiny_config("deberta-v2", "eager")) is None
     with caplog.at_level("INFO", logger="utils.core.packing"):
         assert make_packer(AutoModelForTokenClassification.from_config(conv), 0, 24) is None
@@ -200,18 +233,21 @@ def test_trainer_packs_token_batches_only(tmp_path, tiny_model):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForTokenClassification.from_pretrained(tiny_model, num_labels=3)
-    tokens = Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102]],
-                                "labels": [[-100, 1, -100], [-100, 1, 2, 0, -100]]})
+    tokens = Dataset.from_dict(
+        {"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102]], "labels": [[-100, 1, -100], [-100, 1, 2, 0, -100]]}
+    )
     sentences = Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102]], "labels": [0, 1]})
-    multi_label = Dataset.from_dict({"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102]],
-                                     "labels": [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]})
+    multi_label = Dataset.from_dict(
+        {"input_ids": [[101, 5, 102], [101, 5, 6, 7, 102]], "labels": [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]}
+    )
     classifier = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=3)
 
     def trainer(dataset, model=model, token_outputs=True, **flags) -> FinetuneTrainer:
         args = FinetuneTrainingArguments(output_dir=str(tmp_path), report_to="none", **flags)
         plan = decide_batching(args, set(flags), model, tokenizer.pad_token_id, token_outputs, False, None)
-        return FinetuneTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                               batching=plan)
+        return FinetuneTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, batching=plan
+        )
 
     packing = trainer(tokens)
     assert packing.packer == SequencePacker(64, tokenizer.pad_token_id, 0, "boolean")
@@ -245,8 +281,10 @@ def test_a_model_without_the_module_to_adapt_is_not_packed(caplog):
 
     with caplog.at_level("INFO", logger="utils.core.packing"):
         assert make_packer(Stand(), 0, 24) is None
-    assert ("Not packing: its ModernBertModel module, which must be adapted to packed rows, was not found."
-            in caplog.messages)
+    assert (
+        "Not packing: its ModernBertModel module, which must be adapted to packed rows, was not found."
+        in caplog.messages
+    )
 
 
 def test_deberta_v2_with_absolute_positions_packs_exactly():

@@ -24,7 +24,8 @@ from utils.core.examples import Example
 from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.core.ordering import longest_first, token_batches
 from utils.serving.inputs import input_format, predict_examples, read_examples
-from utils.serving.predictor import Predictor, TorchForward, packed_forward
+from utils.serving.predictor import Predictor
+from utils.serving.torch_backend import TorchForward, packed_forward
 from utils.tasks.classification.outputs import classification_result
 from utils.tasks.classification.task import CLASSIFICATION_TASK
 from utils.tasks.ner.arguments import DEFAULT_STRIDE
@@ -42,9 +43,24 @@ SHORT = "Tariq Hussain ( Switzerland ) beat Gustavo Ibarra ( Belgium ) 6-0 6-2 .
 def ner_model(tmp_path_factory) -> str:
     """The embedded MiniLM fine-tuned for 2 epochs on the shipped NER sample (test F1 about 0.3: enough entities)."""
     out = tmp_path_factory.mktemp("ner-model")
-    run_ner.main(["--train_file", str(NER_DATA / "train.conll"), "--num_train_epochs", "2",
-                  "--per_device_train_batch_size", "8", "--learning_rate", "1e-4", "--report_to", "none",
-                  "--save_strategy", "no", "--output_dir", str(out)])
+    run_ner.main(
+        [
+            "--train_file",
+            str(NER_DATA / "train.conll"),
+            "--num_train_epochs",
+            "2",
+            "--per_device_train_batch_size",
+            "8",
+            "--learning_rate",
+            "1e-4",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+            "--output_dir",
+            str(out),
+        ]
+    )
     return str(out)
 
 
@@ -56,17 +72,36 @@ def ner(ner_model) -> Predictor:
 @pytest.fixture(scope="module")
 def classifier_model(tiny_model, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("sentiment-model")
-    run_classification.main(["--model", tiny_model, "--train_file", str(SENTIMENT / "train.tsv"),
-                             "--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--report_to", "none",
-                             "--save_strategy", "no", "--output_dir", str(out)])
+    run_classification.main(
+        [
+            "--model",
+            tiny_model,
+            "--train_file",
+            str(SENTIMENT / "train.tsv"),
+            "--num_train_epochs",
+            "1",
+            "--per_device_train_batch_size",
+            "16",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+            "--output_dir",
+            str(out),
+        ]
+    )
     return str(out)
 
 
 def untrained_classifier(tiny_model: str, directory, labels: list[str], problem_type: str) -> str:
     """A random tiny classifier saved as a fine-tuning run would save it: output shapes need no training."""
-    config = AutoConfig.from_pretrained(tiny_model, num_labels=len(labels), problem_type=problem_type,
-                                        id2label=dict(enumerate(labels)),
-                                        label2id={name: i for i, name in enumerate(labels)})
+    config = AutoConfig.from_pretrained(
+        tiny_model,
+        num_labels=len(labels),
+        problem_type=problem_type,
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
     BertForSequenceClassification(config).save_pretrained(directory)
     AutoTokenizer.from_pretrained(tiny_model).save_pretrained(directory)
     return str(directory)
@@ -83,14 +118,17 @@ def read_jsonl(path) -> list[dict]:
 # ---------------------------------------------------------------- word splitting (pure)
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("Angela Merkel's party", ["Angela", "Merkel", "'s", "party"]),
-    ("in the U.S. on 1996-08-22.", ["in", "the", "U.S.", "on", "1996-08-22", "."]),
-    ("I don't know O'Neill, Mr. J. Smith.", ["I", "do", "n't", "know", "O'Neill", ",", "Mr.", "J.", "Smith", "."]),
-    ("AT&T paid $3,000.50 -- or 1/2 ...", ["AT&T", "paid", "$", "3,000.50", "--", "or", "1/2", "..."]),
-    ("(Kirin-Vale) \"quoted\"", ["(", "Kirin-Vale", ")", '"', "quoted", '"']),
-    ("  ", []),
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Angela Merkel's party", ["Angela", "Merkel", "'s", "party"]),
+        ("in the U.S. on 1996-08-22.", ["in", "the", "U.S.", "on", "1996-08-22", "."]),
+        ("I don't know O'Neill, Mr. J. Smith.", ["I", "do", "n't", "know", "O'Neill", ",", "Mr.", "J.", "Smith", "."]),
+        ("AT&T paid $3,000.50 -- or 1/2 ...", ["AT&T", "paid", "$", "3,000.50", "--", "or", "1/2", "..."]),
+        ('(Kirin-Vale) "quoted"', ["(", "Kirin-Vale", ")", '"', "quoted", '"']),
+        ("  ", []),
+    ],
+)
 def test_words_with_offsets_follows_conll_tokenisation(text, words):
     assert [w.text for w in words_with_offsets(text)] == words
 
@@ -147,11 +185,11 @@ def test_ner_windows_are_checked_once_for_training_and_prediction(tokenizer):
         NerWindows.build(tokenizer, 32, 40)
     with pytest.raises(ConfigError, match="exceeds the model's limit of 512"):
         NerWindows.build(tokenizer, 4096)
-    features = encode_batch({"tokens": [SHORT.split()]}, [0], tokenizer=tokenizer,
-                            windows=NerWindows.build(tokenizer, 8, 2))  # unlabelled: no label ids needed
+    features = encode_batch(
+        {"tokens": [SHORT.split()]}, [0], tokenizer=tokenizer, windows=NerWindows.build(tokenizer, 8, 2)
+    )  # unlabelled: no label ids needed
     assert "labels" not in features and len(features["input_ids"]) > 1
-    assert all(row[0] == tokenizer.cls_token_id and row[-1] == tokenizer.sep_token_id
-               for row in features["input_ids"])
+    assert all(row[0] == tokenizer.cls_token_id and row[-1] == tokenizer.sep_token_id for row in features["input_ids"])
 
 
 def test_forward_batches_rows_of_similar_length_and_pads_them():
@@ -164,8 +202,9 @@ def test_forward_batches_rows_of_similar_length_and_pads_them():
     batches = [(batch, outputs["logits"].squeeze(-1).tolist()) for batch, outputs in forward(rows)]
     assert batches == [([1, 2], [[21, 21, 21], [31, 31, 90]]), ([0], [[11]])]
     # every tensor output by name (the model's own names), float32; what is not a tensor is not an output
-    assert all(list(outputs) == ["logits"] and outputs["logits"].dtype == torch.float32
-               for _, outputs in forward(rows))
+    assert all(
+        list(outputs) == ["logits"] and outputs["logits"].dtype == torch.float32 for _, outputs in forward(rows)
+    )
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -176,8 +215,9 @@ def test_token_batches_hold_every_index_once_longest_first_within_the_budget(len
     assert flat == longest_first(lengths)
     assert all(len(batch) == 1 or sum(lengths[i] for i in batch) <= max_tokens for batch in batches)
     # greedy: the next batch's first item would not have fitted in the batch before it
-    assert all(sum(lengths[i] for i in batches[k]) + lengths[batches[k + 1][0]] > max_tokens
-               for k in range(len(batches) - 1))
+    assert all(
+        sum(lengths[i] for i in batches[k]) + lengths[batches[k + 1][0]] > max_tokens for k in range(len(batches) - 1)
+    )
 
 
 def test_packed_forward_gives_each_row_its_unpacked_logits(tiny_model):
@@ -186,15 +226,20 @@ def test_packed_forward_gives_each_row_its_unpacked_logits(tiny_model):
     config = AutoConfig.from_pretrained(tiny_model, num_labels=3)
     torch.manual_seed(0)
     model = AutoModelForTokenClassification.from_config(config).eval()
-    forward = packed_forward(model, NER_TASK.training.token_outputs, torch.device("cpu"), batch_size=2,
-                             max_batch_tokens=32, pad_id=0)
+    forward = packed_forward(
+        model, NER_TASK.training.token_outputs, torch.device("cpu"), batch_size=2, max_batch_tokens=32, pad_id=0
+    )
     assert forward.packer is not None and forward.max_tokens == 32
-    assert packed_forward(model, CLASSIFICATION_TASK.training.token_outputs, torch.device("cpu"), 2, 16,
-                          0).packer is None
+    assert (
+        packed_forward(model, CLASSIFICATION_TASK.training.token_outputs, torch.device("cpu"), 2, 16, 0).packer is None
+    )
     generator = torch.Generator().manual_seed(1)
     lengths = [5, 16, 3, 9, 9, 1, 12, 7]
-    rows = {"input_ids": [torch.randint(5, 100, (n,), generator=generator).tolist() for n in lengths],
-            "attention_mask": [[1] * n for n in lengths], "token_type_ids": [[0] * n for n in lengths]}
+    rows = {
+        "input_ids": [torch.randint(5, 100, (n,), generator=generator).tolist() for n in lengths],
+        "attention_mask": [[1] * n for n in lengths],
+        "token_type_ids": [[0] * n for n in lengths],
+    }
     plain = TorchForward(model, torch.device("cpu"), batch_size=1)
     alone = {batch[0]: outputs["logits"][0] for batch, outputs in plain(rows)}
     seen = []
@@ -204,7 +249,7 @@ def test_packed_forward_gives_each_row_its_unpacked_logits(tiny_model):
         assert logits.shape[:2] == (len(batch), max(lengths[i] for i in batch))
         for row, index in enumerate(batch):
             torch.testing.assert_close(logits[row, : lengths[index]], alone[index], atol=1e-5, rtol=1e-4)
-            assert not logits[row, lengths[index]:].any()  # zeros after the row's end
+            assert not logits[row, lengths[index] :].any()  # zeros after the row's end
             seen.append(index)
     assert sorted(seen) == list(range(len(lengths))) and any(len(batch) > 2 for batch, _ in forward(rows))
 
@@ -304,8 +349,10 @@ def test_classification_probabilities_sum_to_one_and_labels_are_names(classifier
 
 
 def test_multi_label_and_regression_outputs(tiny_model, tmp_path):
-    topics = Predictor.from_pretrained(untrained_classifier(tiny_model, tmp_path / "multi", ["business", "sports"],
-                                                            "multi_label_classification"), threshold=0.5)
+    topics = Predictor.from_pretrained(
+        untrained_classifier(tiny_model, tmp_path / "multi", ["business", "sports"], "multi_label_classification"),
+        threshold=0.5,
+    )
     result, empty = topics.predict(["The markets rallied.", ""])
     assert result["labels"] == [n for n, p in result["probabilities"].items() if p > 0.5]
     assert set(result["probabilities"]) == {"business", "sports"} and empty["labels"] == []
@@ -342,8 +389,18 @@ def test_mixed_inputs_come_back_in_order(ner):
 def test_cli_writes_one_line_per_input_line_and_per_conll_sentence(ner_model, tmp_path, write_file):
     lines = [SHORT, "", "Kyoto is in Japan ."]
     out = tmp_path / "out.jsonl"
-    summary = predict.main(["--model", ner_model, "--input", write_file("in.txt", "\n".join(lines) + "\n"),
-                            "--output", str(out), "--device", "cpu"])
+    summary = predict.main(
+        [
+            "--model",
+            ner_model,
+            "--input",
+            write_file("in.txt", "\n".join(lines) + "\n"),
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     records = read_jsonl(out)
     assert summary["records"] == 3 and [r["text"] for r in records] == lines and records[1]["entities"] == []
     assert summary["task"] == "ner"
@@ -355,8 +412,12 @@ def test_cli_writes_one_line_per_input_line_and_per_conll_sentence(ner_model, tm
 
 def test_cli_stdin_to_stdout_in_a_subprocess(ner_model):
     lines = [SHORT, "", "Zürich — Kyoto ."]
-    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--model", ner_model, "--input", "-"],
-                          input="\n".join(lines).encode("utf-8"), capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), "--model", ner_model, "--input", "-"],
+        input="\n".join(lines).encode("utf-8"),
+        capture_output=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     records = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]
     assert [r["text"] for r in records] == lines and records[1] == {"text": "", "entities": []}
@@ -367,23 +428,34 @@ def test_cli_stdin_to_stdout_in_a_subprocess(ner_model):
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--model", str(tmp_path / "none"), "--input",
-                           "-"], input="text\n", capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), "--model", str(tmp_path / "none"), "--input", "-"],
+        input="text\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: Model directory")
 
 
 def test_closed_stdin_and_unusable_outputs_are_one_error_line(ner_model, tmp_path):
     command = [sys.executable, str(ROOT / "predict.py"), "--model", ner_model, "--input", "-"]
-    closed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
-                            preexec_fn=lambda: os.close(0))
+    closed = subprocess.run(
+        command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.close(0)
+    )
     assert closed.returncode == 1 and "Traceback" not in closed.stderr
-    assert closed.stderr.strip().splitlines()[-1] == ("error: --input -: standard input is closed; pipe text in "
-                                                      "(echo ... | predict.py --input -) or give --input FILE.")
-    for output, message in ((str(tmp_path), f"--output {tmp_path} is a directory; name a file"),
-                            ("/proc/out.jsonl", "--output /proc/out.jsonl: the directory /proc is not writable")):
-        proc = subprocess.run([*command, "--output", output], input="text\n", capture_output=True, text=True,
-                              timeout=300)
+    assert closed.stderr.strip().splitlines()[-1] == (
+        "error: --input -: standard input is closed; pipe text in "
+        "(echo ... | predict.py --input -) or give --input FILE."
+    )
+    for output, message in (
+        (str(tmp_path), f"--output {tmp_path} is a directory; name a file"),
+        ("/proc/out.jsonl", "--output /proc/out.jsonl: the directory /proc is not writable"),
+    ):
+        proc = subprocess.run(
+            [*command, "--output", output], input="text\n", capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 1 and "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -36,8 +36,9 @@ RUN_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.yaml") if p.parent.
 @pytest.mark.parametrize("config", RUN_CONFIGS, ids=lambda p: p.name)
 def test_configs_parse(config):
     data_type = NerDataArguments if config.parent.name == "ner" else ClassificationDataArguments
-    parsed, given = parse_args((ModelArguments, data_type, FinetuneTrainingArguments), [str(config)],
-                               {"output_dir": "x"})
+    parsed, given = parse_args(
+        (ModelArguments, data_type, FinetuneTrainingArguments), [str(config)], {"output_dir": "x"}
+    )
     values = yaml.safe_load(config.read_text())
     assert values and given == set(values)  # every key of the file, and only those, counts as given
     assert type(parsed[1]) is data_type and issubclass(data_type, DataArguments)
@@ -51,8 +52,9 @@ def test_readme_main_job_runs_as_written(tmp_path):
     """`python run_ner.py` with no arguments: embedded model, shipped sample, train + eval + predict, offline."""
     main_job = readme_commands()[0].split("&&")[-1].strip()
     assert main_job == ".venv/bin/python run_ner.py"
-    proc = subprocess.run([sys.executable, str(ROOT / "run_ner.py")], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run_ner.py")], cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| metric | before fine-tuning | validation | test |" in proc.stdout
     out = tmp_path / "outputs" / "ner"

@@ -16,9 +16,26 @@ def test_conll2003_every_test_word_gets_one_prediction(tmp_path):
     """A few hundred training sentences, the full test file: predictions.conll is the test file word for word."""
     conll = shared_data("conll2003")
     out = tmp_path / "run"
-    results = run_ner.main(["--train_file", str(conll / "train.txt"), "--test_file", str(conll / "test.txt"),
-                            "--max_train_samples", "300", "--num_train_epochs", "1", "--label_list", CONLL_LABELS,
-                            "--output_dir", str(out), "--report_to", "none", "--save_strategy", "no"])
+    results = run_ner.main(
+        [
+            "--train_file",
+            str(conll / "train.txt"),
+            "--test_file",
+            str(conll / "test.txt"),
+            "--max_train_samples",
+            "300",
+            "--num_train_epochs",
+            "1",
+            "--label_list",
+            CONLL_LABELS,
+            "--output_dir",
+            str(out),
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+        ]
+    )
     gold = read_conll(conll / "test.txt")
     written = read_conll(out / "predictions.conll", tag_column=1)
     assert written.tokens == gold.tokens  # 3,453 sentences, 46,435 words, in order
@@ -42,9 +59,24 @@ def test_sst2_one_prediction_per_dev_row(tmp_path):
     """Train on a slice of SST-2 (text column `sentence`), predict the full dev file (text column `content`)."""
     sst2 = shared_data("sst2")
     out = tmp_path / "run"
-    results = run_classification.main(["--train_file", str(sst2 / "train.tsv"), "--test_file", str(sst2 / "dev.tsv"),
-                                       "--max_train_samples", "400", "--num_train_epochs", "1", "--output_dir",
-                                       str(out), "--report_to", "none", "--save_strategy", "no"])
+    results = run_classification.main(
+        [
+            "--train_file",
+            str(sst2 / "train.tsv"),
+            "--test_file",
+            str(sst2 / "dev.tsv"),
+            "--max_train_samples",
+            "400",
+            "--num_train_epochs",
+            "1",
+            "--output_dir",
+            str(out),
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+        ]
+    )
     dev_rows = (sst2 / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == len(dev_rows) == 872

@@ -17,10 +17,32 @@ SAMPLE = ROOT / "data" / "ner"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 #: The embedded model on 160 sentences, 2 epochs of 20 steps, a checkpoint every 5 steps: slow enough to be
 #: killed mid-epoch, fast enough for CI.
-RUN = ["--max_train_samples", "160", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
-       "--learning_rate", "1e-4", "--save_strategy", "steps", "--save_steps", "5", "--eval_strategy", "steps",
-       "--eval_steps", "5", "--save_total_limit", "50", "--logging_steps", "5", "--report_to", "none",
-       "--eval_before_training", "false"]
+RUN = [
+    "--max_train_samples",
+    "160",
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "1e-4",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "5",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "5",
+    "--save_total_limit",
+    "50",
+    "--logging_steps",
+    "5",
+    "--report_to",
+    "none",
+    "--eval_before_training",
+    "false",
+]
 VOLATILE = ("runtime", "per_second", "model_preparation_time")
 
 
@@ -33,8 +55,9 @@ def stable(results: dict) -> dict:
 
 
 def start_and_signal_after_first_checkpoint(out, signum) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(command(out), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        command(out), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.time() + 300
     while not (out / "checkpoint-5").is_dir():
         assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
@@ -58,8 +81,9 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_pa
     assert not (out / "all_results.json").exists()
     steps_done = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     assert steps_done < 40, "killed before the end"
-    subprocess.run(command(out, "--resume_from_checkpoint", "last"), cwd=ROOT, env=ENV, check=True,
-                   capture_output=True)
+    subprocess.run(
+        command(out, "--resume_from_checkpoint", "last"), cwd=ROOT, env=ENV, check=True, capture_output=True
+    )
     resumed = json.loads((out / "all_results.json").read_text())
     reference = json.loads((uninterrupted / "all_results.json").read_text())
     assert stable(resumed) == pytest.approx(stable(reference), rel=1e-6)
@@ -74,8 +98,9 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(uninterrupted, tmp_pa
     state = json.loads((out / "trainer_state.json").read_text())
     assert (out / f"checkpoint-{state['global_step']}").is_dir()  # the step it stopped at was saved
     assert not (out / "predictions.conll").exists()
-    subprocess.run(command(out, "--resume_from_checkpoint", "last"), cwd=ROOT, env=ENV, check=True,
-                   capture_output=True)
+    subprocess.run(
+        command(out, "--resume_from_checkpoint", "last"), cwd=ROOT, env=ENV, check=True, capture_output=True
+    )
     resumed = json.loads((out / "all_results.json").read_text())
     reference = json.loads((uninterrupted / "all_results.json").read_text())
     assert resumed["predict_f1"] == pytest.approx(reference["predict_f1"], rel=1e-6)
@@ -83,9 +108,22 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(uninterrupted, tmp_pa
 
 def test_a_finished_run_is_not_overwritten_by_accident(tiny_model, tmp_path):
     out = tmp_path / "run"
-    args = ["--model", tiny_model, "--output_dir", str(out), "--max_train_samples", "16", "--num_train_epochs", "1",
-            "--report_to", "none", "--train_file", str(SAMPLE / "train.conll"), "--validation_file",
-            str(SAMPLE / "validation.conll")]
+    args = [
+        "--model",
+        tiny_model,
+        "--output_dir",
+        str(out),
+        "--max_train_samples",
+        "16",
+        "--num_train_epochs",
+        "1",
+        "--report_to",
+        "none",
+        "--train_file",
+        str(SAMPLE / "train.conll"),
+        "--validation_file",
+        str(SAMPLE / "validation.conll"),
+    ]
     run_ner.main(args)
     with pytest.raises(ConfigError, match=r"already holds a finished run.*--overwrite_output_dir"):
         run_ner.main(args)
@@ -96,8 +134,18 @@ def test_a_finished_run_is_not_overwritten_by_accident(tiny_model, tmp_path):
 
 
 def test_same_seed_same_metrics(tiny_model, tmp_path):
-    args = ["--model", tiny_model, "--max_train_samples", "48", "--num_train_epochs", "2", "--report_to", "none",
-            "--per_device_train_batch_size", "8"]
+    args = [
+        "--model",
+        tiny_model,
+        "--max_train_samples",
+        "48",
+        "--num_train_epochs",
+        "2",
+        "--report_to",
+        "none",
+        "--per_device_train_batch_size",
+        "8",
+    ]
     first = run_ner.main([*args, "--output_dir", str(tmp_path / "a")])
     second = run_ner.main([*args, "--output_dir", str(tmp_path / "b")])
     assert stable(first) == stable(second)

@@ -49,8 +49,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_up(url: str, process: subprocess.Popen | None = None, log: Path | None = None,
-                  seconds: float = 240) -> None:
+def wait_until_up(
+    url: str, process: subprocess.Popen | None = None, log: Path | None = None, seconds: float = 240
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -88,9 +89,23 @@ def ner_model(tiny_model, tmp_path_factory) -> str:
 def ner_service(ner_model, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serve-log") / "serve.log"
-    command = [sys.executable, str(ROOT / "serve.py"), "--model", ner_model, *NER_OPTIONS, "--port", str(port),
-               "--max_texts_per_request", str(MAX_TEXTS), "--max_chars_per_text", str(MAX_CHARS),
-               "--max_batch_size", "32", "--max_wait_ms", "20"]
+    command = [
+        sys.executable,
+        str(ROOT / "serve.py"),
+        "--model",
+        ner_model,
+        *NER_OPTIONS,
+        "--port",
+        str(port),
+        "--max_texts_per_request",
+        str(MAX_TEXTS),
+        "--max_chars_per_text",
+        str(MAX_CHARS),
+        "--max_batch_size",
+        "32",
+        "--max_wait_ms",
+        "20",
+    ]
     with open(log, "wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
     service = Service(f"http://127.0.0.1:{port}", process, log)
@@ -106,8 +121,9 @@ def ner_service(ner_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def classifier_service(tiny_model, tmp_path_factory):
     """A random tiny sentiment classifier saved as a run saves it, served by uvicorn in a thread of this process."""
-    directory = random_classifier(tiny_model, tmp_path_factory.mktemp("served-classifier"),
-                                  ["negative", "neutral", "positive"])
+    directory = random_classifier(
+        tiny_model, tmp_path_factory.mktemp("served-classifier"), ["negative", "neutral", "positive"]
+    )
     predictor = Predictor.from_pretrained(directory, device="cpu", backend="torch")
     with served_in_thread(create_app(predictor, directory, Limits(max_texts=8))) as service:
         service.predictor = predictor
@@ -121,8 +137,11 @@ def served_in_thread(app):
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, http="h11", loop="asyncio", host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, http="h11", loop="asyncio", host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -156,7 +175,8 @@ def test_health_info_docs_and_the_page(ner_service):
     spec = httpx.get(f"{ner_service.url}/openapi.json").json()
     schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"texts", "tokens", "document_ids"} <= set(schema["properties"]) and schema["properties"]["texts"][
-        "maxItems"] == MAX_TEXTS
+        "maxItems"
+    ] == MAX_TEXTS
     assert "text_pairs" not in schema["properties"]  # the request schema is the task's: NER takes no pairs
     assert {"400", "413", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
     assert httpx.get(f"{ner_service.url}/docs").status_code == 200
@@ -167,8 +187,17 @@ def test_health_info_docs_and_the_page(ner_service):
 def test_results_equal_predict_py(ner_service, ner_model, tmp_path):
     texts = sample_texts()
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    predict.main(["--model", ner_model, *NER_OPTIONS, "--input", str(tmp_path / "in.txt"),
-                  "--output", str(tmp_path / "out.jsonl")])
+    predict.main(
+        [
+            "--model",
+            ner_model,
+            *NER_OPTIONS,
+            "--input",
+            str(tmp_path / "in.txt"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
     expected = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert ner_service.results({"texts": texts}) == expected
     assert sum(len(r["entities"]) for r in expected) > 0
@@ -177,8 +206,17 @@ def test_results_equal_predict_py(ner_service, ner_model, tmp_path):
     tokens, documents = corpus.tokens[:24], [f"doc{i // 5}" for i in range(24)]
     lines = [json.dumps({"tokens": t, "document_id": d}) for t, d in zip(tokens, documents)]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    predict.main(["--model", ner_model, *NER_OPTIONS, "--input", str(tmp_path / "in.jsonl"),
-                  "--output", str(tmp_path / "out.jsonl")])
+    predict.main(
+        [
+            "--model",
+            ner_model,
+            *NER_OPTIONS,
+            "--input",
+            str(tmp_path / "in.jsonl"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
     expected = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
     assert ner_service.results({"tokens": tokens, "document_ids": documents}) == expected
     assert ner_service.results({"texts": []}) == []
@@ -189,11 +227,23 @@ def test_int8_rows_alone_answer_concurrent_clients_as_predict_py(ner_model, tmp_
     at once, gathered into batches as they come, equal predict.py's lines for the same sentences exactly."""
     texts = [" ".join(tokens) for tokens in read_conll(NER_DATA / "test.conll").tokens[:48]]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    predict.main(["--model", ner_model, "--backend", "onnx-int8", "--row_parallel", "--input",
-                  str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.jsonl")])
+    predict.main(
+        [
+            "--model",
+            ner_model,
+            "--backend",
+            "onnx-int8",
+            "--row_parallel",
+            "--input",
+            str(tmp_path / "in.txt"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
     expected = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
-    predictor = Predictor.from_pretrained(ner_model, device="cpu", backend="onnx-int8", batch_size=8,
-                                          row_parallel=True)
+    predictor = Predictor.from_pretrained(
+        ner_model, device="cpu", backend="onnx-int8", batch_size=8, row_parallel=True
+    )
     with served_in_thread(create_app(predictor, ner_model, Limits(max_wait_ms=20))) as service:
         info = httpx.get(f"{service.url}/info").json()
         assert info["backend"] == "onnx-int8" and info["batch_dependent"] is None
@@ -245,7 +295,8 @@ def test_concurrent_clients_get_their_own_results(ner_service):
         assert len(got) == len(body.get("texts") or body["tokens"])
         assert entity_spans(got) == entity_spans(alone)
         assert [e["score"] for r in got for e in r["entities"]] == pytest.approx(
-            [e["score"] for r in alone for e in r["entities"]], abs=2e-4)
+            [e["score"] for r in alone for e in r["entities"]], abs=2e-4
+        )
     after = httpx.get(f"{ner_service.url}/health").json()
     batches, requests_served = after["batches"] - before["batches"], after["requests"] - before["requests"]
     assert requests_served == len(requests) and batches < requests_served / 2, after  # they were gathered
@@ -269,20 +320,36 @@ BAD_REQUESTS = [
     (b'{"texts": ["a"], "document_ids": [1, 2]}', "application/json", 422, "one id per input (1)"),
     (b'{"texts": ["a"], "document_ids": [true]}', "application/json", 422, "must be a string, a whole number"),
     (b'{"texts": ["a"], "text_pairs": ["b"]}', "application/json", 422, "'text_pairs' are not for this model (ner)"),
-    (json.dumps({"texts": ["a"] * (MAX_TEXTS + 1)}).encode(), "application/json", 413,
-     f"{MAX_TEXTS + 1} texts; the limit is {MAX_TEXTS} per request"),
-    (json.dumps({"texts": ["ok", "x" * (MAX_CHARS + 1)]}).encode(), "application/json", 413,
-     f"'texts[1]' has {MAX_CHARS + 1} characters; the limit is {MAX_CHARS}"),
+    (
+        json.dumps({"texts": ["a"] * (MAX_TEXTS + 1)}).encode(),
+        "application/json",
+        413,
+        f"{MAX_TEXTS + 1} texts; the limit is {MAX_TEXTS} per request",
+    ),
+    (
+        json.dumps({"texts": ["ok", "x" * (MAX_CHARS + 1)]}).encode(),
+        "application/json",
+        413,
+        f"'texts[1]' has {MAX_CHARS + 1} characters; the limit is {MAX_CHARS}",
+    ),
     (json.dumps({"tokens": [["y" * 100] * 60]}).encode(), "application/json", 413, "'tokens[0]' has 6059 characters"),
-    (b'{"texts": ["' + b"z" * (Limits(MAX_TEXTS, MAX_CHARS).max_body_bytes + 1) + b'"]}', "application/json", 413,
-     f"the limit is {Limits(MAX_TEXTS, MAX_CHARS).max_body_bytes} bytes"),
+    (
+        b'{"texts": ["' + b"z" * (Limits(MAX_TEXTS, MAX_CHARS).max_body_bytes + 1) + b'"]}',
+        "application/json",
+        413,
+        f"the limit is {Limits(MAX_TEXTS, MAX_CHARS).max_body_bytes} bytes",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "content_type", "status", "message"), BAD_REQUESTS,
-                         ids=[f"{status}-{message[:30]}" for _, _, status, message in BAD_REQUESTS])
-def test_every_bad_request_gets_a_json_4xx_and_the_server_keeps_serving(ner_service, body, content_type, status,
-                                                                         message):
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    BAD_REQUESTS,
+    ids=[f"{status}-{message[:30]}" for _, _, status, message in BAD_REQUESTS],
+)
+def test_every_bad_request_gets_a_json_4xx_and_the_server_keeps_serving(
+    ner_service, body, content_type, status, message
+):
     answer = ner_service.post(body, headers={"content-type": content_type})
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/json" and message in answer.json()["error"]
@@ -319,9 +386,10 @@ def test_classification_service(classifier_service):
     pairs = classifier_service.results({"texts": ["a", "b"], "text_pairs": ["c", "d"]})
     assert [r["text_pair"] for r in pairs] == ["c", "d"]
     for body, status, message in (
-            ({"tokens": [["a"]]}, 422, "'tokens' are not for this model (classification): it takes texts and sentence"),
-            ({"texts": ["a", "b"], "text_pairs": ["c"]}, 422, "2 texts but 1 text_pairs"),
-            ({"texts": ["a"] * 9}, 413, "the limit is 8 per request")):
+        ({"tokens": [["a"]]}, 422, "'tokens' are not for this model (classification): it takes texts and sentence"),
+        ({"texts": ["a", "b"], "text_pairs": ["c"]}, 422, "2 texts but 1 text_pairs"),
+        ({"texts": ["a"] * 9}, 413, "the limit is 8 per request"),
+    ):
         answer = classifier_service.post(body)
         assert answer.status_code == status and message in answer.json()["error"]
     info = httpx.get(f"{classifier_service.url}/info").json()
@@ -335,11 +403,27 @@ def test_classification_service(classifier_service):
 def rendered(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran, from headless Chromium (`profile`: a fresh user-data folder)."""
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no chromium on PATH nor at {CHROMIUM}: the page test needs a headless browser (Debian: apt-get "
-                    "install chromium, which .ci/run does where apt-get runs as root)")
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=20000",
-                           "--dump-dom", url], capture_output=True, text=True, timeout=180)
+        pytest.skip(
+            f"no chromium on PATH nor at {CHROMIUM}: the page test needs a headless browser (Debian: apt-get "
+            "install chromium, which .ci/run does where apt-get runs as root)"
+        )
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -401,9 +485,11 @@ def test_sigterm_finishes_the_requests_in_flight_then_stops(ner_service):
 
 
 def test_bad_flags_are_errors_before_the_model_loads(tmp_path):
-    for flags, message in ((["--port", "70000"], "--port 70000 is not a port number"),
-                           (["--max_batch_size", "0"], "--max_batch_size must be positive"),
-                           (["--max_wait_ms", "-1"], "--max_wait_ms must be 0 or more")):
+    for flags, message in (
+        (["--port", "70000"], "--port 70000 is not a port number"),
+        (["--max_batch_size", "0"], "--max_batch_size must be positive"),
+        (["--max_wait_ms", "-1"], "--max_wait_ms must be 0 or more"),
+    ):
         with pytest.raises(ConfigError, match=message):
             serve.main(["--model", str(tmp_path / "missing"), *flags])
     with pytest.raises(ConfigError, match="does not exist"):
@@ -422,7 +508,9 @@ def test_the_http_stack_is_the_fastest_installed_and_a_missing_one_is_an_error(m
     assert (args.http, args.loop) == ("h11", "asyncio")
     (note,) = server_notes(args.http, args.loop)
     assert "h11 and asyncio" in note and "pip install 'uvicorn[standard]'" in note
-    for flags, message in ((["--http", "httptools"], "--http httptools: httptools is not installed"),
-                           (["--loop", "uvloop"], "--loop uvloop: uvloop is not installed")):
+    for flags, message in (
+        (["--http", "httptools"], "--http httptools: httptools is not installed"),
+        (["--loop", "uvloop"], "--loop uvloop: uvloop is not installed"),
+    ):
         with pytest.raises(ConfigError, match=message):
             serve.main(["--model", str(tmp_path / "missing"), *flags])

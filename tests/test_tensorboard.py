@@ -25,10 +25,34 @@ def logged_scalars(runs: Path) -> dict[str, list[int]]:
 def test_event_files_hold_every_training_loss_and_evaluation(tiny_model, tmp_path, monkeypatch, before):
     monkeypatch.chdir(tmp_path)  # a writer opened without a directory would write to ./runs here
     out = tmp_path / "run"
-    run_ner.main(["--model", tiny_model, "--output_dir", str(out), "--max_train_samples", "48",
-                  "--max_eval_samples", "16", "--per_device_train_batch_size", "16", "--num_train_epochs", "2",
-                  "--logging_steps", "1", "--report_to", "tensorboard", "--eval_before_training", str(before).lower(),
-                  "--do_predict", "false", "--do_train", "true", "--do_eval", "true"])
+    run_ner.main(
+        [
+            "--model",
+            tiny_model,
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "48",
+            "--max_eval_samples",
+            "16",
+            "--per_device_train_batch_size",
+            "16",
+            "--num_train_epochs",
+            "2",
+            "--logging_steps",
+            "1",
+            "--report_to",
+            "tensorboard",
+            "--eval_before_training",
+            str(before).lower(),
+            "--do_predict",
+            "false",
+            "--do_train",
+            "true",
+            "--do_eval",
+            "true",
+        ]
+    )
     assert not (tmp_path / "runs").exists()
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     train_steps = [entry["step"] for entry in history if "loss" in entry]

@@ -29,8 +29,9 @@ def scores(tokens: list[str]) -> list[float]:
 
 def write_split(path: Path, conll: str, limit: int) -> str:
     sentences = read_conll(str(ROOT / "data" / "ner" / conll)).tokens[:limit]
-    path.write_text("".join(json.dumps({"tokens": list(s), "scores": scores(s)}) + "\n" for s in sentences),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"tokens": list(s), "scores": scores(s)}) + "\n" for s in sentences), encoding="utf-8"
+    )
     return str(path)
 
 
@@ -38,14 +39,34 @@ def write_split(path: Path, conll: str, limit: int) -> str:
 def trained(tmp_path_factory, tiny_model) -> tuple[str, dict]:
     folder = tmp_path_factory.mktemp("word-scores")
     output_dir = folder / "run"
-    results = run(WORD_SCORES_TASK, [
-        "--model_name_or_path", tiny_model, "--output_dir", str(output_dir),
-        "--train_file", write_split(folder / "train.jsonl", "train.conll", 160),
-        "--validation_file", write_split(folder / "validation.jsonl", "validation.conll", 40),
-        "--test_file", write_split(folder / "test.jsonl", "test.conll", 40),
-        "--num_train_epochs", "4", "--learning_rate", "2e-3", "--per_device_train_batch_size", "8",
-        "--eval_before_training", "--report_to", "none", "--seed", "0", "--max_seq_length", "128",
-    ])
+    results = run(
+        WORD_SCORES_TASK,
+        [
+            "--model_name_or_path",
+            tiny_model,
+            "--output_dir",
+            str(output_dir),
+            "--train_file",
+            write_split(folder / "train.jsonl", "train.conll", 160),
+            "--validation_file",
+            write_split(folder / "validation.jsonl", "validation.conll", 40),
+            "--test_file",
+            write_split(folder / "test.jsonl", "test.conll", 40),
+            "--num_train_epochs",
+            "4",
+            "--learning_rate",
+            "2e-3",
+            "--per_device_train_batch_size",
+            "8",
+            "--eval_before_training",
+            "--report_to",
+            "none",
+            "--seed",
+            "0",
+            "--max_seq_length",
+            "128",
+        ],
+    )
     return str(output_dir), results
 
 
@@ -61,16 +82,16 @@ def test_it_trains_through_the_shared_pipeline(trained):
     assert results["train_padding_fraction"] < 0.2  # token outputs: batches were packed by the shared decision
     config = json.loads((Path(output_dir) / "config.json").read_text())
     assert config["finetune_task"] == "word_scores" and config["id2label"] == {"0": "score"}
-    for name in ("model.safetensors", "all_results.json", "README.md", "word_scores_report.txt",
-                 "predictions.jsonl"):
+    for name in ("model.safetensors", "all_results.json", "README.md", "word_scores_report.txt", "predictions.jsonl"):
         assert (Path(output_dir) / name).is_file(), name
 
 
 def test_it_predicts_serves_and_exports(trained):
     output_dir, _ = trained
     written = [json.loads(line) for line in (Path(output_dir) / "predictions.jsonl").read_text().splitlines()]
-    predictor = Predictor.from_pretrained(output_dir, device="cpu", tasks=(WORD_SCORES_TASK,), decimals=5,
-                                          threshold=0.3)  # another task's option name: not this task's
+    predictor = Predictor.from_pretrained(
+        output_dir, device="cpu", tasks=(WORD_SCORES_TASK,), decimals=5, threshold=0.3
+    )  # another task's option name: not this task's
     assert predictor.task is WORD_SCORES_TASK and predictor.settings()["decimals"] == 5
     sentences = [record["tokens"] for record in written[:12]]
     results = predictor.predict(sentences)
@@ -83,13 +104,16 @@ def test_it_predicts_serves_and_exports(trained):
         answer = client.post("/predict", json={"tokens": sentences})
         assert answer.status_code == 200 and answer.json()["results"] == results
         refused = client.post("/predict", json={"texts": ["a"], "text_pairs": ["b"]})
-        assert refused.status_code == 422 and "'text_pairs' are not for this model (word_scores)" in \
-            refused.json()["error"]
+        assert (
+            refused.status_code == 422
+            and "'text_pairs' are not for this model (word_scores)" in refused.json()["error"]
+        )
         info = client.get("/info").json()
         assert info["task"] == "word_scores" and info["inputs"] == ["texts", "tokens"]
         assert info["settings"]["decimals"] == 5
         schema = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"][
-            "application/json"]["schema"]
+            "application/json"
+        ]["schema"]
         assert set(schema["properties"]) == {"texts", "tokens", "document_ids"}
 
     report = export_model(output_dir, tasks=(WORD_SCORES_TASK,))

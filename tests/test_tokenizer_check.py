@@ -16,20 +16,25 @@ from utils.core.modeling import load_tokenizer
 from utils.core.tokenizer_check import SAMPLE_WORDS, ids_disagree
 
 NER = ROOT / "data" / "ner"
-SAMPLE_SENTENCES = [words for split in ("train", "validation", "test") for words in
-                    read_conll(NER / f"{split}.conll").tokens]
+SAMPLE_SENTENCES = [
+    words for split in ("train", "validation", "test") for words in read_conll(NER / f"{split}.conll").tokens
+]
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("tokenizers")
-    return {model_type: build(model_type, root / model_type, conll_texts(NER / "train.conll"))
-            for model_type in ARCHITECTURES}
+    return {
+        model_type: build(model_type, root / model_type, conll_texts(NER / "train.conll"))
+        for model_type in ARCHITECTURES
+    }
 
 
 def running_and_split(tokenizer, words: list[str]) -> tuple[list[int], list[int]]:
-    return (tokenizer(" ".join(words), add_special_tokens=False)["input_ids"],
-            tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"])
+    return (
+        tokenizer(" ".join(words), add_special_tokens=False)["input_ids"],
+        tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"],
+    )
 
 
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
@@ -47,9 +52,32 @@ def test_modernbert_is_fixed_at_load_and_the_saved_tokenizer_keeps_the_fix(model
     assert type(raw).__name__ == "TokenizersBackend"
     # the bug: every pre-split word is tokenized as if it began the text
     assert raw.convert_ids_to_tokens(raw(words, is_split_into_words=True)["input_ids"]) == [
-        "[CLS]", "E", "U", "re", "j", "ec", "ts", "G", "erman", "c", "all", "[SEP]"]
+        "[CLS]",
+        "E",
+        "U",
+        "re",
+        "j",
+        "ec",
+        "ts",
+        "G",
+        "erman",
+        "c",
+        "all",
+        "[SEP]",
+    ]
     assert raw.convert_ids_to_tokens(raw(" ".join(words))["input_ids"]) == [
-        "[CLS]", "E", "U", "Ġre", "j", "ec", "ts", "ĠGerman", "Ġc", "all", "[SEP]"]
+        "[CLS]",
+        "E",
+        "U",
+        "Ġre",
+        "j",
+        "ec",
+        "ts",
+        "ĠGerman",
+        "Ġc",
+        "all",
+        "[SEP]",
+    ]
     assert ids_disagree(raw)
     with caplog.at_level("INFO", logger="utils.core.tokenizer_check"):
         fixed = load_tokenizer(ModelArguments(model_name_or_path=models["modernbert"]))
@@ -79,12 +107,14 @@ def test_a_tokenizer_that_cannot_be_fixed_is_refused_with_one_line(tmp_path):
     from transformers import TokenizersBackend
 
     backend = Tokenizer(models.BPE(unk_token="[UNK]"))  # no pre-tokenizer: spaces are part of the tokens
-    backend.train_from_iterator([" ".join(SAMPLE_WORDS)] * 3, trainers.BpeTrainer(vocab_size=200,
-                                                                               special_tokens=["[UNK]", "[PAD]"]))
+    backend.train_from_iterator(
+        [" ".join(SAMPLE_WORDS)] * 3, trainers.BpeTrainer(vocab_size=200, special_tokens=["[UNK]", "[PAD]"])
+    )
     TokenizersBackend(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
     with pytest.raises(ConfigError) as raised:
         load_tokenizer(ModelArguments(model_name_or_path=str(tmp_path)))
     assert str(raised.value) == (
         f"The tokenizer of '{tmp_path}' gives words other ids pre-split than in running text (its pre-tokenizer: "
         "NoneType), so NER labels would sit on wrongly split words; give --tokenizer_name a byte-level, Metaspace "
-        "or WordPiece tokenizer (or its fast version).")
+        "or WordPiece tokenizer (or its fast version)."
+    )

@@ -13,21 +13,24 @@ from utils.core.validation import check_hub_access
 SAMPLE = ["--train_file", "data/ner/train.conll", "--validation_file", "data/ner/validation.conll"]
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--num_train_epochs", "-1"], "--num_train_epochs -1.0: must be more than 0"),
-    (["--num_train_epochs", "0"], "--num_train_epochs 0.0: must be more than 0"),
-    (["--max_steps", "0"], "--max_steps 0: give a positive number of optimizer steps, or -1"),
-    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be at least 1"),
-    (["--per_device_eval_batch_size", "-4"], "--per_device_eval_batch_size -4: must be at least 1"),
-    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps 0: must be at least 1"),
-    (["--learning_rate", "-0.001"], "--learning_rate -0.001: must be at least 0"),
-    (["--weight_decay", "-1"], "--weight_decay -1.0: must be 0 or more"),
-    (["--warmup_steps", "-2"], "Got warmup_steps = -2.0, Expected value warmup_steps >= 0"),  # TrainingArguments
-    (["--label_smoothing_factor", "1.5"], "--label_smoothing_factor 1.5: must be in [0, 1)"),
-    (["--model", "./no/such/model"], "--model_name_or_path ./no/such/model: no such directory"),
-    (["--train_file", "missing.conll"], "--train_file missing.conll: not found"),
-    (["--test_file", "data"], "--test_file data: a directory"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--num_train_epochs", "-1"], "--num_train_epochs -1.0: must be more than 0"),
+        (["--num_train_epochs", "0"], "--num_train_epochs 0.0: must be more than 0"),
+        (["--max_steps", "0"], "--max_steps 0: give a positive number of optimizer steps, or -1"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0: must be at least 1"),
+        (["--per_device_eval_batch_size", "-4"], "--per_device_eval_batch_size -4: must be at least 1"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps 0: must be at least 1"),
+        (["--learning_rate", "-0.001"], "--learning_rate -0.001: must be at least 0"),
+        (["--weight_decay", "-1"], "--weight_decay -1.0: must be 0 or more"),
+        (["--warmup_steps", "-2"], "Got warmup_steps = -2.0, Expected value warmup_steps >= 0"),  # TrainingArguments
+        (["--label_smoothing_factor", "1.5"], "--label_smoothing_factor 1.5: must be in [0, 1)"),
+        (["--model", "./no/such/model"], "--model_name_or_path ./no/such/model: no such directory"),
+        (["--train_file", "missing.conll"], "--train_file missing.conll: not found"),
+        (["--test_file", "data"], "--test_file data: a directory"),
+    ],
+)
 def test_bad_values_fail_before_any_work(tmp_path, flags, message):
     started = time.monotonic()
     with pytest.raises(ConfigError) as raised:
@@ -52,13 +55,16 @@ def test_model_directory_without_config(tmp_path):
         run_ner.main(["--model", str(tmp_path / "model"), "--output_dir", str(tmp_path / "out")])
 
 
-@pytest.mark.parametrize(("yaml", "message"), [
-    ("learning_rate: [1, 2]\n", "key 'learning_rate' is [1, 2] (list); it takes a float."),
-    ("per_device_train_batch_size: 8.5\n", "key 'per_device_train_batch_size' is 8.5 (float); it takes a whole"),
-    ("num_train_epochs: three\n", "key 'num_train_epochs' is 'three' (str); it takes a float."),
-    ("eval_before_training: 1\n", "key 'eval_before_training' is 1 (int); it takes a bool."),
-    ("per_device_train_batch_size: 0\n", "--per_device_train_batch_size 0: must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        ("learning_rate: [1, 2]\n", "key 'learning_rate' is [1, 2] (list); it takes a float."),
+        ("per_device_train_batch_size: 8.5\n", "key 'per_device_train_batch_size' is 8.5 (float); it takes a whole"),
+        ("num_train_epochs: three\n", "key 'num_train_epochs' is 'three' (str); it takes a float."),
+        ("eval_before_training: 1\n", "key 'eval_before_training' is 1 (int); it takes a bool."),
+        ("per_device_train_batch_size: 0\n", "--per_device_train_batch_size 0: must be at least 1"),
+    ],
+)
 def test_config_values_are_checked_by_key_and_file(tmp_path, yaml, message):
     config = tmp_path / "run.yaml"
     config.write_text(yaml)
@@ -103,6 +109,8 @@ def test_messages_say_what_is_wrong(tmp_path, write_file, monkeypatch):
     with pytest.raises(ConfigError) as raised:
         run_ner.main([*SAMPLE, "--model", "someorg/not-in-the-cache", "--output_dir", str(tmp_path / "out")])
     message = str(raised.value)
-    assert "\n" not in message and message.endswith("Offline mode is on (HF_HUB_OFFLINE=1), so only models already "
-                                                     "in the cache or on disk load: download it once online, or point "
-                                                     "--model_name_or_path at a local directory.")
+    assert "\n" not in message and message.endswith(
+        "Offline mode is on (HF_HUB_OFFLINE=1), so only models already "
+        "in the cache or on disk load: download it once online, or point "
+        "--model_name_or_path at a local directory."
+    )

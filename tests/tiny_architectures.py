@@ -22,33 +22,65 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
     "bert": {"tokenizer": "wordpiece", "class": "BertTokenizer"},
     "electra": {"tokenizer": "wordpiece", "class": "ElectraTokenizer", "config": {"embedding_size": 32}},
     "distilbert": {"tokenizer": "wordpiece", "class": "DistilBertTokenizer"},
-    "mpnet": {"tokenizer": "wordpiece", "class": "MPNetTokenizer",
-              "special": ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]},
-    "roberta": {"tokenizer": "bpe", "class": "RobertaTokenizer",
-                "special": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]},
-    "modernbert": {"tokenizer": "bpe", "class": "TokenizersBackend",
-                   "special": ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
-                   "config": {"local_attention": 8, "global_attn_every_n_layers": 2}},
-    "xlm-roberta": {"tokenizer": "unigram", "class": "XLMRobertaTokenizer",
-                    "special": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]},
-    "camembert": {"tokenizer": "unigram", "class": "CamembertTokenizer",
-                  "special": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]},
-    "albert": {"tokenizer": "unigram", "class": "AlbertTokenizer",
-               "special": ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"], "config": {"embedding_size": 16}},
-    "deberta-v2": {"tokenizer": "unigram", "class": "DebertaV2Tokenizer",
-                   "special": ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"],
-                   "config": {"relative_attention": True, "position_biased_input": False,
-                              "pos_att_type": ["p2c", "c2p"], "max_relative_positions": -1, "position_buckets": 8,
-                              "norm_rel_ebd": "layer_norm", "share_att_key": True}},
+    "mpnet": {
+        "tokenizer": "wordpiece",
+        "class": "MPNetTokenizer",
+        "special": ["<s>", "<pad>", "</s>", "[UNK]", "<mask>"],
+    },
+    "roberta": {
+        "tokenizer": "bpe",
+        "class": "RobertaTokenizer",
+        "special": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    },
+    "modernbert": {
+        "tokenizer": "bpe",
+        "class": "TokenizersBackend",
+        "special": ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
+        "config": {"local_attention": 8, "global_attn_every_n_layers": 2},
+    },
+    "xlm-roberta": {
+        "tokenizer": "unigram",
+        "class": "XLMRobertaTokenizer",
+        "special": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    },
+    "camembert": {
+        "tokenizer": "unigram",
+        "class": "CamembertTokenizer",
+        "special": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    },
+    "albert": {
+        "tokenizer": "unigram",
+        "class": "AlbertTokenizer",
+        "special": ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+        "config": {"embedding_size": 16},
+    },
+    "deberta-v2": {
+        "tokenizer": "unigram",
+        "class": "DebertaV2Tokenizer",
+        "special": ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"],
+        "config": {
+            "relative_attention": True,
+            "position_biased_input": False,
+            "pos_att_type": ["p2c", "c2p"],
+            "max_relative_positions": -1,
+            "position_buckets": 8,
+            "norm_rel_ebd": "layer_norm",
+            "share_att_key": True,
+        },
+    },
 }
 WORDPIECE_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 #: Size settings per shape: "tiny" for the tests, "small" (MiniLM-like) for throughput ratios.
-SHAPES = {"tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
-          "small": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536}}
+SHAPES = {
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+    "small": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536},
+}
 #: The small shape keeps the released models' position settings (the tiny one narrows them so that short test
 #: sentences cross them): ModernBERT's 128-token local window every third layer global, DeBERTa-v3's 256 buckets.
-RELEASED_POSITIONS = {"modernbert": {"local_attention": 128, "global_attn_every_n_layers": 3},
-                      "deberta-v2": {"position_buckets": 256}}
+RELEASED_POSITIONS = {
+    "modernbert": {"local_attention": 128, "global_attn_every_n_layers": 3},
+    "deberta-v2": {"position_buckets": 256},
+}
 
 
 def train_tokenizer(model_type: str, texts: Iterable[str], vocab_size: int):
@@ -70,8 +102,12 @@ def train_tokenizer(model_type: str, texts: Iterable[str], vocab_size: int):
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = decoders.ByteLevel()
-        tokenizer.train_from_iterator(texts, trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        tokenizer.train_from_iterator(
+            texts,
+            trainers.BpeTrainer(
+                vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            ),
+        )
         if model_type == "roberta":
             import json
 
@@ -82,23 +118,41 @@ def train_tokenizer(model_type: str, texts: Iterable[str], vocab_size: int):
         from tokenizers import processors
 
         tokenizer.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-            special_tokens=[(token, tokenizer.token_to_id(token)) for token in ("[CLS]", "[SEP]")])
-        return cls(tokenizer_object=tokenizer, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-                   pad_token="[PAD]", mask_token="[MASK]")
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B [SEP]",
+            special_tokens=[(token, tokenizer.token_to_id(token)) for token in ("[CLS]", "[SEP]")],
+        )
+        return cls(
+            tokenizer_object=tokenizer,
+            unk_token="[UNK]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            pad_token="[PAD]",
+            mask_token="[MASK]",
+        )
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.normalizer = normalizers.Lowercase() if model_type == "albert" else None
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.train_from_iterator(texts, trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=special, unk_token=special[3] if model_type != "albert" else "<unk>"))
+    tokenizer.train_from_iterator(
+        texts,
+        trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=special, unk_token=special[3] if model_type != "albert" else "<unk>"
+        ),
+    )
     import json
 
     vocab = [tuple(piece) for piece in json.loads(tokenizer.to_str())["model"]["vocab"]]
     return cls(vocab=vocab)
 
 
-def build(model_type: str, directory: str | Path, texts: Iterable[str], vocab_size: int = 1000,
-          shape: str = "tiny", seed: int = 0) -> str:
+def build(
+    model_type: str,
+    directory: str | Path,
+    texts: Iterable[str],
+    vocab_size: int = 1000,
+    shape: str = "tiny",
+    seed: int = 0,
+) -> str:
     """Save a random `model_type` encoder of the given shape with a freshly trained tokenizer in `directory`."""
     import torch
     from transformers import AutoConfig, AutoModel
@@ -108,17 +162,28 @@ def build(model_type: str, directory: str | Path, texts: Iterable[str], vocab_si
     spec = ARCHITECTURES[model_type]
     size = dict(SHAPES[shape])
     if model_type == "distilbert":
-        size = {"dim": size["hidden_size"], "n_layers": size["num_hidden_layers"],
-                "n_heads": size["num_attention_heads"], "hidden_dim": size["intermediate_size"]}
-    ids = {name: tokenizer.convert_tokens_to_ids(getattr(tokenizer, f"{name}_token"))
-           for name in ("pad", "cls", "sep", "bos", "eos") if getattr(tokenizer, f"{name}_token", None)}
+        size = {
+            "dim": size["hidden_size"],
+            "n_layers": size["num_hidden_layers"],
+            "n_heads": size["num_attention_heads"],
+            "hidden_dim": size["intermediate_size"],
+        }
+    ids = {
+        name: tokenizer.convert_tokens_to_ids(getattr(tokenizer, f"{name}_token"))
+        for name in ("pad", "cls", "sep", "bos", "eos")
+        if getattr(tokenizer, f"{name}_token", None)
+    }
     ids.setdefault("bos", ids["cls"])  # ModernBERT's tokenizer has no <s>/</s>: its config names [CLS]/[SEP]
     ids.setdefault("eos", ids["sep"])
     special_ids = {f"{name}_token_id": value for name, value in ids.items()}
-    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), max_position_embeddings=512,
-                                  **size, **special_ids, **{**spec.get("config", {}),
-                                                            **(RELEASED_POSITIONS.get(model_type, {})
-                                                               if shape == "small" else {})})
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=512,
+        **size,
+        **special_ids,
+        **{**spec.get("config", {}), **(RELEASED_POSITIONS.get(model_type, {}) if shape == "small" else {})},
+    )
     torch.manual_seed(seed)
     AutoModel.from_config(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

@@ -43,8 +43,10 @@ def load_word_scores(data_args: DataArguments, model_args) -> LoadedData:
         tokens, scores = list(dataset["tokens"]), list(dataset["scores"]) if "scores" in dataset.column_names else None
         for row, words in enumerate(tokens):
             if scores is not None and len(scores[row]) != len(words):
-                raise DataError(f"row {row + 1}: {len(words)} tokens but {len(scores[row])} scores.",
-                                source=split_source(data_args, split))
+                raise DataError(
+                    f"row {row + 1}: {len(words)} tokens but {len(scores[row])} scores.",
+                    source=split_source(data_args, split),
+                )
         columns: dict[str, Any] = {"tokens": tokens}
         if scores is not None:
             columns["scores"] = [[float(value) for value in row] for row in scores]
@@ -73,8 +75,10 @@ def encode_split(split: Dataset, tokenizer, labels: LabelSpace, data: LoadedData
             raise DataError(f"row {row + 1} is longer than --max_seq_length {data.args.max_seq_length} tokens.")
     encoded["example_index"] = list(range(len(split)))
     if "scores" in split.column_names:
-        encoded["labels"] = [[scores[word] if word >= 0 else float(IGNORE_INDEX) for word in row]
-                             for row, scores in zip(encoded["word_index"], split["scores"], strict=True)]
+        encoded["labels"] = [
+            [scores[word] if word >= 0 else float(IGNORE_INDEX) for word in row]
+            for row, scores in zip(encoded["word_index"], split["scores"], strict=True)
+        ]
     return Dataset.from_dict(encoded)
 
 
@@ -90,8 +94,9 @@ class FloatLabelCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         labels = [feature.pop("labels") for feature in features] if "labels" in features[0] else None
-        batch = self.tokenizer.pad(features, padding="max_length" if self.pad_to else True, max_length=self.pad_to,
-                                   return_tensors="pt")
+        batch = self.tokenizer.pad(
+            features, padding="max_length" if self.pad_to else True, max_length=self.pad_to, return_tensors="pt"
+        )
         if labels is not None:
             width = batch["input_ids"].shape[1]
             batch["labels"] = torch.tensor([row + [float(IGNORE_INDEX)] * (width - len(row)) for row in labels])
@@ -126,8 +131,9 @@ def score(decoded: list[list[float]], raw: Dataset, labels: LabelSpace, data: Lo
     return {"mse": mse}, f"word-level MSE {mse:.4f} over {len(gold)} words\n"
 
 
-def write_predictions(output_dir: str, raw: Dataset, decoded: list[list[float]], labels: LabelSpace,
-                      data: LoadedData) -> list[str]:
+def write_predictions(
+    output_dir: str, raw: Dataset, decoded: list[list[float]], labels: LabelSpace, data: LoadedData
+) -> list[str]:
     with open(os.path.join(output_dir, "predictions.jsonl"), "w", encoding="utf-8") as stream:
         for tokens, scores in zip(raw["tokens"], decoded, strict=True):
             stream.write(json.dumps({"tokens": tokens, "scores": scores}) + "\n")
@@ -170,8 +176,9 @@ class WordScorePrediction:
         return results
 
 
-def word_score_predictor(forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int,
-                         options: WordScoreOptions) -> WordScorePrediction:
+def word_score_predictor(
+    forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int, options: WordScoreOptions
+) -> WordScorePrediction:
     return WordScorePrediction(forward, tokenizer, max_seq_length, options.decimals)
 
 

@@ -19,7 +19,8 @@ def cell_lengths(column: pa.ChunkedArray) -> np.ndarray | None:
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return pc.utf8_length(column).to_numpy(zero_copy_only=False)
     if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and (
-            pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)):
+        pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
+    ):
         array = column.combine_chunks()
         lengths = pc.utf8_length(pc.list_flatten(array)).to_numpy(zero_copy_only=False)
         parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
@@ -42,10 +43,13 @@ def check_cell_sizes(dataset: Dataset, source: str, limit: int) -> None:
         if not len(over):
             continue
         index = int(over[0])
-        raise DataError(f"the cell in column '{name}' holds {int(lengths[index]):,} characters, more than "
-                        f"--max_cell_chars {limit:,} ({len(over)} cell(s) are over). A model reads at most a few "
-                        "thousand characters of it; split the text, fix the row, or raise --max_cell_chars if it is "
-                        "meant.", source=row_location(dataset, source, index))
+        raise DataError(
+            f"the cell in column '{name}' holds {int(lengths[index]):,} characters, more than "
+            f"--max_cell_chars {limit:,} ({len(over)} cell(s) are over). A model reads at most a few "
+            "thousand characters of it; split the text, fix the row, or raise --max_cell_chars if it is "
+            "meant.",
+            source=row_location(dataset, source, index),
+        )
 
 
 def row_location(dataset: Dataset, source: str, index: int) -> str:

@@ -100,8 +100,11 @@ def check_same_types(record: dict, first: dict[str, tuple[str, str]], source: st
         if kind is not None:
             seen, where = first.setdefault(key, (kind, source))
             if seen != kind:
-                raise DataError(f"{key!r} changed from {seen} (at {where}) to {kind}; give each key one type in every "
-                                "row (null for a missing value).", source=source)
+                raise DataError(
+                    f"{key!r} changed from {seen} (at {where}) to {kind}; give each key one type in every "
+                    "row (null for a missing value).",
+                    source=source,
+                )
 
 
 def check_json_lines(path: str) -> None:
@@ -122,8 +125,9 @@ def read_json_document(text: str, path: str) -> Dataset:
     document = parse_json(text, path)
     records = [document] if isinstance(document, dict) else document
     if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
-        raise DataError("a JSON document must be a list of objects [{...}, ...] (or JSON Lines: one object per "
-                        "line).", source=path)
+        raise DataError(
+            "a JSON document must be a list of objects [{...}, ...] (or JSON Lines: one object per line).", source=path
+        )
     first: dict[str, tuple[str, str]] = {}
     for row, record in enumerate(records, start=1):
         check_same_types(record, first, f"{path} row {row}")
@@ -168,18 +172,25 @@ def read_delimited(path: str, fmt: str) -> Dataset:
                 header = fields
                 duplicates = sorted({name for name in header if header.count(name) > 1})
                 if duplicates:
-                    raise DataError(f"the header names column(s) {duplicates} twice; give each column its own name.",
-                                    source=f"{path}:{start}")
+                    raise DataError(
+                        f"the header names column(s) {duplicates} twice; give each column its own name.",
+                        source=f"{path}:{start}",
+                    )
                 columns = [[] for _ in header]
             elif len(fields) != len(header):
-                raise DataError(f"{len(fields)} field(s) but the header has {len(header)} ({', '.join(header)}); "
-                                + field_count_hint(fmt, len(fields) > len(header)), source=f"{path}:{start}")
+                raise DataError(
+                    f"{len(fields)} field(s) but the header has {len(header)} ({', '.join(header)}); "
+                    + field_count_hint(fmt, len(fields) > len(header)),
+                    source=f"{path}:{start}",
+                )
             else:
                 for column, value in zip(columns, fields):
                     column.append(value)
     except csv.Error as err:
-        raise DataError(f"not valid {fmt.upper()} ({err}); check the quotes of the row that starts here.",
-                        source=f"{path}:{line + 1}") from None
+        raise DataError(
+            f"not valid {fmt.upper()} ({err}); check the quotes of the row that starts here.",
+            source=f"{path}:{line + 1}",
+        ) from None
     if header is None:
         raise DataError("is empty; the first line must name the columns.", source=path)
     if not columns[0]:
@@ -238,8 +249,9 @@ def load_table(path: str, fmt: str, cache_dir: str | None = None) -> Dataset:
         check_json_lines(path)
     builder = "json" if fmt == "jsonl" else fmt
     try:
-        loader = datasets.load_dataset_builder(builder, name=f"content-{content_fingerprint(path)}",
-                                               data_files=os.path.abspath(path), cache_dir=cache_dir)
+        loader = datasets.load_dataset_builder(
+            builder, name=f"content-{content_fingerprint(path)}", data_files=os.path.abspath(path), cache_dir=cache_dir
+        )
         loader.download_and_prepare()
         splits = loader.info.splits or {}
         dataset = loader.as_dataset(split="train") if "train" in splits and splits["train"].num_examples else None
@@ -260,8 +272,9 @@ def load_split_file(path: str, fmt: str, conll_reader: ConllReader | None, cache
         raise DataError("file not found.", source=path)
     if fmt == "conll":
         if conll_reader is None:
-            raise DataError("CoNLL (token-per-line) files are for NER; give a CSV, TSV, JSON or parquet file.",
-                            source=path)
+            raise DataError(
+                "CoNLL (token-per-line) files are for NER; give a CSV, TSV, JSON or parquet file.", source=path
+            )
         return conll_reader(path)
     return load_table(path, fmt, cache_dir)
 
@@ -270,8 +283,9 @@ def load_hub_dataset(data_args: DataArguments, cache_dir: str | None, token: str
     """A dataset from the Hub (or the local `datasets` cache when offline), every split under its own name."""
     config = f" (configuration '{data_args.dataset_config_name}')" if data_args.dataset_config_name else ""
     try:
-        loaded = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir,
-                                       token=token)
+        loaded = datasets.load_dataset(
+            data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir, token=token
+        )
     except Exception as err:
         raise DataError(
             f"could not load dataset '{data_args.dataset_name}'{config}: {root_message(err)}. Offline "
@@ -292,8 +306,9 @@ def load_raw_datasets(
     """All splits the arguments name (chosen by `choose_splits`, less --remove_columns), the training split shuffled
     on request, each capped by its `--max_*_samples`."""
     if data_args.dataset_name:
-        raw = choose_splits(load_hub_dataset(data_args, cache_dir, token), data_args,
-                            f"dataset '{data_args.dataset_name}'")
+        raw = choose_splits(
+            load_hub_dataset(data_args, cache_dir, token), data_args, f"dataset '{data_args.dataset_name}'"
+        )
     else:
         raw = DatasetDict()
         for split, arg in SPLIT_FILES.items():
@@ -307,8 +322,11 @@ def load_raw_datasets(
     raw = drop_columns(raw, split_names(data_args.remove_columns))
     if data_args.shuffle_train_dataset and "train" in raw:
         raw["train"] = shuffled(raw["train"], data_args.shuffle_seed)
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
-              "test": data_args.max_predict_samples}
+    limits = {
+        "train": data_args.max_train_samples,
+        "validation": data_args.max_eval_samples,
+        "test": data_args.max_predict_samples,
+    }
     for split, limit in limits.items():
         if split in raw and limit is not None and limit < len(raw[split]):
             raw[split] = raw[split].select(range(limit))

@@ -30,9 +30,11 @@ def write_failed(path: str | os.PathLike, err: OSError, written: int) -> WriteFa
         free = f"{shutil.disk_usage(Path(path).parent).free:,} bytes are free there"
     except OSError:
         free = "the free space is unknown"
-    return WriteFailed(f"could not write {path}: {err.strerror or err} ({written:,} bytes were written before it "
-                       f"failed; {free}). Nothing was left half-written; free space (or choose another "
-                       "--output_dir) and run again.")
+    return WriteFailed(
+        f"could not write {path}: {err.strerror or err} ({written:,} bytes were written before it "
+        f"failed; {free}). Nothing was left half-written; free space (or choose another "
+        "--output_dir) and run again."
+    )
 
 
 def read_utf8(path: str | os.PathLike) -> str:
@@ -62,8 +64,12 @@ def read_utf8(path: str | os.PathLike) -> str:
 
 
 #: Byte-order marks of the other Unicode encodings, longest first (UTF-32's begins with UTF-16's).
-OTHER_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32", "utf-32"), (b"\x00\x00\xfe\xff", "UTF-32", "utf-32"),
-              (b"\xff\xfe", "UTF-16", "utf-16"), (b"\xfe\xff", "UTF-16", "utf-16"))
+OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32", "utf-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32", "utf-32"),
+    (b"\xff\xfe", "UTF-16", "utf-16"),
+    (b"\xfe\xff", "UTF-16", "utf-16"),
+)
 
 
 def check_not_utf16_or_32(raw: bytes, path: str | os.PathLike) -> None:
@@ -71,8 +77,11 @@ def check_not_utf16_or_32(raw: bytes, path: str | os.PathLike) -> None:
     (and the conversion from it), not the first byte that happens not to be UTF-8."""
     for bom, name, iconv in OTHER_BOMS:
         if raw.startswith(bom):
-            raise DataError(f"the file is {name} (it starts with a {name} byte-order mark), not UTF-8; re-save it as "
-                            f"UTF-8 (e.g. `iconv -f {iconv} -t utf-8`).", source=f"{path}:1")
+            raise DataError(
+                f"the file is {name} (it starts with a {name} byte-order mark), not UTF-8; re-save it as "
+                f"UTF-8 (e.g. `iconv -f {iconv} -t utf-8`).",
+                source=f"{path}:1",
+            )
 
 
 def byte_position(raw: bytes, offset: int) -> tuple[int, int]:

@@ -28,8 +28,12 @@ def is_span(item: Any) -> bool:
     """doccano's span: [start, end, label] or {start_offset, end_offset, label}."""
     if isinstance(item, dict):
         return {"start_offset", "end_offset", "label"} <= set(item)
-    return (isinstance(item, list) and len(item) == 3 and all(isinstance(x, int) and not isinstance(x, bool)
-                                                                for x in item[:2]) and isinstance(item[2], str))
+    return (
+        isinstance(item, list)
+        and len(item) == 3
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in item[:2])
+        and isinstance(item[2], str)
+    )
 
 
 def looks_like_doccano(records: list[Any]) -> bool:
@@ -43,16 +47,20 @@ def looks_like_doccano(records: list[Any]) -> bool:
         return False
     if any(is_span(item) for items in lists for item in items):
         return all(is_span(item) for items in lists for item in items)
-    return all("id" in r and set(r) <= DOCCANO_KEYS and set(r) & DOCCANO_ONLY_KEYS and all(isinstance(i, str)
-                                                                                          for i in items)
-               for r, items in zip(records, lists))
+    return all(
+        "id" in r and set(r) <= DOCCANO_KEYS and set(r) & DOCCANO_ONLY_KEYS and all(isinstance(i, str) for i in items)
+        for r, items in zip(records, lists)
+    )
 
 
 def looks_like_label_studio(records: list[Any]) -> bool:
     """Every item is a Label Studio task: a `data` object, with `annotations` and/or `predictions` lists."""
     return bool(records) and all(
-        isinstance(r, dict) and isinstance(r.get("data"), dict)
-        and any(isinstance(r.get(key), list) for key in ("annotations", "predictions")) for r in records)
+        isinstance(r, dict)
+        and isinstance(r.get("data"), dict)
+        and any(isinstance(r.get(key), list) for key in ("annotations", "predictions"))
+        for r in records
+    )
 
 
 def json_lines_sample(text: str) -> list[Any] | None:

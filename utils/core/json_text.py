@@ -33,11 +33,15 @@ def parse_json(text: str, source: str) -> object:
         if "\\u" in text:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
     except json.JSONDecodeError as err:
-        raise DataError(f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno}).", source=source) \
-            from None
+        raise DataError(
+            f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno}).", source=source
+        ) from None
     except UnicodeEncodeError as err:
-        raise DataError(f"the escape {err.object[err.start]!a} is half of a UTF-16 surrogate pair (a cut "
-                        "emoji?), which is not text; remove it or add its other half.", source=source) from None
+        raise DataError(
+            f"the escape {err.object[err.start]!a} is half of a UTF-16 surrogate pair (a cut "
+            "emoji?), which is not text; remove it or add its other half.",
+            source=source,
+        ) from None
     except (ValueError, RecursionError) as err:
         raise DataError(f"not usable JSON ({err}).", source=source) from None
     return value

@@ -69,20 +69,27 @@ def build_label_space(
     return LabelSpace(tuple(sorted(seen, key=sort_key)))
 
 
-def run_label_space(training_labels: Iterable[str] | None, label_list: Sequence[str] | None, config,
-                    sort_key=None) -> LabelSpace:
+def run_label_space(
+    training_labels: Iterable[str] | None, label_list: Sequence[str] | None, config, sort_key=None
+) -> LabelSpace:
     """The label space of a run from its training labels (None: no training split), `--label_list` and the model's
     config (a fine-tuned model's labels); without any of them there is nothing to predict."""
     model_labels = fine_tuned_labels(config)
     if training_labels is None and not (model_labels or label_list):
-        raise ConfigError("No training data and the model was never fine-tuned (its config has no label names): "
-                          "train first, or point --model_name_or_path at a fine-tuned model.")
+        raise ConfigError(
+            "No training data and the model was never fine-tuned (its config has no label names): "
+            "train first, or point --model_name_or_path at a fine-tuned model."
+        )
     return build_label_space(training_labels or (), label_list, model_labels, sort_key=sort_key)
 
 
-def unseen_labels(rows: Iterable[Iterable[str]], locations: Iterable[str], labels: LabelSpace,
-                  show: Callable[[str], str] = str, locate: Callable[[str, int], str] | None = None
-                  ) -> tuple[int, str]:
+def unseen_labels(
+    rows: Iterable[Iterable[str]],
+    locations: Iterable[str],
+    labels: LabelSpace,
+    show: Callable[[str], str] = str,
+    locate: Callable[[str, int], str] | None = None,
+) -> tuple[int, str]:
     """Labels outside the label space: (occurrences, "name (Nx, first at location), ..."), or (0, "").
     `locate(row location, index)`: where the index-th label of a row stands (NER: the word's own line)."""
     unknown: Counter = Counter()

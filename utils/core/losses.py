@@ -18,8 +18,13 @@ IGNORE_INDEX = -100
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 
 
-def summed_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str, weights: torch.Tensor | None = None,
-                label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def summed_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    problem: str,
+    weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of per-item losses, number of items). Items: labelled tokens or examples (single-label), label
     cells (multi-label), values (regression). Class weights scale each item's loss (multi-label: positives)."""
     logits = logits.float()
@@ -32,8 +37,14 @@ def summed_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str, weight
         losses = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weights, reduction="none")
         return losses.sum(), torch.tensor(target.numel(), device=logits.device)
     flat_labels = labels.reshape(-1).long()
-    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_labels, weight=weights,
-                             ignore_index=IGNORE_INDEX, reduction="none", label_smoothing=label_smoothing)
+    losses = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        flat_labels,
+        weight=weights,
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )
     return losses.sum(), (flat_labels != IGNORE_INDEX).sum()
 
 

@@ -54,12 +54,17 @@ def one_line(err: BaseException) -> str:
 
 def offline_hint() -> str:
     """What to add to a failed Hub load when offline mode is on (the library's message does not say it is)."""
-    offline = [name for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-               if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}]
+    offline = [
+        name
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+        if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    ]
     if not offline:
         return ""
-    return (f" Offline mode is on ({', '.join(offline)}=1), so only models already in the cache or on disk load: "
-            "download it once online, or point --model_name_or_path at a local directory.")
+    return (
+        f" Offline mode is on ({', '.join(offline)}=1), so only models already in the cache or on disk load: "
+        "download it once online, or point --model_name_or_path at a local directory."
+    )
 
 
 def load_config(model_args: ModelArguments):
@@ -87,8 +92,9 @@ def load_tokenizer(model_args: ModelArguments, **kwargs: Any) -> PreTrainedToken
     return tokenizer
 
 
-def slow_tokenizer(fast: PreTrainedTokenizerBase, name: str, model_args: ModelArguments, **kwargs: Any
-                   ) -> PreTrainedTokenizerBase:
+def slow_tokenizer(
+    fast: PreTrainedTokenizerBase, name: str, model_args: ModelArguments, **kwargs: Any
+) -> PreTrainedTokenizerBase:
     """--use_fast_tokenizer false. transformers 5 loads the fast (tokenizers-library) tokenizer whatever `use_fast`
     says, so the examples' flag no longer changes anything there; the Python tokenizers it still ships are the
     `<Name>Legacy` classes (BERT's wordpiece), loaded here with the fast one's input names (token type ids for
@@ -97,16 +103,24 @@ def slow_tokenizer(fast: PreTrainedTokenizerBase, name: str, model_args: ModelAr
 
     legacy = getattr(transformers, f"{type(fast).__name__}Legacy", None)
     if legacy is None:
-        logger.warning("--use_fast_tokenizer false: transformers %s has no Python tokenizer for %s; using the fast "
-                       "one (as the transformers examples now do whatever the flag says).", transformers.__version__,
-                       type(fast).__name__)
+        logger.warning(
+            "--use_fast_tokenizer false: transformers %s has no Python tokenizer for %s; using the fast "
+            "one (as the transformers examples now do whatever the flag says).",
+            transformers.__version__,
+            type(fast).__name__,
+        )
         return fast
     try:
-        tokenizer = legacy.from_pretrained(name, **hub_kwargs(model_args), model_input_names=fast.model_input_names,
-                                           **kwargs)
+        tokenizer = legacy.from_pretrained(
+            name, **hub_kwargs(model_args), model_input_names=fast.model_input_names, **kwargs
+        )
     except (OSError, TypeError, ValueError) as err:  # e.g. a tokenizer saved as tokenizer.json alone (no vocab.txt)
-        logger.warning("--use_fast_tokenizer false: cannot load %s from '%s' (%s); using the fast tokenizer.",
-                       legacy.__name__, name, one_line(err))
+        logger.warning(
+            "--use_fast_tokenizer false: cannot load %s from '%s' (%s); using the fast tokenizer.",
+            legacy.__name__,
+            name,
+            one_line(err),
+        )
         return fast
     logger.info("--use_fast_tokenizer false: the Python tokenizer %s", type(tokenizer).__name__)
     return tokenizer
@@ -118,19 +132,25 @@ def dropout_overrides(model_args: ModelArguments, config) -> dict[str, float]:
     for name in asked:
         if not hasattr(config, name):
             available = sorted(key for key in config.to_dict() if "dropout" in key)
-            raise ConfigError(f"--{name}: the {config.model_type} config has no such setting; its dropout settings "
-                              f"are {available}.")
+            raise ConfigError(
+                f"--{name}: the {config.model_type} config has no such setting; its dropout settings are {available}."
+            )
     return asked
 
 
 def head_linear(model: PreTrainedModel, out_features: int) -> tuple[str, nn.Linear]:
     """The task head's output layer: the one linear layer outside the encoder with one output per label."""
     prefix = model.base_model_prefix
-    found = [(name, module) for name, module in model.named_modules()
-             if isinstance(module, nn.Linear) and not name.startswith(prefix) and module.out_features == out_features]
+    found = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not name.startswith(prefix) and module.out_features == out_features
+    ]
     if len(found) != 1:
-        raise ConfigError(f"Cannot find the task head of {type(model).__name__} (linear layers with {out_features} "
-                          f"outputs outside the encoder: {[name for name, _ in found]}); use --reinit_head.")
+        raise ConfigError(
+            f"Cannot find the task head of {type(model).__name__} (linear layers with {out_features} "
+            f"outputs outside the encoder: {[name for name, _ in found]}); use --reinit_head."
+        )
     return found[0]
 
 
@@ -139,8 +159,13 @@ def grow_head(model: PreTrainedModel, labels: LabelSpace) -> None:
     fresh head (normal(0, initializer_range) weights, zero bias)."""
     old = model.config.num_labels
     name, layer = head_linear(model, old)
-    grown = nn.Linear(layer.in_features, len(labels), bias=layer.bias is not None,
-                      device=layer.weight.device, dtype=layer.weight.dtype)
+    grown = nn.Linear(
+        layer.in_features,
+        len(labels),
+        bias=layer.bias is not None,
+        device=layer.weight.device,
+        dtype=layer.weight.dtype,
+    )
     std = getattr(model.config, "initializer_range", 0.02)
     with torch.no_grad():
         grown.weight.normal_(0.0, std)
@@ -171,8 +196,9 @@ def set_labels(config, labels: LabelSpace) -> None:
     config.label2id = labels.label2id
 
 
-def load_model(model_args: ModelArguments, auto_class: Any, labels: LabelSpace, config=None, **config_overrides: Any
-               ) -> PreTrainedModel:
+def load_model(
+    model_args: ModelArguments, auto_class: Any, labels: LabelSpace, config=None, **config_overrides: Any
+) -> PreTrainedModel:
     """A task model whose head has one output per label and whose config carries the real label names.
 
     From a fine-tuned model: the same labels reuse its head; more labels (the old ones first, as
@@ -181,14 +207,18 @@ def load_model(model_args: ModelArguments, auto_class: Any, labels: LabelSpace, 
     existing = fine_tuned_labels(config)
     grow = False
     if existing is not None and not model_args.reinit_head and list(existing) != list(labels.names):
-        if list(labels.names[:len(existing)]) != list(existing):
+        if list(labels.names[: len(existing)]) != list(existing):
             raise ConfigError(
                 f"The model was fine-tuned with labels {existing} but this run uses {list(labels.names)} in another "
                 "order. Keep the model's order (drop --label_list), or pass --reinit_head for a fresh head."
             )
         grow = True
-        logger.info("Growing the head from %d to %d labels: new %s; the old labels keep their ids.", len(existing),
-                    len(labels), list(labels.names[len(existing):]))
+        logger.info(
+            "Growing the head from %d to %d labels: new %s; the old labels keep their ids.",
+            len(existing),
+            len(labels),
+            list(labels.names[len(existing) :]),
+        )
     if not grow:
         set_labels(config, labels)
     for key, value in {**config_overrides, **dropout_overrides(model_args, config)}.items():
@@ -204,10 +234,12 @@ def load_model(model_args: ModelArguments, auto_class: Any, labels: LabelSpace, 
     except RuntimeError as err:
         if "ignore_mismatched_sizes" not in str(err):
             raise
-        raise ConfigError(f"The checkpoint '{name}' has weights of other shapes than this run's model (see the load "
-                          "report above; usually a task head trained for another number of labels). Pass "
-                          "--ignore_mismatched_sizes to start those weights fresh, as the transformers examples "
-                          "do.") from None
+        raise ConfigError(
+            f"The checkpoint '{name}' has weights of other shapes than this run's model (see the load "
+            "report above; usually a task head trained for another number of labels). Pass "
+            "--ignore_mismatched_sizes to start those weights fresh, as the transformers examples "
+            "do."
+        ) from None
     if grow:
         grow_head(model, labels)
     elif model_args.reinit_head and existing is not None:

@@ -88,8 +88,10 @@ def _deberta_embeddings_ignore_packed_mask(model: torch.nn.Module) -> str | None
 
 def _deberta_refusal(config) -> str | None:
     if getattr(config, "conv_kernel_size", 0):
-        return (f"its convolution layer (conv_kernel_size={config.conv_kernel_size}) mixes neighbouring tokens, "
-                "which in a packed row belong to other sequences")
+        return (
+            f"its convolution layer (conv_kernel_size={config.conv_kernel_size}) mixes neighbouring tokens, "
+            "which in a packed row belong to other sequences"
+        )
     return None
 
 
@@ -124,8 +126,9 @@ PACKING: dict[str, PackingSupport] = {
     "xlm-roberta": PackingSupport(_after_padding),
     "camembert": PackingSupport(_after_padding),
     "mpnet": PackingSupport(_after_padding),
-    "deberta-v2": PackingSupport(mask_kinds={"eager": "boolean"}, refuse=_deberta_refusal,
-                                 prepare=_deberta_embeddings_ignore_packed_mask),
+    "deberta-v2": PackingSupport(
+        mask_kinds={"eager": "boolean"}, refuse=_deberta_refusal, prepare=_deberta_embeddings_ignore_packed_mask
+    ),
     "modernbert": PackingSupport(prepare=_modernbert_sliding_window_masks),
 }
 
@@ -135,12 +138,13 @@ def packing_refusal(config) -> str | None:
     model_type = getattr(config, "model_type", None)
     support = PACKING.get(model_type)
     if support is None:
-        return (f"{model_type} models are not known to take packed rows (packed: "
-                f"{', '.join(sorted(PACKING))})")
+        return f"{model_type} models are not known to take packed rows (packed: {', '.join(sorted(PACKING))})"
     attention = getattr(config, "_attn_implementation", None)
     if attention not in support.mask_kinds:
-        return (f"{model_type} with {attention} attention does not take a prepared 4-D mask (packed with: "
-                f"{', '.join(support.mask_kinds)})")
+        return (
+            f"{model_type} with {attention} attention does not take a prepared 4-D mask (packed with: "
+            f"{', '.join(support.mask_kinds)})"
+        )
     return support.refuse(config)
 
 
@@ -217,15 +221,17 @@ class SequencePacker:
                 continue
             fill = self.pad_token_id if key == "input_ids" else IGNORE_INDEX if key == "labels" else 0
             moved = value[source_row, source_position]
-            packed[key] = torch.where(real.view(*real.shape, *([1] * (moved.dim() - 2))), moved,
-                                      torch.full_like(moved, fill))
+            packed[key] = torch.where(
+                real.view(*real.shape, *([1] * (moved.dim() - 2))), moved, torch.full_like(moved, fill)
+            )
         packed["position_ids"] = source_position + self.position_offset
         attend = (segment[:, :, None] == segment[:, None, :]) & real[:, None, :]
         attend |= torch.eye(packed_width, dtype=torch.bool, device=device)[None]  # padding sees itself: no NaN
         attend = attend[:, None]
         if self.mask_kind == "additive":
             packed["attention_mask"] = torch.zeros(attend.shape, device=device).masked_fill(
-                ~attend, torch.finfo(torch.float32).min)
+                ~attend, torch.finfo(torch.float32).min
+            )
         else:
             packed["attention_mask"] = attend
         return packed, rows
@@ -255,5 +261,6 @@ def make_packer(model, pad_token_id: int | None, row_length: int) -> SequencePac
     if reason is not None:
         logger.info("Not packing: %s.", reason)
         return None
-    return SequencePacker(row_length, pad_token_id or 0, support.first_position(config),
-                          support.mask_kinds[config._attn_implementation])
+    return SequencePacker(
+        row_length, pad_token_id or 0, support.first_position(config), support.mask_kinds[config._attn_implementation]
+    )

@@ -1,7 +1,7 @@
 """One configuration mechanism: task defaults < YAML/JSON config file < command-line flags.
 
-    python run_ner.py configs/ner/conll2003.yaml
-    python run_ner.py --config configs/ner/conll2003.yaml --num_train_epochs 1
+python run_ner.py configs/ner/conll2003.yaml
+python run_ner.py --config configs/ner/conll2003.yaml --num_train_epochs 1
 """
 
 from __future__ import annotations
@@ -65,12 +65,16 @@ def config_text(file: Path) -> str:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
-        raise ConfigError(f"Config file {file}: byte 0x{raw[err.start]:02x} on line {line} is not UTF-8 text; a "
-                          "config is a YAML or JSON text file (re-save it as UTF-8, or check that the path names "
-                          "the config).") from None
+        raise ConfigError(
+            f"Config file {file}: byte 0x{raw[err.start]:02x} on line {line} is not UTF-8 text; a "
+            "config is a YAML or JSON text file (re-save it as UTF-8, or check that the path names "
+            "the config)."
+        ) from None
     if "\x00" in text:
-        raise ConfigError(f"Config file {file} holds NUL bytes: it is binary (or UTF-16), not a YAML or JSON text "
-                          "file; re-save it as UTF-8, or check that the path names the config.")
+        raise ConfigError(
+            f"Config file {file} holds NUL bytes: it is binary (or UTF-16), not a YAML or JSON text "
+            "file; re-save it as UTF-8, or check that the path names the config."
+        )
     return text
 
 
@@ -134,9 +138,11 @@ def check_config_types(config: Mapping[str, Any], dataclass_types: Sequence[type
         elif kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             checked[key] = str(value)
         elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(f"{source}: key '{key}' is {value!r} ({type(value).__name__}); it takes "
-                              f"{'a whole number' if kind is int else f'a {kind.__name__}'}"
-                              f"{' or null' if optional else ''}.")
+            raise ConfigError(
+                f"{source}: key '{key}' is {value!r} ({type(value).__name__}); it takes "
+                f"{'a whole number' if kind is int else f'a {kind.__name__}'}"
+                f"{' or null' if optional else ''}."
+            )
     return checked
 
 

@@ -42,8 +42,9 @@ def choose_splits(loaded: DatasetDict, data_args: DataArguments, source: str) ->
         wanted = getattr(data_args, f"{split}_split_name", None)
         if wanted is not None:
             if wanted not in loaded:
-                raise DataError(f"--{split}_split_name {wanted}: {source} has no such split; its splits are "
-                                f"{list(loaded)}.")
+                raise DataError(
+                    f"--{split}_split_name {wanted}: {source} has no such split; its splits are {list(loaded)}."
+                )
             logger.info("Using the %s split of %s as the %s split.", wanted, source, split)
             result[split] = loaded.pop(wanted)
     for split in SPLIT_FILES:
@@ -51,8 +52,10 @@ def choose_splits(loaded: DatasetDict, data_args: DataArguments, source: str) ->
         if name is not None:
             result[split] = loaded.pop(name)
     if not result:
-        raise DataError(f"{source} has none of the splits train/validation/test: {list(loaded)}; choose them with "
-                        "--train_split_name/--validation_split_name/--test_split_name.")
+        raise DataError(
+            f"{source} has none of the splits train/validation/test: {list(loaded)}; choose them with "
+            "--train_split_name/--validation_split_name/--test_split_name."
+        )
     return DatasetDict({split: result[split] for split in SPLIT_FILES if split in result})
 
 
@@ -61,8 +64,10 @@ def drop_columns(raw: DatasetDict, names: Sequence[str]) -> DatasetDict:
     for name in names:
         holders = [split for split, dataset in raw.items() if name in dataset.column_names]
         if not holders:
-            raise DataError(f"--remove_columns {name}: no split has such a column; they have "
-                            f"{sorted({c for d in raw.values() for c in d.column_names})}.")
+            raise DataError(
+                f"--remove_columns {name}: no split has such a column; they have "
+                f"{sorted({c for d in raw.values() for c in d.column_names})}."
+            )
         for split in holders:
             raw[split] = raw[split].remove_columns(name)
         logger.info("--remove_columns: dropped column %s from %s", name, ", ".join(holders))

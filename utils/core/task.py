@@ -117,7 +117,8 @@ class TaskTraining:
     model_class: Callable[[LoadedData], Any] = field(default=lambda data: None)  # None: `auto_model`
     model_overrides: Callable[[LoadedData, LabelSpace], dict[str, Any]] = field(default=lambda data, labels: {})
     loss: Callable[[LoadedData, LabelSpace, Any], Callable | None] = field(
-        default=lambda data, labels, training_args: None)  # `compute_loss_func`, or None for the model's own
+        default=lambda data, labels, training_args: None
+    )  # `compute_loss_func`, or None for the model's own
     stages: Callable[[LoadedData], Sequence[TaskStage]] = field(default=lambda data: ())
     card_details: Callable[[LoadedData, LabelSpace], list[str]] = field(default=lambda data, labels: [])
     best_metric: Callable[[LoadedData], tuple[str, bool]] = field(default=lambda data: ("loss", False))

@@ -21,8 +21,30 @@ logger = logging.getLogger(__name__)
 
 #: Words that exercise what pre-tokenizers treat differently: capitals, digits with punctuation, hyphens,
 #: apostrophes (split clitics as CoNLL writes them), accents, brackets, quotes, non-Latin script.
-SAMPLE_WORDS = ("EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", ".", "O'Neill", "'s",
-                "1996-08-22", "3-1", "(", "Müller", ")", '"', "Zürich", "naïve", "Москва", "U.S.", "co-operation")
+SAMPLE_WORDS = (
+    "EU",
+    "rejects",
+    "German",
+    "call",
+    "to",
+    "boycott",
+    "British",
+    "lamb",
+    ".",
+    "O'Neill",
+    "'s",
+    "1996-08-22",
+    "3-1",
+    "(",
+    "Müller",
+    ")",
+    '"',
+    "Zürich",
+    "naïve",
+    "Москва",
+    "U.S.",
+    "co-operation",
+)
 
 
 def ids_disagree(tokenizer: Any, words: tuple[str, ...] | list[str] = SAMPLE_WORDS) -> bool:
@@ -80,11 +102,17 @@ def check_word_split(tokenizer: Any, source: str) -> None:
         return
     changed = mark_every_word(tokenizer)
     if changed and not ids_disagree(tokenizer):
-        logger.info("Tokenizer of '%s': pre-split words were tokenized unlike running text; set the %s (kept when "
-                    "the tokenizer is saved).", source, " and ".join(changed))
+        logger.info(
+            "Tokenizer of '%s': pre-split words were tokenized unlike running text; set the %s (kept when "
+            "the tokenizer is saved).",
+            source,
+            " and ".join(changed),
+        )
         return
     backend = getattr(tokenizer, "backend_tokenizer", None)
     kind = type(backend.pre_tokenizer).__name__ if backend is not None else f"Python {type(tokenizer).__name__}"
-    raise ConfigError(f"The tokenizer of '{source}' gives words other ids pre-split than in running text (its "
-                      f"pre-tokenizer: {kind}), so NER labels would sit on wrongly split words; give "
-                      "--tokenizer_name a byte-level, Metaspace or WordPiece tokenizer (or its fast version).")
+    raise ConfigError(
+        f"The tokenizer of '{source}' gives words other ids pre-split than in running text (its "
+        f"pre-tokenizer: {kind}), so NER labels would sit on wrongly split words; give "
+        "--tokenizer_name a byte-level, Metaspace or WordPiece tokenizer (or its fast version)."
+    )

@@ -40,8 +40,10 @@ def check_finite(*argument_sets) -> None:
         for field in dataclasses.fields(arguments):
             value = getattr(arguments, field.name, None)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"--{field.name} {value}: must be a finite number (not nan or inf); give a value "
-                                  "such as the default " + default_text(field) + ".")
+                raise ConfigError(
+                    f"--{field.name} {value}: must be a finite number (not nan or inf); give a value "
+                    "such as the default " + default_text(field) + "."
+                )
 
 
 def default_text(field: dataclasses.Field) -> str:
@@ -63,11 +65,14 @@ def check_ranges(training_args) -> None:
         if value is not None and value < 0:
             raise ConfigError(f"--{name} {value}: must be 0 or more.")
     if training_args.max_steps is not None and training_args.max_steps <= 0 and training_args.max_steps != -1:
-        raise ConfigError(f"--max_steps {training_args.max_steps}: give a positive number of optimizer steps, or -1 "
-                          "to train for --num_train_epochs.")
+        raise ConfigError(
+            f"--max_steps {training_args.max_steps}: give a positive number of optimizer steps, or -1 "
+            "to train for --num_train_epochs."
+        )
     if training_args.max_steps == -1 and training_args.num_train_epochs <= 0:
-        raise ConfigError(f"--num_train_epochs {training_args.num_train_epochs}: must be more than 0 (or give "
-                          "--max_steps).")
+        raise ConfigError(
+            f"--num_train_epochs {training_args.num_train_epochs}: must be more than 0 (or give --max_steps)."
+        )
     if not 0 <= training_args.label_smoothing_factor < 1:
         raise ConfigError(f"--label_smoothing_factor {training_args.label_smoothing_factor}: must be in [0, 1).")
     for name in ("eval_steps", "save_steps"):
@@ -106,8 +111,10 @@ def check_output_dir(output_dir: str | None, flag: str = "--output_dir") -> None
     existing = nearest_existing(output_dir)
     if not os.path.isdir(existing) or not can_write_in(existing):
         where = "it" if existing == os.path.abspath(output_dir) else f"its parent {existing}"
-        raise ConfigError(f"{flag} {output_dir}: {where} is not writable (read-only disk or no permission); "
-                          "choose a directory you can write to.")
+        raise ConfigError(
+            f"{flag} {output_dir}: {where} is not writable (read-only disk or no permission); "
+            "choose a directory you can write to."
+        )
 
 
 def looks_like_path(name: str) -> bool:
@@ -121,8 +128,10 @@ def check_model_source(flag: str, name: str | None) -> None:
         return
     if os.path.isdir(name):
         if not os.path.isfile(os.path.join(name, "config.json")):
-            raise ConfigError(f"--{flag} {name}: the directory holds no config.json, so it is not a saved model. "
-                              "Point it at a model directory (a run's --output_dir, or a save_pretrained folder).")
+            raise ConfigError(
+                f"--{flag} {name}: the directory holds no config.json, so it is not a saved model. "
+                "Point it at a model directory (a run's --output_dir, or a save_pretrained folder)."
+            )
         return
     if os.path.exists(name) or looks_like_path(name):
         raise ConfigError(f"--{flag} {name}: no such directory. Check the path (a Hub id looks like org/name).")
@@ -146,13 +155,16 @@ def check_hub_access(training_args, environ: dict[str, str] | None = None) -> No
     environ = os.environ if environ is None else environ
     offline = [name for name in OFFLINE_VARIABLES if truthy(environ.get(name))]
     if offline:
-        raise ConfigError(f"--push_to_hub while offline mode is on ({', '.join(offline)}=1): unset it to push, or "
-                          "drop --push_to_hub and upload the output directory later.")
+        raise ConfigError(
+            f"--push_to_hub while offline mode is on ({', '.join(offline)}=1): unset it to push, or "
+            "drop --push_to_hub and upload the output directory later."
+        )
     from huggingface_hub import get_token
 
     if not (training_args.hub_token or get_token()):
-        raise ConfigError("--push_to_hub needs a Hub token: run `huggingface-cli login`, set HF_TOKEN, or pass "
-                          "--hub_token.")
+        raise ConfigError(
+            "--push_to_hub needs a Hub token: run `huggingface-cli login`, set HF_TOKEN, or pass --hub_token."
+        )
 
 
 def validate_job(model_args, data_args, training_args, given: Iterable[str] = ()) -> None:

@@ -27,8 +27,10 @@ def check_output_format(task: Task, output_format: str) -> None:
     if output_format not in OUTPUT_FORMATS:
         raise ConfigError(f"--output_format {output_format}: use one of {list(OUTPUT_FORMATS)}.")
     if output_format != "jsonl" and task.serving.annotation is None:
-        raise ConfigError(f"--output_format {output_format}: {task.name} predictions cannot be pre-annotations; use "
-                          "--output_format jsonl.")
+        raise ConfigError(
+            f"--output_format {output_format}: {task.name} predictions cannot be pre-annotations; use "
+            "--output_format jsonl."
+        )
 
 
 def most_uncertain(results: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -38,8 +40,14 @@ def most_uncertain(results: Sequence[dict[str, Any]], count: int) -> list[dict[s
     return [{**results[i], "input_line": i + 1} for i in ranked[:count]]
 
 
-def annotation_output(results: Sequence[dict[str, Any]], task: Task, output_format: str, model_version: str,
-                      from_name: str = "label", to_name: str = "text") -> list[dict[str, Any]] | Sequence[dict]:
+def annotation_output(
+    results: Sequence[dict[str, Any]],
+    task: Task,
+    output_format: str,
+    model_version: str,
+    from_name: str = "label",
+    to_name: str = "text",
+) -> list[dict[str, Any]] | Sequence[dict]:
     """The results in `output_format`: unchanged for jsonl, else Label Studio tasks or doccano lines."""
     if output_format == "jsonl":
         return results

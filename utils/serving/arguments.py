@@ -24,7 +24,8 @@ from utils.serving.annotation_output import OUTPUT_FORMATS
 from utils.serving.inputs import INPUT_FORMATS
 from utils.serving.onnx_backend import BACKENDS
 from utils.serving.onnx_export import QUANTIZATIONS
-from utils.serving.predictor import DEFAULT_MAX_BATCH_TOKENS, Predictor
+from utils.serving.predictor import Predictor
+from utils.serving.torch_backend import DEFAULT_MAX_BATCH_TOKENS
 from utils.tasks.registry import TASKS
 
 MODEL_HELP = "Directory of a fine-tuned model: a run's --output_dir."
@@ -58,10 +59,14 @@ def parse_script_args(types: Sequence[type], argv: Sequence[str] | None) -> tupl
     parsed = tuple(parsed)
     for item in parsed[: len(types)]:
         if isinstance(item, PredictorArguments):
-            item.task_options = parsed[len(types):]
+            item.task_options = parsed[len(types) :]
     parsed = parsed[: len(types)]
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr, level=logging.INFO)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        level=logging.INFO,
+    )
     transformers.utils.logging.disable_progress_bar()
     for chatty in CHATTY_LOGGERS:
         logging.getLogger(chatty).setLevel(logging.WARNING)
@@ -74,27 +79,45 @@ class PredictorArguments:
 
     model_name_or_path: str = field(metadata={"help": MODEL_HELP, "aliases": ["--model"]})
     backend: str = field(
-        default="auto", metadata={"help": "torch, onnx (the export's int8 graph if any, else fp32), onnx-fp32, "
-                                  "onnx-int8, or auto: the ONNX export (export.py) when the model directory holds "
-                                  "one, else torch.", "choices": list(BACKENDS)}
+        default="auto",
+        metadata={
+            "help": "torch, onnx (the export's int8 graph if any, else fp32), onnx-fp32, "
+            "onnx-int8, or auto: the ONNX export (export.py) when the model directory holds "
+            "one, else torch.",
+            "choices": list(BACKENDS),
+        },
     )
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto (a GPU when there is one)."})
     batch_size: int = field(default=32, metadata={"help": "Model inputs per forward pass."})
     max_batch_tokens: int = field(
         default=DEFAULT_MAX_BATCH_TOKENS,
-        metadata={"help": "NER with PyTorch on BERT, RoBERTa, XLM-R, CamemBERT or ELECTRA: inputs are packed end to "
-                  "end (no padding), at most this many tokens per forward pass, instead of --batch_size rows."},
+        metadata={
+            "help": "NER with PyTorch on BERT, RoBERTa, XLM-R, CamemBERT or ELECTRA: inputs are packed end to "
+            "end (no padding), at most this many tokens per forward pass, instead of --batch_size rows."
+        },
     )
     max_seq_length: int | None = field(
-        default=None, metadata={"help": "Most tokens per model input (default: the model's limit). NER windows longer "
-                                "texts; classification cuts them and marks the result \"truncated\": true."}
+        default=None,
+        metadata={
+            "help": "Most tokens per model input (default: the model's limit). NER windows longer "
+            'texts; classification cuts them and marks the result "truncated": true.'
+        },
     )
-    threads: int | None = field(default=None, metadata={"help": "Intra-op threads of ONNX Runtime and torch "
-                                                        "(default: one per core); with --row_parallel, rows at once."})
+    threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "Intra-op threads of ONNX Runtime and torch "
+            "(default: one per core); with --row_parallel, rows at once."
+        },
+    )
     row_parallel: bool = field(
-        default=False, metadata={"help": "ONNX backends: run each input row alone (no batch, no padding), rows in "
-                                 "parallel on one thread each, so that no result depends on its batchmates, not "
-                                 "even the int8 graph's (docs/serving.md)."})
+        default=False,
+        metadata={
+            "help": "ONNX backends: run each input row alone (no batch, no padding), rows in "
+            "parallel on one thread each, so that no result depends on its batchmates, not "
+            "even the int8 graph's (docs/serving.md)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
@@ -105,10 +128,17 @@ class PredictorArguments:
         """The `Predictor` these options describe."""
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        return Predictor.from_pretrained(self.model_name_or_path, device=self.device, batch_size=self.batch_size,
-                                         max_seq_length=self.max_seq_length, backend=self.backend,
-                                         threads=self.threads, max_batch_tokens=self.max_batch_tokens,
-                                         row_parallel=self.row_parallel, options=self.task_options)
+        return Predictor.from_pretrained(
+            self.model_name_or_path,
+            device=self.device,
+            batch_size=self.batch_size,
+            max_seq_length=self.max_seq_length,
+            backend=self.backend,
+            threads=self.threads,
+            max_batch_tokens=self.max_batch_tokens,
+            row_parallel=self.row_parallel,
+            options=self.task_options,
+        )
 
 
 @dataclass
@@ -119,30 +149,42 @@ class PredictArguments:
     output: str = field(default="-", metadata={"help": "Output JSONL file, or - for stdout."})
     text_field: str = field(default="text", metadata={"help": "JSONL input: the field holding the text."})
     input_format: str = field(
-        default="auto", metadata={"help": "auto: from the file suffix, else from its content.",
-                                  "choices": list(INPUT_FORMATS)}
+        default="auto",
+        metadata={"help": "auto: from the file suffix, else from its content.", "choices": list(INPUT_FORMATS)},
     )
-    document_field: str = field(default="document_id", metadata={"help": "JSONL input: the field naming the "
-                                                                "document a line belongs to (NER document context)."})
+    document_field: str = field(
+        default="document_id",
+        metadata={"help": "JSONL input: the field naming the document a line belongs to (NER document context)."},
+    )
     output_format: str = field(
         default="jsonl",
-        metadata={"help": "jsonl (predict.py's own lines), or pre-annotations for an annotation tool: label-studio (a "
-                  "JSON list of tasks with `predictions`: model_version, score, one result per entity or the chosen "
-                  "labels) or doccano (JSONL with `label`); character offsets into each input text, and each "
-                  "text's `uncertainty`.", "choices": list(OUTPUT_FORMATS)},
+        metadata={
+            "help": "jsonl (predict.py's own lines), or pre-annotations for an annotation tool: label-studio (a "
+            "JSON list of tasks with `predictions`: model_version, score, one result per entity or the chosen "
+            "labels) or doccano (JSONL with `label`); character offsets into each input text, and each "
+            "text's `uncertainty`.",
+            "choices": list(OUTPUT_FORMATS),
+        },
     )
     select_uncertain: int | None = field(
         default=None,
-        metadata={"help": "Write only the N inputs the model is least sure about (NER: 1 - the smallest word "
-                  "margin; classification: normalised entropy), most uncertain first, each with its uncertainty "
-                  "and input_line: what to label next."},
+        metadata={
+            "help": "Write only the N inputs the model is least sure about (NER: 1 - the smallest word "
+            "margin; classification: normalised entropy), most uncertain first, each with its uncertainty "
+            "and input_line: what to label next."
+        },
     )
     model_version: str | None = field(
-        default=None, metadata={"help": "Label Studio: the predictions' model_version (default: the model "
-                                "directory's name)."}
+        default=None,
+        metadata={"help": "Label Studio: the predictions' model_version (default: the model directory's name)."},
     )
-    from_name: str = field(default="label", metadata={"help": "Label Studio: the control tag's name in the labelling "
-                                                       "config (<Labels name=...> or <Choices name=...>)."})
+    from_name: str = field(
+        default="label",
+        metadata={
+            "help": "Label Studio: the control tag's name in the labelling "
+            "config (<Labels name=...> or <Choices name=...>)."
+        },
+    )
     to_name: str = field(default="text", metadata={"help": "Label Studio: the object tag's name (<Text name=...>)."})
 
     def __post_init__(self) -> None:
@@ -155,10 +197,13 @@ class ServePredictorArguments(PredictorArguments):
     """serve.py's model options: predict.py's, with smaller forward passes."""
 
     batch_size: int = field(
-        default=8, metadata={"help": "Model inputs per forward pass (ONNX backends, and PyTorch models whose inputs "
-                             "are not packed: see --max_batch_tokens). Smaller than predict.py's 32: a gathered "
-                             "batch holds a few dozen texts of any length, and forward passes of 8 similar lengths "
-                             "pad less (64 clients, int8: 1.45x the requests/s of 32; docs/serving.md)."}
+        default=8,
+        metadata={
+            "help": "Model inputs per forward pass (ONNX backends, and PyTorch models whose inputs "
+            "are not packed: see --max_batch_tokens). Smaller than predict.py's 32: a gathered "
+            "batch holds a few dozen texts of any length, and forward passes of 8 similar lengths "
+            "pad less (64 clients, int8: 1.45x the requests/s of 32; docs/serving.md)."
+        },
     )
 
 
@@ -172,13 +217,22 @@ class ServeArguments:
     max_wait_ms: float = field(default=5.0, metadata={"help": "Longest wait for batchmates of a request (ms)."})
     max_texts_per_request: int = field(default=256, metadata={"help": "Most texts (or sentences) per request."})
     max_chars_per_text: int = field(default=20_000, metadata={"help": "Most characters per text."})
-    log_level: str = field(default="info", metadata={"help": "uvicorn's log level.",
-                                                     "choices": ["critical", "error", "warning", "info", "debug"]})
+    log_level: str = field(
+        default="info",
+        metadata={"help": "uvicorn's log level.", "choices": ["critical", "error", "warning", "info", "debug"]},
+    )
     access_log: bool = field(default=False, metadata={"help": "Log every request."})
-    http: str = field(default="auto", metadata={
-        "help": "uvicorn's HTTP implementation (auto: httptools when installed, else h11).", "choices": list(HTTP)})
-    loop: str = field(default="auto", metadata={
-        "help": "uvicorn's event loop (auto: uvloop when installed, else asyncio).", "choices": list(LOOPS)})
+    http: str = field(
+        default="auto",
+        metadata={
+            "help": "uvicorn's HTTP implementation (auto: httptools when installed, else h11).",
+            "choices": list(HTTP),
+        },
+    )
+    loop: str = field(
+        default="auto",
+        metadata={"help": "uvicorn's event loop (auto: uvloop when installed, else asyncio).", "choices": list(LOOPS)},
+    )
 
     def __post_init__(self) -> None:
         if self.http == "auto":
@@ -187,8 +241,10 @@ class ServeArguments:
             self.loop = "uvloop" if installed("uvloop") else "asyncio"
         for flag, value in (("--http", self.http), ("--loop", self.loop)):
             if value in FAST_SERVER_PACKAGES and not installed(value):
-                raise ConfigError(f"{flag} {value}: {value} is not installed; pip install 'uvicorn[standard]' (it "
-                                  "is in requirements.txt), or use auto.")
+                raise ConfigError(
+                    f"{flag} {value}: {value} is not installed; pip install 'uvicorn[standard]' (it "
+                    "is in requirements.txt), or use auto."
+                )
         for name in ("max_batch_size", "max_texts_per_request", "max_chars_per_text"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}.")
@@ -207,19 +263,27 @@ class ExportArguments:
         default=None, metadata={"help": "Also write a dynamically quantized graph.", "choices": list(QUANTIZATIONS)}
     )
     validation_file: str | None = field(
-        default=None, metadata={"help": "Inputs to validate on (predict.py's formats: text, JSONL, CoNLL; or a "
-                                "TSV/CSV table with a header). Default: a few built-in texts."}
+        default=None,
+        metadata={
+            "help": "Inputs to validate on (predict.py's formats: text, JSONL, CoNLL; or a "
+            "TSV/CSV table with a header). Default: a few built-in texts."
+        },
     )
     text_field: str = field(default="text", metadata={"help": "The text field (JSONL) or column (TSV/CSV)."})
     max_validation_examples: int | None = field(default=None, metadata={"help": "Validate on the first N inputs."})
     atol: float = field(default=1e-3, metadata={"help": "Largest absolute fp32 logit difference from PyTorch."})
     min_agreement: float = field(
-        default=0.98, metadata={"help": "Least fraction of words (NER) or texts whose prediction must equal "
-                                "PyTorch's, for the fp32 graph."}
+        default=0.98,
+        metadata={
+            "help": "Least fraction of words (NER) or texts whose prediction must equal PyTorch's, for the fp32 graph."
+        },
     )
     min_quantized_agreement: float = field(
-        default=0.95, metadata={"help": "The same for the int8 graph: lower, as int8 moves borderline predictions "
-                                "both ways (see utils/serving/onnx_export.py)."}
+        default=0.95,
+        metadata={
+            "help": "The same for the int8 graph: lower, as int8 moves borderline predictions "
+            "both ways (see utils/serving/onnx_export.py)."
+        },
     )
     batch_size: int = field(default=32, metadata={"help": "Model inputs per forward pass while validating."})
     opset: int | None = field(default=None, metadata={"help": "ONNX opset (default: the exporter's)."})

@@ -38,15 +38,17 @@ def readable_path(path: str) -> Iterator[str]:
         return
     stdin = getattr(sys.stdin, "buffer", None)
     if stdin is None or sys.stdin.closed:
-        raise ConfigError("--input -: standard input is closed; pipe text in (echo ... | predict.py --input -) or "
-                          "give --input FILE.")
+        raise ConfigError(
+            "--input -: standard input is closed; pipe text in (echo ... | predict.py --input -) or give --input FILE."
+        )
     with tempfile.TemporaryDirectory() as directory:
         spooled = os.path.join(directory, "stdin")
         try:
             Path(spooled).write_bytes(stdin.read())
         except OSError as err:
-            raise ConfigError(f"--input -: standard input cannot be read ({err.strerror}); give --input FILE."
-                              ) from None
+            raise ConfigError(
+                f"--input -: standard input cannot be read ({err.strerror}); give --input FILE."
+            ) from None
         try:
             yield spooled
         except DataError as err:
@@ -62,8 +64,10 @@ def check_output(path: str) -> None:
         raise ConfigError(f"--output {path} is a directory; name a file, e.g. {example}.")
     directory = nearest_existing(os.path.dirname(os.path.abspath(path)))
     if not can_write_in(directory):
-        raise ConfigError(f"--output {path}: the directory {directory} is not writable (read-only disk or no "
-                          "permission); choose another --output, or - for stdout.")
+        raise ConfigError(
+            f"--output {path}: the directory {directory} is not writable (read-only disk or no "
+            "permission); choose another --output, or - for stdout."
+        )
 
 
 def write_stdout(records: Iterable[dict]) -> None:
@@ -84,8 +88,14 @@ def predict_file(model: PredictorArguments, args: PredictArguments) -> dict[str,
     check_output(args.output)
     with readable_path(args.input) as path:
         predictor = model.load()
-        examples = read_examples(path, args.input_format, args.text_field, predictor.task,
-                                 name="<stdin>" if args.input == "-" else None, document_field=args.document_field)
+        examples = read_examples(
+            path,
+            args.input_format,
+            args.text_field,
+            predictor.task,
+            name="<stdin>" if args.input == "-" else None,
+            document_field=args.document_field,
+        )
     check_output_format(predictor.task, args.output_format)
     uncertain = args.select_uncertain is not None or args.output_format != "jsonl"
     results = predict_examples(predictor, examples, uncertainty=uncertain)
@@ -100,10 +110,18 @@ def predict_file(model: PredictorArguments, args: PredictArguments) -> dict[str,
         if args.select_uncertain is not None:
             results = most_uncertain(results, args.select_uncertain)
         version = args.model_version or Path(os.path.abspath(model.model_name_or_path)).name
-        write_output(args.output, annotation_output(results, predictor.task, args.output_format, version,
-                                                    args.from_name, args.to_name), args.output_format)
+        write_output(
+            args.output,
+            annotation_output(results, predictor.task, args.output_format, version, args.from_name, args.to_name),
+            args.output_format,
+        )
         written = len(results)
     seconds = time.perf_counter() - started
-    logger.info("%d %s predictions written to %s in %.1f s", written, predictor.task.name,
-                "stdout" if args.output == "-" else args.output, seconds)
+    logger.info(
+        "%d %s predictions written to %s in %.1f s",
+        written,
+        predictor.task.name,
+        "stdout" if args.output == "-" else args.output,
+        seconds,
+    )
     return {"task": predictor.task.name, "records": written, "output": args.output, "seconds": seconds}

@@ -54,16 +54,25 @@ class BatchStats:
 
     def as_dict(self) -> dict[str, Any]:
         mean = self.inputs / self.batches if self.batches else 0.0
-        return {"requests": self.requests, "inputs": self.inputs, "batches": self.batches,
-                "mean_batch_size": round(mean, 2), "largest_batch": self.largest_batch,
-                "failed_requests": self.failed_requests, "busy_seconds": round(self.busy_seconds, 3)}
+        return {
+            "requests": self.requests,
+            "inputs": self.inputs,
+            "batches": self.batches,
+            "mean_batch_size": round(mean, 2),
+            "largest_batch": self.largest_batch,
+            "failed_requests": self.failed_requests,
+            "busy_seconds": round(self.busy_seconds, 3),
+        }
 
 
 def predict_jobs(predictor, jobs: Sequence[Job]) -> list[list[dict[str, Any]]]:
     """Every job's results, from one predictor call over the inputs of all jobs. A document id is namespaced by its
     job, so a request's documents never meet another request's."""
-    examples = [dataclasses.replace(example, document=(index, example.document)) if example.document is not None
-                else example for index, job in enumerate(jobs) for example in job.examples]
+    examples = [
+        dataclasses.replace(example, document=(index, example.document)) if example.document is not None else example
+        for index, job in enumerate(jobs)
+        for example in job.examples
+    ]
     outputs = predictor.predict_examples(examples) if examples else []
     results, start = [], 0
     for job in jobs:

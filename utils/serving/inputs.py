@@ -61,8 +61,14 @@ def input_format(path: str, lines: Sequence[str], requested: str, task: Task | N
     return "text"
 
 
-def read_examples(path: str, requested_format: str = "auto", text_field: str = "text", task: Task | None = None,
-                  name: str | None = None, document_field: str = "document_id") -> list[Example]:
+def read_examples(
+    path: str,
+    requested_format: str = "auto",
+    text_field: str = "text",
+    task: Task | None = None,
+    name: str | None = None,
+    document_field: str = "document_id",
+) -> list[Example]:
     """The inputs of a file for a model of `task`: one per line (text, JSONL) or per sentence (CoNLL); errors name
     the line. `name` is how the log names the input (e.g. <stdin> for a spooled copy). Documents: `-DOCSTART-` lines
     (CoNLL; a file without them is one document) or the JSONL `document_field`."""
@@ -73,19 +79,26 @@ def read_examples(path: str, requested_format: str = "auto", text_field: str = "
     logger.info("Reading %s as %s", name or path, fmt)
     if fmt == "conll":
         if not takes(task, TOKENS):
-            raise ConfigError(f"{path} is CoNLL (pre-split words), which only models that tag words take; "
-                              f"{model_phrase(task)} takes texts. Give one text per line or JSONL.")
+            raise ConfigError(
+                f"{path} is CoNLL (pre-split words), which only models that tag words take; "
+                f"{model_phrase(task)} takes texts. Give one text per line or JSONL."
+            )
         corpus = read_conll(path)
-        return [Example(text=" ".join(tokens), tokens=tuple(tokens), document=str(document))
-                for tokens, document in zip(corpus.tokens, corpus.document_id, strict=True)]
+        return [
+            Example(text=" ".join(tokens), tokens=tuple(tokens), document=str(document))
+            for tokens, document in zip(corpus.tokens, corpus.document_id, strict=True)
+        ]
     if fmt == "text":
         return [Example(text=line) for line in lines]
-    return [jsonl_example(line, f"{path}:{number}", text_field, task, document_field)
-            for number, line in enumerate(lines, start=1)]
+    return [
+        jsonl_example(line, f"{path}:{number}", text_field, task, document_field)
+        for number, line in enumerate(lines, start=1)
+    ]
 
 
-def jsonl_example(line: str, source: str, text_field: str, task: Task | None = None,
-                  document_field: str = "document_id") -> Example:
+def jsonl_example(
+    line: str, source: str, text_field: str, task: Task | None = None, document_field: str = "document_id"
+) -> Example:
     """One JSONL line: its `tokens` list (a model that takes words) or its text field (and `text_pair`); a blank line
     is an empty text."""
     if not line.strip():
@@ -105,16 +118,22 @@ def jsonl_example(line: str, source: str, text_field: str, task: Task | None = N
             raise DataError(f"'tokens' must be a list of strings, got {tokens!r:.80}", source=source)
         return Example(text=" ".join(tokens), tokens=tuple(tokens), document=document)
     if text_field not in record:
-        raise DataError(f"no '{text_field}' field (it has {sorted(record)}); name the text field with --text_field"
-                        + (" or give a 'tokens' list." if words else "."), source=source)
+        raise DataError(
+            f"no '{text_field}' field (it has {sorted(record)}); name the text field with --text_field"
+            + (" or give a 'tokens' list." if words else "."),
+            source=source,
+        )
     text, pair = record[text_field], record.get("text_pair")
     if not isinstance(text, str):
         raise DataError(f"'{text_field}' must be a string, got {text!r:.80}", source=source)
     if pair is not None and not isinstance(pair, str):
         raise DataError(f"'text_pair' must be a string, got {pair!r:.80}", source=source)
     if pair is not None and not takes(task, PAIR):
-        raise DataError(f"'text_pair' is for models of sentence pairs; {model_phrase(task)} takes "
-                        f"{taken_kinds(task.serving.input_kinds)}.", source=source)
+        raise DataError(
+            f"'text_pair' is for models of sentence pairs; {model_phrase(task)} takes "
+            f"{taken_kinds(task.serving.input_kinds)}.",
+            source=source,
+        )
     return Example(text=text, text_pair=pair, document=document)
 
 
@@ -124,14 +143,19 @@ def chunk_ends(examples: Sequence[Example], chunk_size: int, whole_documents: bo
     end = 0
     while end < len(examples):
         end = min(end + chunk_size, len(examples))
-        while whole_documents and 0 < end < len(examples) and examples[end].document is not None and (
-                examples[end].document == examples[end - 1].document):
+        while (
+            whole_documents
+            and 0 < end < len(examples)
+            and examples[end].document is not None
+            and (examples[end].document == examples[end - 1].document)
+        ):
             end += 1
         yield end
 
 
-def predict_examples(predictor: Predictor, examples: Sequence[Example], chunk_size: int = 4096,
-                     uncertainty: bool = False) -> Iterator[dict[str, Any]]:
+def predict_examples(
+    predictor: Predictor, examples: Sequence[Example], chunk_size: int = 4096, uncertainty: bool = False
+) -> Iterator[dict[str, Any]]:
     """Results in input order, computed a chunk at a time (memory stays flat however long the file); with
     `uncertainty`, each with the model's `"uncertainty"` (see `Predictor.predict_examples`)."""
     chunk_start = 0

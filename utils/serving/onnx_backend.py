@@ -38,9 +38,9 @@ DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 #: Backends whose results depend on the other inputs of a batch, and why (said in the log and in serve.py's /info).
 BATCH_DEPENDENT = {
     "onnx-int8": "int8 activations are quantized with one scale per batch (dynamic quantization), so a borderline "
-                 "entity or label can change with the inputs an input shares its batch with (same entities as "
-                 "predict.py for 89% of single-sentence requests under load, docs/serving.md); onnx-fp32 and torch "
-                 "give the same result whatever the batch, and so does int8 with --row_parallel (each input alone)",
+    "entity or label can change with the inputs an input shares its batch with (same entities as "
+    "predict.py for 89% of single-sentence requests under load, docs/serving.md); onnx-fp32 and torch "
+    "give the same result whatever the batch, and so does int8 with --row_parallel (each input alone)",
 }
 
 #: Backends by name: `auto` is an ONNX export when the directory holds one (int8 when exported), else PyTorch;
@@ -75,16 +75,20 @@ def resolve_backend(directory: str | os.PathLike, backend: str) -> tuple[str, Pa
     if backend == "torch":
         return "torch", None
     if exported is None:
-        raise ConfigError(f"--backend {backend}: '{directory}' holds no ONNX export ({ONNX_DIRECTORY}/"
-                          f"{GRAPH_FILES['fp32']}); run `python export.py --model {directory}` first, or use "
-                          "--backend torch.")
+        raise ConfigError(
+            f"--backend {backend}: '{directory}' holds no ONNX export ({ONNX_DIRECTORY}/"
+            f"{GRAPH_FILES['fp32']}); run `python export.py --model {directory}` first, or use "
+            "--backend torch."
+        )
     if backend == "onnx":
         backend = "onnx-int8" if (exported / GRAPH_FILES["int8"]).is_file() else "onnx-fp32"
     graph = exported / GRAPH_FILES[backend.removeprefix("onnx-")]
     if not graph.is_file():
         hint = " --quantize int8" if backend == "onnx-int8" else ""
-        raise ConfigError(f"--backend {backend}: {exported} has no {graph.name}; run `python export.py --model "
-                          f"{directory}{hint}`, or choose another --backend.")
+        raise ConfigError(
+            f"--backend {backend}: {exported} has no {graph.name}; run `python export.py --model "
+            f"{directory}{hint}`, or choose another --backend."
+        )
     return backend, graph
 
 
@@ -98,8 +102,10 @@ def onnx_session(graph: str | os.PathLike, device: torch.device, threads: int | 
     providers = ["CPUExecutionProvider"]
     if device.type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ConfigError(f"--device {device} with the ONNX backend needs onnxruntime-gpu (this onnxruntime "
-                              f"has {ort.get_available_providers()}); use --device cpu or --backend torch.")
+            raise ConfigError(
+                f"--device {device} with the ONNX backend needs onnxruntime-gpu (this onnxruntime "
+                f"has {ort.get_available_providers()}); use --device cpu or --backend torch."
+            )
         options = {"device_id": device.index or 0}
         providers = [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
     settings = ort.SessionOptions()
@@ -108,8 +114,9 @@ def onnx_session(graph: str | os.PathLike, device: torch.device, threads: int | 
     if threads:
         settings.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(graph), settings, providers=providers,
-                                    disabled_optimizers=list(DISABLED_OPTIMIZERS))
+        return ort.InferenceSession(
+            str(graph), settings, providers=providers, disabled_optimizers=list(DISABLED_OPTIMIZERS)
+        )
     except Exception as err:  # onnxruntime raises its own exception types (InvalidGraph, Fail, ...)
         raise ConfigError(f"Could not load the ONNX graph {graph}: {' '.join(str(err).split())}") from None
 
@@ -161,8 +168,9 @@ class OnnxForward:
     def __post_init__(self) -> None:
         self.input_names = [node.name for node in self.session.get_inputs()]
         self.output_names = [node.name for node in self.session.get_outputs()]
-        self.pool = (ThreadPoolExecutor(self.parallel_rows, thread_name_prefix="onnx-row") if self.parallel_rows
-                     else None)
+        self.pool = (
+            ThreadPoolExecutor(self.parallel_rows, thread_name_prefix="onnx-row") if self.parallel_rows else None
+        )
 
     def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
         with torch_on_one_thread():
@@ -171,8 +179,9 @@ class OnnxForward:
     def batches(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
         rows = inputs["input_ids"]
         if self.pool is not None:
-            yield from self.pool.map(lambda index: ([index], self.outputs(self.feeds(inputs, [index]))),
-                                     range(len(rows)))
+            yield from self.pool.map(
+                lambda index: ([index], self.outputs(self.feeds(inputs, [index]))), range(len(rows))
+            )
             return
         for batch in length_batches([len(row) for row in rows], self.batch_size):
             yield batch, self.outputs(self.feeds(inputs, batch))
@@ -186,12 +195,16 @@ class OnnxForward:
             elif name == "token_type_ids":
                 feeds[name] = np.zeros((len(batch), max(len(inputs["input_ids"][i]) for i in batch)), dtype=np.int64)
             else:
-                raise ConfigError(f"The ONNX graph {self.graph} takes '{name}', which this model's encoding does "
-                                  "not give; export it again with this version of export.py.")
+                raise ConfigError(
+                    f"The ONNX graph {self.graph} takes '{name}', which this model's encoding does "
+                    "not give; export it again with this version of export.py."
+                )
         return feeds
 
     def outputs(self, feeds: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """Every output of the graph by name, as the model's own outputs are named (the export keeps the names)."""
         values = self.session.run(self.output_names, feeds)
-        return {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
-                for name, value in zip(self.output_names, values, strict=True)}
+        return {
+            name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+            for name, value in zip(self.output_names, values, strict=True)
+        }

@@ -22,49 +22,32 @@ catch a broken graph, and the accuracy to judge by is measured with gold labels 
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from utils.core.errors import ConfigError, DataError
-from utils.core.examples import Example
+from utils.core.errors import ConfigError
 from utils.core.files import umask_mode, write_json
-from utils.core.task import ForwardBatch, Task
-from utils.serving.inputs import predict_examples, read_examples
+from utils.core.task import Task
+from utils.serving.export_validation import check_report, compare, run_backend, validation_examples
 from utils.serving.onnx_backend import GRAPH_FILES, ONNX_DIRECTORY, REPORT_FILE
 from utils.serving.onnx_optimize import optimize_graph
-from utils.serving.predictor import MODEL_INPUTS, Predictor
+from utils.serving.predictor import Predictor
+from utils.serving.torch_backend import MODEL_INPUTS
 from utils.tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("int8",)
 QUANTIZED_OPS = ("MatMul", "Gemm", "Attention")  # Attention (fused, see onnx_optimize.py) becomes QAttention
-TABLE_SUFFIXES = {".tsv": "\t", ".csv": ","}
-
-#: Validation inputs when no file is given: news and review sentences, an empty text, one text longer than a window.
-BUILT_IN_TEXTS = (
-    "Angela Merkel met Emmanuel Macron in Paris on Tuesday to discuss the European Union budget.",
-    "Shares of Apple Inc. rose 3 percent on the Nasdaq after the company reported record iPhone sales in China.",
-    "The film is a warm, funny and beautifully acted story about growing up in Glasgow.",
-    "A dull, overlong mess: the plot makes no sense and the jokes fall flat.",
-    "",
-    "Tariq Hussain ( Switzerland ) beat Gustavo Ibarra ( Belgium ) 6-0 6-2 .",
-    " ".join(["Officials in Brussels and Washington said the talks between NATO and the United Nations would resume "
-              "in Geneva next week ."] * 30),
-)
 
 
 class ExportWrapper(torch.nn.Module):
@@ -75,8 +58,12 @@ class ExportWrapper(torch.nn.Module):
         super().__init__()
         self.model, self.names = model, tuple(names)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         given = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
         outputs = self.model(input_ids=input_ids, **{k: v for k, v in given.items() if v is not None})
         return tuple(outputs[name] for name in self.names)
@@ -98,8 +85,9 @@ def graph_inputs(tokenizer) -> list[str]:
 def export_graph(model: torch.nn.Module, tokenizer, path: Path, opset: int | None = None) -> dict[str, Any]:
     """Write the fp32 graph of `model` to `path`; returns what the report says about it."""
     names = graph_inputs(tokenizer)
-    sample = tokenizer(["Angela Merkel met Emmanuel Macron in Paris .", "Kyoto is in Japan ."], padding=True,
-                       return_tensors="pt")
+    sample = tokenizer(
+        ["Angela Merkel met Emmanuel Macron in Paris .", "Kyoto is in Japan ."], padding=True, return_tensors="pt"
+    )
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dynamic = {name: {0: batch, 1: sequence} for name in names}
     outputs = output_names(model.eval(), {name: sample[name] for name in names})
@@ -112,19 +100,32 @@ def export_graph(model: torch.nn.Module, tokenizer, path: Path, opset: int | Non
         with torch.no_grad(), warnings.catch_warnings():
             # "The axis name: batch will not be used, since it shares the same shape constraints with another axis"
             warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
-            program = torch.onnx.export(wrapper, (), kwargs={name: sample[name] for name in names}, dynamo=True,
-                                        dynamic_shapes=dynamic, input_names=names, output_names=outputs,
-                                        opset_version=opset, external_data=parameters > (1 << 31) - (1 << 28),
-                                        verbose=False)
+            program = torch.onnx.export(
+                wrapper,
+                (),
+                kwargs={name: sample[name] for name in names},
+                dynamo=True,
+                dynamic_shapes=dynamic,
+                input_names=names,
+                output_names=outputs,
+                opset_version=opset,
+                external_data=parameters > (1 << 31) - (1 << 28),
+                verbose=False,
+            )
             program.save(str(path), external_data=parameters > (1 << 31) - (1 << 28))
     except Exception as err:  # the exporter's errors come from torch.export, onnxscript, ...: one line for the user
-        raise ConfigError(f"torch.onnx.export failed for this model: {type(err).__name__}: "
-                          f"{' '.join(str(err).split())[:800]}") from None
+        raise ConfigError(
+            f"torch.onnx.export failed for this model: {type(err).__name__}: {' '.join(str(err).split())[:800]}"
+        ) from None
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False)
-    return {"inputs": names, "outputs": outputs, "opset": max(o.version for o in graph.opset_import if not o.domain),
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "inputs": names,
+        "outputs": outputs,
+        "opset": max(o.version for o in graph.opset_import if not o.domain),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def quantize_graph(source: Path, target: Path) -> dict[str, Any]:
@@ -135,8 +136,11 @@ def quantize_graph(source: Path, target: Path) -> dict[str, Any]:
 
     graph = onnx.load(str(source), load_external_data=False)
     weights = {initializer.name for initializer in graph.graph.initializer}
-    weighted = [node.name for node in graph.graph.node if node.op_type in QUANTIZED_OPS
-                and any(name in weights for name in node.input)]
+    weighted = [
+        node.name
+        for node in graph.graph.node
+        if node.op_type in QUANTIZED_OPS and any(name in weights for name in node.input)
+    ]
     heads = [node.name for node in graph.graph.node if node.op_type == "MatMul" and node.name in weighted]
     excluded = heads[-1:]
     started = time.perf_counter()
@@ -144,100 +148,27 @@ def quantize_graph(source: Path, target: Path) -> dict[str, Any]:
     level = root.level
     root.setLevel(max(level, logging.ERROR))  # the quantizer logs a line per tensor, and advice, on the root logger
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=excluded)
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_exclude=excluded,
+        )
     finally:
         root.setLevel(level)
     quantized = onnx.load(str(target), load_external_data=False)
     ops = sorted({node.op_type for node in quantized.graph.node if node.op_type in ("QAttention", "MatMulInteger")})
-    return {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
-            "quantized_nodes": len(weighted) - len(excluded), "quantized_ops": ops, "kept_fp32": excluded,
-            "seconds": round(time.perf_counter() - started, 1)}
-
-
-# ---------------------------------------------------------------- validation inputs
-
-
-def table_examples(path: str, text_field: str) -> list[Example]:
-    """A TSV/CSV file with a header: the `text_field` column, else its one column that is not a label."""
-    delimiter = TABLE_SUFFIXES[Path(path).suffix.lower()]
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter=delimiter))
-    columns = list(rows[0]) if rows else []
-    texts = [name for name in columns if name not in {"label", "labels", "idx", "id"}]
-    column = text_field if text_field in columns else (texts[0] if len(texts) == 1 else None)
-    if column is None:
-        raise DataError(f"no '{text_field}' column (it has {columns}); name the text column with --text_field.",
-                        source=path)
-    return [Example(text=row[column] or "") for row in rows]
-
-
-def validation_examples(path: str | None, predictor: Predictor, text_field: str = "text",
-                        limit: int | None = None) -> list[Example]:
-    """The validation inputs: the file's (predict.py's formats, or a TSV/CSV table), or the built-in texts."""
-    if path is None:
-        examples = [Example(text=text) for text in BUILT_IN_TEXTS]
-    elif not os.path.isfile(path):
-        raise DataError("validation file not found.", source=path)
-    elif Path(path).suffix.lower() in TABLE_SUFFIXES:
-        examples = table_examples(path, text_field)
-    else:
-        examples = read_examples(path, "auto", text_field, predictor.task)
-    return examples[:limit] if limit else examples
-
-
-# ---------------------------------------------------------------- comparing backends
-
-
-class RecordingForward:
-    """A forward callable that passes another's batches on and keeps each row's outputs (per-token ones over its
-    real tokens: `token_outputs`, the task says which), all outputs of a row laid end to end."""
-
-    def __init__(self, forward, token_outputs: bool):
-        self.forward, self.token_outputs, self.rows = forward, token_outputs, []
-
-    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
-        lengths = [len(row) for row in inputs["input_ids"]]
-        rows: list[np.ndarray] = [np.empty(0)] * len(lengths)
-        for batch, outputs in self.forward(inputs):
-            for row, index in enumerate(batch):
-                rows[index] = np.concatenate([
-                    (value[row, : lengths[index]] if self.token_outputs and value.dim() > 1 else value[row])
-                    .numpy().ravel() for value in outputs.values()])
-            yield batch, outputs
-        self.rows += rows
-
-
-def run_backend(directory: str, backend: str, examples: Sequence[Example], batch_size: int,
-                tasks: Sequence[Task] = TASKS) -> tuple[list[dict], list[np.ndarray], float]:
-    """Results and per-row outputs of `examples` with one backend, and the seconds predicting took."""
-    loaded = Predictor.from_pretrained(directory, device="cpu", backend=backend, batch_size=batch_size, tasks=tasks)
-    recorder = RecordingForward(loaded.forward, loaded.task.training.token_outputs)
-    predictor = dataclasses.replace(loaded, forward=recorder)
-    started = time.perf_counter()
-    results = list(predict_examples(predictor, examples))
-    return results, recorder.rows, time.perf_counter() - started
-
-
-def compare(reference: tuple, other: tuple, decisions: Callable[[Mapping[str, Any]], list]) -> dict[str, Any]:
-    """How far one backend's outputs and decisions (the task's `decisions` of a result) are from the reference's
-    (PyTorch)."""
-    (ref_results, ref_rows, _), (results, rows, seconds) = reference, other
-    if len(ref_rows) != len(rows) or any(a.shape != b.shape for a, b in zip(ref_rows, rows)):
-        raise ConfigError("The ONNX backend's model inputs differ from PyTorch's: the two cannot be compared.")
-    diffs = [float(np.abs(a - b).max()) for a, b in zip(ref_rows, rows) if a.size]
-    units = same = examples_same = 0
-    for ref_result, result in zip(ref_results, results, strict=True):
-        expected, got = decisions(ref_result), decisions(result)
-        units += len(expected)
-        same += sum(a == b for a, b in zip(expected, got, strict=True))
-        examples_same += expected == got
-    return {"max_abs_logit_diff": max(diffs, default=0.0),
-            "mean_abs_logit_diff": float(np.mean([np.abs(a - b).mean() for a, b in zip(ref_rows, rows) if a.size]))
-            if diffs else 0.0,
-            "agreement": same / units if units else 1.0, "units": units,
-            "example_agreement": examples_same / len(results) if results else 1.0,
-            "examples_per_second": round(len(results) / seconds, 1) if seconds else None}
+    return {
+        "method": "onnxruntime.quantization.quantize_dynamic",
+        "weight_type": "QInt8",
+        "per_channel": True,
+        "quantized_nodes": len(weighted) - len(excluded),
+        "quantized_ops": ops,
+        "kept_fp32": excluded,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 # ---------------------------------------------------------------- the export
@@ -259,10 +190,19 @@ def file_size_mib(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / (1 << 20), 1)
 
 
-def export_model(directory: str, quantize: str | None = None, validation_file: str | None = None,
-                 text_field: str = "text", max_validation_examples: int | None = None, atol: float = 1e-3,
-                 min_agreement: float = 0.98, min_quantized_agreement: float = 0.95, batch_size: int = 32,
-                 opset: int | None = None, tasks: Sequence[Task] = TASKS) -> dict[str, Any]:
+def export_model(
+    directory: str,
+    quantize: str | None = None,
+    validation_file: str | None = None,
+    text_field: str = "text",
+    max_validation_examples: int | None = None,
+    atol: float = 1e-3,
+    min_agreement: float = 0.98,
+    min_quantized_agreement: float = 0.95,
+    batch_size: int = 32,
+    opset: int | None = None,
+    tasks: Sequence[Task] = TASKS,
+) -> dict[str, Any]:
     """Export, quantize, validate, then install `directory/onnx/`; returns the report (also written there)."""
     if quantize not in (None, *QUANTIZATIONS):
         raise ConfigError(f"--quantize {quantize}: use one of {list(QUANTIZATIONS)}, or leave it out for fp32 only.")
@@ -282,7 +222,9 @@ def export_model(directory: str, quantize: str | None = None, validation_file: s
         for leftover in staging.glob("exported.onnx*"):
             leftover.unlink()
         report: dict[str, Any] = {
-            "model": str(directory), "task": source.task.name, "labels": list(source.labels.names),
+            "model": str(directory),
+            "task": source.task.name,
+            "labels": list(source.labels.names),
             "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}; onnxscript ORT fusions",
             "graphs": {"fp32": {"file": GRAPH_FILES["fp32"], **exported}},
         }
@@ -300,16 +242,21 @@ def export_model(directory: str, quantize: str | None = None, validation_file: s
         logger.info("Validating on %d inputs of %s", len(examples), validation_file or "the built-in texts")
         reference = run_backend(directory, "torch", examples, batch_size, tasks)
         report["validation"] = {
-            "inputs": validation_file or "built-in texts", "examples": len(examples),
+            "inputs": validation_file or "built-in texts",
+            "examples": len(examples),
             "unit": source.task.serving.decision_unit,
-            "atol": atol, "min_agreement": min_agreement, "min_quantized_agreement": min_quantized_agreement,
+            "atol": atol,
+            "min_agreement": min_agreement,
+            "min_quantized_agreement": min_quantized_agreement,
             "onnxruntime": onnxruntime.__version__,
             "torch_examples_per_second": round(len(examples) / reference[2], 1) if reference[2] else None,
         }
         for variant in report["graphs"]:
             report["validation"][variant] = compare(
-                reference, run_backend(str(staging), f"onnx-{variant}", examples, batch_size, tasks),
-                source.task.serving.decisions)
+                reference,
+                run_backend(str(staging), f"onnx-{variant}", examples, batch_size, tasks),
+                source.task.serving.decisions,
+            )
         report["seconds"] = round(time.perf_counter() - started, 1)
         failures = check_report(report)
         report["passed"] = not failures
@@ -319,27 +266,13 @@ def export_model(directory: str, quantize: str | None = None, validation_file: s
             if kept.exists():
                 shutil.rmtree(kept)
             staging.rename(kept)
-            raise ConfigError(f"The export failed validation ({'; '.join(failures)}); nothing was installed. The "
-                              f"graphs and report are in {kept} for a look.")
+            raise ConfigError(
+                f"The export failed validation ({'; '.join(failures)}); nothing was installed. The "
+                f"graphs and report are in {kept} for a look."
+            )
         install(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     logger.info("ONNX export written to %s: %s", target, json.dumps(report["validation"]))
     return report
-
-
-def check_report(report: dict[str, Any]) -> list[str]:
-    """The validation figures that are out of bounds."""
-    validation, failures = report["validation"], []
-    fp32 = validation["fp32"]
-    if fp32["max_abs_logit_diff"] > validation["atol"]:
-        failures.append(f"fp32 logits differ from PyTorch's by up to {fp32['max_abs_logit_diff']:.2g} > --atol "
-                        f"{validation['atol']}")
-    for variant in report["graphs"]:
-        agreement = validation[variant]["agreement"]
-        flag = "min_agreement" if variant == "fp32" else "min_quantized_agreement"
-        if agreement < validation[flag]:
-            failures.append(f"{variant} agrees with PyTorch on {agreement:.2%} of the {validation['unit']}s < "
-                            f"--{flag} {validation[flag]}")
-    return failures

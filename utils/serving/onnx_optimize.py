@@ -83,8 +83,16 @@ def unfuse_skip_layer_norm(graph) -> int:
             nodes.append(helper.make_node("Add", [f"{node.name}_biased", skip], [total], name=f"{node.name}_add"))
         else:
             nodes.append(helper.make_node("Add", [source, skip], [total], name=f"{node.name}_add"))
-        nodes.append(helper.make_node("LayerNormalization", [total, gamma] + ([beta] if beta else []),
-                                      [node.output[0]], name=f"{node.name}_norm", axis=-1, epsilon=epsilon))
+        nodes.append(
+            helper.make_node(
+                "LayerNormalization",
+                [total, gamma] + ([beta] if beta else []),
+                [node.output[0]],
+                name=f"{node.name}_norm",
+                axis=-1,
+                epsilon=epsilon,
+            )
+        )
         unfused += 1
     del graph.node[:]
     graph.node.extend(nodes)
@@ -106,12 +114,17 @@ def optimize_graph(source: Path, target: Path) -> dict[str, Any]:
         logger.warning("The ONNX Runtime fusions failed (%s); keeping the graph as exported", err)
         onnx.save(onnx.load(str(source)), str(target))
         return {"fusions": {}, "error": " ".join(str(err).split())[:300]}
-    edits = {"folded_concats": fold_constant_concats(proto.graph),
-             "attention_qkv_sizes_dropped": drop_uniform_qkv_sizes(proto.graph),
-             "skip_layer_norms_unfused": unfuse_skip_layer_norm(proto.graph)}
+    edits = {
+        "folded_concats": fold_constant_concats(proto.graph),
+        "attention_qkv_sizes_dropped": drop_uniform_qkv_sizes(proto.graph),
+        "skip_layer_norms_unfused": unfuse_skip_layer_norm(proto.graph),
+    }
     onnx.save(proto, str(target))
     ops: dict[str, int] = {}
     for node in proto.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    return {"fusions": {name: count for name, count in counts.items() if count}, **edits,
-            "ops": dict(sorted(ops.items(), key=lambda item: -item[1])[:12])}
+    return {
+        "fusions": {name: count for name, count in counts.items() if count},
+        **edits,
+        "ops": dict(sorted(ops.items(), key=lambda item: -item[1])[:12]),
+    }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,7 @@ from utils.core.errors import ConfigError, DataError
 from utils.core.examples import Example, taken_kinds
 from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.modeling import load_config, load_tokenizer
-from utils.core.ordering import length_batches, token_batches
-from utils.core.packing import SequencePacker, make_packer, unpack
-from utils.core.task import TASK_CONFIG_KEY, ForwardBatch, Task, TaskPrediction, saved_task
+from utils.core.task import TASK_CONFIG_KEY, Task, TaskPrediction, saved_task
 from utils.serving.onnx_backend import (
     BATCH_DEPENDENT,
     OnnxForward,
@@ -41,21 +39,10 @@ from utils.serving.onnx_backend import (
     onnx_session,
     resolve_backend,
 )
+from utils.serving.torch_backend import DEFAULT_MAX_BATCH_TOKENS, packed_forward
 from utils.tasks.registry import TASKS
 
 logger = logging.getLogger(__name__)
-
-#: The inputs a model takes, of those a task's encoding may give (other columns, e.g. NER's word_index, are not).
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-#: Row length of packed token-model inputs: training's --pack_length default; longer rows pack tighter but spend more
-#: on attention (64 and 128 measured within noise of each other on CoNLL-2003 requests).
-PACKED_ROW_TOKENS = 64
-
-#: Most tokens of one packed forward pass: 64 CoNLL-2003 requests (about 1,300 tokens) fit in one pass. Tried while
-#: writing this: 512 was slower on gathered requests; a budget of batch_size windows (16,384 for predict.py) was no
-#: faster over a whole file and held about 400 MB more memory.
-DEFAULT_MAX_BATCH_TOKENS = 2048
 
 #: What to point --model at, for the error messages.
 RUN_DIRECTORY = "the --output_dir of a " + " or ".join(task.script for task in TASKS) + " run"
@@ -67,14 +54,20 @@ def model_task(config, directory: str, tasks: Sequence[Task] = TASKS) -> Task:
     if task is not None:
         return task
     if fine_tuned_labels(config) is None:
-        raise ConfigError(f"The model in '{directory}' was never fine-tuned: its config has no label names (only "
-                          "LABEL_0, LABEL_1, ...) and names no task. Fine-tune it with "
-                          + " or ".join(task.script for task in tasks) + " and point --model at that run's "
-                          "--output_dir.")
+        raise ConfigError(
+            f"The model in '{directory}' was never fine-tuned: its config has no label names (only "
+            "LABEL_0, LABEL_1, ...) and names no task. Fine-tune it with "
+            + " or ".join(task.script for task in tasks)
+            + " and point --model at that run's "
+            "--output_dir."
+        )
     recorded = getattr(config, TASK_CONFIG_KEY, None)
     known = ", ".join(f"{task.name} ({task.serving.architecture_suffix})" for task in tasks)
-    what = f"was trained for the task {recorded!r}" if recorded else (
-        f"has architectures {getattr(config, 'architectures', None) or []}")
+    what = (
+        f"was trained for the task {recorded!r}"
+        if recorded
+        else (f"has architectures {getattr(config, 'architectures', None) or []}")
+    )
     raise ConfigError(f"Cannot tell the task of the model in '{directory}': it {what}, which is none of {known}.")
 
 
@@ -99,12 +92,6 @@ def model_limit(tokenizer: PreTrainedTokenizerBase, config) -> int:
     return min(limits) if limits else 512
 
 
-def pad_right(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    """Rows as one tensor, padded on the right to the longest (the side the windows' positions count from)."""
-    width = max(len(row) for row in rows)
-    return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=torch.long)
-
-
 def check_examples(examples: Sequence[Example], task: Task) -> None:
     """A service may hand in anything: only `Example`s of strings, of a kind the task takes."""
     if isinstance(examples, (str, Example)):
@@ -118,12 +105,15 @@ def check_examples(examples: Sequence[Example], task: Task) -> None:
         if example.tokens is not None and not all(isinstance(token, str) for token in example.tokens):
             raise DataError(f"input {index}: every token must be a string, got {example.tokens!r:.80}")
         if example.kind not in task.serving.input_kinds:
-            raise ConfigError(f"input {index} is {example.kind!r}, but this model ({task.name}) takes "
-                              f"{taken_kinds(task.serving.input_kinds)}.")
+            raise ConfigError(
+                f"input {index} is {example.kind!r}, but this model ({task.name}) takes "
+                f"{taken_kinds(task.serving.input_kinds)}."
+            )
 
 
-def as_examples(inputs: Sequence[Any], text_pairs: Sequence[Any] | None = None,
-                documents: Sequence[Hashable | None] | None = None) -> list[Example]:
+def as_examples(
+    inputs: Sequence[Any], text_pairs: Sequence[Any] | None = None, documents: Sequence[Hashable | None] | None = None
+) -> list[Example]:
     """Plain inputs as `Example`s: a string is a text, a list of strings a sentence of pre-split words; `text_pairs`
     and `documents` one per input."""
     if isinstance(inputs, str):
@@ -140,66 +130,6 @@ def as_examples(inputs: Sequence[Any], text_pairs: Sequence[Any] | None = None,
         else:
             examples.append(Example(text=item, text_pair=pair, document=document))
     return examples
-
-
-@dataclass
-class TorchForward:
-    """The forward pass the tasks' prediction objects call, for a PyTorch model: `forward(inputs)` takes rows of token
-    ids by input name (input_ids, attention_mask, token_type_ids; other keys are ignored) and yields, per batch of at
-    most `batch_size` rows of similar length (longest first, `length_batches`; with a `packer`, of at most
-    `max_tokens` tokens, `token_batches`), the batch's row indices and the model's outputs by name (every tensor of
-    its output but the loss): float32 on the CPU, first axis the batch's rows, per-token outputs padded on the right
-    to the batch's longest row. Another backend is another callable with this contract (`utils.core.task.Forward`)."""
-
-    model: PreTrainedModel = field(repr=False)
-    device: torch.device
-    batch_size: int
-    pad_id: int = 0  # input_ids' padding (the other inputs pad with 0)
-    packer: SequencePacker | None = None  # token models that take packed rows (see `packed_forward`)
-    max_tokens: int | None = None  # with a packer: the most tokens of one forward pass
-
-    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
-        lengths = [len(row) for row in inputs["input_ids"]]
-        if self.packer is None or self.max_tokens is None:
-            batches = length_batches(lengths, self.batch_size)
-        else:
-            batches = token_batches(lengths, self.max_tokens)
-        for batch in batches:
-            tensors = {key: pad_right([inputs[key][i] for i in batch], self.pad_id if key == "input_ids" else 0)
-                       for key in MODEL_INPUTS if key in inputs}
-            yield batch, self.outputs(tensors)
-
-    @torch.inference_mode()
-    def outputs(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        mask = tensors.get("attention_mask")
-        padded = mask is not None and not bool(mask.all())  # without padding, packing saves nothing
-        packed, rows = self.packer.pack(tensors) if self.packer is not None and padded else (tensors, None)
-        result = self.model(**{key: value.to(self.device) for key, value in packed.items()})
-        outputs = {name: value.float().cpu() for name, value in result.items()
-                   if torch.is_tensor(value) and name != "loss"}
-        if rows is None:
-            return outputs
-        # per-token outputs come back one row per input; an output of another shape is not per token
-        width = packed["input_ids"].shape[:2]
-        lengths = mask.sum(dim=1).tolist()
-        return {name: unpack(value, rows, lengths) if value.shape[:2] == width else value
-                for name, value in outputs.items()}
-
-
-def packed_forward(model: PreTrainedModel, token_outputs: bool, device: torch.device, batch_size: int,
-                   max_batch_tokens: int, pad_id: int) -> TorchForward:
-    """The PyTorch forward pass; for a model with one output per token (`token_outputs`, the task says) that can take
-    packed rows (BERT, RoBERTa, ... with SDPA or eager attention: utils/core/packing.py), inputs laid end to end in
-    rows of PACKED_ROW_TOKENS, at most `max_batch_tokens` tokens per forward pass (an input longer than that alone);
-    other models: `batch_size` padded rows per pass.
-
-    Why: a request batch of the service is a few dozen sentences of any length; padded batches of 8 similar lengths
-    spend most of their time on small matrix products and per-pass overhead. Packed, 64 CoNLL-2003 sentences are one
-    forward pass (docs/serving.md: with 64 clients the service's gain over one request at a time went from 2.1x to
-    2.8-3.2x on 2 CPU cores). Each input's outputs are those it gets alone, up to float rounding; inputs already
-    sorted by length (predict.py over a whole file) gain little."""
-    packer = make_packer(model, pad_id, PACKED_ROW_TOKENS) if token_outputs else None
-    return TorchForward(model, device, batch_size, pad_id, packer, max_batch_tokens if packer is not None else None)
 
 
 def task_options(task: Task, given: Sequence[Any] | Any = (), **by_name: Any) -> Any:
@@ -246,29 +176,48 @@ class Predictor:
         limit = model_limit(self.tokenizer, self.config)
         self.max_seq_length = self.max_seq_length or limit
         if not 8 <= self.max_seq_length <= limit:
-            raise ConfigError(f"--max_seq_length {self.max_seq_length} must be between 8 and the model's limit of "
-                              f"{limit}.")
+            raise ConfigError(
+                f"--max_seq_length {self.max_seq_length} must be between 8 and the model's limit of {limit}."
+            )
         # long texts are windowed or cut by the task's encoding, so the tokenizer's "longer than the maximum ...
         # will result in indexing errors" warning would only mislead; this is how it marks itself as shown
         warned = getattr(self.tokenizer, "deprecation_warnings", {})
         warned["sequence-length-is-longer-than-the-specified-maximum"] = True
         if self.forward is None:
-            self.forward = packed_forward(self.model, self.task.training.token_outputs, self.device, self.batch_size,
-                                          self.max_batch_tokens, self.tokenizer.pad_token_id or 0)
-        self.prediction = self.task.serving.predictor(self.forward, self.tokenizer, self.config, self.labels,
-                                                      self.max_seq_length, self.options)
+            self.forward = packed_forward(
+                self.model,
+                self.task.training.token_outputs,
+                self.device,
+                self.batch_size,
+                self.max_batch_tokens,
+                self.tokenizer.pad_token_id or 0,
+            )
+        self.prediction = self.task.serving.predictor(
+            self.forward, self.tokenizer, self.config, self.labels, self.max_seq_length, self.options
+        )
 
     def __repr__(self) -> str:
-        return (f"Predictor(task={self.task.name!r}, labels={list(self.labels.names)}, backend={self.backend}, "
-                f"device={self.device}, batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
-                f"options={self.options})")
+        return (
+            f"Predictor(task={self.task.name!r}, labels={list(self.labels.names)}, backend={self.backend}, "
+            f"device={self.device}, batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
+            f"options={self.options})"
+        )
 
     @classmethod
-    def from_pretrained(cls, directory: str, device: str | torch.device = "auto", batch_size: int = 32,
-                        max_seq_length: int | None = None, backend: str = "auto", threads: int | None = None,
-                        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS, row_parallel: bool = False,
-                        options: Sequence[Any] | Any = (), tasks: Sequence[Task] = TASKS,
-                        **option_values: Any) -> Predictor:
+    def from_pretrained(
+        cls,
+        directory: str,
+        device: str | torch.device = "auto",
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        row_parallel: bool = False,
+        options: Sequence[Any] | Any = (),
+        tasks: Sequence[Task] = TASKS,
+        **option_values: Any,
+    ) -> Predictor:
         """Load the model a fine-tuning run saved in `directory` (its `--output_dir`), in eval mode on `device`.
 
         `backend`: `torch`, `onnx` (the export's int8 graph when there is one, else fp32), `onnx-fp32`, `onnx-int8`,
@@ -292,23 +241,30 @@ class Predictor:
         if graph is not None:  # the export holds its own config and tokenizer
             directory, path = str(graph.parent), graph.parent
         elif row_parallel:
-            raise ConfigError("--row_parallel runs rows alone on ONNX Runtime; the PyTorch backend's results do not "
-                              "depend on the batch anyway: drop it, or choose an ONNX --backend.")
+            raise ConfigError(
+                "--row_parallel runs rows alone on ONNX Runtime; the PyTorch backend's results do not "
+                "depend on the batch anyway: drop it, or choose an ONNX --backend."
+            )
         elif not has_torch_weights(path) and export_directory(path) == path:
-            raise ConfigError(f"--backend torch: '{directory}' holds only an ONNX export; point --model at the run's "
-                              "directory for PyTorch, or use --backend onnx.")
+            raise ConfigError(
+                f"--backend torch: '{directory}' holds only an ONNX export; point --model at the run's "
+                "directory for PyTorch, or use --backend onnx."
+            )
         if not (path / "config.json").is_file():
-            raise ConfigError(f"'{directory}' holds no config.json, so it is not a saved model. Point --model at "
-                              f"{RUN_DIRECTORY}.")
+            raise ConfigError(
+                f"'{directory}' holds no config.json, so it is not a saved model. Point --model at {RUN_DIRECTORY}."
+            )
         model_args = ModelArguments(model_name_or_path=str(directory))
         config = load_config(model_args)
         task = model_task(config, directory, tasks)
         names = task.serving.label_names(config)
         if names is None:
-            raise ConfigError(f"The model in '{directory}' was never fine-tuned: its config has no label names (only "
-                              "LABEL_0, LABEL_1, ...). Fine-tune it with "
-                              + " or ".join(task.script for task in tasks)
-                              + " and point --model at that run's --output_dir.")
+            raise ConfigError(
+                f"The model in '{directory}' was never fine-tuned: its config has no label names (only "
+                "LABEL_0, LABEL_1, ...). Fine-tune it with "
+                + " or ".join(task.script for task in tasks)
+                + " and point --model at that run's --output_dir."
+            )
         tokenizer = load_tokenizer(model_args, **task.data.tokenizer_kwargs(config, None))
         model, forward = None, None
         if graph is None:
@@ -319,16 +275,37 @@ class Predictor:
             model.to(target).eval()
         else:
             workers = (threads or os.cpu_count() or 1) if row_parallel else 0
-            forward = OnnxForward(onnx_session(graph, target, 1 if row_parallel else threads), batch_size,
-                                  tokenizer.pad_token_id or 0, str(graph), parallel_rows=workers)
-        logger.info("Loaded %s model from %s on %s with %s (labels: %s)", task.name, graph or directory, target,
-                    backend, ", ".join(names))
+            forward = OnnxForward(
+                onnx_session(graph, target, 1 if row_parallel else threads),
+                batch_size,
+                tokenizer.pad_token_id or 0,
+                str(graph),
+                parallel_rows=workers,
+            )
+        logger.info(
+            "Loaded %s model from %s on %s with %s (labels: %s)",
+            task.name,
+            graph or directory,
+            target,
+            backend,
+            ", ".join(names),
+        )
         if backend in BATCH_DEPENDENT and not row_parallel:
             logger.info("%s: %s.", backend, BATCH_DEPENDENT[backend])
-        return cls(model=model, tokenizer=tokenizer, task=task, labels=LabelSpace(tuple(names)), device=target,
-                   batch_size=batch_size, max_seq_length=max_seq_length, max_batch_tokens=max_batch_tokens,
-                   options=task_options(task, options, **option_values), config=config, backend=backend,
-                   forward=forward)
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            task=task,
+            labels=LabelSpace(tuple(names)),
+            device=target,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            max_batch_tokens=max_batch_tokens,
+            options=task_options(task, options, **option_values),
+            config=config,
+            backend=backend,
+            forward=forward,
+        )
 
     # ------------------------------------------------------------ public API: checked inputs, the task's results
 
@@ -344,8 +321,12 @@ class Predictor:
 
     def settings(self) -> dict[str, Any]:
         """The settings results depend on: the shared ones, then the task's as its prediction object resolved them."""
-        return {"max_seq_length": self.max_seq_length, "batch_size": self.batch_size,
-                "row_parallel": getattr(self.forward, "parallel_rows", 0), **self.prediction.settings()}
+        return {
+            "max_seq_length": self.max_seq_length,
+            "batch_size": self.batch_size,
+            "row_parallel": getattr(self.forward, "parallel_rows", 0),
+            **self.prediction.settings(),
+        }
 
     def predict_examples(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
         """One result per example, in order: the task's (what predict.py writes for each input). `uncertainty`: each
@@ -356,9 +337,13 @@ class Predictor:
             return self.prediction.predict(examples, uncertainty=True)
         return self.prediction.predict(examples)
 
-    def predict(self, inputs: Sequence[str | Sequence[str]], text_pairs: Sequence[str] | None = None,
-                documents: Sequence[Hashable | None] | None = None, uncertainty: bool = False
-                ) -> list[dict[str, Any]]:
+    def predict(
+        self,
+        inputs: Sequence[str | Sequence[str]],
+        text_pairs: Sequence[str] | None = None,
+        documents: Sequence[Hashable | None] | None = None,
+        uncertainty: bool = False,
+    ) -> list[dict[str, Any]]:
         """`predict_examples` on plain inputs: a string is a text, a list of strings a sentence of pre-split words;
         `text_pairs` (models of sentence pairs) and `documents` (models trained with document context) one per
         input."""

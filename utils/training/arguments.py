@@ -34,8 +34,10 @@ class FinetuneTrainingArguments(TrainingArguments):
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Train into an output_dir that already holds a run (its checkpoints and results are "
-                  "replaced). Without it such a run is refused, unless --resume_from_checkpoint continues it."},
+        metadata={
+            "help": "Train into an output_dir that already holds a run (its checkpoints and results are "
+            "replaced). Without it such a run is refused, unless --resume_from_checkpoint continues it."
+        },
     )
     sort_eval_by_length: bool = field(
         default=True,
@@ -43,62 +45,77 @@ class FinetuneTrainingArguments(TrainingArguments):
     )
     batching: str = field(
         default="auto",
-        metadata={"help": "How training batches are made: packed (random batches, sequences laid end to end in rows "
-                  "of --pack_length: token tasks on models that can take packed rows), buckets (batches of similar "
-                  "lengths, shuffled across the epoch), random (--train_sampling_strategy, padded to the longest), "
-                  "max_length (padded to --max_seq_length, as --pad_to_max_length), or auto: packed where possible, "
-                  "else buckets. The older flags below still work and decide it the same way.",
-                  "choices": ["auto", "packed", "buckets", "random", "max_length"]},
+        metadata={
+            "help": "How training batches are made: packed (random batches, sequences laid end to end in rows "
+            "of --pack_length: token tasks on models that can take packed rows), buckets (batches of similar "
+            "lengths, shuffled across the epoch), random (--train_sampling_strategy, padded to the longest), "
+            "max_length (padded to --max_seq_length, as --pad_to_max_length), or auto: packed where possible, "
+            "else buckets. The older flags below still work and decide it the same way.",
+            "choices": ["auto", "packed", "buckets", "random", "max_length"],
+        },
     )
     pack_sequences: bool = field(
         default=True,
-        metadata={"help": "Token tasks (NER) on BERT, ELECTRA, RoBERTa, XLM-R, CamemBERT, DistilBERT, MPNet, ALBERT, "
-                  "DeBERTa-v2/v3 and ModernBERT models (SDPA or eager attention): keep random batches, but lay each "
-                  "batch's sequences end to end in rows of --pack_length tokens, attention kept within each "
-                  "sequence, so almost no padding is computed. Every sequence gets the logits it gets alone. Other "
-                  "models (the log says why) and tasks use --bucket_by_length. --no_pack_sequences: length buckets "
-                  "(with --no_bucket_by_length: padded random batches)."},
+        metadata={
+            "help": "Token tasks (NER) on BERT, ELECTRA, RoBERTa, XLM-R, CamemBERT, DistilBERT, MPNet, ALBERT, "
+            "DeBERTa-v2/v3 and ModernBERT models (SDPA or eager attention): keep random batches, but lay each "
+            "batch's sequences end to end in rows of --pack_length tokens, attention kept within each "
+            "sequence, so almost no padding is computed. Every sequence gets the logits it gets alone. Other "
+            "models (the log says why) and tasks use --bucket_by_length. --no_pack_sequences: length buckets "
+            "(with --no_bucket_by_length: padded random batches)."
+        },
     )
     pack_length: int = field(
         default=64,
-        metadata={"help": "Row length for --pack_sequences; a row grows to the batch's longest sequence. Longer rows "
-                  "pack tighter but spend more on attention."},
+        metadata={
+            "help": "Row length for --pack_sequences; a row grows to the batch's longest sequence. Longer rows "
+            "pack tighter but spend more on attention."
+        },
     )
     bucket_by_length: bool = field(
         default=True,
-        metadata={"help": "When sequences are not packed: train on batches of similar-length examples (little "
-                  "padding), cut from length-sorted pools of --bucket_pool_batches batches and shuffled across the "
-                  "epoch; token losses weigh every labelled token as random batches do. --no_bucket_by_length: "
-                  "random batches, as the transformers examples. Giving --train_sampling_strategy turns it off."},
+        metadata={
+            "help": "When sequences are not packed: train on batches of similar-length examples (little "
+            "padding), cut from length-sorted pools of --bucket_pool_batches batches and shuffled across the "
+            "epoch; token losses weigh every labelled token as random batches do. --no_bucket_by_length: "
+            "random batches, as the transformers examples. Giving --train_sampling_strategy turns it off."
+        },
     )
     bucket_pool_batches: int = field(
         default=50, metadata={"help": "Batches per length-sorted pool for --bucket_by_length (more: less padding)."}
     )
     hp_search_trials: int = field(
         default=0,
-        metadata={"help": "Run an Optuna search of N trials over learning rate, batch size, epochs and weight decay "
-                  "(and LoRA r with --use_peft), scored on the validation split; every trial goes to "
-                  "hp_search.jsonl, then the best setting is trained into output_dir."},
+        metadata={
+            "help": "Run an Optuna search of N trials over learning rate, batch size, epochs and weight decay "
+            "(and LoRA r with --use_peft), scored on the validation split; every trial goes to "
+            "hp_search.jsonl, then the best setting is trained into output_dir."
+        },
     )
     hp_search_space: str | None = field(
         default=None, metadata={"help": "YAML/JSON file with the search space (see configs/hp_search_space.yaml)."}
     )
     hp_search_storage: str | None = field(
         default=None,
-        metadata={"help": "Optuna storage URL the search keeps its trials in (default: sqlite:///OUTPUT_DIR/"
-                  "hp_search.db, so a crashed search resumes where it stopped). Several processes or machines "
-                  "started with the same storage and --hp_search_study_name share the trials: e.g. "
-                  "postgresql+psycopg2://user:password@host/db (see docs/hp_search.md)."},
+        metadata={
+            "help": "Optuna storage URL the search keeps its trials in (default: sqlite:///OUTPUT_DIR/"
+            "hp_search.db, so a crashed search resumes where it stopped). Several processes or machines "
+            "started with the same storage and --hp_search_study_name share the trials: e.g. "
+            "postgresql+psycopg2://user:password@host/db (see docs/hp_search.md)."
+        },
     )
     hp_search_study_name: str = field(
         default="hp_search",
-        metadata={"help": "Name of the Optuna study in --hp_search_storage; workers that give the same name "
-                  "share it."},
+        metadata={
+            "help": "Name of the Optuna study in --hp_search_storage; workers that give the same name share it."
+        },
     )
     argmax_in_metrics: bool = field(
         default=True,
-        metadata={"help": "Reduce logits to label ids batch by batch during evaluation. --no_argmax_in_metrics keeps "
-                  "every logit of the split in memory, as the transformers examples do (for comparison only)."},
+        metadata={
+            "help": "Reduce logits to label ids batch by batch during evaluation. --no_argmax_in_metrics keeps "
+            "every logit of the split in memory, as the transformers examples do (for comparison only)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -123,8 +140,11 @@ class FinetuneTrainingArguments(TrainingArguments):
         import torch
         from transformers.utils import is_torch_bf16_gpu_available
 
-        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or (
-            torch.backends.mps.is_available())
+        accelerator = (
+            torch.cuda.is_available()
+            or (hasattr(torch, "xpu") and torch.xpu.is_available())
+            or (torch.backends.mps.is_available())
+        )
         if not accelerator:
             if self.fp16:
                 raise ConfigError("--fp16 needs a CUDA (or XPU) device and there is none; on CPU use --bf16.")

@@ -27,8 +27,9 @@ from utils.core.packing import SequencePacker, make_packer, packing_refusal
 logger = logging.getLogger(__name__)
 
 
-def bucketed_batches(lengths: Sequence[int], batch_size: int, pool_batches: int,
-                     generator: torch.Generator | None = None) -> list[list[int]]:
+def bucketed_batches(
+    lengths: Sequence[int], batch_size: int, pool_batches: int, generator: torch.Generator | None = None
+) -> list[list[int]]:
     """Batches of example indices: a random permutation cut into pools of `pool_batches * batch_size` (smaller where
     that would leave fewer than four pools), each pool sorted by length and cut into batches, every full batch
     shuffled across the epoch; a short last batch (there is at most one) stays last, so the batches a data loader
@@ -40,12 +41,12 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, pool_batches: int,
     pool_size = batch_size * max(1, min(pool_batches, len(lengths) // (4 * batch_size)))
     batches: list[list[int]] = []
     for start in range(0, len(order), pool_size):
-        pool = sorted(order[start:start + pool_size], key=lambda index: lengths[index])
-        batches.extend(pool[i:i + batch_size] for i in range(0, len(pool), batch_size))
+        pool = sorted(order[start : start + pool_size], key=lambda index: lengths[index])
+        batches.extend(pool[i : i + batch_size] for i in range(0, len(pool), batch_size))
     full = [batch for batch in batches if len(batch) == batch_size]
     short = [index for batch in batches if len(batch) < batch_size for index in batch]
     shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
-    tail = [short[i:i + batch_size] for i in range(0, len(short), batch_size)]
+    tail = [short[i : i + batch_size] for i in range(0, len(short), batch_size)]
     return shuffled + tail
 
 
@@ -119,13 +120,22 @@ def requested_batching(args, given: set[str], pad_to_max_length: bool) -> str:
     if pad_to_max_length:
         return "max_length"
     if "train_sampling_strategy" in given and args.bucket_by_length and "bucket_by_length" in given:
-        raise ConfigError(f"--bucket_by_length replaces --train_sampling_strategy; drop one of them (got "
-                          f"--train_sampling_strategy {args.train_sampling_strategy}).")
+        raise ConfigError(
+            f"--bucket_by_length replaces --train_sampling_strategy; drop one of them (got "
+            f"--train_sampling_strategy {args.train_sampling_strategy})."
+        )
     return "auto"
 
 
-def decide_batching(args, given: set[str], model, pad_token_id: int | None, token_outputs: bool,
-                    pad_to_max_length: bool, max_seq_length: int | None) -> BatchingPlan:
+def decide_batching(
+    args,
+    given: set[str],
+    model,
+    pad_token_id: int | None,
+    token_outputs: bool,
+    pad_to_max_length: bool,
+    max_seq_length: int | None,
+) -> BatchingPlan:
     """The one decision of how training batches are made (see `BatchingPlan`), logged with its reason. `auto`:
     packed where the task has one output per token and the model can take packed rows (--no_pack_sequences: not),
     else buckets (--no_bucket_by_length, or --train_sampling_strategy given: random)."""
@@ -144,8 +154,11 @@ def decide_batching(args, given: set[str], model, pad_token_id: int | None, toke
         logger.info("%s: every batch is padded to %d tokens%s.", flag, max_seq_length, off)
         return BatchingPlan("max_length", pad_to=max_seq_length)
     config = getattr(model, "config", None)
-    cannot_pack = ((packing_refusal(config) if config is not None else None) or "its model cannot take packed rows"
-                   if token_outputs else "the task has one output per sequence, not per token")
+    cannot_pack = (
+        (packing_refusal(config) if config is not None else None) or "its model cannot take packed rows"
+        if token_outputs
+        else "the task has one output per sequence, not per token"
+    )
     if requested == "packed":
         if packer is None:
             raise ConfigError(f"--batching packed: {cannot_pack}; use --batching buckets.")
@@ -153,17 +166,21 @@ def decide_batching(args, given: set[str], model, pad_token_id: int | None, toke
     if requested == "auto" and args.pack_sequences and packer is not None:
         return logged(BatchingPlan("packed", packer=packer), args)
     if requested == "auto" and token_outputs and args.pack_sequences:
-        logger.info("--pack_sequences: not packed (%s); training batches come from length buckets instead.",
-                    cannot_pack)
-    if requested == "buckets" or (requested == "auto" and args.bucket_by_length
-                                  and "train_sampling_strategy" not in given):
+        logger.info(
+            "--pack_sequences: not packed (%s); training batches come from length buckets instead.", cannot_pack
+        )
+    if requested == "buckets" or (
+        requested == "auto" and args.bucket_by_length and "train_sampling_strategy" not in given
+    ):
         return logged(BatchingPlan("buckets"), args)
     return logged(BatchingPlan("random"), args)
 
 
 def logged(plan: BatchingPlan, args) -> BatchingPlan:
-    what = {"packed": f"random, packed into rows of {args.pack_length} tokens",
-            "buckets": f"length buckets of {args.bucket_pool_batches} batches per pool, shuffled across the epoch",
-            "random": f"{args.train_sampling_strategy} sampling, each padded to its longest sequence"}[plan.kind]
+    what = {
+        "packed": f"random, packed into rows of {args.pack_length} tokens",
+        "buckets": f"length buckets of {args.bucket_pool_batches} batches per pool, shuffled across the epoch",
+        "random": f"{args.train_sampling_strategy} sampling, each padded to its longest sequence",
+    }[plan.kind]
     logger.info("Training batches: %s (--batching %s).", what, plan.kind)
     return plan

@@ -19,8 +19,14 @@ logger = logging.getLogger(__name__)
 
 
 #: The weights a checkpoint holds, in one of these forms (full model, sharded model, or a peft adapter).
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json", "adapter_model.safetensors", "adapter_model.bin")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
 
 
 def safetensors_problem(path: str, size: int) -> str | None:
@@ -37,8 +43,11 @@ def safetensors_problem(path: str, size: int) -> str | None:
             header = json.loads(stream.read(length))
         except ValueError:
             return "has a damaged header (not JSON)"
-    ends = [entry.get("data_offsets", [0, 0])[1] for key, entry in header.items()
-            if key != "__metadata__" and isinstance(entry, dict)]
+    ends = [
+        entry.get("data_offsets", [0, 0])[1]
+        for key, entry in header.items()
+        if key != "__metadata__" and isinstance(entry, dict)
+    ]
     expected = 8 + length + max(ends, default=0)
     if size != expected:
         return f"is {'truncated' if size < expected else 'longer than written'} ({size:,} bytes of {expected:,})"
@@ -83,8 +92,10 @@ def checkpoint_problem(path: str) -> str | None:
     if not any(name in names for name in WEIGHT_FILES):
         return f"it holds no weights (none of {', '.join(WEIGHT_FILES)})"
     checks: list[tuple[Callable[[str, int], str | None], tuple[str, ...]]] = [
-        (json_file_problem, (".json",)), (safetensors_problem, (".safetensors",)),
-        (torch_file_problem, (".pt", ".pth", ".bin"))]
+        (json_file_problem, (".json",)),
+        (safetensors_problem, (".safetensors",)),
+        (torch_file_problem, (".pt", ".pth", ".bin")),
+    ]
     for name in names:
         file = os.path.join(path, name)
         if not os.path.isfile(file):
@@ -101,8 +112,11 @@ def checkpoints_newest_first(output_dir: str) -> list[str]:
     """The checkpoint directories of a run, newest (highest step) first."""
     if not os.path.isdir(output_dir):
         return []
-    steps = sorted((int(name.split("-")[1]), name) for name in os.listdir(output_dir)
-                   if name.startswith("checkpoint-") and name.split("-")[1].isdigit())
+    steps = sorted(
+        (int(name.split("-")[1]), name)
+        for name in os.listdir(output_dir)
+        if name.startswith("checkpoint-") and name.split("-")[1].isdigit()
+    )
     return [os.path.join(output_dir, name) for _, name in reversed(steps)]
 
 
@@ -118,8 +132,10 @@ def resume_state_note(path: str) -> str:
     """What resuming from an older checkpoint lacks: only the newest keeps the optimizer state (trainer.py)."""
     if os.path.isfile(os.path.join(path, "optimizer.pt")):
         return ""
-    return " (it holds the weights and the training state but no optimizer state, which only a run's newest " \
-           "checkpoint keeps: the optimizer starts afresh there)"
+    return (
+        " (it holds the weights and the training state but no optimizer state, which only a run's newest "
+        "checkpoint keeps: the optimizer starts afresh there)"
+    )
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
@@ -141,16 +157,22 @@ def verify_resume_checkpoint(args: FinetuneTrainingArguments) -> None:
     if not wanted or wanted == "last":
         return
     if not os.path.isdir(wanted):
-        raise ConfigError(f"--resume_from_checkpoint {wanted}: no such checkpoint directory; give a checkpoint-N "
-                          "folder of an earlier run, or `last` for the newest one in --output_dir.")
+        raise ConfigError(
+            f"--resume_from_checkpoint {wanted}: no such checkpoint directory; give a checkpoint-N "
+            "folder of an earlier run, or `last` for the newest one in --output_dir."
+        )
     problem = checkpoint_problem(wanted)
     if problem is None:
         return
     intact = newest_intact_checkpoint(os.path.dirname(os.path.abspath(wanted)), exclude=wanted)
-    offer = (f"resume from the newest intact one instead, --resume_from_checkpoint {intact}{resume_state_note(intact)}"
-             if intact else "no intact checkpoint is left beside it, so train from the start")
-    raise ConfigError(f"--resume_from_checkpoint {wanted}: the checkpoint is damaged: {problem}. It cannot be resumed "
-                      f"from; {offer}.")
+    offer = (
+        f"resume from the newest intact one instead, --resume_from_checkpoint {intact}{resume_state_note(intact)}"
+        if intact
+        else "no intact checkpoint is left beside it, so train from the start"
+    )
+    raise ConfigError(
+        f"--resume_from_checkpoint {wanted}: the checkpoint is damaged: {problem}. It cannot be resumed from; {offer}."
+    )
 
 
 def resolve_checkpoint(args: FinetuneTrainingArguments) -> str | None:
@@ -162,8 +184,7 @@ def resolve_checkpoint(args: FinetuneTrainingArguments) -> str | None:
         return wanted
     last = last_complete_checkpoint(args.output_dir)
     if last is None:
-        logger.warning("--resume_from_checkpoint last: no checkpoint in %s; training from the start.",
-                       args.output_dir)
+        logger.warning("--resume_from_checkpoint last: no checkpoint in %s; training from the start.", args.output_dir)
     elif last != next(iter(checkpoints_newest_first(args.output_dir)), last):
         logger.warning("Resuming from %s, the newest intact checkpoint%s.", last, resume_state_note(last))
     else:
@@ -177,8 +198,17 @@ class CheckpointWriteFailed(FinetuneError):
 
 #: How the libraries that write a checkpoint report a failed write when it is not an `OSError`: safetensors (its
 #: Rust I/O error) and torch's zip writer.
-WRITE_FAILURES = ("No space left", "os error 28", "Disk quota", "os error 122", "StorageFull", "file write failed",
-                  "I/O error", "IoError", "Read-only file system")
+WRITE_FAILURES = (
+    "No space left",
+    "os error 28",
+    "Disk quota",
+    "os error 122",
+    "StorageFull",
+    "file write failed",
+    "I/O error",
+    "IoError",
+    "Read-only file system",
+)
 
 
 def is_write_failure(err: BaseException) -> bool:
@@ -245,14 +275,17 @@ def write_failure_message(trainer, directory: str, err: BaseException) -> str:
         free = megabytes(shutil.disk_usage(os.path.dirname(directory) or ".").free)
     except OSError:
         free = "an unknown amount"
-    return (f"could not write checkpoint {directory}: {reason} (writing {target}). A checkpoint of this run needs "
-            f"about {megabytes(checkpoint_size_estimate(trainer))}; {free} are free there. The partial checkpoint "
-            "was removed. Free space (or lower --save_total_limit, or choose another --output_dir), then rerun with "
-            "--resume_from_checkpoint last to continue from the last complete checkpoint.")
+    return (
+        f"could not write checkpoint {directory}: {reason} (writing {target}). A checkpoint of this run needs "
+        f"about {megabytes(checkpoint_size_estimate(trainer))}; {free} are free there. The partial checkpoint "
+        "was removed. Free space (or lower --save_total_limit, or choose another --output_dir), then rerun with "
+        "--resume_from_checkpoint last to continue from the last complete checkpoint."
+    )
 
 
-def check_output_dir(args: FinetuneTrainingArguments, writes_model: bool, prediction_files: Sequence[str] = ()
-                     ) -> None:
+def check_output_dir(
+    args: FinetuneTrainingArguments, writes_model: bool, prediction_files: Sequence[str] = ()
+) -> None:
     """Training into a directory that holds another run is refused unless asked to overwrite or to resume it."""
     verify_resume_checkpoint(args)
     out = args.output_dir
@@ -264,8 +297,10 @@ def check_output_dir(args: FinetuneTrainingArguments, writes_model: bool, predic
         return
     if not args.overwrite_output_dir:
         held = "a finished run (all_results.json)" if finished else f"an unfinished run ({checkpoint})"
-        raise ConfigError(f"--output_dir {out} already holds {held}. Pass --overwrite_output_dir to replace it, "
-                          "--resume_from_checkpoint last to continue it, or choose another --output_dir.")
+        raise ConfigError(
+            f"--output_dir {out} already holds {held}. Pass --overwrite_output_dir to replace it, "
+            "--resume_from_checkpoint last to continue it, or choose another --output_dir."
+        )
     if not args.should_save:  # the main process cleans up; the others only check
         return
     for name in os.listdir(out):
@@ -275,4 +310,3 @@ def check_output_dir(args: FinetuneTrainingArguments, writes_model: bool, predic
         elif name.endswith("_results.json") or name == "trainer_state.json" or name in prediction_files:
             os.remove(path)
     logger.info("--overwrite_output_dir: removed the previous run's checkpoints and results from %s", out)
-

@@ -59,7 +59,8 @@ class NonFiniteGuard(TrainerCallback):
         raise TrainingDiverged(
             f"training diverged at step {step}: {what}. Nothing from this step on was saved. Lower --learning_rate "
             f"(now {args.learning_rate:g}), keep --max_grad_norm above 0 (now {args.max_grad_norm:g}), or check the "
-            "data; then train again (or --resume_from_checkpoint an earlier checkpoint).")
+            "data; then train again (or --resume_from_checkpoint an earlier checkpoint)."
+        )
 
     def head_of(self, model) -> list[tuple[str, torch.nn.Parameter]]:
         if self.head is None:

@@ -64,8 +64,18 @@ BEST_FILE = "hp_search_best.json"
 TRIALS_DIR = "hp_search"
 
 #: Flags a trial sets itself; a search space may not vary them.
-RESERVED = {"output_dir", "hp_search_trials", "hp_search_space", "do_train", "do_eval", "do_predict", "push_to_hub",
-            "overwrite_output_dir", "resume_from_checkpoint", "eval_before_training"}
+RESERVED = {
+    "output_dir",
+    "hp_search_trials",
+    "hp_search_space",
+    "do_train",
+    "do_eval",
+    "do_predict",
+    "push_to_hub",
+    "overwrite_output_dir",
+    "resume_from_checkpoint",
+    "eval_before_training",
+}
 
 
 @dataclass(frozen=True)
@@ -146,9 +156,25 @@ def flag_value(value: Any) -> str:
 
 def trial_argv(base: Sequence[str], params: Mapping[str, Any], output_dir: str) -> list[str]:
     """The user's command with this trial's settings: training and validation only, in the trial's directory."""
-    argv = [*base, "--hp_search_trials", "0", "--output_dir", output_dir, "--overwrite_output_dir", "true",
-            "--do_train", "true", "--do_eval", "true", "--do_predict", "false", "--push_to_hub", "false",
-            "--eval_before_training", "false"]
+    argv = [
+        *base,
+        "--hp_search_trials",
+        "0",
+        "--output_dir",
+        output_dir,
+        "--overwrite_output_dir",
+        "true",
+        "--do_train",
+        "true",
+        "--do_eval",
+        "true",
+        "--do_predict",
+        "false",
+        "--push_to_hub",
+        "false",
+        "--eval_before_training",
+        "false",
+    ]
     for name, value in params.items():
         argv += [f"--{name}", flag_value(value)]
     return strip_search_flags(argv)
@@ -199,12 +225,19 @@ class SearchOutcome:
     args: FinetuneTrainingArguments
 
 
-def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTrainingArguments, known: set[str],
-           run_job: Callable[[list[str]], Any]):
+def search(
+    argv: Sequence[str],
+    model_args: ModelArguments,
+    args: FinetuneTrainingArguments,
+    known: set[str],
+    run_job: Callable[[list[str]], Any],
+):
     """Run (or join, or resume) the study's `args.hp_search_trials` trials, then train the best setting once."""
     if args.world_size > 1:
-        raise ConfigError("--hp_search_trials runs in a single process: launch it with python, not accelerate or "
-                          "torchrun (then train the best setting distributed, from hp_search_best.json).")
+        raise ConfigError(
+            "--hp_search_trials runs in a single process: launch it with python, not accelerate or "
+            "torchrun (then train the best setting distributed, from hp_search_best.json)."
+        )
     dimensions = load_space(args.hp_search_space, model_args, known)
     output_dir = args.output_dir
     os.makedirs(os.path.join(output_dir, TRIALS_DIR), exist_ok=True)
@@ -214,8 +247,13 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
     space = [dataclasses.asdict(dimension) for dimension in dimensions]
     study = open_study(storage, args.hp_search_study_name, study_settings(args, space))
     n_slots, me = args.hp_search_trials, worker_identity()
-    logger.info("Hyper-parameter search: %d trials over %s in study %s (%s)", n_slots,
-                [d.name for d in dimensions], study.study_name, storage_label(storage))
+    logger.info(
+        "Hyper-parameter search: %d trials over %s in study %s (%s)",
+        n_slots,
+        [d.name for d in dimensions],
+        study.study_name,
+        storage_label(storage),
+    )
     current: dict[str, int] = {}
     quiet = QuietSurplus()
 
@@ -246,14 +284,23 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
             raise
         key = objective_key(outcome.args)
         if key not in outcome.results:
-            raise ConfigError(f"The search scores trials on {key}, which the run did not report: it needs a "
-                              "validation split (--validation_file) and a metric it computes.")
+            raise ConfigError(
+                f"The search scores trials on {key}, which the run did not report: it needs a "
+                "validation split (--validation_file) and a metric it computes."
+            )
         value = float(outcome.results[key])
         sign = 1.0 if outcome.args.greater_is_better else -1.0
-        record = {"trial": trial.number, "slot": slot, "params": params, "metric": key, "value": value,
-                  "wall_seconds": round(time.monotonic() - started, 1), "output_dir": directory,
-                  "worker": worker_label(me),
-                  "eval": {k: v for k, v in outcome.results.items() if k.startswith("eval_")}}
+        record = {
+            "trial": trial.number,
+            "slot": slot,
+            "params": params,
+            "metric": key,
+            "value": value,
+            "wall_seconds": round(time.monotonic() - started, 1),
+            "output_dir": directory,
+            "worker": worker_label(me),
+            "eval": {k: v for k, v in outcome.results.items() if k.startswith("eval_")},
+        }
         trial.set_user_attr("value", value)
         trial.set_user_attr(RECORD, record)
         prune_trial_dir(directory)
@@ -268,8 +315,15 @@ def search(argv: Sequence[str], model_args: ModelArguments, args: FinetuneTraini
     return train_best(study, storage, argv, args, me, run_job)
 
 
-def run_slots(study, storage, objective: Callable[[Any], float], current: dict[str, int], n_slots: int,
-              output_dir: str, trials_path: str) -> None:
+def run_slots(
+    study,
+    storage,
+    objective: Callable[[Any], float],
+    current: dict[str, int],
+    n_slots: int,
+    output_dir: str,
+    trials_path: str,
+) -> None:
     """This worker's part of the search: trials while a slot or a re-run is left, then wait for the other workers'
     last trials (re-running those whose worker dies meanwhile) until every slot has ended."""
     while True:
@@ -284,14 +338,17 @@ def run_slots(study, storage, objective: Callable[[Any], float], current: dict[s
             try:
                 study.optimize(objective, n_trials=1, catch=(RuntimeError, Surplus))
             except (Interrupted, KeyboardInterrupt):
-                stopped = next((t for t in study.get_trials(deepcopy=False) if t.number == current.get("number")),
-                               None)
+                stopped = next(
+                    (t for t in study.get_trials(deepcopy=False) if t.number == current.get("number")), None
+                )
                 if stopped is not None and stopped.state == TrialState.FAIL and not stopped.user_attrs.get(SURPLUS):
                     retry_callback()(study, stopped)
                     prune_trial_dir(os.path.join(output_dir, TRIALS_DIR, f"trial-{stopped.number}"))
                 write_jsonl(trials_path, trial_records(study.get_trials(deepcopy=False)))
-                raise Interrupted("the search stopped during a trial; run the same command again to resume it (the "
-                                  "stopped trial is run again from its start).") from None
+                raise Interrupted(
+                    "the search stopped during a trial; run the same command again to resume it (the "
+                    "stopped trial is run again from its start)."
+                ) from None
             write_jsonl(trials_path, trial_records(study.get_trials(deepcopy=False)))
         elif any(trial.state == TrialState.RUNNING for trial in trials):
             time.sleep(POLL_SECONDS)  # another worker's last trials; one of them may still need a re-run here
@@ -299,8 +356,14 @@ def run_slots(study, storage, objective: Callable[[Any], float], current: dict[s
             break
 
 
-def train_best(study, storage, argv: Sequence[str], args: FinetuneTrainingArguments, me: Mapping[str, Any],
-               run_job: Callable[[list[str]], Any]):
+def train_best(
+    study,
+    storage,
+    argv: Sequence[str],
+    args: FinetuneTrainingArguments,
+    me: Mapping[str, Any],
+    run_job: Callable[[list[str]], Any],
+):
     """Every slot has ended: the worker that wins the claim trains the best setting; the others say who does."""
     output_dir = args.output_dir
     trials_path = os.path.join(output_dir, TRIALS_FILE)
@@ -309,9 +372,13 @@ def train_best(study, storage, argv: Sequence[str], args: FinetuneTrainingArgume
     best = best_trial(trials)
     if best is None:
         raise FinetuneError(f"Every search trial failed; see the log and {trials_path}.")
-    summary = {"trial": best.number, "slot": best.user_attrs[SLOT], "params": best.params,
-               "value": best.user_attrs["value"], "trials": sum(1 for t in trials if t.state == TrialState.COMPLETE
-                                                                and not t.user_attrs.get(SURPLUS))}
+    summary = {
+        "trial": best.number,
+        "slot": best.user_attrs[SLOT],
+        "params": best.params,
+        "value": best.user_attrs["value"],
+        "trials": sum(1 for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs.get(SURPLUS)),
+    }
     trained_before = any(n.startswith(f"{study.study_name}/train-best/") for n in optuna.get_all_study_names(storage))
     held = claim_final_training(storage, study.study_name, best.number, me)
     if held is not None:

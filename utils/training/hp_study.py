@@ -22,40 +22,8 @@ from utils.training.arguments import FinetuneTrainingArguments
 logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- the study in Optuna's storage
-#
-# How the search is shared, resumed and counted (the tests in tests/test_hp_search_storage.py hold it to this):
-#
-# * Slots. `--hp_search_trials N` means N slots, each run to an end exactly once (COMPLETE, or FAIL by an error of
-#   its own). A new trial's slot is its trial number minus the re-runs numbered before it: trial numbers are handed
-#   out atomically by the storage, and a re-run is marked as one from its creation, so no two trials share a slot.
-#   A new trial holds its slot when fewer than N trials numbered before it hold one; otherwise it is a worker that
-#   lost the race for the last slot (it looked, saw one free, and another took it), and gives the trial up (FAIL,
-#   "surplus") before training anything. A trial not yet marked counts as holding, which can only make a later
-#   trial give up, never two hold one slot too many; a worker asks again while fewer than N hold a slot. Optuna's
-#   `MaxTrialsCallback` is not used: it counts finished trials after the fact, so every worker that starts a trial
-#   while N-1 are done runs one too many, and a killed trial would count as nothing or as a finished one.
-# * Killed trials. A trial whose worker died stays RUNNING in the storage. A worker fails it (one storage update,
-#   which only one worker can win) and Optuna's `RetryHeartbeatStaleTrialCallback` enqueues a re-run with the same
-#   parameters and slot: at once when the worker ran on this machine and its process is gone, otherwise when its
-#   heartbeat (`RDBStorage(heartbeat_interval=...)`) has been silent for GRACE_PERIOD seconds. Re-runs are taken
-#   before new slots (Optuna pops waiting trials first), so a resumed search sees the history an uninterrupted
-#   one saw.
-# * Seeding. Each slot gets its own `TPESampler` seeded from (--seed, slot), so what a slot samples depends only on
-#   its number and the finished trials before it, not on how many samples this process drew before (a resumed
-#   process starts with a fresh sampler, and a slot's re-run reuses its parameters). One worker, killed and resumed,
-#   therefore reaches the same trials and the same best trial as an uninterrupted run. Several workers sample from
-#   whatever has finished when they start a slot, as any parallel search does (`constant_liar` keeps them from
-#   sampling next to each other's running trials once TPE leaves its random start-up trials).
-# * Training the best once. Workers wait until every slot has ended (failing and re-running dead workers' trials
-#   meanwhile), then each tries to create a small claim study "<name>/train-best/trial-<best>/<attempt>": study
-#   names are unique in the storage, so exactly one creation succeeds (the storage's own atomic operation rather
-#   than a lock file, which would not reach other machines). The winner writes hp_search_best.json and trains the
-#   best setting into its --output_dir; the others log who trains it and exit. A claim whose worker died on this
-#   machine before finishing is taken over with the next attempt; a study extended by a larger N claims again only
-#   if its best trial changed.
-# * Outputs. Each trial writes only its own directory (hp_search/trial-NUMBER, numbers are unique); its record
-#   goes into the storage, and hp_search.jsonl is rewritten atomically from the storage after every trial, so
-#   workers sharing an output_dir never write half a file and the last rewrite holds every trial.
+# How the search is shared, resumed and counted (slots, killed trials, seeding, training the best once, outputs), and
+# why: docs/hp_search.md, "How the study is kept"; tests/test_hp_search_storage.py holds the code to it.
 
 STUDY_FILE = "hp_search.db"
 
@@ -108,8 +76,10 @@ def open_storage(url: str | None, output_dir: str):
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
-        raise ConfigError(f"--hp_search_storage {url!r} is not a database URL: give one Optuna's RDBStorage takes, "
-                          "e.g. sqlite:///path/hp_search.db or postgresql+psycopg2://user:password@host/db.") from None
+        raise ConfigError(
+            f"--hp_search_storage {url!r} is not a database URL: give one Optuna's RDBStorage takes, "
+            "e.g. sqlite:///path/hp_search.db or postgresql+psycopg2://user:password@host/db."
+        ) from None
     shown = parsed.render_as_string(hide_password=True)
     # SQLite serialises writers; wait for the lock (default 5 s) rather than fail a trial when workers write at once
     engine_kwargs = {"connect_args": {"timeout": 60}} if parsed.get_backend_name() == "sqlite" else {}
@@ -126,20 +96,29 @@ def open_storage(url: str | None, output_dir: str):
                 time.sleep(1.0 + attempt)
         return rdb_storage(url, engine_kwargs)
     except (ImportError, sqlalchemy.exc.NoSuchModuleError) as err:
-        raise ConfigError(f"--hp_search_storage {shown}: its database driver is not installed ({err}); for "
-                          "PostgreSQL: pip install psycopg2-binary.") from None
+        raise ConfigError(
+            f"--hp_search_storage {shown}: its database driver is not installed ({err}); for "
+            "PostgreSQL: pip install psycopg2-binary."
+        ) from None
     except sqlalchemy.exc.SQLAlchemyError as err:
         cause = str(err).splitlines()[0][:200]
-        raise ConfigError(f"--hp_search_storage {shown}: cannot open the database ({cause}). Check the URL, that the "
-                          "server runs and that the user may create tables.") from None
+        raise ConfigError(
+            f"--hp_search_storage {shown}: cannot open the database ({cause}). Check the URL, that the "
+            "server runs and that the user may create tables."
+        ) from None
 
 
 def rdb_storage(url: str, engine_kwargs: dict[str, Any]):
     """Optuna's `RDBStorage` with heartbeats, whose silence gets a trial re-run by another worker."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
-                                          grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=retry_callback())
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_INTERVAL,
+            grace_period=GRACE_PERIOD,
+            heartbeat_stale_trial_callback=retry_callback(),
+        )
 
 
 def retry_callback():
@@ -151,8 +130,12 @@ def retry_callback():
 
 def study_settings(args: FinetuneTrainingArguments, space: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """What makes two commands the same search: a worker or a resume with other settings would mix two searches."""
-    settings = {"metric_for_best_model": args.metric_for_best_model, "greater_is_better": args.greater_is_better,
-                "seed": args.seed, "space": list(space)}
+    settings = {
+        "metric_for_best_model": args.metric_for_best_model,
+        "greater_is_better": args.greater_is_better,
+        "seed": args.seed,
+        "space": list(space),
+    }
     return json.loads(json.dumps(settings))  # as the storage gives it back (tuples as lists)
 
 
@@ -165,19 +148,26 @@ def open_study(storage, name: str, settings: Mapping[str, Any]):
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=storage, study_name=name, sampler=sampler)
     if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise ConfigError(f"{where} is a study that {'/'.join(d.name.lower() for d in study.directions)}s: not one "
-                          "of this search (which maximizes); choose another --hp_search_study_name.")
+        raise ConfigError(
+            f"{where} is a study that {'/'.join(d.name.lower() for d in study.directions)}s: not one "
+            "of this search (which maximizes); choose another --hp_search_study_name."
+        )
     stored = study.user_attrs.get(SETTINGS)
     if stored is None:  # a new study (its creator may not have written them yet: the same flags give the same)
         if study.get_trials(deepcopy=False):
             raise ConfigError(f"{where} holds trials of another program; choose another --hp_search_study_name.")
         study.set_user_attr(SETTINGS, dict(settings))
     elif stored != settings:
-        differ = ", ".join(f"--{'hp_search_space' if key == 'space' else key} {describe(key, stored.get(key))} "
-                           f"(now {describe(key, settings[key])})" for key in settings
-                           if stored.get(key) != settings[key])
-        raise ConfigError(f"{where} was started with other settings: {differ}. Give the same flags to resume or "
-                          "join it, or choose another --hp_search_study_name.")
+        differ = ", ".join(
+            f"--{'hp_search_space' if key == 'space' else key} {describe(key, stored.get(key))} "
+            f"(now {describe(key, settings[key])})"
+            for key in settings
+            if stored.get(key) != settings[key]
+        )
+        raise ConfigError(
+            f"{where} was started with other settings: {differ}. Give the same flags to resume or "
+            "join it, or choose another --hp_search_study_name."
+        )
     return study
 
 
@@ -185,8 +175,12 @@ def describe(key: str, value: Any) -> str:
     """A setting as the error shows it: a search space as `name low..high [log]` or `name [choices]`."""
     if key != "space" or not isinstance(value, list):
         return repr(value)
-    parts = [f"{d['name']} {d['choices']}" if d.get("choices") is not None else
-             f"{d['name']} {d['low']}..{d['high']}{' log' if d.get('log') else ''}" for d in value]
+    parts = [
+        f"{d['name']} {d['choices']}"
+        if d.get("choices") is not None
+        else f"{d['name']} {d['low']}..{d['high']}{' log' if d.get('log') else ''}"
+        for d in value
+    ]
     return "; ".join(parts) or "(empty)"
 
 
@@ -238,8 +232,12 @@ def worker_identity() -> dict[str, Any]:
     (host name and boot time, as containers may share a host name)."""
     import psutil
 
-    return {"host": socket.gethostname(), "boot": int(psutil.boot_time()), "pid": os.getpid(),
-            "started": round(psutil.Process().create_time(), 2)}
+    return {
+        "host": socket.gethostname(),
+        "boot": int(psutil.boot_time()),
+        "pid": os.getpid(),
+        "started": round(psutil.Process().create_time(), 2),
+    }
 
 
 def worker_label(worker: Mapping[str, Any] | None) -> str:
@@ -295,8 +293,12 @@ def fail_dead_trials(study, storage) -> list[int]:
         except optuna.exceptions.UpdateFinishedTrialError:
             failed = False  # another worker failed it first, and enqueued the re-run
         if failed:
-            logger.warning("Trial %d (slot %s) stopped with its worker %s; it is run again.", trial.number,
-                           trial.user_attrs.get(SLOT), worker_label(trial.user_attrs.get(WORKER)))
+            logger.warning(
+                "Trial %d (slot %s) stopped with its worker %s; it is run again.",
+                trial.number,
+                trial.user_attrs.get(SLOT),
+                worker_label(trial.user_attrs.get(WORKER)),
+            )
             retry(study, storage.get_trial(trial_id))
             failed_numbers.append(trial.number)
     return failed_numbers
@@ -312,11 +314,18 @@ def trial_records(trials: Sequence[Any]) -> list[dict[str, Any]]:
         if trial.state == TrialState.COMPLETE and RECORD in trial.user_attrs:
             records.append(trial.user_attrs[RECORD])
             continue
-        record = {"trial": trial.number, "slot": trial.user_attrs.get(SLOT), "state": trial.state.name,
-                  "params": trial.params, "worker": worker_label(trial.user_attrs.get(WORKER))}
+        record = {
+            "trial": trial.number,
+            "slot": trial.user_attrs.get(SLOT),
+            "state": trial.state.name,
+            "params": trial.params,
+            "worker": worker_label(trial.user_attrs.get(WORKER)),
+        }
         if trial.number in reruns:
-            record["error"] = ("stopped before it ended (its worker was killed or interrupted); run again as trial "
-                               f"{reruns[trial.number]}")
+            record["error"] = (
+                "stopped before it ended (its worker was killed or interrupted); run again as trial "
+                f"{reruns[trial.number]}"
+            )
         elif ERROR in trial.user_attrs:
             record["error"] = trial.user_attrs[ERROR]
         records.append(record)
@@ -335,8 +344,11 @@ def claim_final_training(storage, name: str, best: int, me: Mapping[str, Any]):
     Creating a study is atomic in the storage (study names are unique), so exactly one worker wins an attempt. A
     study extended with more trials claims again only if its best trial changed."""
     prefix = f"{name}/train-best/trial-{best}/"
-    attempts = [int(n[len(prefix):]) for n in optuna.get_all_study_names(storage)
-                if n.startswith(prefix) and n[len(prefix):].isdigit()]
+    attempts = [
+        int(n[len(prefix) :])
+        for n in optuna.get_all_study_names(storage)
+        if n.startswith(prefix) and n[len(prefix) :].isdigit()
+    ]
     attempt = max(attempts, default=-1) + 1
     if attempts:
         held = optuna.load_study(storage=storage, study_name=f"{prefix}{attempt - 1}")

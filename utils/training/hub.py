@@ -40,7 +40,12 @@ def push_output_dir(output_dir: str, repo_id: str | None, private: bool | None, 
     url = api.create_repo(repo_id=repo_id, private=bool(private), repo_type="model", exist_ok=True)
     repo_id = getattr(url, "repo_id", None) or repo_id
     files = upload_plan(output_dir)
-    api.upload_folder(folder_path=output_dir, repo_id=repo_id, repo_type="model", allow_patterns=files,
-                      commit_message="Upload fine-tuned model (finetune-kit)")
+    api.upload_folder(
+        folder_path=output_dir,
+        repo_id=repo_id,
+        repo_type="model",
+        allow_patterns=files,
+        commit_message="Upload fine-tuned model (finetune-kit)",
+    )
     logger.info("Pushed %d files to https://huggingface.co/%s", len(files), repo_id)
     return repo_id

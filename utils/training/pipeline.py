@@ -63,9 +63,19 @@ from utils.training.tuning import (
 logger = logging.getLogger(__name__)
 
 #: Hyperparameters worth a line in the model card.
-CARD_HYPERPARAMETERS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
-                        "num_train_epochs", "weight_decay", "warmup_steps", "lr_scheduler_type", "optim", "seed",
-                        "bf16", "fp16")
+CARD_HYPERPARAMETERS = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "num_train_epochs",
+    "weight_decay",
+    "warmup_steps",
+    "lr_scheduler_type",
+    "optim",
+    "seed",
+    "bf16",
+    "fp16",
+)
 
 
 def setup_logging(args: FinetuneTrainingArguments) -> None:
@@ -73,8 +83,13 @@ def setup_logging(args: FinetuneTrainingArguments) -> None:
     asks for more."""
     ours = logging.INFO if args.should_log else logging.WARNING
     libraries = args.get_process_log_level() if args.log_level != "passive" else logging.WARNING
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)], level=logging.WARNING, force=True)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+        level=logging.WARNING,
+        force=True,
+    )
     logging.getLogger("utils").setLevel(ours)
     datasets.utils.logging.set_verbosity(libraries)
     transformers.utils.logging.set_verbosity(libraries)
@@ -148,16 +163,19 @@ def run(task: Task, argv: Sequence[str] | None = None, callbacks: Sequence[Train
         from utils.training.hp_search import search
 
         known = {field.name for kind in argument_types(task) for field in dataclasses.fields(kind)}
-        return search(argv, job.model_args, job.training_args, known,
-                      functools.partial(run_job, task, callbacks=callbacks)).results
+        return search(
+            argv, job.model_args, job.training_args, known, functools.partial(run_job, task, callbacks=callbacks)
+        ).results
     try:
         return run_job(task, argv, callbacks, job).results
     except RuntimeError as err:  # torch.distributed's errors are RuntimeErrors
         if job.training_args.world_size > 1 and is_lost_peer(err):
             cause = one_line(err)[:300]
-            raise PeerLost(f"another process of this distributed run stopped or cannot be reached ({cause}), so this "
-                           "one stops too. Relaunch every machine with --resume_from_checkpoint last to continue from "
-                           "the newest checkpoint.") from None
+            raise PeerLost(
+                f"another process of this distributed run stopped or cannot be reached ({cause}), so this "
+                "one stops too. Relaunch every machine with --resume_from_checkpoint last to continue from "
+                "the newest checkpoint."
+            ) from None
         raise
 
 
@@ -166,8 +184,16 @@ class PeerLost(FinetuneError):
 
 
 #: What gloo, NCCL and the rendezvous store say when a peer is gone or silent.
-LOST_PEER_MESSAGES = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "timed out",
-                      "Timed out", "DistNetworkError", "DistStoreError", "NCCL communicator was aborted")
+LOST_PEER_MESSAGES = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "timed out",
+    "Timed out",
+    "DistNetworkError",
+    "DistStoreError",
+    "NCCL communicator was aborted",
+)
 
 
 def is_lost_peer(err: BaseException) -> bool:
@@ -177,8 +203,9 @@ def is_lost_peer(err: BaseException) -> bool:
     return isinstance(err, torch.distributed.DistError) or any(text in str(err) for text in LOST_PEER_MESSAGES)
 
 
-def run_job(task: Task, argv: Sequence[str], callbacks: Sequence[TrainerCallback] = (), job: ParsedJob | None = None
-            ) -> JobOutcome:
+def run_job(
+    task: Task, argv: Sequence[str], callbacks: Sequence[TrainerCallback] = (), job: ParsedJob | None = None
+) -> JobOutcome:
     """One job: load, train, evaluate, predict, write the outputs; returns the metrics and the settled training
     arguments (the hyper-parameter search reads the metric chosen). `job`: `argv` already parsed."""
     started = time.time()
@@ -210,24 +237,45 @@ def run_job(task: Task, argv: Sequence[str], callbacks: Sequence[TrainerCallback
     results = run_task_stages(task_stages, StageContext(model, tokenizer, data, labels, training_args))
     model = prepare_model(model, model_args, task.training.peft_task_type)
     counts = parameter_counts(model)
-    logger.info("Trainable parameters: %s of %s (%.2f%%)", f"{counts['trainable_parameters']:,}",
-                f"{counts['total_parameters']:,}", counts["trainable_percent"])
+    logger.info(
+        "Trainable parameters: %s of %s (%.2f%%)",
+        f"{counts['trainable_parameters']:,}",
+        f"{counts['total_parameters']:,}",
+        counts["trainable_percent"],
+    )
     with training_args.main_process_first(desc="tokenizing"):
         features = {split: task.data.encode(data.raw[split], tokenizer, labels, data) for split in splits}
     if training_args.sort_eval_by_length:
-        features.update({split: sorted_by_length(features[split]) for split in ("validation", "test")
-                         if split in splits})
+        features.update(
+            {split: sorted_by_length(features[split]) for split in ("validation", "test") if split in splits}
+        )
 
     hub = HubTarget.take_from(training_args)  # pushed once at the end, not by Trainer mid-run
     training_args = dataclasses.replace(training_args, push_to_hub=False, hub_token=None)
-    logger.info("World size %d (%s) on %s", training_args.world_size, training_args.parallel_mode.value,
-                training_args.device)
-    batching = decide_batching(training_args, given, model, tokenizer.pad_token_id, task.training.token_outputs,
-                               data_args.pad_to_max_length, data_args.max_seq_length)
+    logger.info(
+        "World size %d (%s) on %s", training_args.world_size, training_args.parallel_mode.value, training_args.device
+    )
+    batching = decide_batching(
+        training_args,
+        given,
+        model,
+        tokenizer.pad_token_id,
+        task.training.token_outputs,
+        data_args.pad_to_max_length,
+        data_args.max_seq_length,
+    )
     reduce_logits = task.training.reduce_logits if training_args.argmax_in_metrics else None
-    trainer = build_trainer(model, tokenizer, training_args, features,
-                            task.training.collator(tokenizer, data, batching.pad_to), reduce_logits,
-                            task.training.loss(data, labels, training_args), callbacks, batching)
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        training_args,
+        features,
+        task.training.collator(tokenizer, data, batching.pad_to),
+        reduce_logits,
+        task.training.loss(data, labels, training_args),
+        callbacks,
+        batching,
+    )
     trainer.run_results.update({**counts, **results})  # into all_results.json with the metrics
     stage_results, reports, written = run_stages(trainer, task, stages, data, features, labels, produced)
     results = {**counts, **results, **stage_results}
@@ -239,8 +287,9 @@ def run_job(task: Task, argv: Sequence[str], callbacks: Sequence[TrainerCallback
     return JobOutcome(results, training_args)
 
 
-def partial_training_lr(model_args: ModelArguments, args: FinetuneTrainingArguments, given: set[str]
-                        ) -> FinetuneTrainingArguments:
+def partial_training_lr(
+    model_args: ModelArguments, args: FinetuneTrainingArguments, given: set[str]
+) -> FinetuneTrainingArguments:
     """Adapters and linear probes learn at a higher rate than full fine-tuning; used unless --learning_rate is set."""
     if "learning_rate" in given:
         return args
@@ -273,8 +322,18 @@ class HubTarget:
         return cls(args.push_to_hub, args.hub_model_id, args.hub_private_repo, args.hub_token)
 
 
-def finish_outputs(task: Task, trainer, model_args, data: LoadedData, labels, results: dict[str, Any],
-                   reports: dict[str, str], written: list[str], argv: Sequence[str], hub: HubTarget) -> None:
+def finish_outputs(
+    task: Task,
+    trainer,
+    model_args,
+    data: LoadedData,
+    labels,
+    results: dict[str, Any],
+    reports: dict[str, str],
+    written: list[str],
+    argv: Sequence[str],
+    hub: HubTarget,
+) -> None:
     """Main process only: reports, training curves, TensorBoard hyperparameters, model card, results table, push."""
     args = trainer.args
     output_dir = args.output_dir

@@ -26,11 +26,10 @@ def results_table(results: Mapping[str, Any], main_metrics: Sequence[str]) -> st
     names = [name for name in main_metrics if any(f"{prefix}{name}" in results for _, prefix in columns)]
     for _, prefix in columns:
         for key in results:
-            name = key[len(prefix):]
+            name = key[len(prefix) :]
             if key.startswith(prefix) and name not in names and name not in SKIPPED_METRICS:
                 names.append(name)
-    lines = ["| metric | " + " | ".join(title for title, _ in columns) + " |",
-             "|---|" + "---|" * len(columns)]
+    lines = ["| metric | " + " | ".join(title for title, _ in columns) + " |", "|---|" + "---|" * len(columns)]
     for name in names:
         cells = []
         for _, prefix in columns:
@@ -151,10 +150,22 @@ def write_model_card(
         if f"{prefix}{name}" in results
     ]
     if model_index:
-        metadata["model-index"] = [{"name": os.path.basename(os.path.abspath(output_dir)), "results": [
-            {"task": {"type": pipeline_tag}, "metrics": model_index}]}]
-    lines = ["---", yaml.safe_dump(metadata, sort_keys=False).rstrip(), "---", "", f"# {title}", "",
-             f"Fine-tuned from `{base_model}` with finetune-kit.", ""]
+        metadata["model-index"] = [
+            {
+                "name": os.path.basename(os.path.abspath(output_dir)),
+                "results": [{"task": {"type": pipeline_tag}, "metrics": model_index}],
+            }
+        ]
+    lines = [
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# {title}",
+        "",
+        f"Fine-tuned from `{base_model}` with finetune-kit.",
+        "",
+    ]
     if command:
         lines += ["Trained with:", "", "```bash", command, "```", ""]
     lines += ["## Data", ""] + [f"- {split}: `{shown_path(source)}`" for split, source in data_sources.items()]
@@ -168,17 +179,31 @@ def write_model_card(
     if table:
         lines += ["## Results", "", table, ""]
     if curves:
-        lines += ["## Training curves", "", "![Loss and validation metric over training steps](training_curves.png)",
-                  ""]
+        lines += [
+            "## Training curves",
+            "",
+            "![Loss and validation metric over training steps](training_curves.png)",
+            "",
+        ]
     lines += [
-        "## Use", "", "```python", "from transformers import pipeline", "",
-        f'model = pipeline("{pipeline_tag}", model="{shown_path(os.path.abspath(output_dir))}")', "```", "",
-        "## Intended use", "",
-        f"{pipeline_tag.replace('-', ' ').capitalize()} of text like the training data above.", "",
-        "## Limitations", "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        "",
+        f'model = pipeline("{pipeline_tag}", model="{shown_path(os.path.abspath(output_dir))}")',
+        "```",
+        "",
+        "## Intended use",
+        "",
+        f"{pipeline_tag.replace('-', ' ').capitalize()} of text like the training data above.",
+        "",
+        "## Limitations",
+        "",
         "Scores hold for data like the evaluation data above; expect lower scores on other domains, and check the "
         "labels you rely on against the per-label report (`classification_report.txt`). The model inherits the "
-        "biases of its base model and of the training data.", "",
+        "biases of its base model and of the training data.",
+        "",
     ]
     with atomic_write(os.path.join(output_dir, "README.md")) as stream:
         stream.write("\n".join(lines))

@@ -59,15 +59,23 @@ def decide_stages(args: FinetuneTrainingArguments, given: set[str], splits: set[
         args.do_eval and "do_eval" in given,
         args.do_predict and "do_predict" in given,
     )
-    for wanted, split, flag in ((stages.train, "train", "--train_file"), (stages.evaluate, "validation",
-                                "--validation_file"), (stages.predict, "test", "--test_file")):
+    for wanted, split, flag in (
+        (stages.train, "train", "--train_file"),
+        (stages.evaluate, "validation", "--validation_file"),
+        (stages.predict, "test", "--test_file"),
+    ):
         if wanted and split not in splits:
             raise ConfigError(f"A {split} stage was asked for but there is no {split} split: pass {flag}.")
     return stages
 
 
-def settle_training_args(args: FinetuneTrainingArguments, stages: Stages, splits: set[str], given: set[str],
-                         best_metric: tuple[str, bool] | None = None) -> FinetuneTrainingArguments:
+def settle_training_args(
+    args: FinetuneTrainingArguments,
+    stages: Stages,
+    splits: set[str],
+    given: set[str],
+    best_metric: tuple[str, bool] | None = None,
+) -> FinetuneTrainingArguments:
     """Make the training arguments fit the data: no validation split, no evaluation during training; otherwise the
     best checkpoint by the task's metric (e.g. F1) is restored at the end, unless the user decided otherwise."""
     changes: dict[str, Any] = {"do_train": stages.train, "do_eval": stages.evaluate, "do_predict": stages.predict}
@@ -95,8 +103,9 @@ def kept_checkpoint(state, args) -> dict[str, Any]:
     """When training restored a best checkpoint that is not its last step: which step, and why (the scores that
     decided), as `kept_step`/`kept_reason` result keys; else nothing."""
     best = state.best_model_checkpoint
-    if not (args.load_best_model_at_end and best and state.best_global_step
-            and state.best_global_step != state.global_step):
+    if not (
+        args.load_best_model_at_end and best and state.best_global_step and state.best_global_step != state.global_step
+    ):
         return {}
     name = args.metric_for_best_model or "loss"
     key = name if name.startswith("eval_") else f"eval_{name}"
@@ -105,16 +114,22 @@ def kept_checkpoint(state, args) -> dict[str, Any]:
     last = evaluations[-1] if evaluations else None
     if kept is None or last is None:
         return {"kept_step": state.best_global_step}
-    name = key[len("eval_"):]
+    name = key[len("eval_") :]
     if last["step"] == kept["step"]:
-        reason = (f"best {name} {kept[key]:.4f} at the last evaluation (step {kept['step']}); steps after it were "
-                  "never evaluated")
+        reason = (
+            f"best {name} {kept[key]:.4f} at the last evaluation (step {kept['step']}); steps after it were "
+            "never evaluated"
+        )
     elif kept[key] == last[key]:
-        reason = (f"{name} tied at {kept[key]:.4f} with the last evaluation (step {last['step']}); lower loss "
-                  f"{kept.get('eval_loss', float('nan')):.4f} against {last.get('eval_loss', float('nan')):.4f}")
+        reason = (
+            f"{name} tied at {kept[key]:.4f} with the last evaluation (step {last['step']}); lower loss "
+            f"{kept.get('eval_loss', float('nan')):.4f} against {last.get('eval_loss', float('nan')):.4f}"
+        )
     else:
-        reason = (f"{name} {kept[key]:.4f} against {last[key]:.4f} at the last evaluation (step {last['step']}; "
-                  f"{'higher' if args.greater_is_better else 'lower'} is better)")
+        reason = (
+            f"{name} {kept[key]:.4f} against {last[key]:.4f} at the last evaluation (step {last['step']}; "
+            f"{'higher' if args.greater_is_better else 'lower'} is better)"
+        )
     return {"kept_step": kept["step"], "kept_reason": reason}
 
 
@@ -180,13 +195,19 @@ def run_stages(
         stop = next(c for c in trainer.callback_handler.callbacks if isinstance(c, GracefulStop))
         if stop.received is not None:
             trainer.save_state()
-            raise Interrupted(f"stopped by {signal.Signals(stop.received).name} at step {trainer.state.global_step} "
-                              f"after saving a checkpoint; continue with --resume_from_checkpoint last.")
+            raise Interrupted(
+                f"stopped by {signal.Signals(stop.received).name} at step {trainer.state.global_step} "
+                f"after saving a checkpoint; continue with --resume_from_checkpoint last."
+            )
         trainer.save_model()
         kept = kept_checkpoint(trainer.state, args)
         if kept:
-            logger.warning("Restored checkpoint-%d of %d steps, not the last one: %s.", kept["kept_step"],
-                           trainer.state.global_step, kept.get("kept_reason", "the best score"))
+            logger.warning(
+                "Restored checkpoint-%d of %d steps, not the last one: %s.",
+                kept["kept_step"],
+                trainer.state.global_step,
+                kept.get("kept_reason", "the best score"),
+            )
         metrics = dict(train_result.metrics, train_samples=len(raw["train"]), train_features=len(features["train"]))
         padding = trainer.padding_fraction() if isinstance(trainer, FinetuneTrainer) else None
         if padding is not None:
@@ -209,4 +230,3 @@ def run_stages(
         if trainer.is_world_process_zero():
             written = task.training.write_predictions(args.output_dir, raw["test"], decoded, labels, data)
     return results, reports, written
-

@@ -43,14 +43,19 @@ TOTALS_FILE = "finetune_totals.json"
 
 #: What a checkpoint holds only for resuming from it (optimizer, scheduler, scaler, RNG states): two thirds of a
 #: checkpoint of an Adam-trained model. Only the newest checkpoint of a run is ever resumed from.
-RESUME_STATE_FILES = ("optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt", "rng_state.pth",
-                      "rng_state_*.pth")
+RESUME_STATE_FILES = ("optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt", "rng_state.pth", "rng_state_*.pth")
 
 
 #: The private `Trainer` methods overridden below, for lack of a public hook (tests/test_layers.py checks that
 #: transformers still has each, so an upgrade that renames one fails a test instead of bypassing it).
-PRIVATE_OVERRIDES = ("_save_checkpoint", "_load_best_model", "_determine_best_metric", "_get_train_sampler",
-                     "_get_num_items_in_batch", "_get_eval_sampler")
+PRIVATE_OVERRIDES = (
+    "_save_checkpoint",
+    "_load_best_model",
+    "_determine_best_metric",
+    "_get_train_sampler",
+    "_get_num_items_in_batch",
+    "_get_eval_sampler",
+)
 
 
 class FinetuneTrainer(Trainer):
@@ -93,8 +98,9 @@ class FinetuneTrainer(Trainer):
             if self.packer is not None:
                 inputs = self.packer(inputs)
             self.tokens_computed += int(inputs["input_ids"].numel())
-        return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                    num_items_in_batch=num_items_in_batch)
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs) -> TrainOutput:
         """`Trainer.train`, with train_loss (and the padding counts) over the whole run when it is resumed."""
@@ -125,9 +131,14 @@ class FinetuneTrainer(Trainer):
         pending = nested_gather(self._tr_loss, self.args.parallel_mode).mean().item()  # every rank takes part
         if self.is_world_process_zero():
             directory = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            write_json(os.path.join(directory, TOTALS_FILE), {
-                "loss": self.loss_before_resume + self._total_loss_scalar + pending,
-                "tokens_real": self.tokens_real, "tokens_computed": self.tokens_computed})
+            write_json(
+                os.path.join(directory, TOTALS_FILE),
+                {
+                    "loss": self.loss_before_resume + self._total_loss_scalar + pending,
+                    "tokens_real": self.tokens_real,
+                    "tokens_computed": self.tokens_computed,
+                },
+            )
 
     def _load_best_model(self) -> None:
         """The best checkpoint is loaded back at the end, unless it is the last step's: those weights are the ones in
@@ -244,8 +255,9 @@ class DropOlderResumeState(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         trainer = self.trainer
         if state.is_world_process_zero and not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
-            drop_resume_state(args.output_dir,
-                              keep=os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
+            drop_resume_state(
+                args.output_dir, keep=os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            )
 
 
 class GracefulStop(TrainerCallback):
@@ -327,9 +339,17 @@ def log_hparams(trainer: Trainer, hyperparameters: Mapping[str, Any], results: M
         return
     from torch.utils.tensorboard import SummaryWriter
 
-    metrics = {f"hparam/{key}": float(value) for key, value in results.items()
-               if isinstance(value, (int, float)) and key.split("_", 1)[0] in {"eval", "predict", "train"}}
+    metrics = {
+        f"hparam/{key}": float(value)
+        for key, value in results.items()
+        if isinstance(value, (int, float)) and key.split("_", 1)[0] in {"eval", "predict", "train"}
+    }
     with SummaryWriter(log_dir=log_dir) as writer:
-        writer.add_hparams({key: value if isinstance(value, (int, float, str, bool)) else str(value)
-                            for key, value in hyperparameters.items()}, metrics, run_name=".")
-
+        writer.add_hparams(
+            {
+                key: value if isinstance(value, (int, float, str, bool)) else str(value)
+                for key, value in hyperparameters.items()
+            },
+            metrics,
+            run_name=".",
+        )

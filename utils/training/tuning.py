@@ -53,15 +53,17 @@ def encoder(model: PreTrainedModel) -> nn.Module:
 def head_module_names(model: PreTrainedModel) -> list[str]:
     """Top-level modules outside the encoder that hold weights: the task head (e.g. `classifier`)."""
     prefix = model.base_model_prefix
-    return [name for name, module in model.named_children()
-            if name != prefix and any(True for _ in module.parameters())]
+    return [
+        name for name, module in model.named_children() if name != prefix and any(True for _ in module.parameters())
+    ]
 
 
 def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
     """The encoder's stack of transformer blocks, bottom first."""
     count = model.config.num_hidden_layers
-    stacks = [module for module in encoder(model).modules()
-              if isinstance(module, nn.ModuleList) and len(module) == count]
+    stacks = [
+        module for module in encoder(model).modules() if isinstance(module, nn.ModuleList) and len(module) == count
+    ]
     if not stacks:
         raise ConfigError(f"Cannot find the {count} encoder layers of {type(model).__name__} to freeze.")
     return stacks[0]
@@ -90,9 +92,11 @@ def apply_freezing(model: PreTrainedModel, model_args: ModelArguments) -> None:
     if model_args.freeze_layers:
         layers = encoder_layers(model)
         if model_args.freeze_layers > len(layers):
-            raise ConfigError(f"--freeze_layers {model_args.freeze_layers}: the model has only {len(layers)} layers "
-                              "(use --train_head_only to freeze them all).")
-        for layer in layers[:model_args.freeze_layers]:
+            raise ConfigError(
+                f"--freeze_layers {model_args.freeze_layers}: the model has only {len(layers)} layers "
+                "(use --train_head_only to freeze them all)."
+            )
+        for layer in layers[: model_args.freeze_layers]:
             freeze(layer)
 
 
@@ -103,15 +107,19 @@ def lora_target_modules(model: PreTrainedModel, model_args: ModelArguments) -> s
     elif model.config.model_type in LORA_TARGETS:
         names = list(LORA_TARGETS[model.config.model_type])
     else:
-        raise ConfigError(f"No default LoRA targets for model type {model.config.model_type!r}: pass "
-                          "--lora_target_modules with the names of its attention/feed-forward linear layers.")
+        raise ConfigError(
+            f"No default LoRA targets for model type {model.config.model_type!r}: pass "
+            "--lora_target_modules with the names of its attention/feed-forward linear layers."
+        )
     prefix = model.base_model_prefix
-    linear = {name.rsplit(".", 1)[-1] for name, module in encoder(model).named_modules()
-              if isinstance(module, nn.Linear)}
+    linear = {
+        name.rsplit(".", 1)[-1] for name, module in encoder(model).named_modules() if isinstance(module, nn.Linear)
+    }
     unknown = sorted(set(names) - linear)
     if unknown:
-        raise ConfigError(f"--lora_target_modules {unknown}: no linear layer of the encoder has that name; it has "
-                          f"{sorted(linear)}.")
+        raise ConfigError(
+            f"--lora_target_modules {unknown}: no linear layer of the encoder has that name; it has {sorted(linear)}."
+        )
     return rf"^{prefix}\..*\.({'|'.join(names)})$"
 
 
@@ -142,30 +150,37 @@ def parameter_counts(model: nn.Module) -> dict[str, Any]:
     """Trainable and total parameters (a LoRA model counts its adapters and head copy as trainable)."""
     total = sum(parameter.numel() for parameter in model.parameters())
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-    return {"trainable_parameters": trainable, "total_parameters": total,
-            "trainable_percent": round(100.0 * trainable / total, 4) if total else 0.0}
+    return {
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "trainable_percent": round(100.0 * trainable / total, 4) if total else 0.0,
+    }
 
 
 def describe_training(model_args: ModelArguments, counts: dict[str, Any]) -> list[str]:
     """Model-card lines saying what trained, so a reader knows whether this is a full fine-tune, LoRA or a probe."""
     if model_args.use_peft:
-        what = (f"LoRA (r={model_args.lora_r}, alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout}, "
-                f"targets: {model_args.lora_target_modules or 'the default per architecture'}); the task head trained "
-                "fully. The adapter is in `adapter/`"
-                + ("; the weights here are the adapter merged into the base model." if model_args.merge_adapter
-                   else "."))
+        what = (
+            f"LoRA (r={model_args.lora_r}, alpha={model_args.lora_alpha}, dropout={model_args.lora_dropout}, "
+            f"targets: {model_args.lora_target_modules or 'the default per architecture'}); the task head trained "
+            "fully. The adapter is in `adapter/`"
+            + ("; the weights here are the adapter merged into the base model." if model_args.merge_adapter else ".")
+        )
     elif model_args.train_head_only:
         what = "the task head only (a linear probe on the frozen encoder)."
     elif model_args.freeze_embeddings or model_args.freeze_layers:
         frozen = ["the embeddings"] * model_args.freeze_embeddings + (
-            [f"the bottom {model_args.freeze_layers} encoder layers"] if model_args.freeze_layers else [])
+            [f"the bottom {model_args.freeze_layers} encoder layers"] if model_args.freeze_layers else []
+        )
         what = f"every weight except {' and '.join(frozen)}."
     else:
         what = "every weight (full fine-tuning)."
     lines = [f"- Trained: {what}"]
     if "trainable_parameters" in counts:
-        lines.append(f"- Trainable parameters: {counts['trainable_parameters']:,} of {counts['total_parameters']:,} "
-                     f"({counts['trainable_percent']:.2f}%).")
+        lines.append(
+            f"- Trainable parameters: {counts['trainable_parameters']:,} of {counts['total_parameters']:,} "
+            f"({counts['trainable_percent']:.2f}%)."
+        )
     return lines
 
 

@@ -41,9 +41,11 @@ def read_ann(ann: Path, text: str) -> tuple[list[Span], Counter]:
             raise DataError(f"a T line is 'ID<TAB>TYPE START END<TAB>TEXT', got {line!r:.80}.", source=location)
         label, offsets = fields[1].split(" ", 1)
         if ";" in offsets:
-            raise DataError(f"{fields[0]} {label} is discontinuous ({offsets}); a BIO tag sequence cannot hold it. "
-                            "Split it into separate entities in brat, or join its fragments into one span.",
-                            source=location)
+            raise DataError(
+                f"{fields[0]} {label} is discontinuous ({offsets}); a BIO tag sequence cannot hold it. "
+                "Split it into separate entities in brat, or join its fragments into one span.",
+                source=location,
+            )
         start, end = offsets.split(" ")[:2]
         if not (start.isdigit() and end.isdigit()):
             raise DataError(f"{fields[0]}: offsets {offsets!r} must be integers.", source=location)
@@ -62,14 +64,18 @@ def line_records(txt: Path, text: str, spans: list[Span], ann: Path) -> list[Ann
         inside = [span for span in remaining if span.start < end + 1]
         for span in inside:
             if span.end > end:
-                raise DataError(f"{span.describe(text)} crosses the line break after line {number} of {txt}; "
-                                "records are lines: end the entity at the line break, or join the lines.",
-                                source=str(ann))
-        remaining = remaining[len(inside):]
+                raise DataError(
+                    f"{span.describe(text)} crosses the line break after line {number} of {txt}; "
+                    "records are lines: end the entity at the line break, or join the lines.",
+                    source=str(ann),
+                )
+        remaining = remaining[len(inside) :]
         if line.strip():
             kept = line.removesuffix("\r")  # CRLF documents: the record's text ends before the \r (a span may too)
-            moved = tuple(Span(min(span.start - offset, len(kept)), min(span.end - offset, len(kept)), span.label)
-                          for span in inside)
+            moved = tuple(
+                Span(min(span.start - offset, len(kept)), min(span.end - offset, len(kept)), span.label)
+                for span in inside
+            )
             records.append(AnnotatedText(kept, moved, (), f"{txt}:{number}", txt.stem))
         offset = end + 1
     return records
@@ -81,8 +87,10 @@ def read_brat(path: str) -> list[AnnotatedText]:
     for ann in ann_files(path):
         txt = ann.with_suffix(".txt")
         if not txt.is_file():
-            raise DataError(f"no {txt.name} beside it; brat keeps each document's text in NAME.txt next to "
-                            "NAME.ann.", source=str(ann))
+            raise DataError(
+                f"no {txt.name} beside it; brat keeps each document's text in NAME.txt next to NAME.ann.",
+                source=str(ann),
+            )
         text = read_utf8(str(txt)) if os.path.getsize(txt) else ""
         spans, other = read_ann(ann, text)
         skipped.update(other)

@@ -19,20 +19,24 @@ def read_span(item: Any, text: str, location: str) -> Span:
         return make_span(item.get("start_offset"), item.get("end_offset"), item.get("label"), text, location)
     if isinstance(item, list) and len(item) == 3:
         return make_span(item[0], item[1], item[2], text, location)
-    raise DataError(f"a span must be [start, end, label] or {{\"start_offset\", \"end_offset\", \"label\"}}, got "
-                    f"{item!r:.80}.", source=location)
+    raise DataError(
+        f'a span must be [start, end, label] or {{"start_offset", "end_offset", "label"}}, got {item!r:.80}.',
+        source=location,
+    )
 
 
 def read_doccano_record(record: Any, location: str) -> AnnotatedText:
     """One line: spans when its labels are spans, choices when they are names."""
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise DataError("each line must be an object with a 'text' string (doccano's JSONL export).",
-                        source=location)
+        raise DataError("each line must be an object with a 'text' string (doccano's JSONL export).", source=location)
     text = record["text"]
     keys = [key for key in LABEL_KEYS if key in record]
     if not keys:
-        raise DataError(f"no labels: the line has none of {list(LABEL_KEYS)} (it has {sorted(record)}); export "
-                        "the project from doccano as JSONL.", source=location)
+        raise DataError(
+            f"no labels: the line has none of {list(LABEL_KEYS)} (it has {sorted(record)}); export "
+            "the project from doccano as JSONL.",
+            source=location,
+        )
     items = record[keys[0]]
     if not isinstance(items, list):
         raise DataError(f"'{keys[0]}' must be a list, got {items!r:.80}.", source=location)
@@ -49,4 +53,3 @@ def doccano_record(record: AnnotatedText) -> dict[str, Any]:
     if record.uncertainty is not None:
         line["uncertainty"] = record.uncertainty
     return line
-

@@ -25,15 +25,21 @@ SPAN_TYPE, CHOICE_TYPE = "labels", "choices"
 def task_text(data: Any, location: str) -> str:
     """The text of a task: `data.text`, else its one string field (Label Studio's `$name` in the labelling config)."""
     if not isinstance(data, dict):
-        raise DataError(f"the task's 'data' must be an object with the text, got {data!r:.80}; export the project "
-                        "as JSON (not JSON_MIN or CSV).", source=location)
+        raise DataError(
+            f"the task's 'data' must be an object with the text, got {data!r:.80}; export the project "
+            "as JSON (not JSON_MIN or CSV).",
+            source=location,
+        )
     if isinstance(data.get("text"), str):
         return data["text"]
     strings = [key for key, value in data.items() if isinstance(value, str)]
     if len(strings) != 1:
-        raise DataError(f"cannot tell which field of 'data' is the text: no 'text' field and "
-                        f"{'no' if not strings else len(strings)} string fields {strings}; name the text field "
-                        "'text' in the labelling config ($text).", source=location)
+        raise DataError(
+            f"cannot tell which field of 'data' is the text: no 'text' field and "
+            f"{'no' if not strings else len(strings)} string fields {strings}; name the text field "
+            "'text' in the labelling config ($text).",
+            source=location,
+        )
     return data[strings[0]]
 
 
@@ -44,8 +50,9 @@ def chosen_results(task: dict, key: str, location: str) -> list | None:
         raise DataError(f"'{key}' must be a list, got {entries!r:.80}.", source=location)
     kept = [entry for entry in entries if isinstance(entry, dict) and not entry.get("was_cancelled")]
     if len(kept) > 1:
-        logger.warning("%s: %d %s; the first is used (export one annotation per task to choose)", location,
-                       len(kept), key)
+        logger.warning(
+            "%s: %d %s; the first is used (export one annotation per task to choose)", location, len(kept), key
+        )
     if not kept:
         return None
     result = kept[0].get("result", [])
@@ -54,13 +61,15 @@ def chosen_results(task: dict, key: str, location: str) -> list | None:
     return result
 
 
-def read_task(task: Any, location: str, key: str, skipped_types: Counter, converted: list[str] | None = None
-              ) -> AnnotatedText | None:
+def read_task(
+    task: Any, location: str, key: str, skipped_types: Counter, converted: list[str] | None = None
+) -> AnnotatedText | None:
     """One task as a record (None when it has no annotation of `key`); spans whose offsets were UTF-16 code units
     are converted to characters and listed in `converted`."""
     if not isinstance(task, dict) or "data" not in task:
-        raise DataError("each task must be an object with 'data' and 'annotations'; export the project as JSON.",
-                        source=location)
+        raise DataError(
+            "each task must be an object with 'data' and 'annotations'; export the project as JSON.", source=location
+        )
     text = task_text(task["data"], location)
     results = chosen_results(task, key, location)
     if results is None:
@@ -83,9 +92,11 @@ def read_task(task: Any, location: str, key: str, skipped_types: Counter, conver
             continue
         labels = value.get("labels")
         if not isinstance(labels, list) or len(labels) != 1:
-            raise DataError(f"span [{value.get('start')}, {value.get('end')}) has labels {labels!r}; a span needs "
-                            "exactly one label (BIO tags hold one type per word). Keep one label in the tool.",
-                            source=where)
+            raise DataError(
+                f"span [{value.get('start')}, {value.get('end')}) has labels {labels!r}; a span needs "
+                "exactly one label (BIO tags hold one type per word). Keep one label in the tool.",
+                source=where,
+            )
         quoted = value.get("text")
         start, end = code_point_offsets(value.get("start"), value.get("end"), text, quoted, converted, where)
         spans.append(make_span(start, end, labels[0], text, where, quoted, result.get("score")))
@@ -98,8 +109,11 @@ def read_label_studio(path: str, document: Any, key: str = "annotations") -> lis
     if isinstance(document, dict):
         document = [document]
     if not isinstance(document, list):
-        raise DataError("a Label Studio export is a JSON list of tasks [{\"data\": ..., \"annotations\": ...}]; "
-                        "export the project as JSON.", source=path)
+        raise DataError(
+            'a Label Studio export is a JSON list of tasks [{"data": ..., "annotations": ...}]; '
+            "export the project as JSON.",
+            source=path,
+        )
     skipped_types: Counter = Counter()
     converted: list[str] = []
     records = []
@@ -108,35 +122,57 @@ def read_label_studio(path: str, document: Any, key: str = "annotations") -> lis
         if record is not None:
             records.append(record)
     if len(records) < len(document):
-        logger.info("%s: %d of %d tasks have no %s and are not used", path, len(document) - len(records),
-                    len(document), key)
+        logger.info(
+            "%s: %d of %d tasks have no %s and are not used", path, len(document) - len(records), len(document), key
+        )
     if skipped_types:
         logger.info("%s: results not read (not labels or choices): %s", path, dict(skipped_types))
     if converted:
-        logger.info("%s: %d span(s) had offsets counted in UTF-16 code units (as Label Studio counts them: an emoji "
-                    "before a span counts twice); converted to characters, first at %s", path, len(converted),
-                    converted[0])
+        logger.info(
+            "%s: %d span(s) had offsets counted in UTF-16 code units (as Label Studio counts them: an emoji "
+            "before a span counts twice); converted to characters, first at %s",
+            path,
+            len(converted),
+            converted[0],
+        )
     if not records:
         raise DataError(f"none of its {len(document)} tasks has {key}; label some tasks, then export.", source=path)
     return records
 
 
-def label_studio_task(record: AnnotatedText, model_version: str, from_name: str = "label", to_name: str = "text"
-                      ) -> dict[str, Any]:
+def label_studio_task(
+    record: AnnotatedText, model_version: str, from_name: str = "label", to_name: str = "text"
+) -> dict[str, Any]:
     """A task with the record as a prediction, for Label Studio to import: `data.text` (and `data.uncertainty`, a
     column to sort by), one prediction with `model_version`, its `score` and one result per span (type `labels`) or
     one `choices` result for the chosen labels."""
     result: list[dict[str, Any]] = []
     for number, span in enumerate(record.spans, start=1):
-        item = {"id": f"p{number}", "from_name": from_name, "to_name": to_name, "type": SPAN_TYPE,
-                "value": {"start": span.start, "end": span.end, "text": record.text[span.start:span.end],
-                          "labels": [span.label]}}
+        item = {
+            "id": f"p{number}",
+            "from_name": from_name,
+            "to_name": to_name,
+            "type": SPAN_TYPE,
+            "value": {
+                "start": span.start,
+                "end": span.end,
+                "text": record.text[span.start : span.end],
+                "labels": [span.label],
+            },
+        }
         if span.score is not None:
             item["score"] = span.score
         result.append(item)
     if record.choices:
-        result.append({"id": "p1", "from_name": from_name, "to_name": to_name, "type": CHOICE_TYPE,
-                       "value": {"choices": [choice.label for choice in record.choices]}})
+        result.append(
+            {
+                "id": "p1",
+                "from_name": from_name,
+                "to_name": to_name,
+                "type": CHOICE_TYPE,
+                "value": {"choices": [choice.label for choice in record.choices]},
+            }
+        )
     data: dict[str, Any] = {"text": record.text}
     if record.uncertainty is not None:
         data["uncertainty"] = record.uncertainty
@@ -146,7 +182,8 @@ def label_studio_task(record: AnnotatedText, model_version: str, from_name: str 
     return {"data": data, "predictions": [prediction]}
 
 
-def label_studio_tasks(records: Sequence[AnnotatedText], model_version: str, from_name: str = "label",
-                       to_name: str = "text") -> list[dict[str, Any]]:
+def label_studio_tasks(
+    records: Sequence[AnnotatedText], model_version: str, from_name: str = "label", to_name: str = "text"
+) -> list[dict[str, Any]]:
     """Every record as a task (the JSON list Label Studio's import takes)."""
     return [label_studio_task(record, model_version, from_name, to_name) for record in records]

@@ -50,26 +50,35 @@ class FewShotArguments:
 
     zero_shot: bool = field(
         default=False,
-        metadata={"help": "No training: each text gets the label whose description is most similar (cosine of "
-                  "mean-pooled embeddings). The train split, if given, is not used."},
+        metadata={
+            "help": "No training: each text gets the label whose description is most similar (cosine of "
+            "mean-pooled embeddings). The train split, if given, is not used."
+        },
     )
     label_descriptions: str | None = field(
         default=None,
-        metadata={"help": "Zero-shot: YAML/JSON mapping of label name to a description (or a list of them, "
-                  "averaged); its order is the label order. Default: the label names themselves."},
+        metadata={
+            "help": "Zero-shot: YAML/JSON mapping of label name to a description (or a list of them, "
+            "averaged); its order is the label order. Default: the label names themselves."
+        },
     )
     few_shot_k: int | None = field(
         default=None, metadata={"help": "Train on K examples per label, sampled (stratified) from the train split."}
     )
     few_shot_method: str = field(
         default=CONTRASTIVE,
-        metadata={"help": "contrastive: SetFit-style pair training of the encoder, then a fitted head; finetune: "
-                  "the ordinary recipe on the K-shot sample.", "choices": [CONTRASTIVE, FINETUNE]},
+        metadata={
+            "help": "contrastive: SetFit-style pair training of the encoder, then a fitted head; finetune: "
+            "the ordinary recipe on the K-shot sample.",
+            "choices": [CONTRASTIVE, FINETUNE],
+        },
     )
     few_shot_seed: int = field(default=42, metadata={"help": "Seed of the K-shot sample and of the pairs."})
     few_shot_iterations: int = field(
-        default=20, metadata={"help": "Contrastive: pair-generation rounds; each gives every example one positive and "
-                              "one negative pair."}
+        default=20,
+        metadata={
+            "help": "Contrastive: pair-generation rounds; each gives every example one positive and one negative pair."
+        },
     )
     few_shot_max_pairs: int | None = field(
         default=None, metadata={"help": "Contrastive: at most this many pairs (half positive, half negative)."}
@@ -88,16 +97,20 @@ class FewShotArguments:
         if self.few_shot_k is not None and self.few_shot_k < 1:
             raise ConfigError(f"--few_shot_k must be a positive number of examples per label, got {self.few_shot_k}.")
         if self.few_shot_k == 1 and self.few_shot_method == CONTRASTIVE:
-            raise ConfigError("--few_shot_k 1 gives no same-label pairs for contrastive training; use K >= 2 or "
-                              "--few_shot_method finetune.")
+            raise ConfigError(
+                "--few_shot_k 1 gives no same-label pairs for contrastive training; use K >= 2 or "
+                "--few_shot_method finetune."
+            )
         for name in ("few_shot_iterations", "few_shot_batch_size", "few_shot_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
         if self.few_shot_max_pairs is not None and self.few_shot_max_pairs < 2:
             raise ConfigError(f"--few_shot_max_pairs must be at least 2, got {self.few_shot_max_pairs}.")
         if not self.few_shot_learning_rate >= 0 or self.few_shot_learning_rate == float("inf"):  # nan fails >=
-            raise ConfigError(f"--few_shot_learning_rate {self.few_shot_learning_rate}: must be a finite number of 0 "
-                              "or more, such as 2e-5.")
+            raise ConfigError(
+                f"--few_shot_learning_rate {self.few_shot_learning_rate}: must be a finite number of 0 "
+                "or more, such as 2e-5."
+            )
 
     @property
     def contrastive(self) -> bool:
@@ -110,46 +123,60 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
 
     task_name: str | None = field(
         default=None,
-        metadata={"help": "A GLUE task, as in run_glue.py: " + ", ".join(GLUE_TASKS) + ". Loads the Hub dataset "
-                  f"{GLUE_DATASET} (unless data files or --dataset_name are given) and sets the task's text columns, "
-                  "label names, problem type (stsb: regression) and metrics."},
+        metadata={
+            "help": "A GLUE task, as in run_glue.py: " + ", ".join(GLUE_TASKS) + ". Loads the Hub dataset "
+            f"{GLUE_DATASET} (unless data files or --dataset_name are given) and sets the task's text columns, "
+            "label names, problem type (stsb: regression) and metrics."
+        },
     )
     text_column_names: str | None = field(
         default=None,
-        metadata={"help": "Text column, or two comma-separated columns encoded as a sentence pair "
-                  "(default: the one text column of each split). Three or more columns, or any columns with "
-                  "--text_column_delimiter, are joined into one text."},
+        metadata={
+            "help": "Text column, or two comma-separated columns encoded as a sentence pair "
+            "(default: the one text column of each split). Three or more columns, or any columns with "
+            "--text_column_delimiter, are joined into one text."
+        },
     )
     text_column_delimiter: str | None = field(
         default=None,
-        metadata={"help": "Join the --text_column_names columns into one text with this string, as "
-                  "run_classification.py does (its default ' ' applies to three or more columns; \\n and \\t "
-                  "are a newline and a tab). Not given: two columns are encoded as a real pair."},
+        metadata={
+            "help": "Join the --text_column_names columns into one text with this string, as "
+            "run_classification.py does (its default ' ' applies to three or more columns; \\n and \\t "
+            "are a newline and a tab). Not given: two columns are encoded as a real pair."
+        },
     )
     problem_type: str | None = field(
         default=None,
-        metadata={"help": "Override the type detected from the labels.",
-                  "choices": ["single_label", "multi_label", "regression", SINGLE, MULTI]},
+        metadata={
+            "help": "Override the type detected from the labels.",
+            "choices": ["single_label", "multi_label", "regression", SINGLE, MULTI],
+        },
     )
     do_regression: bool = field(  # typed bool with a None default, as in the example: a bare --do_regression is true
         default=None,
-        metadata={"help": "run_classification.py's switch: true is --problem_type regression (integer labels become "
-                  "scores); false keeps numeric labels as classes. Default: detected from the labels."},
+        metadata={
+            "help": "run_classification.py's switch: true is --problem_type regression (integer labels become "
+            "scores); false keeps numeric labels as classes. Default: detected from the labels."
+        },
     )
     metric_name: str | None = field(
         default=None,
-        metadata={"help": "Metric(s) to report as eval_<name>/predict_<name> beside ours, and the default "
-                  "--metric_for_best_model: one of, or a comma-separated list of, accuracy, f1, precision, recall, "
-                  "matthews_correlation (single- and multi-label; f1/precision/recall are binary with two labels, "
-                  "macro with more, micro for multi-label), mse, mae, pearson(r), spearman(r) (regression). Several "
-                  "also give <split>_combined_score, their mean, as the examples do."},
+        metadata={
+            "help": "Metric(s) to report as eval_<name>/predict_<name> beside ours, and the default "
+            "--metric_for_best_model: one of, or a comma-separated list of, accuracy, f1, precision, recall, "
+            "matthews_correlation (single- and multi-label; f1/precision/recall are binary with two labels, "
+            "macro with more, micro for multi-label), mse, mae, pearson(r), spearman(r) (regression). Several "
+            "also give <split>_combined_score, their mean, as the examples do."
+        },
     )
     label_delimiter: str = field(default=",", metadata={"help": "Separator of multi-label names in one string."})
     threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
     class_weights: str = field(
         default="none",
-        metadata={"help": "Weighted loss: 'none', 'auto' (inverse class frequency in training), or one weight per "
-                  "label in label order, e.g. 1,3.5."},
+        metadata={
+            "help": "Weighted loss: 'none', 'auto' (inverse class frequency in training), or one weight per "
+            "label in label order, e.g. 1,3.5."
+        },
     )
     truncation_side: str = field(
         default="right", metadata={"help": "Which end of a too-long text to cut.", "choices": ["right", "left"]}
@@ -176,8 +203,10 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
             return
         self.task_name = self.task_name.lower()
         if self.task_name not in GLUE_TASKS:
-            raise ConfigError(f"--task_name {self.task_name}: not a GLUE task; choose from {', '.join(GLUE_TASKS)} "
-                              "(or drop it and give --dataset_name or data files).")
+            raise ConfigError(
+                f"--task_name {self.task_name}: not a GLUE task; choose from {', '.join(GLUE_TASKS)} "
+                "(or drop it and give --dataset_name or data files)."
+            )
         columns, names, _ = GLUE_TASKS[self.task_name]
         if not self.dataset_name and not any((self.train_file, self.validation_file, self.test_file)):
             self.dataset_name, self.dataset_config_name = GLUE_DATASET, self.task_name
@@ -237,8 +266,9 @@ PROBLEM_TYPES = {"single_label": SINGLE, "multi_label": MULTI}
 def check_classification_arguments(data_args: ClassificationDataArguments, training_args, given: set[str]) -> None:
     """Refusals that need the training flags too: zero-shot saves a model but never trains."""
     if data_args.zero_shot and "do_train" in given and training_args.do_train:
-        raise ConfigError("--zero_shot does not train: drop --do_train (or use --few_shot_k K to train on K "
-                          "examples per label).")
+        raise ConfigError(
+            "--zero_shot does not train: drop --do_train (or use --few_shot_k K to train on K examples per label)."
+        )
 
 
 def writes_model_without_training(data_args: ClassificationDataArguments) -> bool:

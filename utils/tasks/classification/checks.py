@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 
 def missing_label_column(columns: Sequence[str], split: str, usual: Sequence[str]) -> str:
     """What to say when a training or validation split has none of the `usual` label columns."""
-    return (f"no label column: none of {list(usual)} exists; it has {list(columns)}. Name the label column "
-            f"with --label_column_name ({split} data needs labels).")
+    return (
+        f"no label column: none of {list(usual)} exists; it has {list(columns)}. Name the label column "
+        f"with --label_column_name ({split} data needs labels)."
+    )
 
 
 def is_plain_integer(text: str) -> bool:
@@ -52,9 +54,12 @@ def label_texts_as_numbers(values: Sequence[Any], problem: str | None, source: s
         first.setdefault(value, row)
         seen = spelling.setdefault(float(value), value)
         if seen != value:
-            raise DataError(f"labels {seen!r} (row {first[seen]}) and {value!r} (row {row}) in column '{column}' are "
-                            "the same number written two ways, so they would become one class; write each class one "
-                            "way (or, if they are different classes, give them names).", source=source)
+            raise DataError(
+                f"labels {seen!r} (row {first[seen]}) and {value!r} (row {row}) in column '{column}' are "
+                "the same number written two ways, so they would become one class; write each class one "
+                "way (or, if they are different classes, give them names).",
+                source=source,
+            )
     return list(values)
 
 
@@ -74,9 +79,11 @@ def check_label_spellings(raw: DatasetDict, labels: LabelSpace, problem: str, da
             for name in value if problem == MULTI else [value]:
                 if name in labels or number_type([name]) is None or float(name) not in known:
                     continue
-                raise DataError(f"{split} label {name!r} is written {known[float(name)]!r} in training; write each "
-                                f"class the same way in every split ({split_source(data_args, split)}).",
-                                source=location)
+                raise DataError(
+                    f"{split} label {name!r} is written {known[float(name)]!r} in training; write each "
+                    f"class the same way in every split ({split_source(data_args, split)}).",
+                    source=location,
+                )
 
 
 def check_training_labels_vary(raw: DatasetDict, labels: LabelSpace, problem: str, data_args) -> None:
@@ -94,11 +101,19 @@ def check_training_labels_vary(raw: DatasetDict, labels: LabelSpace, problem: st
     shown = list(only) if problem == MULTI else only
     what = "target" if problem == REGRESSION else "label set" if problem == MULTI else "label"
     if problem != REGRESSION and len(labels) > 1:
-        logger.warning("%s: every one of its %d training rows has the %s %r; the model (whose labels are %s) will be "
-                       "pulled towards answering it for every text.", source, len(values), what, shown,
-                       list(labels.names))
+        logger.warning(
+            "%s: every one of its %d training rows has the %s %r; the model (whose labels are %s) will be "
+            "pulled towards answering it for every text.",
+            source,
+            len(values),
+            what,
+            shown,
+            list(labels.names),
+        )
         return
-    raise DataError(f"every one of its {len(values)} training rows has the {what} {shown!r}, so the model could only "
-                    "learn to answer that for every text (training loss 0 from the start). Add rows of the other "
-                    f"{'values' if problem == REGRESSION else 'classes'}, or check --label_column_name.",
-                    source=source)
+    raise DataError(
+        f"every one of its {len(values)} training rows has the {what} {shown!r}, so the model could only "
+        "learn to answer that for every text (training loss 0 from the start). Add rows of the other "
+        f"{'values' if problem == REGRESSION else 'classes'}, or check --label_column_name.",
+        source=source,
+    )

@@ -42,8 +42,12 @@ logger = logging.getLogger(__name__)
 LABEL_COLUMNS = ("label", "labels", "score", "target")
 
 #: Column pairs that are sentence pairs whenever both are present (GLUE/SNLI conventions).
-KNOWN_PAIRS = (("sentence1", "sentence2"), ("premise", "hypothesis"), ("question", "sentence"),
-               ("question1", "question2"))
+KNOWN_PAIRS = (
+    ("sentence1", "sentence2"),
+    ("premise", "hypothesis"),
+    ("question", "sentence"),
+    ("question1", "question2"),
+)
 
 
 PROBLEM_ALIASES = {"single_label": SINGLE, "multi_label": MULTI, SINGLE: SINGLE, MULTI: MULTI, REGRESSION: REGRESSION}
@@ -55,8 +59,11 @@ def infer_text_columns(dataset: Dataset, label_column: str | None, source: str) 
     for pair in KNOWN_PAIRS:
         if all(name in columns for name in pair):
             return list(pair)
-    text = [c for c in columns if isinstance(dataset.features[c], Value) and dataset.features[c].dtype in
-            {"string", "large_string"}]
+    text = [
+        c
+        for c in columns
+        if isinstance(dataset.features[c], Value) and dataset.features[c].dtype in {"string", "large_string"}
+    ]
     if len(text) > 1:  # CSV/TSV cells are all text: a column of numbers (ids, scores) is not the one to classify
         text = [c for c in text if number_type(dataset[c]) is None] or text
     if len(text) != 1:
@@ -112,17 +119,26 @@ def check_label_kinds(values: Sequence[Any], source: str, column: str, delimiter
             first.setdefault(kind, row)
     if "non-finite" in first and "number" in first:
         row = first["non-finite"]
-        raise DataError(f"label {values[row - 1]!r} in column '{column}' is not a finite number (rows of numbers "
-                        f"start at row {first['number']}); fix or remove the row.", source=f"{source} row {row}")
+        raise DataError(
+            f"label {values[row - 1]!r} in column '{column}' is not a finite number (rows of numbers "
+            f"start at row {first['number']}); fix or remove the row.",
+            source=f"{source} row {row}",
+        )
     if "non-finite" in first:
         row = first["non-finite"]
-        raise DataError(f"label {values[row - 1]!r} in column '{column}' is a missing value (NaN), not a name; fix or "
-                        "remove the row.", source=f"{source} row {row}")
+        raise DataError(
+            f"label {values[row - 1]!r} in column '{column}' is a missing value (NaN), not a name; fix or "
+            "remove the row.",
+            source=f"{source} row {row}",
+        )
     if "name" in first and "number" in first:
         number_row = first["number"]
-        raise DataError(f"column '{column}' mixes numbers (first at row {number_row}: {values[number_row - 1]!r}) "
-                        f"and names (first at row {first['name']}: {values[first['name'] - 1]!r}); use one kind: all "
-                        "names, or all integer ids (with --label_list for their names).", source=source)
+        raise DataError(
+            f"column '{column}' mixes numbers (first at row {number_row}: {values[number_row - 1]!r}) "
+            f"and names (first at row {first['name']}: {values[first['name'] - 1]!r}); use one kind: all "
+            "names, or all integer ids (with --label_list for their names).",
+            source=source,
+        )
 
 
 def detect_problem_type(labels: Sequence[Any], delimiter: str) -> str:
@@ -138,15 +154,19 @@ def detect_problem_type(labels: Sequence[Any], delimiter: str) -> str:
 
 
 def is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str)
-                                                                                   and not value.strip())
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
 def normalise_label(value: Any, problem: str, names: list[str] | None, delimiter: str, location: str) -> Any:
     """One label cell as the canonical type: a name (single), a list of names (multi) or a float (regression)."""
     if is_missing(value):
-        raise DataError("empty or missing label (NaN/None/''); every row needs one. Fix or remove the row.",
-                        source=location)
+        raise DataError(
+            "empty or missing label (NaN/None/''); every row needs one. Fix or remove the row.", source=location
+        )
     if label_kind(value) == "other":
         raise DataError(f"a label must be a name, a number or a list of names, got {value!r}.", source=location)
     if problem == REGRESSION:
@@ -168,8 +188,9 @@ def normalise_label(value: Any, problem: str, names: list[str] | None, delimiter
             raise DataError(f"empty name in the label list {value!r}.", source=location)
         return sorted(set(items))
     if isinstance(value, (list, tuple)):
-        raise DataError(f"a list label {value!r} in single-label data; pass --problem_type multi_label.",
-                        source=location)
+        raise DataError(
+            f"a list label {value!r} in single-label data; pass --problem_type multi_label.", source=location
+        )
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if names and isinstance(value, int):
@@ -179,8 +200,13 @@ def normalise_label(value: Any, problem: str, names: list[str] | None, delimiter
     return str(value).strip()
 
 
-def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, source: str, problem: str | None,
-                    text_cells: bool = False) -> tuple[Dataset, str | None]:
+def canonical_split(
+    dataset: Dataset,
+    data_args: ClassificationDataArguments,
+    source: str,
+    problem: str | None,
+    text_cells: bool = False,
+) -> tuple[Dataset, str | None]:
     """text / text_pair / label / location columns, checked row by row. Returns the dataset and the problem type.
     `text_cells`: every cell was read as text (CSV/TSV), so a label column of numbers is parsed as numbers.
     Several text columns are joined into one text when `data_args.joined_text` says so."""
@@ -210,10 +236,14 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
         problem = detect_problem_type([v for v in raw_labels if not is_missing(v)], data_args.label_delimiter)
     if raw_labels is not None and problem == SINGLE:
         kinds = {label_kind(v) for v in raw_labels if not is_missing(v)} - {"float"} | (
-            {"int"} if any(label_kind(v) == "float" for v in raw_labels if not is_missing(v)) else set())
+            {"int"} if any(label_kind(v) == "float" for v in raw_labels if not is_missing(v)) else set()
+        )
         if len(kinds) > 1:
-            raise DataError(f"mixed label types {sorted(kinds)} in column '{label_column}'; use one type "
-                            "(all names or all integer ids).", source=source)
+            raise DataError(
+                f"mixed label types {sorted(kinds)} in column '{label_column}'; use one type "
+                "(all names or all integer ids).",
+                source=source,
+            )
     pair = len(text_columns) == 2 and not data_args.joined_text
     columns: dict[str, list] = {"text": [], "location": []}
     if pair:
@@ -226,11 +256,13 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
         for column, values in zip(text_columns, texts):
             value = values[row]
             if is_missing(value):
-                raise DataError(f"empty or missing text in column '{column}'; fix or remove the row.",
-                                source=location)
+                raise DataError(f"empty or missing text in column '{column}'; fix or remove the row.", source=location)
             if not isinstance(value, str):
-                raise DataError(f"the text in column '{column}' must be a string, got {value!r}; fix the row, or "
-                                "name the text column with --text_column_names.", source=location)
+                raise DataError(
+                    f"the text in column '{column}' must be a string, got {value!r}; fix the row, or "
+                    "name the text column with --text_column_names.",
+                    source=location,
+                )
         if pair:
             columns["text"].append(texts[0][row])
             columns["text_pair"].append(texts[1][row])
@@ -238,8 +270,9 @@ def canonical_split(dataset: Dataset, data_args: ClassificationDataArguments, so
             columns["text"].append(data_args.text_delimiter.join(values[row] for values in texts))
         columns["location"].append(location)
         if raw_labels is not None:
-            columns["label"].append(normalise_label(raw_labels[row], problem, names, data_args.label_delimiter,
-                                                    location))
+            columns["label"].append(
+                normalise_label(raw_labels[row], problem, names, data_args.label_delimiter, location)
+            )
     return Dataset.from_dict(columns), problem
 
 
@@ -255,10 +288,12 @@ def load_glue_or_hub(data_args: ClassificationDataArguments, model_args) -> Data
         return load_raw_datasets(data_args, cache_dir=model_args.cache_dir, token=model_args.token)
     except DataError as err:
         if data_args.task_name and data_args.dataset_name == GLUE_DATASET:
-            raise DataError(f"--task_name {data_args.task_name} loads the GLUE dataset {GLUE_DATASET} from the Hub "
-                            f"(or the datasets cache), which failed: {err} With the task's files at hand, give them "
-                            f"with --train_file/--validation_file and keep --task_name {data_args.task_name} for its "
-                            "columns and metrics.") from None
+            raise DataError(
+                f"--task_name {data_args.task_name} loads the GLUE dataset {GLUE_DATASET} from the Hub "
+                f"(or the datasets cache), which failed: {err} With the task's files at hand, give them "
+                f"with --train_file/--validation_file and keep --task_name {data_args.task_name} for its "
+                "columns and metrics."
+            ) from None
         raise
 
 
@@ -283,12 +318,18 @@ def load_classification_data(data_args: ClassificationDataArguments, model_args)
         problem = SINGLE
     wrong = [name for name in data_args.metric_names if name not in METRIC_NAMES[problem]]
     if wrong:
-        raise ConfigError(f"--metric_name {','.join(wrong)} does not apply to {problem} data; choose from "
-                          f"{list(METRIC_NAMES[problem])}.")
+        raise ConfigError(
+            f"--metric_name {','.join(wrong)} does not apply to {problem} data; choose from "
+            f"{list(METRIC_NAMES[problem])}."
+        )
     names = glue_label_names(data_args)
     settled = ClassificationSettled(problem)
-    if names and not data_args.label_list and problem != REGRESSION and all(
-            set(dataset["label"]) <= set(names) for dataset in result.values() if "label" in dataset.column_names):
+    if (
+        names
+        and not data_args.label_list
+        and problem != REGRESSION
+        and all(set(dataset["label"]) <= set(names) for dataset in result.values() if "label" in dataset.column_names)
+    ):
         settled = ClassificationSettled(problem, tuple(names))  # GLUE's order: its F1 is of id 1
     pairs = {split: "text_pair" in d.column_names for split, d in result.items()}
     if len(set(pairs.values())) > 1:
@@ -314,19 +355,24 @@ def select_training_data(data: LoadedData) -> LoadedData:
         raw["train"] = take_few_shot_sample(raw["train"], data_args.few_shot_k, data_args.few_shot_seed)
         return data
     if not data_args.label_names:
-        described = list(read_label_descriptions(data_args.label_descriptions)) if data_args.label_descriptions \
-            else None
-        seen = raw["train"]["label"] if "train" in raw else [v for split in raw.values() for v in split["label"]
-                                                             if "label" in split.column_names]
+        described = (
+            list(read_label_descriptions(data_args.label_descriptions)) if data_args.label_descriptions else None
+        )
+        seen = (
+            raw["train"]["label"]
+            if "train" in raw
+            else [v for split in raw.values() for v in split["label"] if "label" in split.column_names]
+        )
         names = described or sorted(set(seen), key=label_sort_key)
         if any("," in name for name in names):
             raise ConfigError(f"zero-shot label names cannot contain commas: {names}.")
         settled = ClassificationSettled(settled.problem_type, tuple(names))
     if "train" in raw:
-        logger.info("Zero-shot: the train split is not used (labels: %s).", ",".join(settled_label_names(
-            LoadedData(raw, data_args, settled))))
+        logger.info(
+            "Zero-shot: the train split is not used (labels: %s).",
+            ",".join(settled_label_names(LoadedData(raw, data_args, settled))),
+        )
         del raw["train"]
     if not raw:
         raise ConfigError("--zero_shot needs data to label: pass --validation_file and/or --test_file.")
     return LoadedData(raw, data_args, settled)
-

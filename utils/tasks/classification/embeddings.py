@@ -16,8 +16,9 @@ from utils.tasks.classification.sentence_embedding import MeanPoolingForSequence
 
 
 @torch.inference_mode()
-def encode_texts(model: MeanPoolingForSequenceClassification, tokenizer, texts: Sequence[str], max_length: int,
-                 batch_size: int = 64) -> np.ndarray:
+def encode_texts(
+    model: MeanPoolingForSequenceClassification, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64
+) -> np.ndarray:
     """Sentence embeddings of `texts` in input order (float32, as `model.embed` gives them), computed in batches of
     similar length (character length is a good enough proxy for tokens)."""
     was_training = model.training
@@ -25,8 +26,9 @@ def encode_texts(model: MeanPoolingForSequenceClassification, tokenizer, texts: 
     device = next(model.parameters()).device
     result = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     for batch in length_batches([len(text) for text in texts], batch_size):
-        inputs = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=max_length,
-                           return_tensors="pt").to(device)
+        inputs = tokenizer(
+            [texts[i] for i in batch], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        ).to(device)
         result[batch] = model.embed(**inputs).float().cpu().numpy()
     model.train(was_training)
     return result

@@ -41,20 +41,30 @@ def encode_classification(split: Dataset, tokenizer, labels: LabelSpace, data: L
             encoded["labels"] = encode_labels(batch["label"], labels, problem)
         return dict(encoded)
 
-    features = split.map(encode, batched=True, with_indices=True, remove_columns=split.column_names,
-                         num_proc=data_args.preprocessing_num_workers,
-                         load_from_cache_file=not data_args.overwrite_cache, desc="Tokenizing")
+    features = split.map(
+        encode,
+        batched=True,
+        with_indices=True,
+        remove_columns=split.column_names,
+        num_proc=data_args.preprocessing_num_workers,
+        load_from_cache_file=not data_args.overwrite_cache,
+        desc="Tokenizing",
+    )
     cut = sum(features["truncated"])
     if cut:
-        logger.warning("%d of %d examples are longer than --max_seq_length %d and were cut on the %s.", cut,
-                       len(features), data_args.max_seq_length, data_args.truncation_side)
+        logger.warning(
+            "%d of %d examples are longer than --max_seq_length %d and were cut on the %s.",
+            cut,
+            len(features),
+            data_args.max_seq_length,
+            data_args.truncation_side,
+        )
     return features
 
 
 def classification_collator(tokenizer, data: LoadedData, pad_to: int | None = None) -> DataCollatorWithPadding:
     """Pad each batch to its longest example, or to `pad_to` tokens (--batching max_length)."""
     return DataCollatorWithPadding(tokenizer, padding="max_length" if pad_to else True, max_length=pad_to)
-
 
 
 def truncation_kwargs(config, data_args: ClassificationDataArguments | None = None) -> dict[str, str]:

@@ -44,7 +44,8 @@ def check_classification_labels(data: LoadedData, labels: LabelSpace) -> Dataset
         rows = raw[split]["label"] if problem == MULTI else ([v] for v in raw[split]["label"])
         count, summary = unseen_labels(rows, raw[split]["location"], labels, show=repr)
         if count:
-            raise DataError(f"{split} labels never seen in training: {summary}. Known labels: {list(labels.names)}. "
-                            "Fix the data or add examples of these labels to the training data.")
+            raise DataError(
+                f"{split} labels never seen in training: {summary}. Known labels: {list(labels.names)}. "
+                "Fix the data or add examples of these labels to the training data."
+            )
     return raw
-

@@ -17,8 +17,9 @@ from utils.tasks.classification.arguments import LOWER_IS_BETTER, METRIC_NAMES
 logger = logging.getLogger(__name__)
 
 
-def single_label_metrics(gold: Sequence[int], predicted: Sequence[int], names: Sequence[str]
-                         ) -> tuple[dict[str, float], str]:
+def single_label_metrics(
+    gold: Sequence[int], predicted: Sequence[int], names: Sequence[str]
+) -> tuple[dict[str, float], str]:
     """Accuracy, F1 (binary: of the second label, as `evaluate`'s f1 and GLUE's; macro with more labels),
     macro/micro/weighted F1, MCC, and the per-class precision/recall/F1/support report."""
     from sklearn.metrics import accuracy_score as accuracy
@@ -38,8 +39,9 @@ def single_label_metrics(gold: Sequence[int], predicted: Sequence[int], names: S
     return metrics, text
 
 
-def multi_label_metrics(gold: Sequence[Sequence[int]], predicted: Sequence[Sequence[int]], names: Sequence[str]
-                        ) -> tuple[dict[str, float], str]:
+def multi_label_metrics(
+    gold: Sequence[Sequence[int]], predicted: Sequence[Sequence[int]], names: Sequence[str]
+) -> tuple[dict[str, float], str]:
     """Micro/macro F1 over labels and subset accuracy (every label of an example right), from multi-hot rows."""
     from sklearn.metrics import accuracy_score as accuracy
     from sklearn.metrics import classification_report as report
@@ -74,23 +76,34 @@ def regression_metrics(gold: Sequence[float], predicted: Sequence[float]) -> tup
 def example_average(n_labels: int) -> dict:
     """The averaging of the examples' f1/precision/recall: binary (the label with id 1 is the positive class) for two
     labels, as `evaluate` computes them; macro for more, where the example's call fails."""
-    return {"average": "binary", "pos_label": 1} if n_labels == 2 else {"average": "macro", "labels": list(
-        range(n_labels))}
+    return (
+        {"average": "binary", "pos_label": 1}
+        if n_labels == 2
+        else {"average": "macro", "labels": list(range(n_labels))}
+    )
 
 
-def requested_metrics(names: Sequence[str], problem: str, gold, predicted, n_labels: int,
-                      metrics: dict[str, float]) -> dict[str, float]:
+def requested_metrics(
+    names: Sequence[str], problem: str, gold, predicted, n_labels: int, metrics: dict[str, float]
+) -> dict[str, float]:
     """--metric_name (or the GLUE task's metrics) as <name> keys, computed as the example's `evaluate` metric of
     that name would be; several also give combined_score, their mean, as the examples write it."""
     from sklearn.metrics import precision_score, recall_score
 
     wrong = [name for name in names if name not in METRIC_NAMES[problem]]
     if wrong:
-        raise ConfigError(f"--metric_name {','.join(wrong)} does not apply to {problem} data; choose from "
-                          f"{list(METRIC_NAMES[problem])}.")
+        raise ConfigError(
+            f"--metric_name {','.join(wrong)} does not apply to {problem} data; choose from "
+            f"{list(METRIC_NAMES[problem])}."
+        )
     average = {"average": "micro"} if problem == MULTI else example_average(n_labels)
-    aliases = {"matthews_correlation": "mcc", "mcc": "mcc", "pearsonr": "pearson", "spearmanr": "spearman",
-               "accuracy": "subset_accuracy" if problem == MULTI else "accuracy"}
+    aliases = {
+        "matthews_correlation": "mcc",
+        "mcc": "mcc",
+        "pearsonr": "pearson",
+        "spearmanr": "spearman",
+        "accuracy": "subset_accuracy" if problem == MULTI else "accuracy",
+    }
     extra: dict[str, float] = {}
     for name in names:
         if name == "precision":
@@ -109,8 +122,9 @@ def keep_logits(logits, labels=None):
     return logits[0] if isinstance(logits, tuple) else logits
 
 
-def score_classification(decoded: list[dict], raw: Dataset, labels: LabelSpace, data: LoadedData
-                         ) -> tuple[dict[str, float], str]:
+def score_classification(
+    decoded: list[dict], raw: Dataset, labels: LabelSpace, data: LoadedData
+) -> tuple[dict[str, float], str]:
     """The problem type's metrics and per-label report; nothing without gold labels."""
     problem = data.settled.problem_type
     if "label" not in raw.column_names:
@@ -120,16 +134,17 @@ def score_classification(decoded: list[dict], raw: Dataset, labels: LabelSpace, 
         gold_ids, predicted_ids = gold, [d["value"] for d in decoded]
         metrics, text = regression_metrics(gold_ids, predicted_ids)
     elif problem == MULTI:
+
         def hot(names):
             return [int(n in set(names)) for n in labels.names]
+
         gold_ids, predicted_ids = [hot(g) for g in gold], [hot(d["labels"]) for d in decoded]
         metrics, text = multi_label_metrics(gold_ids, predicted_ids, labels.names)
     else:
         label2id = labels.label2id
         gold_ids, predicted_ids = [label2id[g] for g in gold], [label2id[d["label"]] for d in decoded]
         metrics, text = single_label_metrics(gold_ids, predicted_ids, labels.names)
-    extra = requested_metrics(data.args.metric_names, problem, gold_ids, predicted_ids,
-                              len(labels), metrics)
+    extra = requested_metrics(data.args.metric_names, problem, gold_ids, predicted_ids, len(labels), metrics)
     return {**metrics, **extra}, text
 
 
@@ -141,4 +156,3 @@ def best_classification_metric(data: LoadedData) -> tuple[str, bool]:
     if applicable:
         return applicable[0], applicable[0] not in LOWER_IS_BETTER
     return {REGRESSION: ("mse", False), MULTI: ("f1_micro", True)}.get(problem, ("accuracy", True))
-

@@ -63,8 +63,10 @@ def resolve_class_weights(data: LoadedData, labels: LabelSpace) -> list[float] |
     except ValueError:
         raise ConfigError(f"--class_weights {data_args.class_weights!r}: give none, auto, or numbers.") from None
     if len(weights) != len(labels) or any(w <= 0 for w in weights):
-        raise ConfigError(f"--class_weights needs {len(labels)} positive weights, one per label in order "
-                          f"{list(labels.names)}; got {weights}.")
+        raise ConfigError(
+            f"--class_weights needs {len(labels)} positive weights, one per label in order "
+            f"{list(labels.names)}; got {weights}."
+        )
     return weights
 
 
@@ -73,4 +75,3 @@ def classification_loss(data: LoadedData, labels: LabelSpace, training_args) -> 
     problem = data.settled.problem_type
     smoothing = training_args.label_smoothing_factor if problem == SINGLE else 0.0
     return make_loss(problem, resolve_class_weights(data, labels), smoothing)
-

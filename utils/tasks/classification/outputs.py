@@ -31,8 +31,9 @@ CONFUSION_JSON, CONFUSION_PNG = "confusion_matrix.json", "confusion_matrix.png"
 PREDICTION_FILES = (PREDICTIONS_JSONL, PREDICTIONS_TSV, CONFUSION_JSON, CONFUSION_PNG)
 
 
-def decode_classification(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data: LoadedData
-                          ) -> list[dict]:
+def decode_classification(
+    predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data: LoadedData
+) -> list[dict]:
     """Per-example predictions in input order: the label and every label's probability (single-label), the labels
     over --threshold (multi-label), or the value (regression)."""
     logits = np.asarray(predictions, dtype=np.float64)
@@ -42,8 +43,9 @@ def decode_classification(predictions, features: Dataset, raw: Dataset, labels: 
     return result
 
 
-def classification_result(logits: np.ndarray, names: Sequence[str], problem_type: str | None, threshold: float
-                          ) -> dict[str, Any]:
+def classification_result(
+    logits: np.ndarray, names: Sequence[str], problem_type: str | None, threshold: float
+) -> dict[str, Any]:
     """One example's logits (float64) decoded: `{"label", "probabilities"}` (single-label: softmax, the likeliest
     label), `{"labels", "probabilities"}` (multi-label: sigmoid, the labels over `threshold`) or `{"value"}`
     (regression); probabilities by label name."""
@@ -51,8 +53,10 @@ def classification_result(logits: np.ndarray, names: Sequence[str], problem_type
         return {"value": float(logits[0])}
     if problem_type == MULTI:
         probabilities = 1 / (1 + np.exp(-logits))
-        return {"labels": [n for n, p in zip(names, probabilities) if p > threshold],
-                "probabilities": rounded(names, probabilities)}
+        return {
+            "labels": [n for n, p in zip(names, probabilities) if p > threshold],
+            "probabilities": rounded(names, probabilities),
+        }
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     return {"label": names[int(logits.argmax())], "probabilities": rounded(names, probabilities)}
@@ -65,8 +69,10 @@ def rounded(names: Sequence[str], probabilities: np.ndarray) -> dict[str, float]
 
 def write_confusion_matrix(output_dir: str, matrix: list[list[int]], names: Sequence[str]) -> list[str]:
     """confusion_matrix.json (rows: gold, columns: predicted) and a readable confusion_matrix.png."""
-    write_json(os.path.join(output_dir, CONFUSION_JSON), {"labels": list(names), "matrix": matrix,
-                                                                    "rows": "gold", "columns": "predicted"})
+    write_json(
+        os.path.join(output_dir, CONFUSION_JSON),
+        {"labels": list(names), "matrix": matrix, "rows": "gold", "columns": "predicted"},
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,8 +87,7 @@ def write_confusion_matrix(output_dir: str, matrix: list[list[int]], names: Sequ
     axes.set_xlabel("predicted")
     axes.set_ylabel("gold")
     for (i, j), value in np.ndenumerate(counts):
-        axes.text(j, i, str(value), ha="center", va="center",
-                  color="white" if value > counts.max() / 2 else "black")
+        axes.text(j, i, str(value), ha="center", va="center", color="white" if value > counts.max() / 2 else "black")
     axes.set_title("Confusion matrix (test)")
     figure.tight_layout()
     with atomic_write(os.path.join(output_dir, CONFUSION_PNG), "wb") as stream:
@@ -91,8 +96,9 @@ def write_confusion_matrix(output_dir: str, matrix: list[list[int]], names: Sequ
     return [CONFUSION_JSON, CONFUSION_PNG]
 
 
-def write_classification_predictions(output_dir: str, raw: Dataset, decoded: list[dict], labels: LabelSpace,
-                                     data: LoadedData) -> list[str]:
+def write_classification_predictions(
+    output_dir: str, raw: Dataset, decoded: list[dict], labels: LabelSpace, data: LoadedData
+) -> list[str]:
     """predictions.jsonl and predictions.tsv in input order (with gold when known), plus the confusion matrix."""
     gold = raw["label"] if "label" in raw.column_names else None
     pairs = raw["text_pair"] if "text_pair" in raw.column_names else None
@@ -121,8 +127,9 @@ def write_classification_predictions(output_dir: str, raw: Dataset, decoded: lis
         from sklearn.metrics import confusion_matrix
 
         label2id = labels.label2id
-        matrix = confusion_matrix([label2id[g] for g in gold], [label2id[d["label"]] for d in decoded],
-                                  labels=list(range(len(labels)))).tolist()
+        matrix = confusion_matrix(
+            [label2id[g] for g in gold], [label2id[d["label"]] for d in decoded], labels=list(range(len(labels)))
+        ).tolist()
         written += write_confusion_matrix(output_dir, matrix, labels.names)
     return written
 
@@ -142,8 +149,9 @@ def classification_card_details(data: LoadedData, labels: LabelSpace) -> list[st
     if "text_pair" in raw[next(iter(raw))].column_names:
         lines.append("- Inputs are sentence pairs (encoded as pairs, with token type ids).")
     if weights:
-        lines.append("- Class weights in the loss: " + ", ".join(f"{n}={w:.4g}" for n, w in zip(labels.names,
-                                                                                              weights)) + ".")
+        lines.append(
+            "- Class weights in the loss: " + ", ".join(f"{n}={w:.4g}" for n, w in zip(labels.names, weights)) + "."
+        )
     if problem == MULTI:
         lines.append(f"- A label is predicted when its probability exceeds {data_args.threshold}.")
     lines.append(f"- Texts longer than {data_args.max_seq_length} tokens are cut on the {data_args.truncation_side}.")
@@ -154,16 +162,21 @@ def few_shot_card_lines(raw: DatasetDict, data_args: ClassificationDataArguments
     """How a zero-shot or few-shot model was made (the card's hyperparameters describe only the train stage)."""
     if data_args.zero_shot:
         source = data_args.label_descriptions or "the label names"
-        return [f"- Zero-shot, no training: each text gets the label whose description ({source}; saved in "
-                "config.json as `label_descriptions`) has the most similar mean-pooled embedding (cosine)."]
+        return [
+            f"- Zero-shot, no training: each text gets the label whose description ({source}; saved in "
+            "config.json as `label_descriptions`) has the most similar mean-pooled embedding (cosine)."
+        ]
     if not data_args.few_shot_k:
         return []
-    lines = [f"- Few-shot: {data_args.few_shot_k} training examples per label ({len(raw['train'])} in all), sampled "
-             f"with seed {data_args.few_shot_seed}; the rows are listed in few_shot_sample.json."]
+    lines = [
+        f"- Few-shot: {data_args.few_shot_k} training examples per label ({len(raw['train'])} in all), sampled "
+        f"with seed {data_args.few_shot_seed}; the rows are listed in few_shot_sample.json."
+    ]
     if data_args.contrastive:
-        lines.append(f"- Contrastive (SetFit-style): the encoder was trained on same/different-label pairs "
-                     f"({data_args.few_shot_iterations} rounds, cosine-similarity loss on mean-pooled embeddings, "
-                     f"lr {data_args.few_shot_learning_rate}), then a logistic-regression head was fitted; the train "
-                     "stage trained only the head.")
+        lines.append(
+            f"- Contrastive (SetFit-style): the encoder was trained on same/different-label pairs "
+            f"({data_args.few_shot_iterations} rounds, cosine-similarity loss on mean-pooled embeddings, "
+            f"lr {data_args.few_shot_learning_rate}), then a logistic-regression head was fitted; the train "
+            "stage trained only the head."
+        )
     return lines
-

@@ -28,8 +28,11 @@ logger = logging.getLogger(__name__)
 
 def empty_result(problem_type: str) -> dict[str, Any]:
     """The result of a blank text: no label, no probabilities (or no value)."""
-    return {SINGLE: {"label": None, "probabilities": {}}, MULTI: {"labels": [], "probabilities": {}},
-            REGRESSION: {"value": None}}[problem_type]
+    return {
+        SINGLE: {"label": None, "probabilities": {}},
+        MULTI: {"labels": [], "probabilities": {}},
+        REGRESSION: {"value": None},
+    }[problem_type]
 
 
 @dataclass(frozen=True)
@@ -62,20 +65,25 @@ class ClassificationPrediction:
     def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
         """Single texts and sentence pairs (each kind in one call, results in order); documents do not matter."""
         if any(example.kind == TOKENS for example in examples):
-            raise ConfigError("Pre-split words (tokens) are for models that tag words; this model classifies texts "
-                              "(give texts).")
+            raise ConfigError(
+                "Pre-split words (tokens) are for models that tag words; this model classifies texts (give texts)."
+            )
         results: list[dict[str, Any]] = [{} for _ in examples]
         for pairs in (False, True):
             chosen = [i for i, example in enumerate(examples) if (example.kind == PAIR) == pairs]
             if chosen:
-                outputs = self.predict_texts([examples[i].text for i in chosen],
-                                             [examples[i].text_pair for i in chosen] if pairs else None, uncertainty)
+                outputs = self.predict_texts(
+                    [examples[i].text for i in chosen],
+                    [examples[i].text_pair for i in chosen] if pairs else None,
+                    uncertainty,
+                )
                 for i, output in zip(chosen, outputs, strict=True):
                     results[i] = output
         return results
 
-    def predict_texts(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                      uncertainty: bool = False) -> list[dict[str, Any]]:
+    def predict_texts(
+        self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, uncertainty: bool = False
+    ) -> list[dict[str, Any]]:
         """`{"text", "label", "probabilities"}` per text (multi-label: `"labels"` over the threshold; regression:
         `"value"`), `"text_pair"` when given, `"truncated": true` when cut. `uncertainty`: each result's normalised
         entropy as `"uncertainty"` (utils/tasks/classification/uncertainty.py)."""
@@ -90,16 +98,18 @@ class ClassificationPrediction:
             truncated = [len(ids) > self.max_seq_length for ids in encoded["input_ids"]]
             long = [i for i, cut in enumerate(truncated) if cut]
             if long:  # only texts over the limit are encoded again, cut
-                again = self.tokenizer(*[[column[i] for i in long] for column in inputs], truncation=True,
-                                       max_length=self.max_seq_length)
+                again = self.tokenizer(
+                    *[[column[i] for i in long] for column in inputs], truncation=True, max_length=self.max_seq_length
+                )
                 for key in encoded:
                     for row, i in enumerate(long):
                         encoded[key][i] = again[key][row]
             logits = np.zeros((len(present), self.num_labels), dtype=np.float64)
             for rows, outputs in self.forward(encoded):
                 logits[rows] = outputs["logits"].numpy()
-            decoded = [classification_result(row, self.labels.names, self.problem_type, self.threshold)
-                       for row in logits]
+            decoded = [
+                classification_result(row, self.labels.names, self.problem_type, self.threshold) for row in logits
+            ]
         results = []
         for index, text in enumerate(texts):
             record: dict[str, Any] = {"text": text}
@@ -117,8 +127,14 @@ class ClassificationPrediction:
         return results
 
 
-def classification_predictor(forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int,
-                             options: ClassificationPredictionOptions) -> ClassificationPrediction:
+def classification_predictor(
+    forward: Forward,
+    tokenizer,
+    config,
+    labels: LabelSpace,
+    max_seq_length: int,
+    options: ClassificationPredictionOptions,
+) -> ClassificationPrediction:
     """`TaskServing.predictor` of classification: the problem type is the saved config's (a model from elsewhere
     without one: transformers' own rule, regression for one output), texts are cut at `max_seq_length`, and
     `options.threshold` is the multi-label cut-off."""
@@ -126,8 +142,9 @@ def classification_predictor(forward: Forward, tokenizer, config, labels: LabelS
     problem_type = getattr(config, "problem_type", None)
     if problem_type is None:
         problem_type = REGRESSION if config.num_labels == 1 else SINGLE
-    return ClassificationPrediction(forward, tokenizer, labels, problem_type, threshold, max_seq_length,
-                                    config.num_labels)
+    return ClassificationPrediction(
+        forward, tokenizer, labels, problem_type, threshold, max_seq_length, config.num_labels
+    )
 
 
 def classification_label_names(config) -> list[str] | None:

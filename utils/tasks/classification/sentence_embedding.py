@@ -63,8 +63,9 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
         elif hasattr(self, "encoder"):
             self.encoder._init_weights(module)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
-              ) -> torch.Tensor:
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Sentence embeddings, normalised when the config says so (`normalize_embeddings`)."""
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
@@ -72,9 +73,14 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
         normalize = getattr(self.config, "normalize_embeddings", True)
         return nn.functional.normalize(pooled, dim=-1) if normalize else pooled
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None, **kwargs: Any
-                ) -> SequenceClassifierOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         logits = self.head(self.embed(input_ids, attention_mask, token_type_ids))
@@ -89,14 +95,17 @@ class SequenceClassifier:
     marker): the classification task's `auto_model`, so training and `Predictor` load both kinds the same way."""
 
     @staticmethod
-    def from_pretrained(name: str, *args: Any, config: PretrainedConfig | None = None, **kwargs: Any
-                        ) -> PreTrainedModel:
+    def from_pretrained(
+        name: str, *args: Any, config: PretrainedConfig | None = None, **kwargs: Any
+    ) -> PreTrainedModel:
         if config is None:
-            hub = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "trust_remote_code")
-                   if key in kwargs}
+            hub = {
+                key: kwargs[key] for key in ("cache_dir", "revision", "token", "trust_remote_code") if key in kwargs
+            }
             config = AutoConfig.from_pretrained(name, **hub)
-        model_class = MeanPoolingForSequenceClassification if is_mean_pooling(config) else (
-            AutoModelForSequenceClassification)
+        model_class = (
+            MeanPoolingForSequenceClassification if is_mean_pooling(config) else (AutoModelForSequenceClassification)
+        )
         return model_class.from_pretrained(name, *args, config=config, **kwargs)
 
 

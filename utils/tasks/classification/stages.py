@@ -31,8 +31,15 @@ def contrastive_stage(context: StageContext) -> Mapping[str, Any]:
     """Contrastive training of the encoder on the K-shot sample, a fitted head, and the sample's record."""
     data_args, args = context.data.args, context.training_args
     context.model.to(args.device)
-    stats = fit_contrastive_model(context.model, context.tokenizer, context.data.raw["train"], context.labels,
-                                  data_args, data_args.few_shot_seed, args)
+    stats = fit_contrastive_model(
+        context.model,
+        context.tokenizer,
+        context.data.raw["train"],
+        context.labels,
+        data_args,
+        data_args.few_shot_seed,
+        args,
+    )
     if args.should_save:
         write_sample_record(args.output_dir, context.data.raw["train"], data_args, stats)
     return {}

@@ -22,8 +22,10 @@ def binary_entropy(p: float) -> float:
 def text_uncertainty(probabilities: Mapping[str, float], problem_type: str) -> float:
     """Normalised entropy of one result's label probabilities; 0 for a blank text (no probabilities)."""
     if problem_type == REGRESSION:
-        raise ConfigError("a regression model has no label distribution to be uncertain about; --select_uncertain "
-                          "needs a classification or NER model.")
+        raise ConfigError(
+            "a regression model has no label distribution to be uncertain about; --select_uncertain "
+            "needs a classification or NER model."
+        )
     values = list(probabilities.values())
     if not values:
         return 0.0

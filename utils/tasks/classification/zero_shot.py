@@ -37,14 +37,18 @@ def read_label_descriptions(path: str) -> dict[str, list[str]]:
     except yaml.YAMLError as err:
         raise ConfigError(f"--label_descriptions {path} is not valid YAML/JSON: {err}") from None
     if not isinstance(data, Mapping) or not data:
-        raise ConfigError(f"--label_descriptions {path} must map each label name to a description, e.g. "
-                          "'positive: a positive review'.")
+        raise ConfigError(
+            f"--label_descriptions {path} must map each label name to a description, e.g. "
+            "'positive: a positive review'."
+        )
     result: dict[str, list[str]] = {}
     for name, value in data.items():
         items = value if isinstance(value, list) else [value]
         if not items or not all(isinstance(item, str) and item.strip() for item in items):
-            raise ConfigError(f"--label_descriptions {path}: label {name!r} needs a non-empty description (a string "
-                              f"or a list of strings), got {value!r}.")
+            raise ConfigError(
+                f"--label_descriptions {path}: label {name!r} needs a non-empty description (a string "
+                f"or a list of strings), got {value!r}."
+            )
         result[str(name)] = [item.strip() for item in items]
     return result
 
@@ -53,13 +57,15 @@ def descriptions_for(labels: LabelSpace, given: Mapping[str, Sequence[str]]) -> 
     """Every label's descriptions: the given ones, else the label name itself (which often works for clear names)."""
     unknown = sorted(set(given) - set(labels.names))
     if unknown:
-        raise ConfigError(f"--label_descriptions describes labels {unknown} that are not among the labels "
-                          f"{list(labels.names)}.")
+        raise ConfigError(
+            f"--label_descriptions describes labels {unknown} that are not among the labels {list(labels.names)}."
+        )
     return {name: list(given.get(name) or [name.replace("_", " ")]) for name in labels.names}
 
 
-def label_embeddings(model: MeanPoolingForSequenceClassification, tokenizer, descriptions: Mapping[str, list[str]],
-                     max_length: int) -> np.ndarray:
+def label_embeddings(
+    model: MeanPoolingForSequenceClassification, tokenizer, descriptions: Mapping[str, list[str]], max_length: int
+) -> np.ndarray:
     """One unit vector per label: the normalised mean of its descriptions' embeddings."""
     texts = [text for items in descriptions.values() for text in items]
     embeddings = encode_texts(model, tokenizer, texts, max_length)
@@ -71,8 +77,9 @@ def label_embeddings(model: MeanPoolingForSequenceClassification, tokenizer, des
     return np.stack(rows)
 
 
-def zero_shot_head(model: MeanPoolingForSequenceClassification, tokenizer, descriptions: Mapping[str, list[str]],
-                   max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def zero_shot_head(
+    model: MeanPoolingForSequenceClassification, tokenizer, descriptions: Mapping[str, list[str]], max_length: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(weight, bias) whose logits are the scaled cosine similarities to the labels' descriptions."""
     weight = SIMILARITY_SCALE * label_embeddings(model, tokenizer, descriptions, max_length)
     return weight.astype(np.float32), np.zeros(len(weight), dtype=np.float32)

@@ -153,8 +153,9 @@ def nearest_tokens(sentences: Sequence[Sequence[int]], index: int, count: int, s
     return taken
 
 
-def document_context(sentences: Sequence[Sequence[int]], size: int, max_tokens: int
-                     ) -> list[tuple[list[int], list[int]]]:
+def document_context(
+    sentences: Sequence[Sequence[int]], size: int, max_tokens: int
+) -> list[tuple[list[int], list[int]]]:
     """(left, right) context tokens of each sentence of one document (its sentences' subword ids, in order): the
     nearest tokens of the neighbouring sentences, at most `size` per side, each sentence's input (context included)
     within `max_tokens`; see `context_budget`."""

@@ -22,9 +22,11 @@ class NerDataArguments(DataArguments):
 
     task_name: str = field(
         default="ner",
-        metadata={"help": "As in the transformers example: tables (JSON, CSV, Hub datasets) take their tags from the "
-                  "{task_name}_tags column when there is one (ner, pos, chunk for CoNLL-2003) and no "
-                  "--label_column_name. CoNLL files: choose the column with --tag_column."},
+        metadata={
+            "help": "As in the transformers example: tables (JSON, CSV, Hub datasets) take their tags from the "
+            "{task_name}_tags column when there is one (ner, pos, chunk for CoNLL-2003) and no "
+            "--label_column_name. CoNLL files: choose the column with --tag_column."
+        },
     )
     text_column_name: str | None = field(default=None, metadata={"help": "Column of word lists (default: tokens)."})
     tag_column: int = field(default=-1, metadata={"help": "CoNLL files: column holding the tag (default: last)."})
@@ -33,41 +35,54 @@ class NerDataArguments(DataArguments):
     )
     label_all_tokens: bool = field(
         default=False,
-        metadata={"help": "Train on every subword (continuations of a B-X word get I-X), not only on the first. "
-                  "Scoring is always per word."},
+        metadata={
+            "help": "Train on every subword (continuations of a B-X word get I-X), not only on the first. "
+            "Scoring is always per word."
+        },
     )
     return_entity_level_metrics: bool = field(
         default=False, metadata={"help": "Report P/R/F1/support per entity type in the metrics, not only the report."}
     )
     stride: int | None = field(
         default=None,
-        metadata={"help": f"Tokens shared by consecutive windows of a sentence longer than max_seq_length (default: "
-                  f"{DEFAULT_STRIDE}; half a window when --max_seq_length leaves no room for it)."},
+        metadata={
+            "help": f"Tokens shared by consecutive windows of a sentence longer than max_seq_length (default: "
+            f"{DEFAULT_STRIDE}; half a window when --max_seq_length leaves no room for it)."
+        },
     )
     unknown_labels: str = field(
         default="error",
-        metadata={"help": "A validation/test tag never seen in training: 'error', or 'O' to map it to O.",
-                  "choices": ["error", "O"]},
+        metadata={
+            "help": "A validation/test tag never seen in training: 'error', or 'O' to map it to O.",
+            "choices": ["error", "O"],
+        },
     )
     seqeval_mode: str = field(
         default="conlleval",
-        metadata={"help": "'conlleval' (lenient, like conlleval.pl) or 'strict' (exact --seqeval_scheme spans).",
-                  "choices": ["conlleval", "strict"]},
+        metadata={
+            "help": "'conlleval' (lenient, like conlleval.pl) or 'strict' (exact --seqeval_scheme spans).",
+            "choices": ["conlleval", "strict"],
+        },
     )
-    seqeval_scheme: str = field(default="IOB2", metadata={"help": "Scheme for strict mode.",
-                                                          "choices": ["IOB2", "IOBES"]})
+    seqeval_scheme: str = field(
+        default="IOB2", metadata={"help": "Scheme for strict mode.", "choices": ["IOB2", "IOBES"]}
+    )
     context_size: int = field(
         default=0,
-        metadata={"help": "Document context (FLERT): up to N subword tokens of the neighbouring sentences of the same "
-                  "document on each side of a sentence, never labelled or scored; documents come from -DOCSTART- "
-                  "(CoNLL) or --document_column_name. 0: off. Saved in the model config, where predict.py finds it."},
+        metadata={
+            "help": "Document context (FLERT): up to N subword tokens of the neighbouring sentences of the same "
+            "document on each side of a sentence, never labelled or scored; documents come from -DOCSTART- "
+            "(CoNLL) or --document_column_name. 0: off. Saved in the model config, where predict.py finds it."
+        },
     )
     span_alignment: str = field(
         default="strict",
-        metadata={"help": "Annotation-tool data (--data_format label-studio|doccano|brat): a span that cuts a word is "
-                  "an error (strict), or is widened to the words it touches (expand) or shrunk to the words inside "
-                  "it (contract); every adjusted span is counted in the log.",
-                  "choices": list(ALIGNMENTS)},
+        metadata={
+            "help": "Annotation-tool data (--data_format label-studio|doccano|brat): a span that cuts a word is "
+            "an error (strict), or is widened to the words it touches (expand) or shrunk to the words inside "
+            "it (contract); every adjusted span is counted in the log.",
+            "choices": list(ALIGNMENTS),
+        },
     )
 
     def __post_init__(self) -> None:
@@ -92,13 +107,16 @@ def settled_stride(stride: int | None, max_seq_length: int) -> int:
         return DEFAULT_STRIDE if room > DEFAULT_STRIDE else room // 2
     check_stride(stride)
     if stride >= room:
-        raise ConfigError(f"--stride {stride} must be smaller than --max_seq_length {max_seq_length} less the "
-                          f"special tokens (at most {room - 1} here): lower --stride or raise --max_seq_length.")
+        raise ConfigError(
+            f"--stride {stride} must be smaller than --max_seq_length {max_seq_length} less the "
+            f"special tokens (at most {room - 1} here): lower --stride or raise --max_seq_length."
+        )
     return stride
 
 
 def check_stride(stride: int) -> None:
     """A negative --stride is refused as what it is (the upper bound depends on the tokenizer: `NerWindows`)."""
     if stride < 0:
-        raise ConfigError(f"--stride {stride} must be 0 or more: it is how many tokens consecutive windows of a long "
-                          "sentence share.")
+        raise ConfigError(
+            f"--stride {stride} must be 0 or more: it is how many tokens consecutive windows of a long sentence share."
+        )

@@ -40,21 +40,32 @@ def check_entities_present(raw: DatasetDict, labels: LabelSpace, data_args) -> N
         source = split_source(data_args, "train")
         words = sum(len(tags) for tags in raw["train"]["ner_tags"])
         if is_annotation_export(data_args, "train"):
-            raise DataError(f"none of its {len(raw['train'])} annotated texts has a usable entity span (every one of "
-                            f"its {words} words would be O, and the model would learn to tag nothing): the "
-                            "annotations are empty, cancelled, or hold no `labels` spans. Label some entities in "
-                            "the tool, then export again.", source=source)
-        raise DataError(f"none of its {len(raw['train'])} sentences ({words} words) has an entity: every tag is O, "
-                        "so the model would learn to tag nothing. Check the tag column (--label_column_name, "
-                        "--tag_column) or add annotated sentences.", source=source)
+            raise DataError(
+                f"none of its {len(raw['train'])} annotated texts has a usable entity span (every one of "
+                f"its {words} words would be O, and the model would learn to tag nothing): the "
+                "annotations are empty, cancelled, or hold no `labels` spans. Label some entities in "
+                "the tool, then export again.",
+                source=source,
+            )
+        raise DataError(
+            f"none of its {len(raw['train'])} sentences ({words} words) has an entity: every tag is O, "
+            "so the model would learn to tag nothing. Check the tag column (--label_column_name, "
+            "--tag_column) or add annotated sentences.",
+            source=source,
+        )
     for split in [s for s in ("validation", "test") if s in raw and "ner_tags" in raw[s].column_names]:
         if entity_tags(raw[split]["ner_tags"]) or not len(raw[split]):
             continue
         source = split_source(data_args, split)
         types = ", ".join(sorted({split_tag(name)[1] for name in labels.names if name != OUTSIDE}))
-        message = (f"{split} split: none of its {len(raw[split])} sentences has an entity of a type the model "
-                   f"learns ({types}), so its entity F1 is 0 whatever the model does")
+        message = (
+            f"{split} split: none of its {len(raw[split])} sentences has an entity of a type the model "
+            f"learns ({types}), so its entity F1 is 0 whatever the model does"
+        )
         if split == "validation":
-            raise DataError(f"{message}; give validation data with entities of these types (tags never seen in "
-                            "training were mapped to O if --unknown_labels O was given).", source=source)
+            raise DataError(
+                f"{message}; give validation data with entities of these types (tags never seen in "
+                "training were mapped to O if --unknown_labels O was given).",
+                source=source,
+            )
         logger.warning("%s: %s.", source, message)

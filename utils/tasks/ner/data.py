@@ -54,8 +54,9 @@ def parse_word_list(value: Any, location: str, what: str) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
     if not isinstance(value, str):
-        raise DataError(f"the {what} cell must be a list of strings, got {type(value).__name__}: {value!r}",
-                        source=location)
+        raise DataError(
+            f"the {what} cell must be a list of strings, got {type(value).__name__}: {value!r}", source=location
+        )
     text = value.strip(ASCII_SPACE)
     if not (text.startswith("[") and text.endswith("]")):
         return split_words(text)
@@ -64,13 +65,20 @@ def parse_word_list(value: Any, location: str, what: str) -> list:
             items = parse(text)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             continue
-        if isinstance(items, list) and items and all(
-            isinstance(item, str) or (what == "tags" and isinstance(item, int) and not isinstance(item, bool))
-            for item in items
+        if (
+            isinstance(items, list)
+            and items
+            and all(
+                isinstance(item, str) or (what == "tags" and isinstance(item, int) and not isinstance(item, bool))
+                for item in items
+            )
         ):
             if any(isinstance(item, str) and LONE_SURROGATE.search(item) for item in items):
-                raise DataError(f"the {what} cell holds half of a UTF-16 surrogate pair (an escape \\ud800-\\udfff "
-                                "without its other half), which is not text; remove it.", source=location)
+                raise DataError(
+                    f"the {what} cell holds half of a UTF-16 surrogate pair (an escape \\ud800-\\udfff "
+                    "without its other half), which is not text; remove it.",
+                    source=location,
+                )
             return items
     return split_words(text)
 
@@ -91,8 +99,11 @@ def canonical_table(dataset: Dataset, data_args: NerDataArguments, source: str, 
     token_column = pick_column(dataset, data_args.text_column_name, TOKEN_COLUMNS, source, "--text_column_name")
     task_tags = f"{data_args.task_name}_tags"
     if data_args.task_name != "ner" and not data_args.label_column_name and task_tags not in dataset.column_names:
-        raise DataError(f"--task_name {data_args.task_name}: no {task_tags} column; it has {dataset.column_names}. "
-                        "Name the tag column with --label_column_name.", source=source)
+        raise DataError(
+            f"--task_name {data_args.task_name}: no {task_tags} column; it has {dataset.column_names}. "
+            "Name the tag column with --label_column_name.",
+            source=source,
+        )
     candidates = (task_tags, *TAG_COLUMNS)
     try:
         tag_column = pick_column(dataset, data_args.label_column_name, candidates, source, "--label_column_name")
@@ -111,8 +122,10 @@ def canonical_table(dataset: Dataset, data_args: NerDataArguments, source: str, 
         columns["ner_tags"] = []
     for row, (record, source_row) in enumerate(zip(dataset, source_rows(dataset))):
         location = f"{source} row {source_row}"
-        tokens = [str(t) if isinstance(t, (int, float)) else t
-                  for t in parse_word_list(record[token_column], location, "tokens")]
+        tokens = [
+            str(t) if isinstance(t, (int, float)) else t
+            for t in parse_word_list(record[token_column], location, "tokens")
+        ]
         if not tokens:
             raise DataError("empty token list; every row needs at least one word.", source=location)
         if any(not isinstance(t, str) or not t.strip(ASCII_SPACE) for t in tokens):  # as a CoNLL word may be
@@ -131,7 +144,8 @@ def canonical_table(dataset: Dataset, data_args: NerDataArguments, source: str, 
             if names is None:
                 raise DataError(
                     f"tags are integers {tags[:10]} with no names; give --label_list (names in id order) or write "
-                    "the tags as strings.", source=location,
+                    "the tags as strings.",
+                    source=location,
                 )
             if any(isinstance(tag, int) and not 0 <= tag < len(names) for tag in tags):
                 raise DataError(f"tag id out of range for --label_list {names}: {tags}", source=location)
@@ -158,23 +172,32 @@ def check_tag_format(tags: Sequence[Sequence[str]], locations: Sequence[str]) ->
         for index, tag in enumerate(sentence):
             fix = malformed_tag_fix(tag)
             if fix is not None:
-                raise DataError(f"tag {tag!r} is not an IOB tag (O, or B-/I-/E-/S- and a type); did you mean "
-                                f"{fix!r}? Fix the tags of the file.", source=word_location(location, index))
+                raise DataError(
+                    f"tag {tag!r} is not an IOB tag (O, or B-/I-/E-/S- and a type); did you mean "
+                    f"{fix!r}? Fix the tags of the file.",
+                    source=word_location(location, index),
+                )
 
 
 def load_ner_data(data_args: NerDataArguments, model_args) -> LoadedData:
     """All splits in the canonical NER shape (gold tags required for train and validation); NER settles nothing
     while loading."""
     if not model_args.use_fast_tokenizer:
-        raise ConfigError("--use_fast_tokenizer false: NER needs a fast tokenizer, whose word ids map each subword "
-                          "to its word (the transformers example refuses slow tokenizers too); drop the flag.")
+        raise ConfigError(
+            "--use_fast_tokenizer false: NER needs a fast tokenizer, whose word ids map each subword "
+            "to its word (the transformers example refuses slow tokenizers too); drop the flag."
+        )
     conll_files = not data_args.dataset_name and any(
         file_format(path, data_args.data_format) == "conll"
-        for path in (data_args.train_file, data_args.validation_file, data_args.test_file) if path)
+        for path in (data_args.train_file, data_args.validation_file, data_args.test_file)
+        if path
+    )
     if conll_files and data_args.task_name != "ner" and data_args.tag_column == -1:
-        raise ConfigError(f"--task_name {data_args.task_name} chooses a {data_args.task_name}_tags column of a table; "
-                          "CoNLL files have no column names: choose the tag column with --tag_column (CoNLL-2003: "
-                          "1 POS, 2 chunk, 3 NER).")
+        raise ConfigError(
+            f"--task_name {data_args.task_name} chooses a {data_args.task_name}_tags column of a table; "
+            "CoNLL files have no column names: choose the tag column with --tag_column (CoNLL-2003: "
+            "1 POS, 2 chunk, 3 NER)."
+        )
     raw = load_raw_datasets(
         data_args,
         conll_reader=partial(read_conll_dataset, tag_column=data_args.tag_column),
@@ -190,15 +213,17 @@ def load_ner_data(data_args: NerDataArguments, model_args) -> LoadedData:
         if fmt in ANNOTATION_FORMATS:
             result[split] = ner_from_annotations(dataset, data_args.span_alignment, source)
         else:
-            result[split] = dataset if fmt == "conll" else canonical_table(dataset, data_args, source,
-                                                                           split != "test")
+            result[split] = dataset if fmt == "conll" else canonical_table(dataset, data_args, source, split != "test")
         if split != "test" and "ner_tags" not in result[split].column_names:
             raise DataError("has no tag column; training and validation data need gold tags.", source=source)
         if "ner_tags" in result[split].column_names:
             check_tag_format(result[split]["ner_tags"], result[split]["location"])
             invalid = sum(count_invalid_transitions(tags) for tags in result[split]["ner_tags"])
             if invalid:
-                logger.warning("%s: %d I-X tags follow O or another type (invalid IOB2); they are scored as "
-                               "conlleval does, as entity starts.", source, invalid)
+                logger.warning(
+                    "%s: %d I-X tags follow O or another type (invalid IOB2); they are scored as "
+                    "conlleval does, as entity starts.",
+                    source,
+                    invalid,
+                )
     return LoadedData(result, data_args)
-

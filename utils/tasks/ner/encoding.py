@@ -68,13 +68,15 @@ class NerWindows:
             stride = min(DEFAULT_STRIDE, max_tokens // 2)
         check_stride(stride)
         if stride >= max_tokens:
-            raise ConfigError(f"--stride {stride} must be smaller than max_seq_length minus special tokens "
-                              f"({max_tokens}).")
+            raise ConfigError(
+                f"--stride {stride} must be smaller than max_seq_length minus special tokens ({max_tokens})."
+            )
         limit = getattr(tokenizer, "model_max_length", None)
         if limit and limit < 100_000 and max_seq_length > limit:  # tokenizers without a limit say 1e30
             raise ConfigError(f"--max_seq_length {max_seq_length} exceeds the model's limit of {limit}.")
-        return cls(tuple(prefix), tuple(suffix), max_seq_length, stride,
-                   "token_type_ids" in tokenizer.model_input_names)
+        return cls(
+            tuple(prefix), tuple(suffix), max_seq_length, stride, "token_type_ids" in tokenizer.model_input_names
+        )
 
 
 def word_ids_without_gaps(tokenizer, words: list[list[str]]) -> tuple[list[list[int]], list[list[int | None]]]:
@@ -91,9 +93,16 @@ def word_ids_without_gaps(tokenizer, words: list[list[str]]) -> tuple[list[list[
     return ids, word_ids
 
 
-def encode_batch(batch: dict[str, list], indices: list[int], *, tokenizer, windows: NerWindows,
-                 label2id: Mapping[str, int] | None = None, continuation: Mapping[int, int] | None = None,
-                 label_all_tokens: bool = False) -> dict[str, list]:
+def encode_batch(
+    batch: dict[str, list],
+    indices: list[int],
+    *,
+    tokenizer,
+    windows: NerWindows,
+    label2id: Mapping[str, int] | None = None,
+    continuation: Mapping[int, int] | None = None,
+    label_all_tokens: bool = False,
+) -> dict[str, list]:
     """Sentences -> windows of model inputs with labels and the word each scored token stands for.
 
     Labels only for labelled data (a `ner_tags` column): `label2id` maps its tags to ids and `continuation` a B- id
@@ -113,8 +122,9 @@ def encode_batch(batch: dict[str, list], indices: list[int], *, tokenizer, windo
         word_labels = [label2id[tag] for tag in gold[i]] if gold is not None else None
         # context only ever goes with a sentence that fits one window (`context_budget` leaves long ones alone)
         before, after = list(windows.prefix) + list(left[i]), list(right[i]) + list(windows.suffix)
-        for window in align_labels(word_ids[i], word_labels, windows.max_tokens, windows.stride, label_all_tokens,
-                                   continuation):
+        for window in align_labels(
+            word_ids[i], word_labels, windows.max_tokens, windows.stride, label_all_tokens, continuation
+        ):
             input_ids = before + ids[i][window.start : window.end] + after
             out["input_ids"].append(input_ids)
             out["attention_mask"].append([1] * len(input_ids))
@@ -127,8 +137,9 @@ def encode_batch(batch: dict[str, list], indices: list[int], *, tokenizer, windo
     return out
 
 
-def context_columns(tokenizer, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None], size: int,
-                    max_tokens: int) -> dict[str, list[list[int]]]:
+def context_columns(
+    tokenizer, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None], size: int, max_tokens: int
+) -> dict[str, list[list[int]]]:
     """The left and right context (subword ids) of every sentence, from the other sentences of its document.
 
     Documents are the sentences sharing a document id, in input order (a None id: a document of its own). All
@@ -138,8 +149,10 @@ def context_columns(tokenizer, sentences: Sequence[Sequence[str]], documents: Se
     for row, document in enumerate(documents):
         rows_of.setdefault((row,) if document is None else document, []).append(row)
     if len(rows_of) == len(sentences) and sentences:
-        logger.info("Document context has no effect: every sentence is a document of its own (no -DOCSTART- lines "
-                    "or document ids).")
+        logger.info(
+            "Document context has no effect: every sentence is a document of its own (no -DOCSTART- lines "
+            "or document ids)."
+        )
     columns: dict[str, list[list[int]]] = {LEFT_CONTEXT: [[]] * len(sentences), RIGHT_CONTEXT: [[]] * len(sentences)}
     for rows in rows_of.values():
         for row, (left, right) in zip(rows, document_context([ids[row] for row in rows], size, max_tokens)):
@@ -153,16 +166,29 @@ def encode_ner(split: Dataset, tokenizer, labels: LabelSpace, data: LoadedData) 
     windows = NerWindows.build(tokenizer, data_args.max_seq_length, data_args.stride)
     if data_args.context_size:
         documents = split["document_id"] if "document_id" in split.column_names else [None] * len(split)
-        for name, values in context_columns(tokenizer, split["tokens"], documents, data_args.context_size,
-                                            windows.max_tokens).items():
+        for name, values in context_columns(
+            tokenizer, split["tokens"], documents, data_args.context_size, windows.max_tokens
+        ).items():
             split = split.add_column(name, values)
     label2id = labels.label2id
     continuation = {label2id[tag]: label2id[inside_tag(tag, label2id)] for tag in labels.names}
-    encode = partial(encode_batch, tokenizer=tokenizer, windows=windows, label2id=label2id, continuation=continuation,
-                     label_all_tokens=data_args.label_all_tokens)
-    return split.map(encode, batched=True, with_indices=True, remove_columns=split.column_names,
-                     num_proc=data_args.preprocessing_num_workers, load_from_cache_file=not data_args.overwrite_cache,
-                     desc="Tokenizing into windows")
+    encode = partial(
+        encode_batch,
+        tokenizer=tokenizer,
+        windows=windows,
+        label2id=label2id,
+        continuation=continuation,
+        label_all_tokens=data_args.label_all_tokens,
+    )
+    return split.map(
+        encode,
+        batched=True,
+        with_indices=True,
+        remove_columns=split.column_names,
+        num_proc=data_args.preprocessing_num_workers,
+        load_from_cache_file=not data_args.overwrite_cache,
+        desc="Tokenizing into windows",
+    )
 
 
 def prefix_space_kwargs(config, data_args: NerDataArguments | None = None) -> dict[str, Any]:
@@ -175,4 +201,3 @@ def ner_collator(tokenizer, data: LoadedData, pad_to: int | None = None) -> Data
     if pad_to is None:
         return DataCollatorForTokenClassification(tokenizer)
     return DataCollatorForTokenClassification(tokenizer, padding="max_length", max_length=pad_to)
-

@@ -97,4 +97,3 @@ def malformed_tag_fix(tag: str) -> str | None:
     if match:
         return f"{match.group(1).upper()}-{match.group(2)}"
     return None
-

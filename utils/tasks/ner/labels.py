@@ -39,12 +39,13 @@ def check_ner_labels(data: LoadedData, labels: LabelSpace) -> DatasetDict:
         if not count:
             continue
         if data_args.unknown_labels != OUTSIDE:
-            raise DataError(f"{split} tags never seen in training: {summary}. Fix the data, add them to the "
-                            "training data, or pass --unknown_labels O to map them to O.")
+            raise DataError(
+                f"{split} tags never seen in training: {summary}. Fix the data, add them to the "
+                "training data, or pass --unknown_labels O to map them to O."
+            )
         logger.warning("%s: mapped %d tags never seen in training to O: %s", split, count, summary)
         raw[split] = raw[split].map(
             lambda row: {"ner_tags": [tag if tag in labels else OUTSIDE for tag in row["ner_tags"]]}
         )
     check_entities_present(raw, labels, data_args)
     return raw
-

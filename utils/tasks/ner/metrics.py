@@ -18,14 +18,20 @@ from utils.tasks.ner.iob import count_invalid_transitions
 logger = logging.getLogger(__name__)
 
 
-def score_ner(decoded: list[list[str]], raw: Dataset, labels: LabelSpace, data: LoadedData
-              ) -> tuple[dict[str, float], str]:
+def score_ner(
+    decoded: list[list[str]], raw: Dataset, labels: LabelSpace, data: LoadedData
+) -> tuple[dict[str, float], str]:
     """Entity-level scores over every gold word of the split."""
     data_args: NerDataArguments = data.args
     if "ner_tags" not in raw.column_names:
         return {}, ""
-    return entity_metrics(raw["ner_tags"], decoded, strict=data_args.seqeval_mode == "strict",
-                          scheme=data_args.seqeval_scheme, per_type=data_args.return_entity_level_metrics)
+    return entity_metrics(
+        raw["ner_tags"],
+        decoded,
+        strict=data_args.seqeval_mode == "strict",
+        scheme=data_args.seqeval_scheme,
+        per_type=data_args.return_entity_level_metrics,
+    )
 
 
 SEQEVAL_SCHEMES = {"IOB2": IOB2, "IOBES": IOBES}
@@ -64,10 +70,15 @@ def entity_metrics(
         for entity_type, row in report.items():
             if " avg" in entity_type:
                 continue
-            metrics.update({f"{entity_type}_precision": row["precision"], f"{entity_type}_recall": row["recall"],
-                            f"{entity_type}_f1": row["f1-score"], f"{entity_type}_support": int(row["support"]),
-                            f"{entity_type}_number": int(row["support"])})
+            metrics.update(
+                {
+                    f"{entity_type}_precision": row["precision"],
+                    f"{entity_type}_recall": row["recall"],
+                    f"{entity_type}_f1": row["f1-score"],
+                    f"{entity_type}_support": int(row["support"]),
+                    f"{entity_type}_number": int(row["support"]),
+                }
+            )
     text = classification_report(gold, predicted, digits=4, zero_division=0, **kwargs)
     text += f"\nword accuracy: {metrics['accuracy']:.4f} over {sum(len(s) for s in gold)} words\n"
     return metrics, text
-

@@ -22,4 +22,3 @@ def token_loss(data: LoadedData, labels: LabelSpace, training_args) -> Callable:
 def context_override(data: LoadedData, labels: LabelSpace) -> dict[str, Any]:
     """The model remembers the document context it was trained with, so `Predictor` (predict.py) uses the same."""
     return {"context_size": data.args.context_size}
-

@@ -36,8 +36,14 @@ RUN_ENTITY_KEYS = ("label", "start", "end", "text")
 SCORE_DECIMALS = 4  # an entity's score: the mean probability of its words' tags
 
 
-def entity_record(label: str, text: str, start: int, end: int, word_scores: Sequence[float] | None = None,
-                  keys: Sequence[str] = PREDICTED_ENTITY_KEYS) -> dict[str, Any]:
+def entity_record(
+    label: str,
+    text: str,
+    start: int,
+    end: int,
+    word_scores: Sequence[float] | None = None,
+    keys: Sequence[str] = PREDICTED_ENTITY_KEYS,
+) -> dict[str, Any]:
     """One entity: its type, its text, where it starts and ends (word indices or character offsets, end exclusive),
     and with `word_scores` (its words' tag probabilities) a score, their mean to SCORE_DECIMALS; keys in `keys`
     order."""
@@ -47,19 +53,20 @@ def entity_record(label: str, text: str, start: int, end: int, word_scores: Sequ
     return {key: values[key] for key in keys if key in values}
 
 
-def decode_ner(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data: LoadedData
-               ) -> list[list[str]]:
+def decode_ner(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data: LoadedData) -> list[list[str]]:
     """Per-word predicted tags for every sentence of the split, reassembled from its windows."""
     if predictions.ndim == 3:  # full logits (--no_argmax_in_metrics)
         predictions = predictions.argmax(-1)
-    word_ids = gather_word_predictions(predictions, features["word_index"], features["example_index"],
-                                       [len(tokens) for tokens in raw["tokens"]])
+    word_ids = gather_word_predictions(
+        predictions, features["word_index"], features["example_index"], [len(tokens) for tokens in raw["tokens"]]
+    )
     names = labels.names
     return [[names[i] for i in sentence] for sentence in word_ids]
 
 
-def write_ner_predictions(output_dir: str, raw: Dataset, decoded: list[list[str]], labels: LabelSpace,
-                          data: LoadedData) -> list[str]:
+def write_ner_predictions(
+    output_dir: str, raw: Dataset, decoded: list[list[str]], labels: LabelSpace, data: LoadedData
+) -> list[str]:
     """predictions.conll (word, gold, predicted) and predictions.jsonl (entities as word spans), input order."""
     gold = raw["ner_tags"] if "ner_tags" in raw.column_names else [None] * len(raw)
     tokens, documents = raw["tokens"], raw["document_id"]
@@ -67,10 +74,19 @@ def write_ner_predictions(output_dir: str, raw: Dataset, decoded: list[list[str]
     records = []
     for index, (words, tags, predicted) in enumerate(zip(tokens, gold, decoded, strict=True)):
         rows.append([(w, g, p) for w, g, p in zip(words, tags, predicted)] if tags else list(zip(words, predicted)))
-        entities = [entity_record(span.label, " ".join(words[span.start : span.end]), span.start, span.end,
-                                  keys=RUN_ENTITY_KEYS) for span in tags_to_spans(predicted)]
-        record = {"id": index, "document_id": documents[index], "tokens": words, "predicted": predicted,
-                  "entities": entities}
+        entities = [
+            entity_record(
+                span.label, " ".join(words[span.start : span.end]), span.start, span.end, keys=RUN_ENTITY_KEYS
+            )
+            for span in tags_to_spans(predicted)
+        ]
+        record = {
+            "id": index,
+            "document_id": documents[index],
+            "tokens": words,
+            "predicted": predicted,
+            "entities": entities,
+        }
         if tags:
             record["gold"] = tags
         records.append(record)
@@ -84,12 +100,18 @@ def ner_card_details(data: LoadedData, labels: LabelSpace) -> list[str]:
     """Model-card lines that matter for NER: how long sentences were handled and how entities were scored."""
     data_args: NerDataArguments = data.args
     return [
-        "## Method", "",
+        "## Method",
+        "",
         f"- Sentences longer than {data_args.max_seq_length} tokens are split into windows overlapping by "
         f"{data_args.stride} tokens; every word gets exactly one prediction.",
         f"- Training labels: {'every subword' if data_args.label_all_tokens else 'first subword of each word'}.",
-        *([f"- Document context: up to {data_args.context_size} subword tokens of the neighbouring sentences of the "
-           "same document on each side of a sentence (unlabelled)."] if data_args.context_size else []),
+        *(
+            [
+                f"- Document context: up to {data_args.context_size} subword tokens of the neighbouring sentences of "
+                "the same document on each side of a sentence (unlabelled)."
+            ]
+            if data_args.context_size
+            else []
+        ),
         f"- Entity scores: seqeval, {data_args.seqeval_mode} mode.",
     ]
-

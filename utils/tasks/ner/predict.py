@@ -37,14 +37,18 @@ class NerPredictionOptions:
 
     stride: int | None = field(
         default=None,
-        metadata={"help": "NER: tokens shared by consecutive windows of a long text "
-                  "(default: run_ner.py's --stride default, at most half a window)."},
+        metadata={
+            "help": "NER: tokens shared by consecutive windows of a long text "
+            "(default: run_ner.py's --stride default, at most half a window)."
+        },
     )
     context_size: int | None = field(
         default=None,
-        metadata={"help": "NER: document context tokens per side (default: what the model was trained with). Needs "
-                  "documents in the input: CoNLL -DOCSTART- lines, a JSONL document field, or the service's "
-                  "document_ids."},
+        metadata={
+            "help": "NER: document context tokens per side (default: what the model was trained with). Needs "
+            "documents in the input: CoNLL -DOCSTART- lines, a JSONL document field, or the service's "
+            "document_ids."
+        },
     )
 
 
@@ -74,8 +78,9 @@ class NerPrediction:
     def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
         """Texts: `predict_texts`; pre-split words: `predict_tokens` (each kind in one call, results in order)."""
         if any(example.kind == PAIR for example in examples):
-            raise ConfigError("Sentence pairs are for sentence-pair classification models; this model tags "
-                              "entities in one text.")
+            raise ConfigError(
+                "Sentence pairs are for sentence-pair classification models; this model tags entities in one text."
+            )
         results: list[dict[str, Any]] = [{} for _ in examples]
         for words in (False, True):
             chosen = [i for i, example in enumerate(examples) if (example.kind == TOKENS) == words]
@@ -90,13 +95,15 @@ class NerPrediction:
                 results[i] = output
         return results
 
-    def predict_texts(self, texts: Sequence[str], documents: Sequence[Hashable | None] | None = None,
-                      uncertainty: bool = False) -> list[dict[str, Any]]:
+    def predict_texts(
+        self, texts: Sequence[str], documents: Sequence[Hashable | None] | None = None, uncertainty: bool = False
+    ) -> list[dict[str, Any]]:
         """`{"text", "entities": [{"label", "text", "start", "end", "score"}]}` per text, with character offsets;
         `uncertainty`: and each text's `"uncertainty"` (utils/tasks/ner/uncertainty.py)."""
         words = [words_with_offsets(text) for text in texts]
-        tagged = self.tag_words_with_margins([[word.text for word in text_words] for text_words in words], documents,
-                                             margins=uncertainty)
+        tagged = self.tag_words_with_margins(
+            [[word.text for word in text_words] for text_words in words], documents, margins=uncertainty
+        )
         results = []
         for text, text_words, (tags, scores, margins) in zip(texts, words, tagged, strict=True):
             entities = []
@@ -108,29 +115,45 @@ class NerPrediction:
                 results[-1]["uncertainty"] = sentence_uncertainty(margins)
         return results
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None,
-                       uncertainty: bool = False) -> list[dict[str, Any]]:
+    def predict_tokens(
+        self,
+        sentences: Sequence[Sequence[str]],
+        documents: Sequence[Hashable | None] | None = None,
+        uncertainty: bool = False,
+    ) -> list[dict[str, Any]]:
         """`{"text", "tokens", "tags", "entities"}` per sentence, entity start/end being word indices;
         `uncertainty`: and each sentence's `"uncertainty"`."""
         results = []
         tagged = self.tag_words_with_margins(sentences, documents, margins=uncertainty)
         for tokens, (tags, scores, margins) in zip(sentences, tagged, strict=True):
-            entities = [entity_record(span.label, " ".join(tokens[span.start : span.end]), span.start, span.end,
-                                      scores[span.start : span.end]) for span in tags_to_spans(tags)]
+            entities = [
+                entity_record(
+                    span.label,
+                    " ".join(tokens[span.start : span.end]),
+                    span.start,
+                    span.end,
+                    scores[span.start : span.end],
+                )
+                for span in tags_to_spans(tags)
+            ]
             results.append({"text": " ".join(tokens), "tokens": list(tokens), "tags": tags, "entities": entities})
             if uncertainty:
                 results[-1]["uncertainty"] = sentence_uncertainty(margins)
         return results
 
-    def tag_words(self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
-                  ) -> list[tuple[list[str], list[float]]]:
+    def tag_words(
+        self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
+    ) -> list[tuple[list[str], list[float]]]:
         """Each word's predicted tag and that tag's probability, from its first subword in the window owning it
         (with the document context the model was trained with, from the other sentences of the same document)."""
         return [(tags, scores) for tags, scores, _ in self.tag_words_with_margins(sentences, documents, margins=False)]
 
-    def tag_words_with_margins(self, sentences: Sequence[Sequence[str]],
-                               documents: Sequence[Hashable | None] | None = None, margins: bool = True
-                               ) -> list[tuple[list[str], list[float], list[float]]]:
+    def tag_words_with_margins(
+        self,
+        sentences: Sequence[Sequence[str]],
+        documents: Sequence[Hashable | None] | None = None,
+        margins: bool = True,
+    ) -> list[tuple[list[str], list[float], list[float]]]:
         """`tag_words`, plus each word's margin: its best tag's probability minus the runner-up's (`margins=False`:
         empty lists, and no top-2 search on the prediction path)."""
         if documents is not None and len(documents) != len(sentences):
@@ -141,9 +164,15 @@ class NerPrediction:
             return result
         batch: dict[str, list] = {"tokens": [list(sentences[i]) for i in present]}
         if self.context_size:
-            batch.update(context_columns(self.tokenizer, batch["tokens"],
-                                         [None if documents is None else documents[i] for i in present],
-                                         self.context_size, self.windows.max_tokens))
+            batch.update(
+                context_columns(
+                    self.tokenizer,
+                    batch["tokens"],
+                    [None if documents is None else documents[i] for i in present],
+                    self.context_size,
+                    self.windows.max_tokens,
+                )
+            )
         features = encode_batch(batch, list(range(len(present))), tokenizer=self.tokenizer, windows=self.windows)
         lengths = [len(ids) for ids in features["input_ids"]]
         best_id: list[np.ndarray] = [np.empty(0)] * len(lengths)
@@ -165,21 +194,28 @@ class NerPrediction:
                 best_margin[window] = margin[row, : lengths[window]].numpy() if margin is not None else np.empty(0)
         # each word's position in the windows laid end to end: the alignment module checks one prediction per word
         starts = np.cumsum([0] + lengths[:-1])
-        positions = gather_word_predictions([range(s, s + n) for s, n in zip(starts, lengths)],
-                                            features["word_index"], features["example_index"],
-                                            [len(sentences[i]) for i in present])
+        positions = gather_word_predictions(
+            [range(s, s + n) for s, n in zip(starts, lengths)],
+            features["word_index"],
+            features["example_index"],
+            [len(sentences[i]) for i in present],
+        )
         all_ids, all_probabilities = np.concatenate(best_id), np.concatenate(best_probability)
         all_margins = np.concatenate(best_margin)
         names = self.labels.names
         for example, sentence_positions in zip(present, positions):
             where = np.asarray(sentence_positions, dtype=np.int64)
-            result[example] = ([names[i] for i in all_ids[where]], all_probabilities[where].tolist(),
-                               all_margins[where].tolist() if margins else [])
+            result[example] = (
+                [names[i] for i in all_ids[where]],
+                all_probabilities[where].tolist(),
+                all_margins[where].tolist() if margins else [],
+            )
         return result
 
 
-def ner_predictor(forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int,
-                  options: NerPredictionOptions) -> NerPrediction:
+def ner_predictor(
+    forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int, options: NerPredictionOptions
+) -> NerPrediction:
     """`TaskServing.predictor` of NER: windows of `max_seq_length` tokens sharing `options.stride` (None: training's
     default, at most half a window), and `options.context_size` tokens of document context per side (None: what the
     model was trained with, from its config)."""

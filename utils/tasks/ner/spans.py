@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 
 ALIGNMENTS = ("strict", "expand", "contract")
 
-FIX = ("move the span to whole words in the tool, or pass --span_alignment expand (widen it to the words it "
-       "touches) or --span_alignment contract (shrink it to the words inside it).")
+FIX = (
+    "move the span to whole words in the tool, or pass --span_alignment expand (widen it to the words it "
+    "touches) or --span_alignment contract (shrink it to the words inside it)."
+)
 
 
 def trimmed(span: Span, text: str, location: str) -> Span:
@@ -49,9 +51,11 @@ def word_range(span: Span, words: Sequence[Word], text: str, mode: str, location
         return touched[0], touched[-1] + 1
     if mode == "strict":
         cut = [words[i].text for i in touched if i not in inside]
-        raise DataError(f"{span.describe(text)} does not fall on word boundaries: it cuts {', '.join(map(repr, cut))} "
-                        f"(words as predict.py splits them: {[words[i].text for i in touched]}); {FIX}",
-                        source=location)
+        raise DataError(
+            f"{span.describe(text)} does not fall on word boundaries: it cuts {', '.join(map(repr, cut))} "
+            f"(words as predict.py splits them: {[words[i].text for i in touched]}); {FIX}",
+            source=location,
+        )
     chosen = touched if mode == "expand" else inside
     return (chosen[0], chosen[-1] + 1) if chosen else None
 
@@ -59,24 +63,35 @@ def word_range(span: Span, words: Sequence[Word], text: str, mode: str, location
 def check_label(label: str, location: str, text: str, span: Span) -> None:
     """A label that makes a valid tag: not O, no whitespace (a CoNLL column)."""
     if label == "O" or any(character.isspace() for character in label):
-        raise DataError(f"{span.describe(text)}: the label {label!r} cannot be an entity type (O means no entity; "
-                        "types hold no spaces); rename the label in the tool.", source=location)
+        raise DataError(
+            f"{span.describe(text)}: the label {label!r} cannot be an entity type (O means no entity; "
+            "types hold no spaces); rename the label in the tool.",
+            source=location,
+        )
 
 
-def check_no_overlap(spans: Sequence[Span], text: str, location: str, ranges: Sequence[tuple[int, int]] | None = None,
-                     mode: str = "strict") -> None:
+def check_no_overlap(
+    spans: Sequence[Span],
+    text: str,
+    location: str,
+    ranges: Sequence[tuple[int, int]] | None = None,
+    mode: str = "strict",
+) -> None:
     """Overlapping or nested spans (by characters, or by words after alignment) are an error naming both."""
     keyed = sorted(zip(ranges or [(s.start, s.end) for s in spans], spans), key=lambda pair: pair[0])
     for (previous, a), (current, b) in zip(keyed, keyed[1:]):
         if current[0] < previous[1]:
             after = f" once --span_alignment {mode} moved them to word boundaries" if ranges else ""
-            raise DataError(f"{a.describe(text)} and {b.describe(text)} overlap{after}; BIO tags hold one entity per "
-                            "word, so nested or overlapping entities cannot be trained: keep one of them.",
-                            source=location)
+            raise DataError(
+                f"{a.describe(text)} and {b.describe(text)} overlap{after}; BIO tags hold one entity per "
+                "word, so nested or overlapping entities cannot be trained: keep one of them.",
+                source=location,
+            )
 
 
-def record_tags(text: str, spans: Sequence[Span], mode: str, location: str
-                ) -> tuple[list[str], list[str], Counter, list[str]]:
+def record_tags(
+    text: str, spans: Sequence[Span], mode: str, location: str
+) -> tuple[list[str], list[str], Counter, list[str]]:
     """A record's words and BIO tags, what was adjusted (`trimmed`, `expanded`, `contracted`) and the spans
     dropped (described), in the order of the text."""
     words = words_with_offsets(text)
@@ -93,8 +108,9 @@ def record_tags(text: str, spans: Sequence[Span], mode: str, location: str
     for span, clean in zip(spans, clean_spans):
         found = word_range(clean, words, text, mode, location)
         if found is None:
-            dropped.append(f"{location}: {span.describe(text)} holds no whole word, dropped by --span_alignment "
-                           "contract")
+            dropped.append(
+                f"{location}: {span.describe(text)} holds no whole word, dropped by --span_alignment contract"
+            )
             continue
         if (words[found[0]].start, words[found[1] - 1].end) != (clean.start, clean.end):
             adjusted["expanded" if mode == "expand" else "contracted"] += 1
@@ -122,16 +138,24 @@ def ner_from_annotations(dataset: Dataset, mode: str, source: str) -> Dataset:
         tokens, tags, changes, lost = record_tags(record["text"], spans, mode, record["location"])
         adjusted.update(changes)
         dropped.extend(lost)
-        for name, value in (("tokens", tokens), ("ner_tags", tags), ("document_id", record["document_id"]),
-                            ("location", record["location"])):
+        for name, value in (
+            ("tokens", tokens),
+            ("ner_tags", tags),
+            ("document_id", record["document_id"]),
+            ("location", record["location"]),
+        ):
             columns[name].append(value)
     entities = sum(len(tags_to_spans(tags)) for tags in columns["ner_tags"])
     if entities != read - len(dropped):  # a guard on the conversion itself: nothing may vanish unreported
-        raise DataError(f"{read} spans read but {entities} entities in the tags and {len(dropped)} dropped; please "
-                        "report this with the file.", source=source)
+        raise DataError(
+            f"{read} spans read but {entities} entities in the tags and {len(dropped)} dropped; please "
+            "report this with the file.",
+            source=source,
+        )
     changes = ", ".join(f"{count} {kind}" for kind, count in sorted(adjusted.items()) if count) or "none adjusted"
-    logger.info("%s: %d spans read -> %d entities trained on (%s; %d dropped)", source, read, entities, changes,
-                len(dropped))
+    logger.info(
+        "%s: %d spans read -> %d entities trained on (%s; %d dropped)", source, read, entities, changes, len(dropped)
+    )
     for line in dropped:
         logger.warning("%s", line)
     if choices:
@@ -154,10 +178,15 @@ def ner_annotation(result: dict[str, Any]) -> AnnotatedText:
     entities = result.get("entities", [])
     if "tokens" in result:
         offsets = token_offsets(result["tokens"])
-        spans = tuple(Span(offsets[e["start"]][0], offsets[e["end"] - 1][1], e["label"], e.get("score"))
-                      for e in entities)
+        spans = tuple(
+            Span(offsets[e["start"]][0], offsets[e["end"] - 1][1], e["label"], e.get("score")) for e in entities
+        )
     else:
         spans = tuple(Span(e["start"], e["end"], e["label"], e.get("score")) for e in entities)
     uncertainty = result.get("uncertainty")
-    return AnnotatedText(result["text"], spans, uncertainty=uncertainty,
-                         score=None if uncertainty is None else round(1 - uncertainty, 4))
+    return AnnotatedText(
+        result["text"],
+        spans,
+        uncertainty=uncertainty,
+        score=None if uncertainty is None else round(1 - uncertainty, 4),
+    )

@@ -9,8 +9,10 @@ from typing import NamedTuple
 logger = logging.getLogger(__name__)
 
 #: Abbreviations that keep their period, as in CoNLL-2003 (`Mr.`, `St.`, `Inc.`); case matters (`no.` is not `No.`).
-ABBREVIATIONS = ("Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Mt|Gen|Gov|Sen|Rep|Lt|Col|Capt|Sgt|Rev|Inc|Corp|Ltd|Co|Bros|vs|"
-                 "Jan|Feb|Aug|Sept|Sep|Oct|Nov|Dec")
+ABBREVIATIONS = (
+    "Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Mt|Gen|Gov|Sen|Rep|Lt|Col|Capt|Sgt|Rev|Inc|Corp|Ltd|Co|Bros|vs|"
+    "Jan|Feb|Aug|Sept|Sep|Oct|Nov|Dec"
+)
 
 
 CLITIC = r"(?i:['’](?:s|d|m|re|ve|ll)|n['’]t)(?!\w)"
@@ -52,4 +54,3 @@ def words_with_offsets(text: str) -> list[Word]:
     sentences word for word (the rest are mostly sports-table ties such as `10=`).
     """
     return [Word(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(text)]
-
