@@ -39,7 +39,7 @@ def running_and_split(tokenizer, words: list[str]) -> tuple[list[int], list[int]
 
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
 def test_pre_split_ids_equal_running_text_ids_on_every_sample_sentence(model_type, models):
-    tokenizer = load_tokenizer(ModelArguments(model_name_or_path=models[model_type]))
+    tokenizer = load_tokenizer(ModelArguments(model_name_or_path=models[model_type]), word_split=True)
     assert len(SAMPLE_SENTENCES) > 400
     for words in SAMPLE_SENTENCES:
         running, split = running_and_split(tokenizer, words)
@@ -80,7 +80,7 @@ def test_modernbert_is_fixed_at_load_and_the_saved_tokenizer_keeps_the_fix(model
     ]
     assert ids_disagree(raw)
     with caplog.at_level("INFO", logger="utils.core.tokenizer_check"):
-        fixed = load_tokenizer(ModelArguments(model_name_or_path=models["modernbert"]))
+        fixed = load_tokenizer(ModelArguments(model_name_or_path=models["modernbert"]), word_split=True)
     assert "set the byte-level prefix space (kept when the tokenizer is saved)" in caplog.text
     expected = ["[CLS]", "ĠE", "U", "Ġre", "j", "ec", "ts", "ĠGerman", "Ġc", "all", "[SEP]"]
     assert fixed.convert_ids_to_tokens(fixed(words, is_split_into_words=True)["input_ids"]) == expected
@@ -97,7 +97,7 @@ def test_metaspace_that_marks_only_the_first_word_is_fixed(models, tmp_path):
         part.prepend_scheme = "first"
     assert ids_disagree(tokenizer)
     tokenizer.save_pretrained(tmp_path)
-    fixed = load_tokenizer(ModelArguments(model_name_or_path=str(tmp_path)))
+    fixed = load_tokenizer(ModelArguments(model_name_or_path=str(tmp_path)), word_split=True)
     assert fixed.backend_tokenizer.pre_tokenizer[1].prepend_scheme == "always"
     assert not ids_disagree(fixed)
 
@@ -112,7 +112,7 @@ def test_a_tokenizer_that_cannot_be_fixed_is_refused_with_one_line(tmp_path):
     )
     TokenizersBackend(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]").save_pretrained(tmp_path)
     with pytest.raises(ConfigError) as raised:
-        load_tokenizer(ModelArguments(model_name_or_path=str(tmp_path)))
+        load_tokenizer(ModelArguments(model_name_or_path=str(tmp_path)), word_split=True)
     assert str(raised.value) == (
         f"The tokenizer of '{tmp_path}' gives words other ids pre-split than in running text (its pre-tokenizer: "
         "NoneType), so NER labels would sit on wrongly split words; give --tokenizer_name a byte-level, Metaspace "

@@ -193,6 +193,7 @@ WORD_SCORES_TASK = Task(
         build_labels=lambda data, config: LABELS,
         check_labels=lambda data, labels: data.raw,
         encode=encode_split,
+        tokenizer_kwargs=lambda config, data_args: {"word_split": True},  # its inputs are pre-split words
     ),
     training=TaskTraining(
         auto_model=AutoModelForTokenClassification,

@@ -76,10 +76,12 @@ def load_config(model_args: ModelArguments):
         raise ConfigError(f"Could not load the model config from '{name}': {one_line(err)}{offline_hint()}") from None
 
 
-def load_tokenizer(model_args: ModelArguments, **kwargs: Any) -> PreTrainedTokenizerBase:
+def load_tokenizer(model_args: ModelArguments, word_split: bool = False, **kwargs: Any) -> PreTrainedTokenizerBase:
     """The model's (fast) tokenizer, or with --use_fast_tokenizer false its Python one where transformers has it;
-    right padding, which the label alignment relies on; pre-split words tokenized as in running text
-    (`check_word_split`: every caller, training, predict.py, serve.py and export, gets the same ids)."""
+    right padding, which the label alignment relies on. `word_split`: the task feeds it pre-split words (its
+    `tokenizer_kwargs` say so), which must get the ids of running text (`check_word_split`: training, predict.py,
+    serve.py and export all load it so, and get the same ids); a task of running text keeps the tokenizer as
+    pre-trained."""
     name = model_args.tokenizer_name or model_path(model_args)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **hub_kwargs(model_args), **kwargs)
@@ -88,7 +90,8 @@ def load_tokenizer(model_args: ModelArguments, **kwargs: Any) -> PreTrainedToken
     except OSError as err:
         raise ConfigError(f"Could not load the tokenizer from '{name}': {one_line(err)}{offline_hint()}") from None
     tokenizer.padding_side = "right"
-    check_word_split(tokenizer, name)
+    if word_split:
+        check_word_split(tokenizer, name)
     return tokenizer
 
 

@@ -192,8 +192,10 @@ def encode_ner(split: Dataset, tokenizer, labels: LabelSpace, data: LoadedData) 
 
 
 def prefix_space_kwargs(config, data_args: NerDataArguments | None = None) -> dict[str, Any]:
-    """Byte-level BPE tokenizers need `add_prefix_space` for pre-split words."""
-    return {"add_prefix_space": True} if getattr(config, "model_type", None) in PREFIX_SPACE_MODELS else {}
+    """NER feeds pre-split words (checked against running text when loaded: `load_tokenizer`); byte-level BPE
+    tokenizers need `add_prefix_space` for them."""
+    prefix = {"add_prefix_space": True} if getattr(config, "model_type", None) in PREFIX_SPACE_MODELS else {}
+    return {"word_split": True, **prefix}
 
 
 def ner_collator(tokenizer, data: LoadedData, pad_to: int | None = None) -> DataCollatorForTokenClassification:
