@@ -21,6 +21,8 @@ from tritonclient.utils import InferenceServerException
 from tests.conftest import ROOT
 from tests.test_export import exported_ner_run, random_classifier
 from tests.test_serve import NER_OPTIONS, Service, free_port, sample_texts, served_in_thread, wait_until_up
+from utils.core.errors import ConfigError
+from utils.serving.arguments import ServeArguments
 from utils.serving.http import Limits, create_app
 from utils.serving.predictor import Predictor
 
@@ -223,3 +225,9 @@ def families(exposition: str) -> dict[tuple[str, tuple], float]:
         for family in text_string_to_metric_families(exposition)
         for sample in family.samples
     }
+
+
+@pytest.mark.parametrize("name", ["", "org/model"])
+def test_a_model_name_with_a_slash_or_empty_is_refused(name):
+    with pytest.raises(ConfigError, match="must be a non-empty name without '/'"):
+        ServeArguments(model_name=name)
