@@ -1,4 +1,5 @@
-"""Serve a fine-tuned model over HTTP: POST /predict, GET /health, GET /info, a page at /, OpenAPI docs at /docs.
+"""Serve a fine-tuned model over HTTP: POST /predict, GET /health, GET /info, a page at /, OpenAPI docs at /docs,
+the Open Inference Protocol (KServe v2) under /v2 and Prometheus metrics at /metrics.
 
     python serve.py --model outputs/ner                      # the ONNX export when DIR/onnx/ holds one, else torch
     python serve.py --model outputs/ner --backend onnx --port 8000
@@ -13,6 +14,7 @@ new connections, finishes the requests in flight, then exits. How: utils/serving
 from __future__ import annotations
 
 import logging
+import time
 
 from utils.core.errors import run_command
 from utils.serving.arguments import ServeArguments, ServePredictorArguments, parse_script_args
@@ -23,7 +25,9 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> None:
     model, args = parse_script_args((ServePredictorArguments, ServeArguments), argv)
+    started = time.perf_counter()
     predictor = model.load()
+    load_seconds = time.perf_counter() - started
     for note in [*hosts_note(args.host), *server_notes(args.http, args.loop)]:
         logger.warning(note)
     limits = Limits(
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
         args.access_log,
         http=args.http,
         loop=args.loop,
+        model_name=args.model_name,
+        load_seconds=load_seconds,
     )
 
 

@@ -213,6 +213,13 @@ class ServeArguments:
 
     host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on (loopback by default)."})
     port: int = field(default=8000, metadata={"help": "Port to listen on."})
+    model_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "The model's name in the Open Inference Protocol routes (/v2/models/NAME/infer); default: the "
+            "model directory's basename."
+        },
+    )
     max_batch_size: int = field(default=64, metadata={"help": "Most inputs gathered into one model call."})
     max_wait_ms: float = field(default=5.0, metadata={"help": "Longest wait for batchmates of a request (ms)."})
     max_texts_per_request: int = field(default=256, metadata={"help": "Most texts (or sentences) per request."})
@@ -250,6 +257,8 @@ class ServeArguments:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}.")
         if self.max_wait_ms < 0:
             raise ConfigError(f"--max_wait_ms must be 0 or more, got {self.max_wait_ms}.")
+        if self.model_name is not None and (not self.model_name or "/" in self.model_name):
+            raise ConfigError(f"--model_name {self.model_name!r} must be a non-empty name without '/'.")
         if not 0 <= self.port < 65536:
             raise ConfigError(f"--port {self.port} is not a port number (0-65535).")
 

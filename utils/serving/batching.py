@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +95,16 @@ class DynamicBatcher:
         self.arriving = 0  # requests being read and checked, soon to be submitted (the HTTP layer counts them)
         self.last_requests = 0  # requests in the last batch: more than one means clients are sending concurrently
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self.observers: list[Callable[[int], None]] = []  # called with the inputs of every model call (metrics)
+
+    @property
+    def running(self) -> bool:
+        """Started and not stopping: the service is ready for requests."""
+        return self.worker is not None and not self.closed and not self.worker.done()
+
+    def waiting(self) -> int:
+        """Requests queued for a batch (the queue depth)."""
+        return (self.queue.qsize() if self.queue is not None else 0) + len(self.held)
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -166,6 +176,8 @@ class DynamicBatcher:
             self.stats.batches += 1
             self.stats.inputs += sum(job.size for job in batch)
             self.stats.largest_batch = max(self.stats.largest_batch, sum(job.size for job in batch))
+            for observe in self.observers:
+                observe(sum(job.size for job in batch))
             for job, outcome in zip(batch, outcomes, strict=True):
                 if job.future.done():
                     continue

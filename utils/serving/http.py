@@ -8,6 +8,8 @@
     GET  /info      task, labels, base model, backend, settings and limits
     GET  /          a page to paste text into and see the entities highlighted, or the label probabilities as bars
     GET  /docs      the OpenAPI documentation (/openapi.json)
+    GET  /metrics   Prometheus counters (utils/serving/metrics.py)
+    /v2/...         the Open Inference Protocol, KServe v2 REST (utils/serving/open_inference.py)
 
 Every error is a JSON object {"error": message, ...} with a 4xx status: 400 for a body that is not JSON, 413 for more
 texts, characters or bytes than the limits (the answer says which limit), 422 for JSON of the wrong shape; a failure
@@ -27,9 +29,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 
-from utils.core.errors import FinetuneError
 from utils.serving.batching import DynamicBatcher
-from utils.serving.requests import KIND_FIELDS, Limits, RequestError, parse_job, read_body, request_schema
+from utils.serving.metrics import add_metrics
+from utils.serving.open_inference import add_open_inference_routes
+from utils.serving.requests import KIND_FIELDS, Limits, RequestError, answer_job, parse_job, request_schema
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +95,17 @@ ERROR_RESPONSES = {
 }
 
 
-def create_app(predictor, directory: str, limits: Limits | None = None) -> FastAPI:
-    """The service for `predictor` (loaded from `directory`)."""
+def create_app(
+    predictor,
+    directory: str,
+    limits: Limits | None = None,
+    model_name: str | None = None,
+    load_seconds: float | None = None,
+) -> FastAPI:
+    """The service for `predictor` (loaded from `directory`, in `load_seconds`): its own routes, the Open Inference
+    Protocol's for the model `model_name` (default: the directory's basename) and /metrics."""
     limits = limits or Limits()
+    model_name = model_name or Path(directory).resolve().name
     batcher = DynamicBatcher(predictor, limits.max_batch_size, limits.max_wait_ms)
     info = service_info(predictor, directory, limits)
     page = PAGE.read_text(encoding="utf-8")
@@ -115,6 +126,8 @@ def create_app(predictor, directory: str, limits: Limits | None = None) -> FastA
         'POST /predict with {"texts": [...]}; every result is the line predict.py writes for it.',
     )
     app.state.batcher = batcher
+    app.state.metrics = add_metrics(app, batcher, load_seconds)
+    add_open_inference_routes(app, predictor, batcher, limits, model_name)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
@@ -137,20 +150,8 @@ def create_app(predictor, directory: str, limits: Limits | None = None) -> FastA
     )
     async def predict(request: Request) -> JSONResponse:
         """One result per input, in order: what predict.py writes for each (entities, or label and probabilities)."""
-        batcher.arriving += 1
         try:
-            try:
-                job = parse_job(await read_body(request, limits.max_body_bytes), limits, predictor.task)
-            finally:
-                batcher.arriving -= 1
-            if not job.size:
-                return JSONResponse({"results": []})
-            try:
-                results = await batcher.submit(job)
-            except RuntimeError as err:
-                raise RequestError(503, str(err)) from None
-            except FinetuneError as err:  # the predictor refused this input
-                raise RequestError(422, str(err)) from None
+            results = await answer_job(request, batcher, limits, lambda body: parse_job(body, limits, predictor.task))
         except RequestError as err:
             return JSONResponse(err.body, status_code=err.status)
         return JSONResponse({"results": results})
@@ -183,11 +184,13 @@ def serve(
     graceful_seconds: float = 30.0,
     http: str = "auto",
     loop: str = "auto",
+    model_name: str | None = None,
+    load_seconds: float | None = None,
 ) -> None:
     """Run the service until SIGINT/SIGTERM, which stop new connections and finish the requests in flight."""
     import uvicorn
 
-    app = create_app(predictor, directory, limits)
+    app = create_app(predictor, directory, limits, model_name, load_seconds)
     config = uvicorn.Config(
         app,
         host=host,

@@ -5,14 +5,16 @@ nothing here knows a task."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 
+from utils.core.errors import FinetuneError
 from utils.core.examples import PAIR, TEXT, TOKENS, Example, taken_kinds
 from utils.core.task import Task
-from utils.serving.batching import Job
+from utils.serving.batching import DynamicBatcher, Job
 
 REQUEST_KEYS = ("texts", "tokens", "text_pairs", "document_ids")
 
@@ -87,16 +89,26 @@ def not_taken(name: str, task: Task) -> RequestError:
     )
 
 
-def parse_job(body: bytes, limits: Limits, task: Task) -> Job:
-    """A request body as a `Job`, or the `RequestError` that says what is wrong with it. What the model takes is
-    its task's (`task.serving.input_kinds`)."""
-    kinds = task.serving.input_kinds
+def decode_json(body: bytes) -> Any:
+    """The body's JSON, or a 400 that says where it is broken."""
     try:
-        request = json.loads(body.decode("utf-8"))  # JSON is UTF-8 (RFC 8259); json.loads(bytes) would guess
+        return json.loads(body.decode("utf-8"))  # JSON is UTF-8 (RFC 8259); json.loads(bytes) would guess
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
         reason = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8"
         raise RequestError(400, f"the body is not valid JSON ({reason}{where}).") from None
+
+
+def parse_job(body: bytes, limits: Limits, task: Task) -> Job:
+    """A /predict body as a `Job`, or the `RequestError` that says what is wrong with it."""
+    return job_from_request(decode_json(body), limits, task)
+
+
+def job_from_request(request: Any, limits: Limits, task: Task) -> Job:
+    """A request in /predict's fields (texts or tokens, text_pairs, document_ids) as a `Job`; the Open Inference
+    Protocol's tensors are read into the same fields, so both routes share every check. What the model takes is its
+    task's (`task.serving.input_kinds`)."""
+    kinds = task.serving.input_kinds
     if not isinstance(request, dict):
         raise RequestError(
             422,
@@ -173,6 +185,24 @@ def parse_job(body: bytes, limits: Limits, task: Task) -> Job:
             for index, text in enumerate(value)
         ]
     )
+
+
+async def answer_job(request: Request, batcher: DynamicBatcher, limits: Limits, parse: Callable[[bytes], Job]) -> list:
+    """The results for a request's body (read within the byte limit, `parse`d into a `Job`) from the shared batcher;
+    a `RequestError` for a bad body, a refused input (422) or a service shutting down (503)."""
+    batcher.arriving += 1  # the batcher waits for batchmates while requests are being read
+    try:
+        job = parse(await read_body(request, limits.max_body_bytes))
+    finally:
+        batcher.arriving -= 1
+    if not job.size:
+        return []
+    try:
+        return await batcher.submit(job)
+    except RuntimeError as err:
+        raise RequestError(503, str(err)) from None
+    except FinetuneError as err:  # the predictor refused this input
+        raise RequestError(422, str(err)) from None
 
 
 def request_schema(limits: Limits, task: Task) -> dict[str, Any]:
