@@ -2,7 +2,7 @@
 of typed callables. The shared pipeline (utils/training/) and serving (utils/serving/) reach a task only through it:
 no shared module compares task names, reads a task's result keys or options, or knows the shape of its outputs.
 
-A new task is a new `Task` (utils/tasks/<name>/task.py, or anywhere: tests/third_task/ defines one that trains,
+A new task is a new `Task` (utils/tasks/<name>/task.py, or anywhere: the one of tests/test_third_task.py trains,
 predicts, serves and exports without a line of shared code changed).
 """
 
