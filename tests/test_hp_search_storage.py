@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 import run_ner
 from tests.conftest import ROOT
+from tests.test_tuning import ner_args
 from utils.core.arguments import ModelArguments
 from utils.core.errors import ConfigError
 from utils.training import hp_search, hp_study
@@ -36,34 +37,7 @@ SPACE = "learning_rate: {low: 0.0001, high: 0.01, log: true}\nweight_decay: {low
 
 def ner_search_args(model: str, output_dir: Path, space: str, trials: int) -> list[str]:
     """The NER sample, a few examples, one epoch of 3 steps per trial: seconds per trial with the tiny model."""
-    return [
-        "--model",
-        model,
-        "--output_dir",
-        str(output_dir),
-        "--max_train_samples",
-        "48",
-        "--max_eval_samples",
-        "16",
-        "--max_predict_samples",
-        "8",
-        "--num_train_epochs",
-        "1",
-        "--per_device_train_batch_size",
-        "16",
-        "--eval_before_training",
-        "false",
-        "--logging_steps",
-        "5",
-        "--report_to",
-        "none",
-        "--save_strategy",
-        "no",
-        "--hp_search_trials",
-        str(trials),
-        "--hp_search_space",
-        space,
-    ]
+    return ner_args(model, output_dir, "--hp_search_trials", str(trials), "--hp_search_space", space)
 
 
 def load(output_dir: Path, name: str = "hp_search") -> optuna.Study:
