@@ -32,6 +32,10 @@ COMMON = [
     "sequential",
     "--eval_before_training",
     "false",
+    # the equalities below hold to 1e-4 in fp32; bf16 autocast (the default on some CPUs) rounds each process's
+    # partial sums on their own
+    "--bf16",
+    "false",
 ]
 ENV = {
     **os.environ,

@@ -3,6 +3,7 @@ training code that reads them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -10,20 +11,43 @@ from transformers import TrainingArguments
 from utils.core.errors import ConfigError
 
 
-def bf16_cpu_supported() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated."""
+def cpu_identity() -> tuple[str, frozenset[str]]:
+    """The CPU's vendor (`GenuineIntel`, `AuthenticAMD`, ...) and instruction-set flags, from /proc/cpuinfo (empty
+    where there is none: other systems, containers that hide it)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            flags = stream.read(1 << 16)
+            head = stream.read(1 << 16)
     except OSError:
-        return False
+        return "", frozenset()
+    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", head, re.MULTILINE)
+    flags = re.search(r"^flags\s*:(.*)$", head, re.MULTILINE)
+    return (vendor.group(1) if vendor else ""), frozenset(flags.group(1).split() if flags else ())
+
+
+def bf16_cpu_supported(flags: frozenset[str] | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated."""
+    flags = cpu_identity()[1] if flags is None else flags
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_pays_on_cpu(vendor: str, flags: frozenset[str]) -> bool:
+    """Whether bf16 autocast trains faster than fp32 on this kind of CPU at the same accuracy, as measured
+    (docs/architectures.md, "bf16 on CPU"): yes with AMX tiles, and on AMD processors with AVX512-BF16; no on Intel
+    processors with AVX512-BF16 but no AMX (slower than fp32 there), nor where bf16 is emulated."""
+    return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
 
 
 @dataclass
 class FinetuneTrainingArguments(TrainingArguments):
     """`TrainingArguments` plus the run-level options the transformers examples lack."""
 
+    bf16: bool = field(  # None until settled: given, or this processor's faster precision (settle_device)
+        default=None,
+        metadata={
+            "help": "bfloat16 mixed precision (autocast on CPU). Not given: on a CPU where it trains faster than fp32 "
+            "at the same accuracy (AMX, or AMD with AVX512-BF16) it is on, elsewhere off; --bf16 false keeps fp32."
+        },
+    )
     early_stopping_patience: int | None = field(
         default=None,
         metadata={"help": "Stop after N evaluations without improvement of --metric_for_best_model."},
@@ -136,7 +160,8 @@ class FinetuneTrainingArguments(TrainingArguments):
     def settle_device(self) -> None:
         """With no accelerator, train on the CPU explicitly: that makes `accelerate launch`/`torchrun` with several
         processes real gloo DDP instead of independent copies. --bf16 without a bf16 GPU means bf16 autocast on the
-        CPU (where the CPU supports it); --fp16 needs a GPU."""
+        CPU (where the CPU supports it); --fp16 needs a GPU. Without --bf16 either way, a CPU on which bf16 pays
+        (`bf16_pays_on_cpu`) trains in bf16, others and accelerators in fp32 as the transformers examples do."""
         import torch
         from transformers.utils import is_torch_bf16_gpu_available
 
@@ -148,8 +173,24 @@ class FinetuneTrainingArguments(TrainingArguments):
         if not accelerator:
             if self.fp16:
                 raise ConfigError("--fp16 needs a CUDA (or XPU) device and there is none; on CPU use --bf16.")
-            if self.bf16 and not bf16_cpu_supported():
+            vendor, flags = cpu_identity()
+            if self.bf16 is None:
+                self.bf16 = bf16_pays_on_cpu(vendor, flags)
+            if self.bf16 and not bf16_cpu_supported(flags):
                 raise ConfigError("--bf16: this CPU has no bfloat16 support (needs AVX512-BF16 or AMX); drop --bf16.")
             self.use_cpu = True
-        elif self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
-            raise ConfigError("--bf16: this GPU has no bfloat16 support; use --fp16.")
+        else:
+            self.bf16 = bool(self.bf16)
+            if self.bf16 and not self.use_cpu and not is_torch_bf16_gpu_available():
+                raise ConfigError("--bf16: this GPU has no bfloat16 support; use --fp16.")
+
+
+def precision_note(args: TrainingArguments) -> str:
+    """The run's precision and why, for the log: the CPU rule decides it silently otherwise."""
+    if args.fp16:
+        return "Precision: fp16 mixed precision (--fp16)."
+    if not args.bf16:
+        return "Precision: fp32."
+    if args.use_cpu:
+        return "Precision: bf16 autocast on the CPU (--bf16, or this CPU's faster precision; --bf16 false for fp32)."
+    return "Precision: bf16 mixed precision (--bf16)."

@@ -31,7 +31,7 @@ from utils.core.ordering import longest_first
 from utils.core.parsing import parse_args, read_config_file
 from utils.core.task import PROJECT_ROOT, TASK_CONFIG_KEY, LoadedData, StageContext, Task
 from utils.core.validation import validate_job
-from utils.training.arguments import FinetuneTrainingArguments
+from utils.training.arguments import FinetuneTrainingArguments, precision_note
 from utils.training.batching import decide_batching
 from utils.training.checkpoints import check_output_dir
 from utils.training.hub import push_output_dir
@@ -255,6 +255,7 @@ def run_job(
     logger.info(
         "World size %d (%s) on %s", training_args.world_size, training_args.parallel_mode.value, training_args.device
     )
+    logger.info(precision_note(training_args))
     batching = decide_batching(
         training_args,
         given,

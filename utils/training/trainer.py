@@ -1,10 +1,10 @@
 """The `Trainer` subclass and its callbacks: packed or bucketed training batches (as `BatchingPlan` decided),
 evaluation in input order, result files never half-written, a clean stop on SIGINT/SIGTERM.
 
-`FinetuneTrainer` overrides public methods where they suffice (`compute_loss`, `train`, `save_model`,
-`save_metrics`, `save_state`), and private ones only where transformers has no public hook (`PRIVATE_OVERRIDES`);
-each says why, and tests/test_layers.py fails if transformers renames one (so an upgrade cannot silently bypass
-it)."""
+`FinetuneTrainer` overrides public methods where they suffice (`compute_loss`, `prediction_step`, `train`,
+`save_model`, `save_metrics`, `save_state`), and private ones only where transformers has no public hook
+(`PRIVATE_OVERRIDES`); each says why, and tests/test_layers.py fails if transformers renames one (so an upgrade
+cannot silently bypass it)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -89,6 +90,13 @@ class FinetuneTrainer(Trainer):
         """Length buckets need a `datasets.Dataset` of token ids (a streamed or custom dataset keeps upstream's
         sampler)."""
         return self.batching.kind == "buckets" and isinstance(dataset, Dataset) and "input_ids" in dataset.column_names
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation and prediction run in fp32 even when training runs under bf16/fp16 autocast (which accelerate
+        puts around `forward` for the whole run): scores and prediction files are then those predict.py and serve.py
+        compute from the saved fp32 weights, whatever precision trained them."""
+        with full_precision_forward(self.accelerator.unwrap_model(model)):
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Training batches are packed here, after the collator (so any sampler and collator keep working), and
@@ -222,6 +230,22 @@ class FinetuneTrainer(Trainer):
         path = os.path.join(self.args.output_dir, "trainer_state.json")
         self.state.save_to_json(f"{path}.tmp")
         os.replace(f"{path}.tmp", path)
+
+
+@contextmanager
+def full_precision_forward(model: torch.nn.Module) -> Iterator[None]:
+    """Run `model` without the mixed-precision wrapper accelerate put around its `forward` (it keeps the original as
+    `_original_forward`); a model without one is left as it is."""
+    original = model.__dict__.get("_original_forward")
+    if original is None:
+        yield
+        return
+    wrapped = model.forward
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
 
 
 def eval_loss_at(log_history: Sequence[Mapping[str, Any]], step: int | None) -> float | None:
