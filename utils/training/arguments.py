@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from utils.core.errors import ConfigError
+from utils.training.distillation_arguments import DistillationArguments
 
 
 def bf16_cpu_supported() -> bool:
@@ -21,7 +22,7 @@ def bf16_cpu_supported() -> bool:
 
 
 @dataclass
-class FinetuneTrainingArguments(TrainingArguments):
+class FinetuneTrainingArguments(DistillationArguments, TrainingArguments):
     """`TrainingArguments` plus the run-level options the transformers examples lack."""
 
     early_stopping_patience: int | None = field(
