@@ -24,7 +24,7 @@ from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.modeling import load_config, load_tokenizer, model_path
 from utils.core.ordering import length_batches
-from utils.core.task import TASK_CONFIG_KEY, LoadedData, Task, TaskDistillation
+from utils.core.task import TASK_CONFIG_KEY, LoadedData, Task, TaskDistillation, saved_task
 from utils.training.distillation import DistillationLoss, SoftLabelCollator
 from utils.training.reporting import shown_path
 
@@ -69,11 +69,11 @@ class Distiller:
         path = args.teacher_model
         teacher_args = dataclasses.replace(model_args, model_name_or_path=path, config_name=None, tokenizer_name=None)
         config = load_config(teacher_args)
-        recorded = getattr(config, TASK_CONFIG_KEY, task.name)
         names = fine_tuned_labels(config)
-        if recorded != task.name or names is None:
+        if saved_task(config, [task]) is None or names is None:
             raise ConfigError(
-                f"--teacher_model {path} is not a fine-tuned {task.name} model (task {recorded!r}, labels {names})."
+                f"--teacher_model {path} is not a fine-tuned model of {task.script} (it records task "
+                f"{getattr(config, TASK_CONFIG_KEY, None)!r}, labels {names})."
             )
         if set(names) != set(labels.names):
             raise ConfigError(
