@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForTokenClassification, BertConfig, BertForTokenClassification
 
+import export
 import predict
 import run_classification
 import run_ner
@@ -246,8 +247,20 @@ def test_ner_student_of_two_layers_from_the_teacher_with_unlabelled_text_reloads
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 1
     card = (out / "README.md").read_text()
     assert "## Distillation" in card and "- data the teacher labelled: 48 train rows, 2 distill_file rows" in card
+    sentences = len(read_conll(NER_DATA / "test.conll").tokens)
     summary = predict.main(["--model", str(out), "--input", str(NER_DATA / "test.conll"), "--output", str(out / "p")])
-    assert summary["task"] == "ner" and summary["records"] == len(read_conll(NER_DATA / "test.conll").tokens)
+    assert summary["task"] == "ner" and summary["records"] == sentences
+    exported = [*("--model", str(out), "--quantize", "int8", "--validation_file", str(NER_DATA / "test.conll"))]
+    report = export.main([*exported, "--min_agreement", "0", "--min_quantized_agreement", "0"])  # a random student
+    assert report["passed"] and report["validation"]["examples"] == sentences and "int8" in report["validation"]
+    int8 = [*("--model", str(out), "--input", str(NER_DATA / "test.conll")), "--backend", "onnx-int8"]
+    assert predict.main([*int8, "--output", str(out / "q")])["records"] == sentences
+
+
+def test_a_teacher_of_the_other_task_is_refused(ner_teacher, tiny_model, tmp_path):
+    data = ["--train_file", str(SENTIMENT / "train.tsv"), "--output_dir", str(tmp_path)]
+    with pytest.raises(ConfigError, match=r"is not a fine-tuned model of run_classification\.py"):
+        run_classification.main(["--model", tiny_model, "--teacher_model", ner_teacher, *data])
 
 
 def test_ner_student_with_another_tokenizer_trains_on_the_teachers_word_targets(ner_teacher, tmp_path):
