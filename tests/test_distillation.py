@@ -309,3 +309,38 @@ def test_multi_label_data_is_refused_for_distillation(tiny_model, tmp_path, writ
                 str(tmp_path),
             ]
         )
+
+
+def test_soft_labels_are_cached_by_teacher_and_data_and_made_anew_when_either_changes(tiny_model, tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from utils.tasks.ner.task import NER_TASK
+    from utils.training.teacher import Distiller
+
+    labels = LabelSpace(TAGS)
+    teacher = AutoModelForTokenClassification.from_pretrained(
+        tiny_model, num_labels=3, id2label=dict(enumerate(TAGS)), label2id={t: i for i, t in enumerate(TAGS)}
+    )
+    teacher.config.finetune_task = "ner"
+    save(teacher, tmp_path / "teacher")
+    load_tokenizer(ModelArguments(model_name_or_path=tiny_model)).save_pretrained(tmp_path / "teacher")
+    sentences = {"tokens": [["Peter", "went", "home"], ["Anna"]], "ner_tags": [["B-PER", "O", "O"], ["B-PER"]]}
+    data = LoadedData(raw=DatasetDict(train=Dataset.from_dict(sentences)), args=NerDataArguments())
+    args = FinetuneTrainingArguments(
+        output_dir=str(tmp_path / "out"), report_to=[], teacher_model=str(tmp_path / "teacher")
+    )
+    model_args = ModelArguments(model_name_or_path=tiny_model)
+    distiller = Distiller.plan(NER_TASK, model_args, args, data, labels)
+    tokenizer = load_tokenizer(model_args, word_split=True)
+    made = []
+    original = distiller.soft_rows
+    distiller.soft_rows = lambda *a: made.append(1) or original(*a)
+    first = distiller.train_features(data, tokenizer, labels)
+    again = distiller.train_features(data, tokenizer, labels)
+    assert len(made) == 1 and first["labels"] == again["labels"] and len(first) == 2
+    assert [row[:, 0].tolist() for row in map(np.asarray, first["labels"])] == [[0, 1, 1, 1, 0], [0, 1, 0]]
+    with torch.no_grad():
+        teacher.classifier.bias += 1.0  # another teacher: the same data is labelled anew
+    save(teacher, tmp_path / "teacher")
+    distiller.train_features(data, tokenizer, labels)
+    assert len(made) == 2

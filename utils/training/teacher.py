@@ -30,6 +30,8 @@ from utils.training.reporting import shown_path
 
 logger = logging.getLogger(__name__)
 
+#: Bumped whenever the soft labels' layout or making changes, so that cached ones of an older version are not reused.
+SOFT_LABEL_VERSION = 1
 #: Examples the teacher labels at a time: the unit in which --distill_file is read, labelled and written to disk.
 CHUNK_EXAMPLES = 1024
 
@@ -171,6 +173,7 @@ class Distiller:
             list(labels.names),
             bool(self.args.bf16),
             CHUNK_EXAMPLES,
+            SOFT_LABEL_VERSION,
         ]
         fingerprint = uuid.uuid4().hex if overwrite else Hasher.hash(key)
         bars = datasets.is_progress_bar_enabled()
