@@ -344,3 +344,65 @@ def test_soft_labels_are_cached_by_teacher_and_data_and_made_anew_when_either_ch
     save(teacher, tmp_path / "teacher")
     distiller.train_features(data, tokenizer, labels)
     assert len(made) == 2
+
+
+# ---------------------------------------------------------------- the static student
+
+
+def test_static_token_vectors_are_the_encoders_mean_pooled_tokens_projected_on_principal_components(tiny_model):
+    from transformers import AutoModel
+
+    from utils.tasks.classification.static_student import token_vectors
+
+    encoder = AutoModel.from_pretrained(tiny_model).eval()
+    tokenizer = load_tokenizer(ModelArguments(model_name_or_path=tiny_model))
+    vectors = token_vectors(encoder, tokenizer, dims=8, batch_size=4096)
+    assert vectors.shape == (len(tokenizer), 8)
+    with torch.no_grad():  # token 2198 alone between [CLS] and [SEP], mean-pooled
+        one = encoder(input_ids=torch.tensor([[101, 2198, 102]])).last_hidden_state.mean(1)[0]
+        full = torch.cat(
+            [
+                encoder(
+                    input_ids=torch.tensor([[101, t, 102] for t in range(s, min(s + 4096, len(tokenizer)))])
+                ).last_hidden_state.mean(1)
+                for s in range(0, len(tokenizer), 4096)
+            ]
+        )
+    centred = full - full.mean(0)
+    components = torch.linalg.svd(centred, full_matrices=False)[2][:8]
+    assert torch.allclose(full[2198], one, atol=1e-5)
+    assert torch.allclose(vectors, centred @ components.T, atol=1e-4)
+    assert vectors.var(0)[0] >= vectors.var(0)[-1]  # the first component carries the most variance
+
+
+def test_static_student_trains_on_the_teacher_and_is_served_over_http_as_predict_py_predicts(
+    tiny_model, tmp_path, write_file
+):
+    import httpx
+
+    from tests.test_serve import served_in_thread
+    from utils.serving.http import Limits, create_app
+    from utils.serving.predictor import Predictor
+
+    teacher, out = tmp_path / "teacher", tmp_path / "static"
+    data = ["--train_file", str(SENTIMENT / "train.tsv"), "--validation_file", str(SENTIMENT / "validation.tsv")]
+    data += ["--test_file", str(SENTIMENT / "test.tsv")]
+    run_classification.main(["--model", tiny_model, "--output_dir", str(teacher), *data, *FAST])
+    argv = ["--model", str(teacher), "--teacher_model", str(teacher), "--static_student_dims", "16"]
+    results = run_classification.main([*argv, "--output_dir", str(out), "--learning_rate", "1e-2", *data, *FAST])
+    config = json.loads((out / "config.json").read_text())
+    assert config["static_dims"] == 16 and config["architectures"] == ["StaticEmbeddingForSequenceClassification"]
+    assert "teacher_predict_accuracy" in results and "## Distillation" in (out / "README.md").read_text()
+    texts = ["a warm and funny film", "the printer jams on every other page ."]
+    inputs = write_file("texts.txt", "\n".join(texts) + "\n")
+    predict.main(["--model", str(out), "--input", inputs, "--output", str(out / "p.jsonl")])
+    expected = [json.loads(line) for line in (out / "p.jsonl").read_text().splitlines()]
+    predictor = Predictor.from_pretrained(str(out), device="cpu", backend="torch")
+    assert type(predictor.model).__name__ == "StaticEmbeddingForSequenceClassification"
+    with served_in_thread(create_app(predictor, str(out), Limits(max_texts=8))) as service:
+        answer = httpx.post(f"{service.url}/predict", json={"texts": texts}, timeout=30)
+    assert answer.status_code == 200
+    served = answer.json()["results"]
+    assert [r["label"] for r in served] == [r["label"] for r in expected]
+    for got, want in zip(served, expected, strict=True):
+        assert got["probabilities"] == pytest.approx(want["probabilities"])
