@@ -38,7 +38,7 @@ METRICS = {"ner": "f1", "classification": "accuracy"}
 #: The issue's bars (docs/distillation.md): retention of the teacher's test score, speed-ups over its torch texts/s.
 BARS = {
     "ner": {"retention": 0.97, "torch_speedup": 1.8, "int8_speedup": 3.5},
-    "classification": {"retention": 0.98},
+    "classification": {"retention": 0.98, "static_retention": 0.90, "static_torch_speedup": 50},
 }
 TEACHER_FILES = (
     "config.json",
@@ -141,8 +141,8 @@ def markdown(report: dict) -> str:
         retention = system[metric] / teacher[metric] if teacher[metric] else float("nan")
         lines.append(
             f"| {name} | {system[metric]:.4f} | {retention:.2%} | {system['torch']:.1f} | "
-            f"{system['torch'] / teacher['torch']:.2f} | {system['int8']:.1f} | "
-            f"{system['int8'] / teacher['torch']:.2f} |"
+            f"{system['torch'] / teacher['torch']:.2f} | "
+            + (f"{system['int8']:.1f} | {system['int8'] / teacher['torch']:.2f} |" if system["int8"] else "- | - |")
         )
     lines += ["", "Bars (the issue's): " + json.dumps(report["bars"])]
     return "\n".join(lines) + "\n"
@@ -174,20 +174,32 @@ def main(args: argparse.Namespace) -> None:
         teacher_score = distilled[f"teacher_predict_{metric}"]
         for name, results in ((f"distilled-{layers}", distilled), (f"gold-{layers}", gold)):
             systems[name] = {metric: results[f"predict_{metric}"], "train_seconds": results["wall_seconds"]}
+    if args.static_dims:  # classification: token vectors from the teacher's encoder, a head on its soft labels
+        static = [
+            "--model",
+            str(teacher),
+            "--teacher_model",
+            str(teacher),
+            "--static_student_dims",
+            str(args.static_dims),
+        ]
+        results = train(args, "static", [*static, "--learning_rate", str(args.static_learning_rate), *distill])
+        systems["static"] = {metric: results[f"predict_{metric}"], "train_seconds": results["wall_seconds"]}
     systems = {"teacher": {metric: teacher_score}, **systems}
     texts = texts_of(args.task, args.test)[: args.throughput_texts]
     texts_path = workdir / "texts.json"
     texts_path.write_text(json.dumps([" ".join(t) if args.task == "ner" else t for t in texts]), encoding="utf-8")
-    for name in systems:
+    int8 = [name for name in systems if name != "static"]  # the static model is timed with PyTorch only
+    for name in int8:
         export(args, workdir / name)
     timings: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):
         for name in systems:
-            for backend in ("torch", "onnx-int8"):
+            for backend in ("torch", "onnx-int8") if name in int8 else ("torch",):
                 timings.setdefault((name, backend), []).append(time_system(args, workdir / name, backend, texts_path))
     for name, system in systems.items():
         system["torch"] = statistics.median(timings[(name, "torch")])
-        system["int8"] = statistics.median(timings[(name, "onnx-int8")])
+        system["int8"] = statistics.median(timings[(name, "onnx-int8")]) if name in int8 else None
     checks = {}
     bars = BARS[args.task]
     for layers in args.layers:
@@ -197,6 +209,11 @@ def main(args: argparse.Namespace) -> None:
             "beats_gold": student[metric] > gold[metric],
             "torch_speedup": student["torch"] / systems["teacher"]["torch"],
             "int8_speedup": student["int8"] / systems["teacher"]["torch"],
+        }
+    if "static" in systems:
+        checks["static"] = {
+            "retention": systems["static"][metric] / teacher_score if teacher_score else None,
+            "torch_speedup": systems["static"]["torch"] / systems["teacher"]["torch"],
         }
     report = {
         "task": args.task,
@@ -225,6 +242,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--unlabelled_rest", action="store_true", help="Rows after --labelled_rows: --distill_file.")
     parser.add_argument("--layers", type=lambda s: [int(n) for n in s.split(",")], default=[3, 2])
     parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--static_dims", type=int, help="Classification: also a static student of D dimensions.")
+    parser.add_argument("--static_learning_rate", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max_steps", type=int, help="Smoke runs only.")
     parser.add_argument("--max_eval_samples", type=int)
