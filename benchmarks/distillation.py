@@ -56,10 +56,11 @@ def texts_of(task: str, path: str) -> list[list[str]] | list[str]:
         from utils.core.conll import read_conll
 
         return read_conll(path).tokens
+    from utils.core.arguments import ModelArguments
     from utils.tasks.classification.arguments import ClassificationDataArguments
     from utils.tasks.classification.data import load_classification_data
 
-    data = load_classification_data(ClassificationDataArguments(train_file=path), None)
+    data = load_classification_data(ClassificationDataArguments(train_file=path), ModelArguments())
     return list(data.raw["train"]["text"])
 
 
