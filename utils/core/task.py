@@ -100,6 +100,21 @@ class TaskData:
 
 
 @dataclass(frozen=True)
+class TaskDistillation:
+    """How a task distils (utils/training/distillation.py): the teacher's outputs per unit of the task (a word, a
+    text), and those units' targets laid on the student's own inputs, so teacher and student may tokenize apart."""
+
+    # (teacher features, per-row teacher logits [tokens or 1, labels], examples): per example, its units' logits
+    unit_logits: Callable[[Dataset, Sequence[Any], int], list]
+    # (student features, per-example unit logits, labels): per feature row, soft labels: one item
+    # [1 or 0 (has a teacher target), gold id or -100, teacher logits...] per output (token or text)
+    soft_labels: Callable[[Dataset, Sequence[Any], int], list]
+    # (path, data_args): a --distill_file's texts as the task's canonical rows without labels (streamed to disk)
+    read_unlabelled: Callable[[str, Any], Dataset]
+    check: Callable[[LoadedData], None] = field(default=lambda data: None)  # refusals (e.g. regression)
+
+
+@dataclass(frozen=True)
 class TaskTraining:
     """The model, how batches and losses are made, and how predictions become metrics and files."""
 
@@ -122,6 +137,7 @@ class TaskTraining:
     stages: Callable[[LoadedData], Sequence[TaskStage]] = field(default=lambda data: ())
     card_details: Callable[[LoadedData, LabelSpace], list[str]] = field(default=lambda data, labels: [])
     best_metric: Callable[[LoadedData], tuple[str, bool]] = field(default=lambda data: ("loss", False))
+    distillation: TaskDistillation | None = None  # None: --teacher_model is refused for the task
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from utils.core.errors import ConfigError
+from utils.training.distillation_arguments import DistillationArguments
 
 
 def cpu_identity() -> tuple[str, frozenset[str]]:
@@ -38,7 +39,7 @@ def bf16_pays_on_cpu(vendor: str, flags: frozenset[str]) -> bool:
 
 
 @dataclass
-class FinetuneTrainingArguments(TrainingArguments):
+class FinetuneTrainingArguments(DistillationArguments, TrainingArguments):
     """`TrainingArguments` plus the run-level options the transformers examples lack."""
 
     bf16: bool = field(  # None until settled: given, or this processor's faster precision (settle_device)

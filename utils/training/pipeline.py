@@ -50,6 +50,8 @@ from utils.training.stages import (
     run_task_stages,
     settle_training_args,
 )
+from utils.training.student import keep_layers, student_model_args
+from utils.training.teacher import Distiller
 from utils.training.trainer import build_trainer, log_hparams
 from utils.training.tuning import (
     PARTIAL_TRAINING_LR,
@@ -216,7 +218,7 @@ def run_job(
     if "train_file" not in given and data_args.train_file and data_args.train_file.startswith(str(PROJECT_ROOT)):
         logger.info("No data given: running the %s sample recipe %s.", task.name, task.sample_config)
     set_seed(training_args.seed)
-
+    model_args = student_model_args(model_args, training_args.teacher_model, training_args.student_layers, given)
     config = load_config(model_args)
     with training_args.main_process_first(desc="loading data"):
         data = task.data.load(data_args, model_args)
@@ -233,7 +235,9 @@ def run_job(
     tokenizer = load_tokenizer(model_args, **task.data.tokenizer_kwargs(config, data_args))
     overrides = {TASK_CONFIG_KEY: task.name, **task.training.model_overrides(data, labels)}
     model_class = task.training.model_class(data) or task.training.auto_model
-    model = load_model(model_args, model_class, labels, config, **overrides)
+    model = keep_layers(load_model(model_args, model_class, labels, config, **overrides), training_args.student_layers)
+    distiller = Distiller.plan(task, model_args, training_args, data, labels)  # None without --teacher_model
+    task = distiller.wrap(task) if distiller else task
     results = run_task_stages(task_stages, StageContext(model, tokenizer, data, labels, training_args))
     model = prepare_model(model, model_args, task.training.peft_task_type)
     counts = parameter_counts(model)
@@ -245,6 +249,8 @@ def run_job(
     )
     with training_args.main_process_first(desc="tokenizing"):
         features = {split: task.data.encode(data.raw[split], tokenizer, labels, data) for split in splits}
+        if distiller and stages.train:
+            features["train"] = distiller.train_features(data, tokenizer, labels, data_args.overwrite_cache)
     if training_args.sort_eval_by_length:
         features.update(
             {split: sorted_by_length(features[split]) for split in ("validation", "test") if split in splits}
@@ -280,6 +286,9 @@ def run_job(
     trainer.run_results.update({**counts, **results})  # into all_results.json with the metrics
     stage_results, reports, written = run_stages(trainer, task, stages, data, features, labels, produced)
     results = {**counts, **results, **stage_results}
+    if distiller and trainer.is_world_process_zero():  # the teacher on the student's test split: the retention
+        results.update(distiller.measure(data, results, training_args.metric_for_best_model or "loss"))
+        trainer.save_metrics("teacher", {k: v for k, v in results.items() if k.startswith(("teacher_", "distill_"))})
     if stages.train and is_peft_model(model) and trainer.is_world_process_zero():
         save_adapter_outputs(trainer.model, training_args.output_dir, model_args.merge_adapter)
     if trainer.is_world_process_zero():

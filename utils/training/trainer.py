@@ -33,6 +33,7 @@ from utils.core.files import open_up_new_files, write_json
 from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.batching import BatchingPlan, BucketedSampler, labelled_items
 from utils.training.checkpoints import write_checkpoint
+from utils.training.distillation import DistillationLoss, as_teacher_items
 from utils.training.guards import NonFiniteGuard
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ class FinetuneTrainer(Trainer):
         self.tokens_real = self.tokens_computed = 0  # training tokens: real ones, and all the model computed on
         self.loss_before_resume = 0.0  # summed step losses of the steps a resumed run starts after
         self.items_per_example: float | None = None
-        if self.buckets_apply(self.train_dataset) and "labels" in self.train_dataset.column_names:
+        distilling = isinstance(self.compute_loss_func, DistillationLoss)  # soft labels: counted per step
+        if self.buckets_apply(self.train_dataset) and "labels" in self.train_dataset.column_names and not distilling:
             labels = self.train_dataset["labels"]
             self.items_per_example = sum(labelled_items(row) for row in labels) / max(len(labels), 1)
 
@@ -192,9 +194,12 @@ class FinetuneTrainer(Trainer):
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device):
         """With length buckets, divide summed losses by the labelled items a step holds on average, not by this
-        step's own count: a batch of short sentences must not give each of its tokens more weight. Private: the count
+        step's own count: a batch of short sentences must not give each of its tokens more weight (soft labels of
+        distillation: the step's items with a teacher target, `as_teacher_items`). Private: the count
         is made over the whole accumulation step before `compute_loss` sees one micro-batch, so no public hook can
         change it."""
+        if isinstance(self.compute_loss_func, DistillationLoss):
+            batch_samples = as_teacher_items(batch_samples)
         counted = super()._get_num_items_in_batch(batch_samples, device)
         if counted is None or self.items_per_example is None or not torch.is_tensor(counted) or counted.dim():
             return counted

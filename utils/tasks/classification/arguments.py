@@ -181,6 +181,13 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
     truncation_side: str = field(
         default="right", metadata={"help": "Which end of a too-long text to cut.", "choices": ["right", "left"]}
     )
+    static_student_dims: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train a static student instead of a transformer: token vectors of D dimensions distilled from "
+            "--model's encoder, averaged, and a linear head; use with --teacher_model (docs/distillation.md)."
+        },
+    )
 
     def __post_init__(self) -> None:
         self.settle_glue_task()
@@ -195,6 +202,8 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
                 raise ConfigError(f"--metric_name {name}: not a metric we compute; choose from {known}.")
         if self.text_column_names is not None and not self.text_columns:
             raise ConfigError(f"--text_column_names {self.text_column_names!r} names no column.")
+        if self.static_student_dims is not None and self.static_student_dims < 1:
+            raise ConfigError(f"--static_student_dims must be 1 or more, got {self.static_student_dims}.")
 
     def settle_glue_task(self) -> None:
         """--task_name: the GLUE task's dataset (when no data is given), split names, text columns and problem type;

@@ -17,6 +17,7 @@ from utils.tasks.classification.sentence_embedding import (
     MeanPoolingForSequenceClassification,
     SequenceClassifier,
 )
+from utils.tasks.classification.static_student import StaticStudentBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ def uses_mean_pooling(data: LoadedData) -> bool:
 def classification_model_class(data: LoadedData) -> type:
     """The usual head (`SequenceClassifier`), or the mean-pooling classifier for zero-shot and contrastive
     few-shot, whose head a stage of their own sets (utils/tasks/classification/stages.py)."""
+    if data.args.static_student_dims:
+        return StaticStudentBuilder(data.args.static_student_dims)
     return MeanPoolingForSequenceClassification if uses_mean_pooling(data) else SequenceClassifier
 
 

@@ -22,6 +22,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from utils.tasks.classification.pooling import mean_pool
+
 logger = logging.getLogger(__name__)
 
 #: Config attribute that marks a mean-pooling classifier, and its one value so far.
@@ -30,12 +32,6 @@ MEAN = "mean"
 #: Cosine similarities lie in [-1, 1]; times 20 a softmax over them gives usable probabilities (the scale of
 #: sentence-transformers' MultipleNegativesRankingLoss). Only probabilities depend on it, never the predicted label.
 SIMILARITY_SCALE = 20.0
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average of the token vectors of real (unpadded) tokens: how the checkpoint's sentence embeddings are made."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
 def is_mean_pooling(config: PretrainedConfig) -> bool:
@@ -91,8 +87,9 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
 
 
 class SequenceClassifier:
-    """`AutoModelForSequenceClassification` that also knows `MeanPoolingForSequenceClassification` (by the config
-    marker): the classification task's `auto_model`, so training and `Predictor` load both kinds the same way."""
+    """`AutoModelForSequenceClassification` that also knows `MeanPoolingForSequenceClassification` and the static
+    student (utils/tasks/classification/static_student.py), by their config markers: the classification task's
+    `auto_model`, so training and `Predictor` load every kind the same way."""
 
     @staticmethod
     def from_pretrained(
@@ -103,8 +100,14 @@ class SequenceClassifier:
                 key: kwargs[key] for key in ("cache_dir", "revision", "token", "trust_remote_code") if key in kwargs
             }
             config = AutoConfig.from_pretrained(name, **hub)
+        from utils.tasks.classification.static_student import StaticEmbeddingForSequenceClassification, is_static
+
         model_class = (
-            MeanPoolingForSequenceClassification if is_mean_pooling(config) else (AutoModelForSequenceClassification)
+            StaticEmbeddingForSequenceClassification
+            if is_static(config)
+            else MeanPoolingForSequenceClassification
+            if is_mean_pooling(config)
+            else AutoModelForSequenceClassification
         )
         return model_class.from_pretrained(name, *args, config=config, **kwargs)
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from utils.core.examples import PAIR, TEXT
-from utils.core.task import PROJECT_ROOT, Task, TaskData, TaskServing, TaskTraining
+from utils.core.task import PROJECT_ROOT, Task, TaskData, TaskDistillation, TaskServing, TaskTraining
 from utils.tasks.classification.arguments import ClassificationDataArguments, check_classification_arguments
 from utils.tasks.classification.choices import classification_annotation
 from utils.tasks.classification.data import load_classification_data
+from utils.tasks.classification.distillation import (
+    check_classification_distillation,
+    read_classification_unlabelled,
+    text_logits,
+    text_soft_labels,
+)
 from utils.tasks.classification.encoding import classification_collator, encode_classification, truncation_kwargs
 from utils.tasks.classification.labels import build_classification_labels, check_classification_labels
 from utils.tasks.classification.metrics import best_classification_metric, keep_logits, score_classification
@@ -57,6 +63,9 @@ CLASSIFICATION_TASK = Task(
         stages=classification_stages,
         card_details=classification_card_details,
         best_metric=best_classification_metric,
+        distillation=TaskDistillation(
+            text_logits, text_soft_labels, read_classification_unlabelled, check_classification_distillation
+        ),
     ),
     serving=TaskServing(
         options=ClassificationPredictionOptions,

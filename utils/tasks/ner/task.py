@@ -5,9 +5,10 @@ from __future__ import annotations
 from transformers import AutoModelForTokenClassification
 
 from utils.core.examples import TEXT, TOKENS
-from utils.core.task import PROJECT_ROOT, Task, TaskData, TaskServing, TaskTraining
+from utils.core.task import PROJECT_ROOT, Task, TaskData, TaskDistillation, TaskServing, TaskTraining
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.data import load_ner_data
+from utils.tasks.ner.distillation import ner_soft_labels, ner_word_logits, read_ner_unlabelled
 from utils.tasks.ner.encoding import encode_ner, ner_collator, prefix_space_kwargs
 from utils.tasks.ner.labels import build_ner_labels, check_ner_labels
 from utils.tasks.ner.metrics import argmax_logits, score_ner
@@ -44,6 +45,7 @@ NER_TASK = Task(
         loss=token_loss,
         card_details=ner_card_details,
         best_metric=lambda data: ("f1", True),
+        distillation=TaskDistillation(ner_word_logits, ner_soft_labels, read_ner_unlabelled),
     ),
     serving=TaskServing(
         options=NerPredictionOptions,
