@@ -242,12 +242,13 @@ def test_row_parallel_results_never_depend_on_batchmates(onnx_ner):
         together = rows.predict(texts)
         assert [rows.predict([text])[0] for text in texts] == together  # exactly, int8 too
         assert rows.predict(texts[::-1]) == together[::-1]
-        batched = Predictor.from_pretrained(onnx_ner, device="cpu", backend=backend)
+        assert Predictor.from_pretrained(onnx_ner, device="cpu", backend=backend).batch_dependent is None  # default
+        batched = Predictor.from_pretrained(onnx_ner, device="cpu", backend=backend, row_parallel=False)
         if backend == "onnx-fp32":  # rows alone are the batched rows without their padding
             assert batched.batch_dependent is None
             same_predictions(together, batched.predict(texts))
         else:
-            assert "--row_parallel" in batched.batch_dependent
+            assert "one scale per batch" in batched.batch_dependent
     assert sum(len(result["entities"]) for result in together) > 0, "the model tags no entity"
     with pytest.raises(ConfigError, match="--row_parallel runs rows alone on ONNX Runtime"):
         Predictor.from_pretrained(onnx_ner, device="cpu", backend="torch", row_parallel=True)
