@@ -137,6 +137,7 @@ class DynamicBatcher:
         self.max_batch_size, self.max_wait = max_batch_size, max_wait_ms / 1000
         self.draining = False  # SIGTERM came: the jobs in flight go on, the service is no longer ready
         self.running_batch: list[Job] = []
+        self.abort_reason = "the service is shutting down"
         self.stats = BatchStats()
         self.queue: asyncio.Queue[Job | None] | None = None
         self.held: deque[Job] = deque()  # a job that did not fit the last batch goes first in the next
@@ -177,7 +178,7 @@ class DynamicBatcher:
     def abort(self, reason: str) -> int:
         """Answer every job still queued or running with `ShuttingDown(reason)` and stop the model's work; returns how
         many jobs were refused. Runs in the event loop."""
-        self.closed = True
+        self.closed, self.abort_reason = True, reason
         self.stopped.set()
         jobs = [*self.running_batch, *self.held]
         self.held.clear()
@@ -240,7 +241,7 @@ class DynamicBatcher:
             if self.stopped.is_set():  # aborted while gathering this batch
                 for job in batch:
                     if job.future is not None and not job.future.done():
-                        job.future.set_exception(ShuttingDown("the service is shutting down"))
+                        job.future.set_exception(ShuttingDown(self.abort_reason))
                 return
             batch = [job for job in batch if job.future is not None and not job.future.done()]  # gone clients
             if not batch:

@@ -133,3 +133,5 @@ class GracefulServer(uvicorn.Server):
             await super().shutdown(sockets)
         finally:
             timer.cancel()
+            if self.force_exit and not self.batcher.closed:  # a second Ctrl-C: no lifespan shutdown, stop the work now
+                abort()
