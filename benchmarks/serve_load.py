@@ -180,11 +180,28 @@ def wait_until_up(port: int, process: subprocess.Popen, seconds: float, log: Pat
 
 
 ROWS = "+rows"  # a --backends entry like onnx-int8+rows: that backend with --row_parallel (each row alone)
+BATCHED = "+batched"  # onnx-int8+batched: that backend with --row_parallel false (rows in padded batches)
+DEFAULT = "default"  # no --backend and no --row_parallel: what serve.py and predict.py do when not told
+
+
+def backend_settings(backend: str) -> tuple[str, bool | None]:
+    """A --backends entry as Predictor's backend and row_parallel (None: the default for that backend)."""
+    if backend == DEFAULT:
+        return "auto", None
+    if backend.endswith(ROWS):
+        return backend.removesuffix(ROWS), True
+    if backend.endswith(BATCHED):
+        return backend.removesuffix(BATCHED), False
+    return backend, None
 
 
 def backend_flags(backend: str) -> list[str]:
     """predict.py / serve.py flags for a --backends entry."""
-    return ["--backend", backend.removesuffix(ROWS), *(["--row_parallel"] if backend.endswith(ROWS) else [])]
+    name, rows = backend_settings(backend)
+    return [
+        *(["--backend", name] if backend != DEFAULT else []),
+        *(["--row_parallel", str(rows).lower()] if rows is not None else []),
+    ]
 
 
 def predict_py(args: argparse.Namespace, backend: str, texts_file: Path, workdir: str) -> list[dict]:
@@ -247,10 +264,10 @@ def model_alone(args: argparse.Namespace, backend: str, texts: list[str]) -> dic
     batch_size = args.batch_size or ServePredictorArguments.__dataclass_fields__["batch_size"].default
     predictor = ServePredictorArguments(
         args.model,
-        backend=backend.removesuffix(ROWS),
+        backend=backend_settings(backend)[0],
         device="cpu",
         batch_size=batch_size,
-        row_parallel=backend.endswith(ROWS),
+        row_parallel=backend_settings(backend)[1],
     ).load()
     singles, many = texts[: args.sequential_requests], args.max_batch_size
 
@@ -417,7 +434,8 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         default="torch,onnx-fp32,onnx-int8",
-        help=f"Comma-separated; a backend with {ROWS} (onnx-int8{ROWS}) runs with --row_parallel.",
+        help=f"Comma-separated; {DEFAULT}: no --backend nor --row_parallel (serve.py's and predict.py's defaults); "
+        f"a backend with {ROWS} (onnx-int8{ROWS}) runs with --row_parallel, with {BATCHED} with --row_parallel false.",
     )
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--requests", type=int, default=2000, help="Concurrent phase: requests in total.")

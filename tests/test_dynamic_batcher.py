@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+
+import pytest
 
 from utils.core.examples import Example
-from utils.serving.batching import DynamicBatcher, Job, predict_jobs
+from utils.serving.batching import DynamicBatcher, Job, ShuttingDown, StoppableForward, predict_jobs
 
 
 class Echo:
@@ -80,3 +83,46 @@ def test_a_document_id_only_groups_the_inputs_of_its_own_request():
     results = predict_jobs(echo, [texts("a", "b", documents=["d", None]), texts("c", documents=["d"])])
     assert echo.calls == [["a", "b", "c"]]
     assert results == [[{"text": "a", "document": (0, "d")}, {"text": "b"}], [{"text": "c", "document": (1, "d")}]]
+
+
+def test_a_stopped_forward_raises_before_the_next_batch_and_closes_the_inner_one():
+    closed, stop = [], threading.Event()
+
+    def forward(inputs):
+        try:
+            for index in range(len(inputs["input_ids"])):
+                yield [index], {"logits": index}
+        finally:
+            closed.append(True)
+
+    forward.parallel_rows = 3
+    wrapped = StoppableForward(forward, stop)
+    assert wrapped.parallel_rows == 3  # the inner forward's attributes show through
+    batches = wrapped({"input_ids": [[1], [2], [3]]})
+    assert next(batches) == ([0], {"logits": 0})
+    stop.set()
+    with pytest.raises(ShuttingDown):
+        next(batches)
+    assert closed == [True]
+
+
+def test_abort_answers_every_queued_job_with_shutting_down_and_refuses_new_ones():
+    async def scenario():
+        batcher = DynamicBatcher(Echo(), max_batch_size=2, max_wait_ms=0)
+        batcher.queue = asyncio.Queue()  # no worker: the jobs stay queued
+        loop = asyncio.get_running_loop()
+        jobs = [texts(f"t{i}") for i in range(3)]
+        for job in jobs:
+            job.future = loop.create_future()
+            await batcher.queue.put(job)
+        batcher.drain()
+        assert not batcher.running
+        assert batcher.abort("over the grace period") == 3
+        for job in jobs:
+            with pytest.raises(ShuttingDown, match="over the grace period"):
+                await job.future
+        with pytest.raises(ShuttingDown, match="shutting down"):
+            await batcher.submit(texts("late"))
+        assert batcher.stopped.is_set()
+
+    run(scenario())

@@ -20,6 +20,7 @@ from tests.conftest import ROOT
 from utils.core.conll import read_conll
 from utils.core.errors import ConfigError, DataError, run_command
 from utils.serving import onnx_export
+from utils.serving.export_validation import BUILT_IN_FILE, EXTRA_TEXTS, WORDS, validation_examples
 from utils.serving.onnx_backend import GRAPH_FILES, REPORT_FILE, OnnxForward, onnx_session, resolve_backend
 from utils.serving.onnx_export import export_model
 from utils.serving.predictor import Predictor
@@ -241,12 +242,13 @@ def test_row_parallel_results_never_depend_on_batchmates(onnx_ner):
         together = rows.predict(texts)
         assert [rows.predict([text])[0] for text in texts] == together  # exactly, int8 too
         assert rows.predict(texts[::-1]) == together[::-1]
-        batched = Predictor.from_pretrained(onnx_ner, device="cpu", backend=backend)
+        assert Predictor.from_pretrained(onnx_ner, device="cpu", backend=backend).batch_dependent is None  # default
+        batched = Predictor.from_pretrained(onnx_ner, device="cpu", backend=backend, row_parallel=False)
         if backend == "onnx-fp32":  # rows alone are the batched rows without their padding
             assert batched.batch_dependent is None
             same_predictions(together, batched.predict(texts))
         else:
-            assert "--row_parallel" in batched.batch_dependent
+            assert "one scale per batch" in batched.batch_dependent
     assert sum(len(result["entities"]) for result in together) > 0, "the model tags no entity"
     with pytest.raises(ConfigError, match="--row_parallel runs rows alone on ONNX Runtime"):
         Predictor.from_pretrained(onnx_ner, device="cpu", backend="torch", row_parallel=True)
@@ -337,3 +339,28 @@ def test_export_errors(tiny_model, tmp_path, onnx_ner):
         export_model(onnx_ner, min_quantized_agreement=-0.1)
     with pytest.raises(SystemExit, match=r"^error: Model directory .* does not exist"):  # one line, no traceback
         run_command(lambda: export.main(["--model", str(tmp_path / "none")]))
+
+
+def test_without_a_validation_file_ner_is_judged_per_word_on_the_built_in_texts(onnx_ner, tmp_path):
+    """The built-in texts go to a model of pre-split words as words, so agreement counts words (thousands of them),
+    not whole texts (a few, where one borderline word refused a good export); the report says what it used."""
+    run = tmp_path / "run"
+    shutil.copytree(onnx_ner, run, ignore=shutil.ignore_patterns("onnx", ".onnx*"))
+    result = export.main(["--model", str(run), "--quantize", "int8"])
+    validation = result["validation"]
+    words = sum(len(WORDS.findall(text)) for text in BUILT_IN_FILE.read_text(encoding="utf-8").splitlines())
+    words += sum(len(WORDS.findall(text)) for text in EXTRA_TEXTS)
+    assert validation["unit"] == "word" and validation["examples"] == 150 and 3000 < words < 3500
+    assert validation["inputs"] == (
+        f"built-in: 150 texts ({words} words) as pre-split words, from utils/serving/validation_texts.txt (news, "
+        "reviews, headlines)"
+    )
+    # one decision per word, but for the empty text, which decides its (empty) entities as one
+    assert validation["fp32"]["units"] == validation["int8"]["units"] == words + 1
+    assert result["passed"] and validation["int8"]["agreement"] >= 0.95
+    assert report(str(run))["validation"]["inputs"] == validation["inputs"]
+
+
+def test_a_validation_limit_is_said_in_the_report(classifier):
+    examples, inputs = validation_examples(None, Predictor.from_pretrained(classifier, backend="torch"), limit=8)
+    assert len(examples) == 8 and inputs.startswith("built-in: 150 texts, from") and inputs.endswith("first 8 inputs")

@@ -128,6 +128,11 @@ def test_sentence_pairs_and_the_default_name_with_tritonclient(classifier):
 BAD_INFERS = [
     # (body, status, what the error says)
     (b"{", 400, "not valid JSON"),
+    (
+        b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["\\ud800"]}]}',
+        400,
+        "'inputs[0].data[0]' holds a lone surrogate",
+    ),
     ({"inputs": "text"}, 400, "a list of 'inputs'"),
     ({"inputs": []}, 400, "the input 'text' is required"),
     ({"inputs": [{"name": "texts", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}, 400, "unknown input 'texts'"),

@@ -306,7 +306,14 @@ BAD_REQUESTS = [
     # (body, content type, status, what the error says)
     (b'{"texts": ["a"', "application/json", 400, "not valid JSON"),
     (b"\xff\xfe{}", "application/json", 400, "not valid JSON (not UTF-8)"),
-    (b"texts=a", "application/x-www-form-urlencoded", 400, "not valid JSON"),
+    (b"texts=a", "application/x-www-form-urlencoded", 415, "Content-Type 'application/x-www-form-urlencoded': the"),
+    (b'{"texts": ["a"]}', "text/plain", 415, "the body must be JSON, sent as application/json"),
+    (b'{"texts": ["ok", "a\\ud800b"]}', "application/json", 400, "'texts[1]' holds a lone surrogate"),
+    (b'{"texts": ["\\udc00"]}', "application/json; charset=utf-8", 400, "'texts[0]' holds a lone surrogate"),
+    (b'{"tokens": [["a", "\\ud83d"]]}', "application/json", 400, "'tokens[0][1]' holds a lone surrogate"),
+    (b'{"\\ud800": 1}', "application/json", 400, "'a key of the body' holds a lone surrogate"),
+    (b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", 400, "nested too deeply"),
+    (b'{"texts": ["a"], "document_ids": [' + b"9" * 5000 + b"]}", "application/json", 400, "Exceeds the limit"),
     (b"", "application/json", 400, "not valid JSON"),
     (b'["a"]', "application/json", 422, "must be a JSON object"),
     (b"{}", "application/json", 422, "give exactly one of 'texts'"),
@@ -489,11 +496,12 @@ def test_bad_flags_are_errors_before_the_model_loads(tmp_path):
         (["--port", "70000"], "--port 70000 is not a port number"),
         (["--max_batch_size", "0"], "--max_batch_size must be positive"),
         (["--max_wait_ms", "-1"], "--max_wait_ms must be 0 or more"),
+        (["--shutdown_grace_seconds", "-1"], "--shutdown_grace_seconds must be 0 or more seconds"),
     ):
         with pytest.raises(ConfigError, match=message):
             serve.main(["--model", str(tmp_path / "missing"), *flags])
     with pytest.raises(ConfigError, match="does not exist"):
-        serve.main(["--model", str(tmp_path / "missing")])
+        serve.main(["--model", str(tmp_path / "missing"), "--port", "0"])
 
 
 def test_the_http_stack_is_the_fastest_installed_and_a_missing_one_is_an_error(monkeypatch, tmp_path):

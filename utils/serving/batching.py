@@ -10,8 +10,12 @@ batches fill (64 clients: 56-59 inputs per model call on average instead of 31; 
 
 A document id only groups the sentences of its own request (ids are namespaced by job), so a result never depends on
 another client's input; with document context off, a result does not depend on its batchmates at all (up to float
-rounding, and the input-dependent activation scales of a dynamically quantized graph). A batch that fails is retried
-job by job, so one bad input fails only its own request.
+rounding; the int8 graph runs each row alone by default, so its activation scales are the row's own). A batch that
+fails is retried job by job, so one bad input fails only its own request.
+
+Stopping (SIGTERM, utils/serving/lifecycle.py): `drain()` marks the service not ready while the jobs in flight go on;
+`abort()`, at the end of the grace period, answers every job still queued or running with `ShuttingDown` (a JSON
+503) and stops the model's work at its next forward pass (`StoppableForward`), so nothing runs on for minutes after.
 """
 
 from __future__ import annotations
@@ -19,16 +23,58 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from utils.core.examples import Example
+from utils.core.task import ForwardBatch
 
 logger = logging.getLogger(__name__)
+
+
+class ShuttingDown(Exception):
+    """The service is stopping and will not (or no longer) predict this request: a 503."""
+
+
+class StoppableForward:
+    """A forward callable that passes another's batches on until `stop` is set, then raises `ShuttingDown` instead of
+    asking for the next batch; closing the inner generator cancels what it queued (ONNX rows in parallel)."""
+
+    def __init__(self, forward, stop: threading.Event):
+        self.forward, self.stop = forward, stop
+
+    def __getattr__(self, name: str) -> Any:
+        """The inner forward's attributes (e.g. `parallel_rows`, which the predictor's settings report)."""
+        if name == "forward":
+            raise AttributeError(name)
+        return getattr(self.forward, name)
+
+    def __call__(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
+        batches = self.forward(inputs)
+        try:
+            for batch in batches:
+                if self.stop.is_set():
+                    raise ShuttingDown("the service stopped")
+                yield batch
+                if self.stop.is_set():
+                    raise ShuttingDown("the service stopped")
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+
+def stoppable(predictor, stop: threading.Event):
+    """`predictor` with its forward pass wrapped in `StoppableForward` (a `Predictor`; another object, e.g. a test's
+    stand-in, is returned as it is)."""
+    if not dataclasses.is_dataclass(predictor) or getattr(predictor, "forward", None) is None:
+        return predictor
+    return dataclasses.replace(predictor, forward=StoppableForward(predictor.forward, stop))
 
 
 @dataclass
@@ -86,7 +132,12 @@ class DynamicBatcher:
     `max_wait_ms` after the first; `start()` and `stop()` run inside the event loop (the app's lifespan)."""
 
     def __init__(self, predictor, max_batch_size: int = 64, max_wait_ms: float = 5.0):
-        self.predictor, self.max_batch_size, self.max_wait = predictor, max_batch_size, max_wait_ms / 1000
+        self.stopped = threading.Event()  # set by `abort()`: the model's work stops at its next forward pass
+        self.predictor = stoppable(predictor, self.stopped)
+        self.max_batch_size, self.max_wait = max_batch_size, max_wait_ms / 1000
+        self.draining = False  # SIGTERM came: the jobs in flight go on, the service is no longer ready
+        self.running_batch: list[Job] = []
+        self.abort_reason = "the service is shutting down"
         self.stats = BatchStats()
         self.queue: asyncio.Queue[Job | None] | None = None
         self.held: deque[Job] = deque()  # a job that did not fit the last batch goes first in the next
@@ -100,7 +151,7 @@ class DynamicBatcher:
     @property
     def running(self) -> bool:
         """Started and not stopping: the service is ready for requests."""
-        return self.worker is not None and not self.closed and not self.worker.done()
+        return self.worker is not None and not self.closed and not self.draining and not self.worker.done()
 
     def waiting(self) -> int:
         """Requests queued for a batch (the queue depth)."""
@@ -111,18 +162,43 @@ class DynamicBatcher:
         self.worker = asyncio.create_task(self.run(), name="dynamic-batcher")
 
     async def stop(self) -> None:
-        """Finish the jobs queued so far, then stop the worker."""
-        if self.worker is None or self.queue is None or self.closed:
+        """Finish the jobs queued so far (none after `abort()`), then stop the worker."""
+        if self.worker is None or self.queue is None:
             return
-        self.closed = True
-        await self.queue.put(None)
+        if not self.closed:
+            self.closed = True
+            await self.queue.put(None)
         await self.worker
         self.executor.shutdown(wait=True)
+
+    def drain(self) -> None:
+        """SIGTERM came: report not ready; the jobs in flight go on until `abort()`."""
+        self.draining = True
+
+    def abort(self, reason: str) -> int:
+        """Answer every job still queued or running with `ShuttingDown(reason)` and stop the model's work; returns how
+        many jobs were refused. Runs in the event loop."""
+        self.closed, self.abort_reason = True, reason
+        self.stopped.set()
+        jobs = [*self.running_batch, *self.held]
+        self.held.clear()
+        while self.queue is not None and not self.queue.empty():
+            job = self.queue.get_nowait()
+            if job is not None:
+                jobs.append(job)
+        refused = 0
+        for job in jobs:
+            if job.future is not None and not job.future.done():
+                job.future.set_exception(ShuttingDown(reason))
+                refused += 1
+        if self.queue is not None:
+            self.queue.put_nowait(None)  # the worker stops once its running batch has given up
+        return refused
 
     async def submit(self, job: Job) -> list[dict[str, Any]]:
         """The job's results, once its batch has run (an exception if its own input failed)."""
         if self.queue is None or self.closed:
-            raise RuntimeError("the service is shutting down")
+            raise ShuttingDown("the service is shutting down")
         job.future = asyncio.get_running_loop().create_future()
         self.stats.requests += 1
         await self.queue.put(job)
@@ -162,16 +238,28 @@ class DynamicBatcher:
         while not stopping or self.held:
             batch, stop = await self.next_batch()
             stopping = stopping or stop
+            if self.stopped.is_set():  # aborted while gathering this batch
+                for job in batch:
+                    if job.future is not None and not job.future.done():
+                        job.future.set_exception(ShuttingDown(self.abort_reason))
+                return
             batch = [job for job in batch if job.future is not None and not job.future.done()]  # gone clients
             if not batch:
                 continue
             self.last_requests = len(batch)
+            self.running_batch = batch
             started = time.perf_counter()
             try:
                 outcomes: list[Any] = await loop.run_in_executor(self.executor, predict_jobs, self.predictor, batch)
+            except ShuttingDown:
+                return  # `abort()` answered the batch's jobs
             except Exception:  # one job's input broke the batch: run each alone, so only that job fails
+                if self.stopped.is_set():
+                    return
                 logger.warning("A batch of %d requests failed; retrying them one by one", len(batch), exc_info=True)
                 outcomes = [await loop.run_in_executor(self.executor, self.one_job, job) for job in batch]
+            finally:
+                self.running_batch = []
             self.stats.busy_seconds += time.perf_counter() - started
             self.stats.batches += 1
             self.stats.inputs += sum(job.size for job in batch)

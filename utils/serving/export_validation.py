@@ -1,12 +1,14 @@
-"""How `export.py` validates an export before installing it: the same inputs (a validation file, or built-in texts)
-through `Predictor` with PyTorch and with each graph, every row's outputs recorded, and the results compared by what
-they decide (the task's `task.serving.decisions`)."""
+"""How `export.py` validates an export before installing it: the same inputs (a validation file, or built-in texts:
+utils/serving/validation_texts.txt) through `Predictor` with PyTorch and with each graph, every row's outputs
+recorded, and the results compared by what they decide (the task's `task.serving.decisions`: per word for models that
+take pre-split words, which get the built-in texts as words)."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from utils.core.errors import ConfigError, DataError
-from utils.core.examples import Example
+from utils.core.examples import TOKENS, Example
 from utils.core.task import ForwardBatch, Task
 from utils.serving.inputs import predict_examples, read_examples
 from utils.serving.predictor import Predictor
@@ -23,14 +25,13 @@ from utils.tasks.registry import TASKS
 
 TABLE_SUFFIXES = {".tsv": "\t", ".csv": ","}
 
-#: Validation inputs when no file is given: news and review sentences, an empty text, one text longer than a window.
-BUILT_IN_TEXTS = (
-    "Angela Merkel met Emmanuel Macron in Paris on Tuesday to discuss the European Union budget.",
-    "Shares of Apple Inc. rose 3 percent on the Nasdaq after the company reported record iPhone sales in China.",
-    "The film is a warm, funny and beautifully acted story about growing up in Glasgow.",
-    "A dull, overlong mess: the plot makes no sense and the jokes fall flat.",
+#: Validation inputs when no file is given: 148 English texts, one per line (news with people, organisations, places
+#: and events; reviews; headlines in capitals; lower-case chat; names with accents), about 2,700 words.
+BUILT_IN_FILE = Path(__file__).with_name("validation_texts.txt")
+
+#: Beside them: an empty text, and one text longer than a window (its windows are stitched).
+EXTRA_TEXTS = (
     "",
-    "Tariq Hussain ( Switzerland ) beat Gustavo Ibarra ( Belgium ) 6-0 6-2 .",
     " ".join(
         [
             "Officials in Brussels and Washington said the talks between NATO and the United Nations would resume "
@@ -39,6 +40,10 @@ BUILT_IN_TEXTS = (
         * 30
     ),
 )
+
+#: How built-in texts are split into words for models that take pre-split words: words (with inner hyphens,
+#: apostrophes and dots: U.S, 6-0, O'Brien) and every other character alone, as CoNLL-style data splits them.
+WORDS = re.compile(r"\w+(?:[-'.’]\w+)*|\S")
 
 
 # ---------------------------------------------------------------- validation inputs
@@ -59,19 +64,36 @@ def table_examples(path: str, text_field: str) -> list[Example]:
     return [Example(text=row[column] or "") for row in rows]
 
 
+def built_in_examples(task: Task) -> tuple[list[Example], str]:
+    """The built-in validation inputs, and what they are (for the report). A model that takes pre-split words gets
+    them as words, so that its results decide per word (`task.serving.decisions`): a whole text's entities as one
+    decision would make a handful of borderline words refuse a good export."""
+    texts = [*BUILT_IN_FILE.read_text(encoding="utf-8").splitlines(), *EXTRA_TEXTS]
+    if TOKENS in task.serving.input_kinds:
+        examples = [Example(text=text, tokens=tuple(WORDS.findall(text))) if text else Example() for text in texts]
+        words = sum(len(example.tokens or ()) for example in examples)
+        what = f"{len(examples)} texts ({words} words) as pre-split words"
+    else:
+        examples, what = [Example(text=text) for text in texts], f"{len(texts)} texts"
+    return examples, f"built-in: {what}, from utils/serving/{BUILT_IN_FILE.name} (news, reviews, headlines)"
+
+
 def validation_examples(
     path: str | None, predictor: Predictor, text_field: str = "text", limit: int | None = None
-) -> list[Example]:
-    """The validation inputs: the file's (predict.py's formats, or a TSV/CSV table), or the built-in texts."""
+) -> tuple[list[Example], str]:
+    """The validation inputs: the file's (predict.py's formats, or a TSV/CSV table), or the built-in texts; and what
+    they are, for the report."""
     if path is None:
-        examples = [Example(text=text) for text in BUILT_IN_TEXTS]
+        examples, what = built_in_examples(predictor.task)
     elif not os.path.isfile(path):
         raise DataError("validation file not found.", source=path)
     elif Path(path).suffix.lower() in TABLE_SUFFIXES:
-        examples = table_examples(path, text_field)
+        examples, what = table_examples(path, text_field), path
     else:
-        examples = read_examples(path, "auto", text_field, predictor.task)
-    return examples[:limit] if limit else examples
+        examples, what = read_examples(path, "auto", text_field, predictor.task), path
+    if limit and limit < len(examples):
+        return examples[:limit], f"{what}, the first {limit} inputs"
+    return examples, what
 
 
 # ---------------------------------------------------------------- comparing backends

@@ -7,19 +7,26 @@
     GET  /health    {"status": "ok", batching counters}
     GET  /info      task, labels, base model, backend, settings and limits
     GET  /          a page to paste text into and see the entities highlighted, or the label probabilities as bars
-    GET  /docs      the OpenAPI documentation (/openapi.json)
+    GET  /docs      the OpenAPI documentation (/openapi.json): Swagger UI from the installed fastapi-offline package,
+                    so it works with no network (FastAPI's own /docs loads it from a CDN); /redoc likewise
     GET  /metrics   Prometheus counters (utils/serving/metrics.py)
     /v2/...         the Open Inference Protocol, KServe v2 REST (utils/serving/open_inference.py)
 
-Every error is a JSON object {"error": message, ...} with a 4xx status: 400 for a body that is not JSON, 413 for more
-texts, characters or bytes than the limits (the answer says which limit), 422 for JSON of the wrong shape; a failure
-inside the model is a 500 for that request only. The body is read up to its byte limit and no further.
+Every error is a JSON object {"error": message, ...} with a 4xx status: 400 for a body that is not JSON (nor valid
+Unicode text: a lone surrogate; nor nested deeper than the parser goes), 413 for more texts, characters or bytes than
+the limits (the answer says which limit), 415 for a Content-Type other than JSON, 422 for JSON of the wrong shape, 503
+once the service is stopping; a failure inside the model is a 500 for that request only. The body is read up to its
+byte limit and no further. Neither /info nor /openapi.json names a path of the machine: the model is named by its
+directory's basename, a base model given as a local path by its basename.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import socket
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +34,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from utils.serving.batching import DynamicBatcher
@@ -58,17 +66,31 @@ def model_card_base(directory: str) -> str | None:
     return None
 
 
-def service_info(predictor, directory: str, limits: Limits) -> dict[str, Any]:
+#: A path of this machine, as a config's `_name_or_path` or a model card may hold one (POSIX, ~, or a Windows drive).
+LOCAL_PATH = re.compile(r"^(/|~|\.{1,2}/|[A-Za-z]:[\\/]|\\\\)")
+
+
+def public_name(name: str | None) -> str | None:
+    """A model name as the service may show it: a Hub id as it is, a local path by its last part (a client has no use
+    for the server's directories, and should not learn them)."""
+    if not name:
+        return None
+    if LOCAL_PATH.match(name) or os.path.isdir(name):
+        return Path(name.rstrip("/\\").replace("\\", "/")).name or None
+    return name
+
+
+def service_info(predictor, directory: str, limits: Limits, model_name: str | None = None) -> dict[str, Any]:
     """What /info answers: the model, its settings (the shared ones and the task's), and the service's limits."""
     kinds = predictor.task.serving.input_kinds
     return {
         "task": predictor.task.name,
         "labels": list(predictor.labels.names),
         "inputs": [field for kind, field in KIND_FIELDS.items() if kind in kinds],
-        "base_model": model_card_base(directory) or getattr(predictor.config, "_name_or_path", None) or None,
+        "base_model": public_name(model_card_base(directory) or getattr(predictor.config, "_name_or_path", None)),
         "backend": predictor.backend,
         "batch_dependent": predictor.batch_dependent,
-        "model": str(directory),
+        "model": model_name or Path(directory).resolve().name,
         "device": str(predictor.device),
         "settings": predictor.settings(),
         "limits": {
@@ -77,6 +99,7 @@ def service_info(predictor, directory: str, limits: Limits) -> dict[str, Any]:
             "max_body_bytes": limits.max_body_bytes,
             "max_batch_size": limits.max_batch_size,
             "max_wait_ms": limits.max_wait_ms,
+            "shutdown_grace_seconds": limits.shutdown_grace_seconds,
         },
     }
 
@@ -89,6 +112,7 @@ ERROR_RESPONSES = {
     for status, description, example in (
         (400, "The body is not JSON.", "the body is not valid JSON (Expecting value at line 1 column 1)."),
         (413, "Over a limit (texts, characters, bytes).", "300 texts; the limit is 256 per request."),
+        (415, "A Content-Type other than JSON.", "Content-Type 'text/plain': the body must be JSON, sent as ..."),
         (422, "JSON of the wrong shape.", "'texts[0]' must be a string, got int."),
         (503, "Shutting down.", "the service is shutting down"),
     )
@@ -107,7 +131,7 @@ def create_app(
     limits = limits or Limits()
     model_name = model_name or Path(directory).resolve().name
     batcher = DynamicBatcher(predictor, limits.max_batch_size, limits.max_wait_ms)
-    info = service_info(predictor, directory, limits)
+    info = service_info(predictor, directory, limits, model_name)
     page = PAGE.read_text(encoding="utf-8")
 
     @asynccontextmanager
@@ -118,11 +142,11 @@ def create_app(
         await batcher.stop()  # uvicorn has finished the requests in flight by now
         logger.info("Stopped after %s", json.dumps(batcher.stats.as_dict()))
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI, with Swagger UI and ReDoc served from the installed package (no CDN)
         title="finetune-kit prediction service",
         version="1",
         lifespan=lifespan,
-        description=f"{info['task']} model `{directory}` ({predictor.backend} backend). "
+        description=f"{info['task']} model `{info['model']}` ({predictor.backend} backend). "
         'POST /predict with {"texts": [...]}; every result is the line predict.py writes for it.',
     )
     app.state.batcher = batcher
@@ -176,21 +200,25 @@ def create_app(
 def serve(
     predictor,
     directory: str,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    limits: Limits | None = None,
+    sock: socket.socket,
+    limits: Limits,
     log_level: str = "info",
     access_log: bool = False,
-    graceful_seconds: float = 30.0,
     http: str = "auto",
     loop: str = "auto",
     model_name: str | None = None,
     load_seconds: float | None = None,
 ) -> None:
-    """Run the service until SIGINT/SIGTERM, which stop new connections and finish the requests in flight."""
+    """Run the service on the bound socket `sock` (`lifecycle.bind_socket`) until SIGINT/SIGTERM, which stop new
+    connections and give the requests in flight `limits.shutdown_grace_seconds` before a JSON 503
+    (`lifecycle.GracefulServer`)."""
     import uvicorn
 
+    from utils.serving.lifecycle import BACKSTOP_SECONDS, GracefulServer
+
+    grace = limits.shutdown_grace_seconds if limits.shutdown_grace_seconds is not None else 30.0
     app = create_app(predictor, directory, limits, model_name, load_seconds)
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
         host=host,
@@ -199,11 +227,13 @@ def serve(
         access_log=access_log,
         http=http,
         loop=loop,
-        timeout_graceful_shutdown=graceful_seconds,
+        timeout_graceful_shutdown=grace + BACKSTOP_SECONDS,
         limit_concurrency=4096,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    where = f"[{host}]" if ":" in host else host
+    logger.info("Listening on http://%s:%d (Ctrl-C or SIGTERM to stop)", where, port)
+    GracefulServer(config, app.state.batcher, grace).run(sockets=[sock])
 
 
 def server_notes(http: str, loop: str) -> Sequence[str]:

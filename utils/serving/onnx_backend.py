@@ -36,11 +36,13 @@ REPORT_FILE = "export_report.json"
 DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 #: Backends whose results depend on the other inputs of a batch, and why (said in the log and in serve.py's /info).
+#: The int8 graph runs its rows alone by default (`Predictor.from_pretrained`'s `row_parallel`), so that this is so
+#: only when asked for.
 BATCH_DEPENDENT = {
     "onnx-int8": "int8 activations are quantized with one scale per batch (dynamic quantization), so a borderline "
     "entity or label can change with the inputs an input shares its batch with (same entities as "
     "predict.py for 89% of single-sentence requests under load, docs/serving.md); onnx-fp32 and torch "
-    "give the same result whatever the batch, and so does int8 with --row_parallel (each input alone)",
+    "give the same result whatever the batch, and so does int8 with rows alone (the default)",
 }
 
 #: Backends by name: `auto` is an ONNX export when the directory holds one (int8 when exported), else PyTorch;

@@ -9,7 +9,8 @@ Runtime fusions then turn attention, GELU and layer norms into ONNX Runtime's fu
 (utils/serving/onnx_optimize.py: what, and why each step). int8 is ONNX Runtime's dynamic quantization (int8 weights
 of every MatMul and fused Attention, activations quantized on the fly), the classification head left in fp32.
 
-Validation runs the same inputs (the validation file, or a few built-in texts, one longer than a window) through
+Validation runs the same inputs (the validation file, or 150 built-in texts, one longer than a window, as pre-split
+words for models that take them, so that NER agreement is per word) through
 `Predictor` with the PyTorch model and with each graph, on one code path, recording every row's outputs: the report
 gives the largest absolute output difference over real tokens and how often the results' decisions agree with
 PyTorch's (what a result decides is the task's: `task.serving.decisions`, e.g. per word for NER, per text for
@@ -211,7 +212,7 @@ def export_model(
             raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
     started = time.perf_counter()
     source = Predictor.from_pretrained(directory, device="cpu", backend="torch", batch_size=batch_size, tasks=tasks)
-    examples = validation_examples(validation_file, source, text_field, max_validation_examples)
+    examples, inputs = validation_examples(validation_file, source, text_field, max_validation_examples)
     target = Path(directory) / ONNX_DIRECTORY
     staging = Path(tempfile.mkdtemp(prefix=".onnx-export-", dir=directory))
     staging.chmod(umask_mode(0o777))  # mkdtemp's 0700 would stay on the installed directory
@@ -239,10 +240,10 @@ def export_model(
             graph["size_mib"] = file_size_mib(staging / graph["file"])
         import onnxruntime
 
-        logger.info("Validating on %d inputs of %s", len(examples), validation_file or "the built-in texts")
+        logger.info("Validating on %d inputs: %s", len(examples), inputs)
         reference = run_backend(directory, "torch", examples, batch_size, tasks)
         report["validation"] = {
-            "inputs": validation_file or "built-in texts",
+            "inputs": inputs,
             "examples": len(examples),
             "unit": source.task.serving.decision_unit,
             "atol": atol,

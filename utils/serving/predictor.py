@@ -213,7 +213,7 @@ class Predictor:
         backend: str = "auto",
         threads: int | None = None,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-        row_parallel: bool = False,
+        row_parallel: bool | None = None,
         options: Sequence[Any] | Any = (),
         tasks: Sequence[Task] = TASKS,
         **option_values: Any,
@@ -226,7 +226,8 @@ class Predictor:
         default, one per physical core). `max_batch_tokens`: PyTorch token models that take packed rows (NER on BERT,
         RoBERTa, ...) run at most this many tokens per forward pass instead of `batch_size` padded rows.
         `row_parallel` (ONNX): each input row runs alone on a one-thread session, `threads` rows at a time (default:
-        one per CPU), so that no result depends on its batchmates, not even the int8 graph's (`OnnxForward`).
+        one per CPU), so that no result depends on its batchmates (`OnnxForward`); None (the default) is on for the
+        int8 graph, whose dynamic quantization would otherwise make results depend on the batch, off otherwise.
         `max_seq_length` defaults to the model's limit.
 
         The task's own options: an object of its `task.serving.options` type among `options` (e.g. every task's
@@ -238,6 +239,8 @@ class Predictor:
         if not path.is_dir():
             raise ConfigError(f"Model directory '{directory}' does not exist. Point --model at {RUN_DIRECTORY}.")
         backend, graph = resolve_backend(directory, backend)
+        if row_parallel is None:
+            row_parallel = backend in BATCH_DEPENDENT
         if graph is not None:  # the export holds its own config and tokenizer
             directory, path = str(graph.parent), graph.parent
         elif row_parallel:
@@ -291,7 +294,7 @@ class Predictor:
             ", ".join(names),
         )
         if backend in BATCH_DEPENDENT and not row_parallel:
-            logger.info("%s: %s.", backend, BATCH_DEPENDENT[backend])
+            logger.warning("%s with --row_parallel false: %s.", backend, BATCH_DEPENDENT[backend])
         return cls(
             model=model,
             tokenizer=tokenizer,

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from utils.core.errors import FinetuneError
 from utils.core.examples import PAIR, TEXT, TOKENS, Example, taken_kinds
 from utils.core.task import Task
-from utils.serving.batching import DynamicBatcher, Job
+from utils.serving.batching import DynamicBatcher, Job, ShuttingDown
 
 REQUEST_KEYS = ("texts", "tokens", "text_pairs", "document_ids")
 
@@ -30,6 +30,7 @@ class Limits:
     max_chars: int = 20_000  # characters per text (a sentence's words joined by spaces)
     max_batch_size: int = 64  # inputs gathered into one model call
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+    shutdown_grace_seconds: float | None = None  # SIGTERM: how long requests in flight may go on (serve.py sets it)
 
     @property
     def max_body_bytes(self) -> int:
@@ -89,14 +90,74 @@ def not_taken(name: str, task: Task) -> RequestError:
     )
 
 
+def check_content_type(request: Request) -> None:
+    """A body that says it is something other than JSON is refused (415) before it is read; no Content-Type at all is
+    read as JSON."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    media = declared.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise RequestError(
+            415,
+            f"Content-Type {media or '(empty)'!r}: the body must be JSON, sent as application/json "
+            "(curl: --json '{...}', or -H 'Content-Type: application/json').",
+        )
+
+
+def printable(text: str) -> str:
+    """`text` with lone surrogates written as \\udXXX escapes, so an error message can quote it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """Where a string of decoded JSON holds a lone surrogate (`"\\ud800"` decodes to one, and no UTF-8 encoder
+    takes it): the path of the first one, e.g. `texts[2]`, or None. A loop, not recursion: the nesting is the
+    client's."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return path or "the body"
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{index}]", element) for index, element in reversed(list(enumerate(item))))
+        elif isinstance(item, dict):
+            for key, element in reversed(list(item.items())):
+                name = printable(key)
+                stack.append((f"{path}.{name}" if path else name, element))
+                stack.append((f"a key of {path or 'the body'}", key))
+    return None
+
+
 def decode_json(body: bytes) -> Any:
-    """The body's JSON, or a 400 that says where it is broken."""
+    """The body's JSON, or a 400 that says what is wrong with it: where it is broken, not UTF-8, nested deeper than
+    the parser goes, a number too long to read, or a string that is not Unicode text (a lone surrogate)."""
     try:
-        return json.loads(body.decode("utf-8"))  # JSON is UTF-8 (RFC 8259); json.loads(bytes) would guess
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        where = f" at line {err.lineno} column {err.colno}" if isinstance(err, json.JSONDecodeError) else ""
-        reason = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8"
-        raise RequestError(400, f"the body is not valid JSON ({reason}{where}).") from None
+        value = json.loads(body.decode("utf-8"))  # JSON is UTF-8 (RFC 8259); json.loads(bytes) would guess
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}"
+        raise RequestError(400, f"the body is not valid JSON ({err.msg} at {where}).") from None
+    except UnicodeDecodeError:
+        raise RequestError(400, "the body is not valid JSON (not UTF-8).") from None
+    except RecursionError:
+        raise RequestError(
+            400, "the body is not valid JSON for this service (nested too deeply: a request nests at most 4 levels)."
+        ) from None
+    except ValueError as err:  # an integer of more than 4,300 digits
+        reason = str(err).split(";")[0]
+        raise RequestError(400, f"the body is not valid JSON for this service ({reason}).") from None
+    where = lone_surrogate(value)
+    if where is not None:
+        raise RequestError(
+            400,
+            f"the body is not valid JSON text: '{where}' holds a lone surrogate (a \\uD800-\\uDFFF escape "
+            "without its pair), which is no character; send text as UTF-8.",
+            field=where,
+        )
+    return value
 
 
 def parse_job(body: bytes, limits: Limits, task: Task) -> Job:
@@ -190,6 +251,7 @@ def job_from_request(request: Any, limits: Limits, task: Task) -> Job:
 async def answer_job(request: Request, batcher: DynamicBatcher, limits: Limits, parse: Callable[[bytes], Job]) -> list:
     """The results for a request's body (read within the byte limit, `parse`d into a `Job`) from the shared batcher;
     a `RequestError` for a bad body, a refused input (422) or a service shutting down (503)."""
+    check_content_type(request)
     batcher.arriving += 1  # the batcher waits for batchmates while requests are being read
     try:
         job = parse(await read_body(request, limits.max_body_bytes))
@@ -199,7 +261,7 @@ async def answer_job(request: Request, batcher: DynamicBatcher, limits: Limits, 
         return []
     try:
         return await batcher.submit(job)
-    except RuntimeError as err:
+    except ShuttingDown as err:
         raise RequestError(503, str(err)) from None
     except FinetuneError as err:  # the predictor refused this input
         raise RequestError(422, str(err)) from None
