@@ -118,15 +118,16 @@ class Distiller:
             ),
         )
 
-    def row_logits(self, features: Dataset) -> list[np.ndarray]:
+    def row_logits(self, features: Dataset, mixed: bool = True) -> list[np.ndarray]:
         """The teacher's logits of each feature row, in the student's label order ([tokens, labels] per row for
-        token tasks, [labels] otherwise), batched longest first; bf16 autocast with --bf16, as training."""
+        token tasks, [labels] otherwise), batched longest first; soft labels (`mixed`) in the run's precision, as
+        training, scores in fp32, as every evaluation."""
         names = [name for name in self.tokenizer.model_input_names if name in features.column_names]
         columns = {name: features[name] for name in names}
         lengths = [len(ids) for ids in columns["input_ids"]]
         found: list[np.ndarray | None] = [None] * len(lengths)
         device = torch.device(self.args.device)
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(self.args.bf16))
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed and bool(self.args.bf16))
         with torch.inference_mode(), autocast:
             for batch in length_batches(lengths, self.args.per_device_eval_batch_size):
                 inputs = self.tokenizer.pad({n: [columns[n][i] for i in batch] for n in names}, return_tensors="pt")
@@ -196,7 +197,7 @@ class Distiller:
         """The teacher's metrics on `split`, decoded and scored as the student's are."""
         raw = data.raw[split]
         features = self.task.data.encode(raw, self.tokenizer, self.labels, data)
-        rows = self.row_logits(features)
+        rows = self.row_logits(features, mixed=False)
         width = max((len(row) for row in rows), default=0) if rows and rows[0].ndim == 2 else None
         if width is None:
             logits = np.stack(rows)
