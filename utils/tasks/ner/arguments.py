@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from utils.core.arguments import DataArguments
 from utils.core.errors import ConfigError
+from utils.tasks.ner.decoding import CONSTRAINED, DECODINGS
 from utils.tasks.ner.spans import ALIGNMENTS
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,15 @@ class NerDataArguments(DataArguments):
             "help": "Document context (FLERT): up to N subword tokens of the neighbouring sentences of the same "
             "document on each side of a sentence, never labelled or scored; documents come from -DOCSTART- "
             "(CoNLL) or --document_column_name. 0: off. Saved in the model config, where predict.py finds it."
+        },
+    )
+    decoding: str = field(
+        default=CONSTRAINED,
+        metadata={
+            "help": "How word tags are decoded for evaluation and predictions: 'constrained' (the most probable tag "
+            "sequence the data's scheme allows: never an I-X that continues no X entity; see docs/benchmarks.md) "
+            "or 'argmax' (each word's most likely tag). Saved in the model config as predict.py's default.",
+            "choices": list(DECODINGS),
         },
     )
     span_alignment: str = field(

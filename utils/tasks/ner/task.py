@@ -10,11 +10,12 @@ from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.data import load_ner_data
 from utils.tasks.ner.encoding import encode_ner, ner_collator, prefix_space_kwargs
 from utils.tasks.ner.labels import build_ner_labels, check_ner_labels
-from utils.tasks.ner.metrics import argmax_logits, score_ner
+from utils.tasks.ner.metrics import score_ner
 from utils.tasks.ner.model import context_override, token_loss
 from utils.tasks.ner.outputs import PREDICTION_FILES, decode_ner, ner_card_details, write_ner_predictions
 from utils.tasks.ner.predict import NerPredictionOptions, ner_decisions, ner_label_names, ner_predictor
 from utils.tasks.ner.spans import ner_annotation
+from utils.tasks.ner.tag_decoding import word_log_probabilities
 
 NER_TASK = Task(
     name="ner",
@@ -35,7 +36,7 @@ NER_TASK = Task(
         peft_task_type="TOKEN_CLS",
         token_outputs=True,
         collator=ner_collator,
-        reduce_logits=argmax_logits,
+        reduce_logits=word_log_probabilities,
         decode=decode_ner,
         score=score_ner,
         write_predictions=write_ner_predictions,
