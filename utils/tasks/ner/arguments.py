@@ -85,6 +85,28 @@ class NerDataArguments(DataArguments):
             "choices": list(DECODINGS),
         },
     )
+    head: str = field(
+        default="token",
+        metadata={
+            "help": "'token': one tag per word (BIO); 'span': every span of up to --max_span_length words is "
+            "classified, so entities may nest or overlap (docs/span_head.md). Saved in the model config.",
+            "choices": ["token", "span"],
+        },
+    )
+    max_span_length: int = field(
+        default=8, metadata={"help": "--head span: the longest entity, in words, the head considers."}
+    )
+    max_span_tokens: int = field(
+        default=24, metadata={"help": "--head span: the longest entity, in subword tokens, the head considers."}
+    )
+    span_decoding: str = field(
+        default="nested",
+        metadata={
+            "help": "--head span: 'nested' keeps entities inside others (never two that cross), 'flat' keeps no "
+            "overlap at all (and writes predictions.conll).",
+            "choices": ["nested", "flat"],
+        },
+    )
     span_alignment: str = field(
         default="strict",
         metadata={
@@ -99,6 +121,11 @@ class NerDataArguments(DataArguments):
         super().__post_init__()
         self.task_name = (self.task_name or "ner").strip().lower()
         self.stride = settled_stride(self.stride, self.max_seq_length)
+        if self.max_span_length < 1 or self.max_span_tokens < 1:
+            raise ConfigError(
+                f"--max_span_length ({self.max_span_length}) and --max_span_tokens ({self.max_span_tokens}) must "
+                "be at least 1."
+            )
         if self.context_size < 0:
             raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {self.context_size}.")
 

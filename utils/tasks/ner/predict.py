@@ -25,6 +25,8 @@ from utils.tasks.ner.decoding import DECODINGS, TagDecoder
 from utils.tasks.ner.encoding import NerWindows, context_columns, encode_batch
 from utils.tasks.ner.iob import tags_to_spans
 from utils.tasks.ner.outputs import entity_record
+from utils.tasks.ner.span_model import HEAD_KEY, SPAN_HEAD
+from utils.tasks.ner.span_predict import SpanPrediction, span_predictor
 from utils.tasks.ner.tag_decoding import saved_decoder
 from utils.tasks.ner.uncertainty import sentence_uncertainty
 from utils.tasks.ner.words import words_with_offsets
@@ -234,10 +236,12 @@ class NerPrediction:
 
 def ner_predictor(
     forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int, options: NerPredictionOptions
-) -> NerPrediction:
+) -> NerPrediction | SpanPrediction:
     """`TaskServing.predictor` of NER: windows of `max_seq_length` tokens sharing `options.stride` (None: training's
     default, at most half a window), and `options.context_size` tokens of document context per side (None: what the
     model was trained with, from its config)."""
+    if getattr(config, HEAD_KEY, None) == SPAN_HEAD:
+        return span_predictor(forward, tokenizer, config, labels, max_seq_length, options)
     stride = options.stride
     context_size = getattr(config, "context_size", 0) if options.context_size is None else options.context_size
     if context_size < 0:
