@@ -103,6 +103,7 @@ NESTED_SAMPLE = ROOT / "data" / "ner_nested"
 
 @pytest.fixture(scope="module")
 def span_run(tiny_model, tmp_path_factory):
+    """A tiny random model through every stage with flat decoding (the outputs' shape; it learns little)."""
     out = tmp_path_factory.mktemp("span")
     run_ner.main(
         [
@@ -110,6 +111,8 @@ def span_run(tiny_model, tmp_path_factory):
             tiny_model,
             "--head",
             "span",
+            "--span_decoding",
+            "flat",
             "--train_file",
             str(NESTED_SAMPLE / "train.jsonl"),
             "--validation_file",
@@ -135,35 +138,21 @@ def span_run(tiny_model, tmp_path_factory):
     return out
 
 
-def test_span_head_trains_scores_and_writes_nested_predictions(span_run):
+def test_span_head_trains_scores_and_writes_flat_predictions(span_run):
     results = json.loads((span_run / "all_results.json").read_text())
     for key in ("predict_f1", "predict_nested_recall", "predict_depth1_recall", "predict_LOC_f1", "eval_f1"):
         assert 0.0 <= results[key] <= 1.0, key
     assert results["predict_nested_support"] == 55  # data/ner_nested/test.jsonl's entities inside or around another
     records = [json.loads(line) for line in (span_run / "predictions.jsonl").read_text().splitlines()]
-    assert len(records) == 30 and not (span_run / "predictions.conll").exists()
+    assert len(records) == 30
+    conll = (span_run / "predictions.conll").read_text().split("\n\n")
+    assert [block.split("\n")[0].split(" ")[0] for block in conll[:2]] == [r["tokens"][0] for r in records[:2]]
     gold = [[Span(e["label"], e["start"], e["end"]) for e in r["gold"]] for r in records]
     predicted = [[Span(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in records]
     assert span_metrics(gold, predicted)["f1"] == pytest.approx(results["predict_f1"])
-    for spans in predicted:
-        extents = [(s.start, s.end) for s in spans]
-        assert not any(crosses(a, b) for a in extents for b in extents)
+    assert not any(any(is_nested(spans)) for spans in predicted)
     config = json.loads((span_run / "config.json").read_text())
-    assert (config["ner_head"], config["span_decoding"], config["id2label"]["0"]) == ("span", "nested", "O")
-
-
-def test_the_predictor_serves_the_span_head(span_run):
-    predictor = Predictor.from_pretrained(str(span_run), device="cpu")
-    assert predictor.settings()["span_decoding"] == "nested"
-    records = [json.loads(line) for line in (span_run / "predictions.jsonl").read_text().splitlines()]
-    results = predictor.predict([r["tokens"] for r in records])
-    assert all(0.0 < e["score"] <= 1.0 for r in results for e in r["entities"])
-    served = [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in results]
-    written = [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in records]
-    assert served == written
-    text = " ".join(records[0]["tokens"])
-    for entity in predictor.predict([text])[0]["entities"]:
-        assert text[entity["start"] : entity["end"]] == entity["text"]
+    assert (config["ner_head"], config["span_decoding"], config["id2label"]["0"]) == ("span", "flat", "O")
 
 
 span_sets = st.lists(
@@ -221,11 +210,29 @@ def nested_ls_model(tmp_path_factory) -> str:
     return str(out)
 
 
+def test_the_predictor_serves_the_span_head_as_the_run_predicted(nested_ls_model):
+    predictor = Predictor.from_pretrained(nested_ls_model, device="cpu")
+    assert predictor.settings()["span_decoding"] == "nested"
+    records = [json.loads(line) for line in (Path(nested_ls_model) / "predictions.jsonl").read_text().splitlines()]
+    results = predictor.predict([r["tokens"] for r in records])
+    assert all(0.0 < e["score"] <= 1.0 for r in results for e in r["entities"])
+    served = [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in results]
+    written = [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in records]
+    assert served == written and sum(map(len, served)) > 30
+    for spans in served:
+        extents = [(s, e) for _, s, e in spans]
+        assert not any(crosses(a, b) for a in extents for b in extents)
+    text = " ".join(records[0]["tokens"])
+    for entity in predictor.predict([text])[0]["entities"]:
+        assert text[entity["start"] : entity["end"]] == entity["text"]
+    assert not (Path(nested_ls_model) / "predictions.conll").exists()
+
+
 def test_label_studio_nested_export_trains_and_round_trips_as_pre_annotations(nested_ls_model, tmp_path):
     results = json.loads((Path(nested_ls_model) / "all_results.json").read_text())
     assert results["train_samples"] == 60 and results["predict_f1"] > 0.5 and results["predict_nested_recall"] > 0.3
     texts = tmp_path / "pool.txt"
-    rows = [json.loads(line) for line in (NESTED_SAMPLE / "test.jsonl").read_text().splitlines()][:12]
+    rows = [json.loads(line) for line in (NESTED_SAMPLE / "test.jsonl").read_text().splitlines()]
     texts.write_text("".join(" ".join(row["tokens"]) + "\n" for row in rows), encoding="utf-8")
     predict.main(["--model", nested_ls_model, "--input", str(texts), "--output", str(tmp_path / "p.jsonl")])
     plain = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]

@@ -126,6 +126,8 @@ class NerDataArguments(DataArguments):
                 f"--max_span_length ({self.max_span_length}) and --max_span_tokens ({self.max_span_tokens}) must "
                 "be at least 1."
             )
+        if self.head == "span" and self.context_size:
+            raise ConfigError("--context_size is for the token head; the span head reads each sentence alone.")
         if self.context_size < 0:
             raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {self.context_size}.")
 
