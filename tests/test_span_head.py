@@ -245,3 +245,21 @@ def test_label_studio_nested_export_trains_and_round_trips_as_pre_annotations(ne
     )
     back = read_annotation_records(str(out), "label-studio", key="predictions")
     assert [sorted((s.start, s.end, s.label) for s in record.spans) for record in back] == expected
+
+
+def test_the_span_head_exports_to_onnx_and_predicts_as_pytorch(span_run):
+    """The graph computes the span logits ([batch, tokens, offsets, labels]) as PyTorch does; the ONNX backend
+    decodes them through the same prediction object."""
+    from utils.serving.onnx_backend import REPORT_FILE
+    from utils.serving.onnx_export import export_model
+
+    export_model(str(span_run), validation_file=str(NESTED_SAMPLE / "test.jsonl"))
+    data = json.loads((span_run / "onnx" / REPORT_FILE).read_text(encoding="utf-8"))
+    assert data["passed"] and data["task"] == "ner"
+    assert data["validation"]["fp32"]["max_abs_logit_diff"] < 1e-4 and data["validation"]["fp32"]["agreement"] == 1.0
+    rows = [json.loads(line) for line in (NESTED_SAMPLE / "test.jsonl").read_text().splitlines()]
+    texts = [" ".join(row["tokens"]) for row in rows]
+    torch_results = Predictor.from_pretrained(str(span_run), device="cpu", backend="torch").predict(texts)
+    onnx_results = Predictor.from_pretrained(str(span_run), device="cpu", backend="onnx-fp32").predict(texts)
+    key = lambda results: [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in results]  # noqa: E731
+    assert key(onnx_results) == key(torch_results)
