@@ -1,6 +1,7 @@
 """The span head's pure parts: candidate spans, nested/flat decoding, and span metrics (per type, depth, nesting)."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,36 @@ def test_the_span_head_exports_to_onnx_and_predicts_as_pytorch(span_run):
     onnx_results = Predictor.from_pretrained(str(span_run), device="cpu", backend="onnx-fp32").predict(texts)
     key = lambda results: [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in results]  # noqa: E731
     assert key(onnx_results) == key(torch_results)
+
+
+def test_entity_rows_with_word_or_character_spans_and_their_errors(tmp_path):
+    from utils.core.errors import DataError
+    from utils.tasks.ner.span_data import read_span_file, row_spans
+
+    text = "The University of Toronto opened ."
+    chars = {
+        "text": text,
+        "entities": [{"start": 4, "end": 25, "label": "ORG"}, {"start": 18, "end": 25, "label": "LOC"}],
+    }
+    assert row_spans(chars, "f:1") == (text.split(), [(1, 4, "ORG"), (3, 4, "LOC")])
+    words = {"tokens": text.split(), "entities": [{"start": 1, "end": 4, "label": "ORG"}]}
+    assert row_spans(words, "f:2") == (text.split(), [(1, 4, "ORG")])
+    for row, message in [
+        ({**chars, "entities": [{"start": 5, "end": 25, "label": "ORG"}]}, "f:3, entity 1: characters 5-25"),
+        (
+            {**words, "entities": [{"start": 2, "end": 9, "label": "ORG"}]},
+            "f:3, entity 1: end 9 is past the row's end (6)",
+        ),
+        ({**words, "entities": [{"start": 2, "end": 2, "label": "ORG"}]}, "must be integers with 0 <= start < end"),
+        ({**words, "entities": [{"start": 0, "end": 1, "label": "O"}]}, "label 'O' must be a non-empty type name"),
+        ({"tokens": ["a"]}, 'f:3: each row needs "entities"'),
+    ]:
+        with pytest.raises(DataError, match=re.escape(message)):
+            row_spans(row, "f:3")
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(chars) + "\n\n" + json.dumps(words) + "\n{broken\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{path}:4:2: not valid JSON")):
+        read_span_file(str(path))
+    path.write_text(json.dumps(chars) + "\n\n" + json.dumps(words) + "\n", encoding="utf-8")
+    dataset = read_span_file(str(path))
+    assert dataset["location"] == [f"{path}:1", f"{path}:3"] and dataset["span_labels"] == [["ORG", "LOC"], ["ORG"]]
