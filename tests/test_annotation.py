@@ -134,7 +134,8 @@ def test_whitespace_at_span_edges_is_trimmed_and_counted():
         (
             [Span(0, 13, "PER"), Span(7, 13, "PER")],
             "f task 1: span [0, 13) PER 'Angela Merkel' and span [7, 13) PER 'Merkel' overlap; BIO tags hold one "
-            "entity per word, so nested or overlapping entities cannot be trained: keep one of them.",
+            "entity per word, so the token head cannot train nested or overlapping entities: train the span head "
+            "(--head span), or keep one of them.",
         ),
         (
             [Span(0, 3, "PER"), Span(4, 13, "PER")],

@@ -263,6 +263,12 @@ def test_a_teacher_of_the_other_task_is_refused(ner_teacher, tiny_model, tmp_pat
         run_classification.main(["--model", tiny_model, "--teacher_model", ner_teacher, *data])
 
 
+def test_the_span_head_is_refused_for_distillation(ner_teacher, tmp_path):
+    data = ["--train_file", str(ROOT / "data" / "ner_nested" / "train.jsonl"), "--output_dir", str(tmp_path)]
+    with pytest.raises(ConfigError, match="distillation trains the token head; drop --head span"):
+        run_ner.main(["--teacher_model", ner_teacher, "--head", "span", *data])
+
+
 def test_ner_student_with_another_tokenizer_trains_on_the_teachers_word_targets(ner_teacher, tmp_path):
     roberta = build("roberta", tmp_path / "roberta", conll_texts(NER_DATA / "train.conll"), vocab_size=300)
     out = tmp_path / "student"

@@ -138,8 +138,9 @@ class FinetuneTrainingArguments(DistillationArguments, TrainingArguments):
     argmax_in_metrics: bool = field(
         default=True,
         metadata={
-            "help": "Reduce logits to label ids batch by batch during evaluation. --no_argmax_in_metrics keeps "
-            "every logit of the split in memory, as the transformers examples do (for comparison only)."
+            "help": "Reduce logits batch by batch during evaluation to what the task decodes (e.g. NER's tag "
+            "log-probabilities). --no_argmax_in_metrics keeps every logit of the split in memory, as the "
+            "transformers examples do (for comparison only)."
         },
     )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from utils.core.arguments import DataArguments
 from utils.core.errors import ConfigError
+from utils.tasks.ner.decoding import CONSTRAINED, DECODINGS
 from utils.tasks.ner.spans import ALIGNMENTS
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,37 @@ class NerDataArguments(DataArguments):
             "(CoNLL) or --document_column_name. 0: off. Saved in the model config, where predict.py finds it."
         },
     )
+    decoding: str = field(
+        default=CONSTRAINED,
+        metadata={
+            "help": "How word tags are decoded for evaluation and predictions: 'constrained' (the most probable tag "
+            "sequence the data's scheme allows: never an I-X that continues no X entity; see docs/benchmarks.md) "
+            "or 'argmax' (each word's most likely tag). Saved in the model config as predict.py's default.",
+            "choices": list(DECODINGS),
+        },
+    )
+    head: str = field(
+        default="token",
+        metadata={
+            "help": "'token': one tag per word (BIO); 'span': every span of up to --max_span_length words is "
+            "classified, so entities may nest or overlap (docs/span_head.md). Saved in the model config.",
+            "choices": ["token", "span"],
+        },
+    )
+    max_span_length: int = field(
+        default=8, metadata={"help": "--head span: the longest entity, in words, the head considers."}
+    )
+    max_span_tokens: int = field(
+        default=24, metadata={"help": "--head span: the longest entity, in subword tokens, the head considers."}
+    )
+    span_decoding: str = field(
+        default="nested",
+        metadata={
+            "help": "--head span: 'nested' keeps entities inside others (never two that cross), 'flat' keeps no "
+            "overlap at all (and writes predictions.conll).",
+            "choices": ["nested", "flat"],
+        },
+    )
     span_alignment: str = field(
         default="strict",
         metadata={
@@ -89,6 +121,13 @@ class NerDataArguments(DataArguments):
         super().__post_init__()
         self.task_name = (self.task_name or "ner").strip().lower()
         self.stride = settled_stride(self.stride, self.max_seq_length)
+        if self.max_span_length < 1 or self.max_span_tokens < 1:
+            raise ConfigError(
+                f"--max_span_length ({self.max_span_length}) and --max_span_tokens ({self.max_span_tokens}) must "
+                "be at least 1."
+            )
+        if self.head == "span" and self.context_size:
+            raise ConfigError("--context_size is for the token head; the span head reads each sentence alone.")
         if self.context_size < 0:
             raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {self.context_size}.")
 

@@ -22,6 +22,7 @@ from utils.core.splits import ROW_COLUMN, source_rows
 from utils.core.task import LoadedData
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.iob import count_invalid_transitions, malformed_tag_fix
+from utils.tasks.ner.span_data import spans_from_annotations
 from utils.tasks.ner.spans import ner_from_annotations
 
 logger = logging.getLogger(__name__)
@@ -210,6 +211,9 @@ def load_ner_data(data_args: NerDataArguments, model_args) -> LoadedData:
         fmt = None if data_args.dataset_name else file_format(source, data_args.data_format)
         if fmt in ("conll", *ANNOTATION_FORMATS) and ROW_COLUMN in dataset.column_names:  # rows carry locations
             dataset = dataset.remove_columns(ROW_COLUMN)
+        if fmt in ANNOTATION_FORMATS and data_args.head == "span":
+            result[split] = spans_from_annotations(dataset, data_args.span_alignment, source)
+            continue
         if fmt in ANNOTATION_FORMATS:
             result[split] = ner_from_annotations(dataset, data_args.span_alignment, source)
         else:

@@ -1,4 +1,5 @@
-"""What NER adds to the shared model and loss: the document context kept in the config, token cross-entropy."""
+"""What NER adds to the shared model and loss: the document context and tag decoding kept in the config, token
+cross-entropy."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from utils.core.labels import LabelSpace
 from utils.core.losses import SINGLE as SINGLE_LABEL
 from utils.core.losses import make_loss
 from utils.core.task import LoadedData
+from utils.tasks.ner.tag_decoding import decoder_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -21,4 +23,4 @@ def token_loss(data: LoadedData, labels: LabelSpace, training_args) -> Callable:
 
 def context_override(data: LoadedData, labels: LabelSpace) -> dict[str, Any]:
     """The model remembers the document context it was trained with, so `Predictor` (predict.py) uses the same."""
-    return {"context_size": data.args.context_size}
+    return {"context_size": data.args.context_size, **decoder_overrides(data, labels)}

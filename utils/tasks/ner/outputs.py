@@ -21,6 +21,7 @@ from utils.core.task import LoadedData
 from utils.tasks.ner.alignment import gather_word_predictions
 from utils.tasks.ner.arguments import NerDataArguments
 from utils.tasks.ner.iob import tags_to_spans
+from utils.tasks.ner.tag_decoding import gather_word_scores, run_decoder
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,16 @@ def entity_record(
 
 
 def decode_ner(predictions, features: Dataset, raw: Dataset, labels: LabelSpace, data: LoadedData) -> list[list[str]]:
-    """Per-word predicted tags for every sentence of the split, reassembled from its windows."""
-    if predictions.ndim == 3:  # full logits (--no_argmax_in_metrics)
-        predictions = predictions.argmax(-1)
-    word_ids = gather_word_predictions(
-        predictions, features["word_index"], features["example_index"], [len(tokens) for tokens in raw["tokens"]]
-    )
+    """Per-word predicted tags for every sentence of the split, reassembled from its windows and decoded as
+    --decoding says (token log-probabilities, or full logits with --no_argmax_in_metrics; label ids are taken as
+    they are)."""
+    lengths = [len(tokens) for tokens in raw["tokens"]]
     names = labels.names
+    if predictions.ndim == 3:
+        decoder = run_decoder(data, labels)
+        scores = gather_word_scores(predictions, features["word_index"], features["example_index"], lengths)
+        return [[names[i] for i in decoder.decode(sentence)] for sentence in scores]
+    word_ids = gather_word_predictions(predictions, features["word_index"], features["example_index"], lengths)
     return [[names[i] for i in sentence] for sentence in word_ids]
 
 

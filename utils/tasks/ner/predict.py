@@ -15,16 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from utils.core.errors import ConfigError, DataError
 from utils.core.examples import PAIR, TOKENS, Example
 from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.task import Forward
 from utils.tasks.ner.alignment import gather_word_predictions
+from utils.tasks.ner.decoding import DECODINGS, TagDecoder
 from utils.tasks.ner.encoding import NerWindows, context_columns, encode_batch
 from utils.tasks.ner.iob import tags_to_spans
 from utils.tasks.ner.outputs import entity_record
+from utils.tasks.ner.span_model import HEAD_KEY, SPAN_HEAD
+from utils.tasks.ner.span_predict import SpanPrediction, span_predictor
+from utils.tasks.ner.tag_decoding import saved_decoder
 from utils.tasks.ner.uncertainty import sentence_uncertainty
 from utils.tasks.ner.words import words_with_offsets
 
@@ -50,6 +53,15 @@ class NerPredictionOptions:
             "document_ids."
         },
     )
+    decoding: str | None = field(
+        default=None,
+        metadata={
+            "help": "NER: 'constrained' (the most probable tag sequence the training data's scheme allows) or "
+            "'argmax' (each word's most likely tag) (default: what the model was evaluated with; constrained "
+            "for models saved before it was recorded).",
+            "choices": list(DECODINGS),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class NerPrediction:
     labels: LabelSpace
     windows: NerWindows
     context_size: int  # document context tokens per side, from the other sentences of the same document; 0: off
+    decoder: TagDecoder  # word tag probabilities -> tags (utils/tasks/ner/decoding.py)
 
     @property
     def stride(self) -> int:
@@ -73,7 +86,12 @@ class NerPrediction:
         return self.context_size > 0
 
     def settings(self) -> dict[str, Any]:
-        return {"stride": self.stride, "context_size": self.context_size}
+        return {
+            "stride": self.stride,
+            "context_size": self.context_size,
+            "decoding": self.decoder.decoding,
+            "tag_scheme": self.decoder.scheme,
+        }
 
     def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
         """Texts: `predict_texts`; pre-split words: `predict_tokens` (each kind in one call, results in order)."""
@@ -145,7 +163,8 @@ class NerPrediction:
         self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
     ) -> list[tuple[list[str], list[float]]]:
         """Each word's predicted tag and that tag's probability, from its first subword in the window owning it
-        (with the document context the model was trained with, from the other sentences of the same document)."""
+        (with the document context the model was trained with, from the other sentences of the same document),
+        the tags decoded by `decoder` (constrained: the best sequence the scheme allows, not each word's best)."""
         return [(tags, scores) for tags, scores, _ in self.tag_words_with_margins(sentences, documents, margins=False)]
 
     def tag_words_with_margins(
@@ -155,11 +174,31 @@ class NerPrediction:
         margins: bool = True,
     ) -> list[tuple[list[str], list[float], list[float]]]:
         """`tag_words`, plus each word's margin: its best tag's probability minus the runner-up's (`margins=False`:
-        empty lists, and no top-2 search on the prediction path)."""
+        empty lists)."""
+        return [
+            self.decode_word(probabilities, margins) for probabilities in self.word_probabilities(sentences, documents)
+        ]
+
+    def decode_word(self, probabilities: np.ndarray, margins: bool) -> tuple[list[str], list[float], list[float]]:
+        """One sentence's tags, their probabilities and (`margins`) each word's top-2 margin, from its words' tag
+        probabilities ([words, tags])."""
+        ids = self.decoder.decode(np.log(np.clip(probabilities, 1e-30, None)))
+        chosen = probabilities[np.arange(len(ids)), ids]
+        margin: list[float] = []
+        if margins and len(ids):
+            top = np.sort(probabilities, axis=-1)
+            margin = (top[:, -1] - top[:, -2] if top.shape[-1] > 1 else np.ones(len(ids))).tolist()
+        return [self.labels.names[i] for i in ids], chosen.tolist(), margin
+
+    def word_probabilities(
+        self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
+    ) -> list[np.ndarray]:
+        """Each sentence's [words, tags] probabilities, each word's from its first subword in the window owning
+        it."""
         if documents is not None and len(documents) != len(sentences):
             raise DataError(f"{len(sentences)} sentences but {len(documents)} document ids; give one per sentence.")
         present = [i for i, words in enumerate(sentences) if len(words)]
-        result: list[tuple[list[str], list[float], list[float]]] = [([], [], []) for _ in sentences]
+        result = [np.zeros((0, len(self.labels)), dtype=np.float32) for _ in sentences]
         if not present:
             return result
         batch: dict[str, list] = {"tokens": [list(sentences[i]) for i in present]}
@@ -175,23 +214,12 @@ class NerPrediction:
             )
         features = encode_batch(batch, list(range(len(present))), tokenizer=self.tokenizer, windows=self.windows)
         lengths = [len(ids) for ids in features["input_ids"]]
-        best_id: list[np.ndarray] = [np.empty(0)] * len(lengths)
-        best_probability: list[np.ndarray] = [np.empty(0)] * len(lengths)
-        best_margin: list[np.ndarray] = [np.empty(0)] * len(lengths)
+        window_probabilities: list[np.ndarray] = [np.empty(0)] * len(lengths)
         for rows, outputs in self.forward(features):
             logits = outputs["logits"]
             probabilities = logits.softmax(-1)
-            probability, label = probabilities.max(-1)
-            if not margins:
-                margin = None
-            elif logits.shape[-1] > 1:
-                margin = probability - probabilities.topk(2, dim=-1).values[..., 1]
-            else:
-                margin = torch.ones_like(probability)
             for row, window in enumerate(rows):
-                best_id[window] = label[row, : lengths[window]].numpy()
-                best_probability[window] = probability[row, : lengths[window]].numpy()
-                best_margin[window] = margin[row, : lengths[window]].numpy() if margin is not None else np.empty(0)
+                window_probabilities[window] = probabilities[row, : lengths[window]].numpy()
         # each word's position in the windows laid end to end: the alignment module checks one prediction per word
         starts = np.cumsum([0] + lengths[:-1])
         positions = gather_word_predictions(
@@ -200,30 +228,28 @@ class NerPrediction:
             features["example_index"],
             [len(sentences[i]) for i in present],
         )
-        all_ids, all_probabilities = np.concatenate(best_id), np.concatenate(best_probability)
-        all_margins = np.concatenate(best_margin)
-        names = self.labels.names
+        all_probabilities = np.concatenate(window_probabilities)
         for example, sentence_positions in zip(present, positions):
-            where = np.asarray(sentence_positions, dtype=np.int64)
-            result[example] = (
-                [names[i] for i in all_ids[where]],
-                all_probabilities[where].tolist(),
-                all_margins[where].tolist() if margins else [],
-            )
+            result[example] = all_probabilities[np.asarray(sentence_positions, dtype=np.int64)]
         return result
 
 
 def ner_predictor(
     forward: Forward, tokenizer, config, labels: LabelSpace, max_seq_length: int, options: NerPredictionOptions
-) -> NerPrediction:
+) -> NerPrediction | SpanPrediction:
     """`TaskServing.predictor` of NER: windows of `max_seq_length` tokens sharing `options.stride` (None: training's
     default, at most half a window), and `options.context_size` tokens of document context per side (None: what the
     model was trained with, from its config)."""
+    if getattr(config, HEAD_KEY, None) == SPAN_HEAD:
+        return span_predictor(forward, tokenizer, config, labels, max_seq_length, options)
     stride = options.stride
     context_size = getattr(config, "context_size", 0) if options.context_size is None else options.context_size
     if context_size < 0:
         raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {context_size}.")
-    return NerPrediction(forward, tokenizer, labels, NerWindows.build(tokenizer, max_seq_length, stride), context_size)
+    windows = NerWindows.build(tokenizer, max_seq_length, stride)
+    return NerPrediction(
+        forward, tokenizer, labels, windows, context_size, saved_decoder(config, labels, options.decoding)
+    )
 
 
 def ner_label_names(config) -> list[str] | None:

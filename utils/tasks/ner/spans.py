@@ -4,7 +4,8 @@
 A span must cover whole words: whitespace at its edges is trimmed (no word changes), but a span that cuts a word is
 an error unless `--span_alignment expand` (widen to every word it touches) or `contract` (shrink to the words wholly
 inside it; a span with none is dropped, and said so). Overlapping or nested spans, which BIO tags cannot hold, are
-errors. Every adjustment is counted in the log, and the entities in the tags are checked against the spans read.
+errors for the token head; the span head (--head span) takes them (`record_word_spans`). Every adjustment is
+counted in the log, and the entities in the tags are checked against the spans read.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def check_no_overlap(
             after = f" once --span_alignment {mode} moved them to word boundaries" if ranges else ""
             raise DataError(
                 f"{a.describe(text)} and {b.describe(text)} overlap{after}; BIO tags hold one entity per "
-                "word, so nested or overlapping entities cannot be trained: keep one of them.",
+                "word, so the token head cannot train nested or overlapping entities: train the span head "
+                "(--head span), or keep one of them.",
                 source=location,
             )
 
@@ -94,6 +96,18 @@ def record_tags(
 ) -> tuple[list[str], list[str], Counter, list[str]]:
     """A record's words and BIO tags, what was adjusted (`trimmed`, `expanded`, `contracted`) and the spans
     dropped (described), in the order of the text."""
+    words, kept, ranges, adjusted, dropped = record_word_spans(text, spans, mode, location, nested=False)
+    tags = ["O"] * len(words)
+    for span, (first, last) in zip(kept, ranges):
+        tags[first:last] = [f"B-{span.label}"] + [f"I-{span.label}"] * (last - first - 1)
+    return [word.text for word in words], tags, adjusted, dropped
+
+
+def record_word_spans(
+    text: str, spans: Sequence[Span], mode: str, location: str, nested: bool
+) -> tuple[list[Word], list[Span], list[tuple[int, int]], Counter, list[str]]:
+    """A record's words, its spans kept and their word ranges [first, last), what was adjusted and the spans
+    dropped; `nested`: overlapping spans are kept (the span head), else an error (the token head)."""
     words = words_with_offsets(text)
     if not words:
         raise DataError("the text has no words; remove the record or give it text.", source=location)
@@ -103,7 +117,8 @@ def record_tags(
         check_label(span.label, location, text, span)
     clean_spans = [trimmed(span, text, location) for span in spans]
     adjusted["trimmed"] = sum(clean != span for clean, span in zip(clean_spans, spans))
-    check_no_overlap(clean_spans, text, location)
+    if not nested:
+        check_no_overlap(clean_spans, text, location)
     kept, ranges = [], []
     for span, clean in zip(spans, clean_spans):
         found = word_range(clean, words, text, mode, location)
@@ -116,11 +131,9 @@ def record_tags(
             adjusted["expanded" if mode == "expand" else "contracted"] += 1
         kept.append(span)
         ranges.append(found)
-    check_no_overlap(kept, text, location, ranges, mode)
-    tags = ["O"] * len(words)
-    for span, (first, last) in zip(kept, ranges):
-        tags[first:last] = [f"B-{span.label}"] + [f"I-{span.label}"] * (last - first - 1)
-    return [word.text for word in words], tags, adjusted, dropped
+    if not nested:
+        check_no_overlap(kept, text, location, ranges, mode)
+    return words, kept, ranges, adjusted, dropped
 
 
 def ner_from_annotations(dataset: Dataset, mode: str, source: str) -> Dataset:

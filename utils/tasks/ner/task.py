@@ -1,21 +1,19 @@
-"""The NER task: its pieces, handed to the shared code as one `Task` record."""
+"""The NER task: its pieces, handed to the shared code as one `Task` record (the token or span head: heads.py)."""
 
 from __future__ import annotations
 
-from transformers import AutoModelForTokenClassification
-
 from utils.core.examples import TEXT, TOKENS
 from utils.core.task import PROJECT_ROOT, Task, TaskData, TaskDistillation, TaskServing, TaskTraining
+from utils.tasks.ner import heads
 from utils.tasks.ner.arguments import NerDataArguments
-from utils.tasks.ner.data import load_ner_data
 from utils.tasks.ner.distillation import ner_soft_labels, ner_word_logits, read_ner_unlabelled
-from utils.tasks.ner.encoding import encode_ner, ner_collator, prefix_space_kwargs
-from utils.tasks.ner.labels import build_ner_labels, check_ner_labels
-from utils.tasks.ner.metrics import argmax_logits, score_ner
-from utils.tasks.ner.model import context_override, token_loss
-from utils.tasks.ner.outputs import PREDICTION_FILES, decode_ner, ner_card_details, write_ner_predictions
+from utils.tasks.ner.encoding import prefix_space_kwargs
+from utils.tasks.ner.model import token_loss
+from utils.tasks.ner.outputs import PREDICTION_FILES, ner_card_details
 from utils.tasks.ner.predict import NerPredictionOptions, ner_decisions, ner_label_names, ner_predictor
+from utils.tasks.ner.span_model import NerAutoModel
 from utils.tasks.ner.spans import ner_annotation
+from utils.tasks.ner.tag_decoding import word_log_probabilities
 
 NER_TASK = Task(
     name="ner",
@@ -25,27 +23,30 @@ NER_TASK = Task(
     training_defaults={"output_dir": "outputs/ner"},
     data=TaskData(
         arguments=NerDataArguments,
-        load=load_ner_data,
-        build_labels=build_ner_labels,
-        check_labels=check_ner_labels,
-        encode=encode_ner,
+        load=heads.load,
+        build_labels=heads.build_labels,
+        check_labels=heads.check_labels,
+        encode=heads.encode,
         tokenizer_kwargs=prefix_space_kwargs,
     ),
     training=TaskTraining(
-        auto_model=AutoModelForTokenClassification,
+        auto_model=NerAutoModel,
         peft_task_type="TOKEN_CLS",
         token_outputs=True,
-        collator=ner_collator,
-        reduce_logits=argmax_logits,
-        decode=decode_ner,
-        score=score_ner,
-        write_predictions=write_ner_predictions,
+        collator=heads.collator,
+        reduce_logits=word_log_probabilities,
+        decode=heads.decode,
+        score=heads.score,
+        write_predictions=heads.write_predictions,
         prediction_files=PREDICTION_FILES,
-        model_overrides=context_override,
+        model_class=heads.model_class,
+        model_overrides=heads.overrides,
         loss=token_loss,
         card_details=ner_card_details,
         best_metric=lambda data: ("f1", True),
-        distillation=TaskDistillation(ner_word_logits, ner_soft_labels, read_ner_unlabelled),
+        distillation=TaskDistillation(
+            ner_word_logits, ner_soft_labels, read_ner_unlabelled, check=heads.check_distillation
+        ),
     ),
     serving=TaskServing(
         options=NerPredictionOptions,
