@@ -17,14 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.core.calibration import Calibration, scaled_probability
 from utils.core.errors import ConfigError, DataError
 from utils.core.examples import PAIR, TOKENS, Example
 from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.task import Forward
 from utils.tasks.ner.alignment import gather_word_predictions
+from utils.tasks.ner.calibration import entity_confidence
 from utils.tasks.ner.encoding import NerWindows, context_columns, encode_batch
 from utils.tasks.ner.iob import tags_to_spans
-from utils.tasks.ner.outputs import entity_record
+from utils.tasks.ner.outputs import SCORE_DECIMALS, entity_record
 from utils.tasks.ner.uncertainty import sentence_uncertainty
 from utils.tasks.ner.words import words_with_offsets
 
@@ -62,6 +64,7 @@ class NerPrediction:
     labels: LabelSpace
     windows: NerWindows
     context_size: int  # document context tokens per side, from the other sentences of the same document; 0: off
+    calibration: Calibration = field(default_factory=Calibration)  # entity scores' temperature, fitted on validation
 
     @property
     def stride(self) -> int:
@@ -73,7 +76,7 @@ class NerPrediction:
         return self.context_size > 0
 
     def settings(self) -> dict[str, Any]:
-        return {"stride": self.stride, "context_size": self.context_size}
+        return {"stride": self.stride, "context_size": self.context_size, "calibration": self.calibration.to_dict()}
 
     def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
         """Texts: `predict_texts`; pre-split words: `predict_tokens` (each kind in one call, results in order)."""
@@ -109,7 +112,7 @@ class NerPrediction:
             entities = []
             for span in tags_to_spans(tags):
                 start, end = text_words[span.start].start, text_words[span.end - 1].end
-                entities.append(entity_record(span.label, text[start:end], start, end, scores[span.start : span.end]))
+                entities.append(self.entity(span.label, text[start:end], start, end, scores[span.start : span.end]))
             results.append({"text": text, "entities": entities})
             if uncertainty:
                 results[-1]["uncertainty"] = sentence_uncertainty(margins)
@@ -127,7 +130,7 @@ class NerPrediction:
         tagged = self.tag_words_with_margins(sentences, documents, margins=uncertainty)
         for tokens, (tags, scores, margins) in zip(sentences, tagged, strict=True):
             entities = [
-                entity_record(
+                self.entity(
                     span.label,
                     " ".join(tokens[span.start : span.end]),
                     span.start,
@@ -140,6 +143,15 @@ class NerPrediction:
             if uncertainty:
                 results[-1]["uncertainty"] = sentence_uncertainty(margins)
         return results
+
+    def entity(self, label: str, text: str, start: int, end: int, word_scores: Sequence[float]) -> dict[str, Any]:
+        """`entity_record`, its score calibrated: the words' mean probability, its log-odds divided by the
+        temperature fitted on validation (utils/tasks/ner/calibration.py)."""
+        record = entity_record(label, text, start, end, word_scores)
+        if self.calibration.temperature != 1.0:
+            score = scaled_probability(entity_confidence(word_scores), self.calibration.temperature)
+            record["score"] = round(score, SCORE_DECIMALS)
+        return record
 
     def tag_words(
         self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
@@ -223,7 +235,8 @@ def ner_predictor(
     context_size = getattr(config, "context_size", 0) if options.context_size is None else options.context_size
     if context_size < 0:
         raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {context_size}.")
-    return NerPrediction(forward, tokenizer, labels, NerWindows.build(tokenizer, max_seq_length, stride), context_size)
+    windows = NerWindows.build(tokenizer, max_seq_length, stride)
+    return NerPrediction(forward, tokenizer, labels, windows, context_size, Calibration.from_config(config))
 
 
 def ner_label_names(config) -> list[str] | None:

@@ -7,6 +7,7 @@ from transformers import AutoModelForTokenClassification
 from utils.core.examples import TEXT, TOKENS
 from utils.core.task import PROJECT_ROOT, Task, TaskData, TaskServing, TaskTraining
 from utils.tasks.ner.arguments import NerDataArguments
+from utils.tasks.ner.calibration import NER_CALIBRATION, abstain_entities
 from utils.tasks.ner.data import load_ner_data
 from utils.tasks.ner.encoding import encode_ner, ner_collator, prefix_space_kwargs
 from utils.tasks.ner.labels import build_ner_labels, check_ner_labels
@@ -53,6 +54,8 @@ NER_TASK = Task(
         decisions=ner_decisions,
         decision_unit="word",
         architecture_suffix="ForTokenClassification",
+        abstain=abstain_entities,
         annotation=ner_annotation,
     ),
+    calibration=NER_CALIBRATION,
 )
