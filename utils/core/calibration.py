@@ -117,13 +117,15 @@ def fit_temperature(units: CalibrationUnits) -> float:
     from scipy.optimize import minimize_scalar
 
     low, high = TEMPERATURE_RANGE
+
+    def loss(temperature: float) -> float:
+        return negative_log_likelihood(units.logits, units.gold, temperature)
+
     found = minimize_scalar(
-        lambda inverse: negative_log_likelihood(units.logits, units.gold, 1.0 / inverse),
-        bounds=(1.0 / high, 1.0 / low),
-        method="bounded",
-        options={"xatol": 1e-6},
+        lambda inverse: loss(1.0 / inverse), bounds=(1.0 / high, 1.0 / low), method="bounded", options={"xatol": 1e-6}
     )
-    return float(1.0 / found.x)
+    # the bounded search never evaluates the bounds themselves: an optimum there is taken exactly
+    return float(min((1.0 / found.x, low, high), key=loss))
 
 
 def confidences(units: CalibrationUnits, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
