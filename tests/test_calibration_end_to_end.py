@@ -126,10 +126,10 @@ def test_min_confidence_withholds_or_flags_labels(sentiment):
     ).predict(TEXTS)
     for before, hidden, marked, sure in zip(plain, withheld, flagged, confidence, strict=True):
         if sure < cut:
-            assert hidden == {**before, "label": None, "abstained": True}
-            assert marked == {**before, "abstained": True}
+            assert hidden == {**before, "label": None, "abstained": True, "below_min_confidence": 1}
+            assert marked == {**before, "abstained": True, "below_min_confidence": 1}
         else:
-            assert hidden == before and marked == before
+            assert hidden == marked == {**before, "below_min_confidence": 0}
     assert any(sure < cut for sure in confidence)
     with pytest.raises(ConfigError, match=r"--min_confidence 1\.5"):
         Predictor.from_pretrained(str(out), device="cpu", backend="torch", min_confidence=1.5)
@@ -164,14 +164,15 @@ def test_ner_min_confidence_withholds_entities_and_their_tags(tagger):
     cut = scores[-1]  # every entity but the surest ones is withheld
     hidden = Predictor.from_pretrained(str(out), device="cpu", backend="torch", min_confidence=cut).predict(sentences)
     kept = [entity for entity in plain["entities"] if entity["score"] >= cut]
-    assert hidden[0]["entities"] == kept and hidden[0]["withheld"] == len(plain["entities"]) - len(kept)
+    assert hidden[0]["entities"] == kept
+    assert hidden[0]["below_min_confidence"] == len(plain["entities"]) - len(kept)
     kept_words = {i for entity in kept for i in range(entity["start"], entity["end"])}
     for i, (tag, before) in enumerate(zip(hidden[0]["tags"], plain["tags"], strict=True)):
         assert tag == (before if i in kept_words or before == "O" else "O")
     flagged = Predictor.from_pretrained(
         str(out), device="cpu", backend="torch", min_confidence=cut, abstain="flag"
     ).predict(sentences)[0]
-    assert flagged["tags"] == plain["tags"]
+    assert flagged["tags"] == plain["tags"] and flagged["below_min_confidence"] == hidden[0]["below_min_confidence"]
     assert [e.get("abstained", False) for e in flagged["entities"]] == [e["score"] < cut for e in plain["entities"]]
 
 
@@ -208,3 +209,23 @@ def test_calibration_none_saves_nothing(tmp_path, tiny_model):
     assert not (out / "reliability_diagram.png").exists()
     with pytest.raises(ConfigError, match="--threshold auto: this model has no per-label thresholds"):
         Predictor.from_pretrained(str(out), device="cpu", backend="torch", threshold="auto")
+
+
+def test_predict_py_counts_what_it_withholds(sentiment, tmp_path):
+    import predict
+
+    out, _ = sentiment
+    plain = Predictor.from_pretrained(str(out), device="cpu", backend="torch").predict(TEXTS)
+    cut = float(np.median([result["probabilities"][result["label"]] for result in plain]))
+    below = sum(result["probabilities"][result["label"]] < cut for result in plain)
+    inputs, output = tmp_path / "texts.txt", tmp_path / "labels.jsonl"
+    inputs.write_text("\n".join(TEXTS) + "\n")
+    summary = predict.main(
+        ["--model", str(out), "--backend", "torch", "--input", str(inputs), "--output", str(output)]
+        + ["--min_confidence", str(cut)]
+    )
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert summary["below_min_confidence"] == below > 0
+    assert [record["label"] is None for record in records] == [
+        result["probabilities"][result["label"]] < cut for result in plain
+    ]

@@ -30,6 +30,8 @@ EPSILON = 1e-6
 TEMPERATURE_RANGE = (0.05, 20.0)
 METHODS = ("temperature", "none")
 ABSTAIN_MODES = ("withhold", "flag")
+#: The result key where a task's `abstain` counts the units of a result below --min_confidence (withheld or flagged).
+BELOW_MIN_CONFIDENCE = "below_min_confidence"
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,8 @@ class TaskServing:
     decision_unit: str  # what one decision is about, for the export report ("word", "text")
     architecture_suffix: str  # saved models of the task end so (models saved before `finetune_task` was written)
     annotation: Callable[[Mapping[str, Any]], AnnotatedText] | None = None  # a result as a pre-annotation
-    # (result, --min_confidence, --abstain): the result with its units below the confidence withheld or flagged
+    # (result, --min_confidence, --abstain): the result with its units below the confidence withheld or flagged,
+    # and how many there were under `utils.core.calibration.BELOW_MIN_CONFIDENCE`
     abstain: Callable[[dict[str, Any], float, str], dict[str, Any]] = field(
         default=lambda result, min_confidence, mode: result
     )

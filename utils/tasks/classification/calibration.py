@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from utils.core.calibration import CalibrationUnits, SplitScores, is_abstained
+from utils.core.calibration import BELOW_MIN_CONFIDENCE, CalibrationUnits, SplitScores, is_abstained
 from utils.core.labels import LabelSpace
 from utils.core.losses import MULTI, SINGLE
 from utils.core.task import LoadedData, TaskCalibration
@@ -50,18 +50,20 @@ CLASSIFICATION_CALIBRATION = TaskCalibration(
 
 def abstain_classification(result: dict[str, Any], min_confidence: float, mode: str) -> dict[str, Any]:
     """A text's label below --min_confidence: withheld (`"label": null`, `"abstained": true`) or, with `mode`
-    'flag', kept and flagged; multi-label: each label on below it is withheld (counted in `"withheld"`) or listed
-    in `"abstained_labels"`."""
+    'flag', kept and flagged; multi-label: each label on below it is withheld or, flagged, listed in
+    `"abstained_labels"`. Either way the result counts them in `"below_min_confidence"`."""
     probabilities = result.get("probabilities") or {}
     if result.get("label") is not None:
-        if is_abstained(probabilities.get(result["label"]), min_confidence):
-            result = {**result, "abstained": True}
+        low = is_abstained(probabilities.get(result["label"]), min_confidence)
+        result = {**result, BELOW_MIN_CONFIDENCE: int(low)}
+        if low:
+            result["abstained"] = True
             if mode == "withhold":
                 result["label"] = None
         return result
-    if result.get("labels"):
+    if "labels" in result:
         low = [name for name in result["labels"] if is_abstained(probabilities.get(name), min_confidence)]
         if mode == "withhold":
-            return {**result, "labels": [n for n in result["labels"] if n not in low], "withheld": len(low)}
-        return {**result, "abstained_labels": low}
-    return result
+            return {**result, "labels": [n for n in result["labels"] if n not in low], BELOW_MIN_CONFIDENCE: len(low)}
+        return {**result, "abstained_labels": low, BELOW_MIN_CONFIDENCE: len(low)}
+    return {**result, BELOW_MIN_CONFIDENCE: 0}

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from utils.core.calibration import CalibrationUnits, SplitScores, binary_logits, is_abstained
+from utils.core.calibration import BELOW_MIN_CONFIDENCE, CalibrationUnits, SplitScores, binary_logits, is_abstained
 from utils.core.labels import LabelSpace
 from utils.core.task import LoadedData, TaskCalibration
 from utils.tasks.ner.iob import OUTSIDE, tags_to_spans
@@ -47,18 +47,15 @@ NER_CALIBRATION = TaskCalibration(unit="entity", kept_metric="precision", scores
 
 
 def abstain_entities(result: dict[str, Any], min_confidence: float, mode: str) -> dict[str, Any]:
-    """Entities scored below --min_confidence: withheld (dropped, their words tagged O in `"tags"`, counted in
-    `"withheld"`) or, with `mode` 'flag', kept with `"abstained": true`."""
-    low = [is_abstained(entity.get("score"), min_confidence) for entity in result.get("entities", [])]
-    if mode == "flag":
-        entities = [{**e, "abstained": True} if out else e for e, out in zip(result["entities"], low, strict=True)]
-        return {**result, "entities": entities}
+    """Entities scored below --min_confidence: withheld (dropped, their words tagged O in `"tags"`) or, with `mode`
+    'flag', kept with `"abstained": true`; counted in `"below_min_confidence"` either way."""
     entities = result.get("entities", [])
-    withheld = {
-        **result,
-        "entities": [e for e, out in zip(entities, low, strict=True) if not out],
-        "withheld": sum(low),
-    }
+    low = [is_abstained(entity.get("score"), min_confidence) for entity in entities]
+    if mode == "flag":
+        flagged = [{**e, "abstained": True} if out else e for e, out in zip(entities, low, strict=True)]
+        return {**result, "entities": flagged, BELOW_MIN_CONFIDENCE: sum(low)}
+    kept = [e for e, out in zip(entities, low, strict=True) if not out]
+    withheld = {**result, "entities": kept, BELOW_MIN_CONFIDENCE: sum(low)}
     if "tags" in result:  # pre-split words: entity start/end are word indices
         tags = list(result["tags"])
         for entity in (e for e, out in zip(entities, low, strict=True) if out):
