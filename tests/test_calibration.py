@@ -23,6 +23,7 @@ from utils.core.calibration import (
     conformal_threshold,
     expected_calibration_error,
     fit_temperature,
+    fit_temperature_and_bias,
     label_sets,
     label_thresholds,
     micro_f1,
@@ -119,6 +120,21 @@ def test_binary_units_match_scaled_probabilities(p, temperature):
     logits = binary_logits([p])
     assert softmax(logits, temperature)[0, 0] == pytest.approx(scaled_probability(p, temperature), abs=1e-9)
     assert scaled_probability(p, 1.0) == p
+
+
+def test_temperature_and_bias_recover_a_known_platt_map():
+    """Right with probability sigmoid(s / 2 - 1) for a score of log-odds s: the fit finds T = 2 and bias -1, and the
+    scaled probabilities match the binary units' confidences."""
+    rng = np.random.default_rng(1)
+    log_odds = rng.normal(2, 2, size=20_000)
+    right = rng.random(20_000) < 1 / (1 + np.exp(-(log_odds / 2 - 1)))
+    logits = np.stack([log_odds, np.zeros_like(log_odds)], axis=1)
+    units = CalibrationUnits(logits, np.zeros(20_000, dtype=int), (~right).astype(int), classes=False)
+    temperature, bias = fit_temperature_and_bias(units)
+    assert temperature == pytest.approx(2.0, rel=0.1) and bias == pytest.approx(-1.0, abs=0.1)
+    confidence, _ = confidences(units, temperature, bias)
+    probability = 1 / (1 + np.exp(-log_odds[:5]))
+    assert confidence[:5] == pytest.approx([scaled_probability(p, temperature, bias) for p in probability], abs=1e-6)
 
 
 # ---------------------------------------------------------------- risk-coverage

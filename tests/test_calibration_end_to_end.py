@@ -137,9 +137,14 @@ def test_min_confidence_withholds_or_flags_labels(sentiment):
 
 def test_ner_entity_scores_are_calibrated_at_the_entity_level(tagger):
     out, results = tagger
-    assert calibration_keys("precision") <= set(results)
+    assert calibration_keys("precision") | {"calibration_bias"} <= set(results)
     stored = json.loads((out / "config.json").read_text())["calibration"]
-    assert stored == {"method": "temperature", "unit": "entity", "temperature": results["calibration_temperature"]}
+    assert stored == {
+        "method": "temperature",
+        "unit": "entity",
+        "temperature": results["calibration_temperature"],
+        "bias": results["calibration_bias"],
+    }
     predictor = Predictor.from_pretrained(str(out), device="cpu", backend="torch")
     sentences = [line.split() for line in ("Angela Merkel visited Paris .", "EU rejects German call to boycott")]
     tagged = predictor.prediction.tag_words(sentences)
@@ -151,7 +156,7 @@ def test_ner_entity_scores_are_calibrated_at_the_entity_level(tagger):
         ]
         for entity, span in zip(result["entities"], spans, strict=True):
             mean = entity_confidence(word_scores[span.start : span.end])
-            assert entity["score"] == round(scaled_probability(mean, stored["temperature"]), 4)
+            assert entity["score"] == round(scaled_probability(mean, stored["temperature"], stored["bias"]), 4)
 
 
 def test_ner_min_confidence_withholds_entities_and_their_tags(tagger):
@@ -189,8 +194,13 @@ def test_threshold_auto_chooses_stores_and_uses_per_label_thresholds(tmp_path, t
     texts = [json.loads(line)["text"] for line in (CLASSIFICATION / "topics" / "test.jsonl").read_text().splitlines()]
     auto = Predictor.from_pretrained(str(out), device="cpu", backend="torch").predict(texts)
     assert auto == Predictor.from_pretrained(str(out), device="cpu", backend="torch", threshold="auto").predict(texts)
-    for result in auto:
-        assert result["labels"] == [n for n, p in result["probabilities"].items() if p > stored["thresholds"][n]]
+    logits, _ = Predictor.from_pretrained(str(out), device="cpu", backend="torch").prediction.logits(
+        texts, None, list(range(len(texts)))
+    )
+    probabilities = 1 / (1 + np.exp(-logits / stored["temperature"]))  # unrounded: the results' are to 6 decimals
+    cuts = np.array([stored["thresholds"][name] for name in names])
+    for result, row in zip(auto, probabilities, strict=True):
+        assert result["labels"] == [name for name, p, cut in zip(names, row, cuts) if p > cut]
     fixed = Predictor.from_pretrained(str(out), device="cpu", backend="torch", threshold="0.5").predict(texts)
     for result in fixed:
         assert result["labels"] == [n for n, p in result["probabilities"].items() if p > 0.5]

@@ -150,6 +150,7 @@ def test_full_run_writes_every_output(tiny_model, tmp_path):
         | entity_keys("predict", types)
         | entity_keys("before_eval", types, samples=False)
         | calibration_keys("precision")
+        | {"calibration_bias"}
     )
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {str(i): name for i, name in enumerate(SAMPLE_LABELS)}

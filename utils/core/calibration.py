@@ -65,6 +65,7 @@ class Calibration:
     method: str = "none"  # "temperature" or "none"
     unit: str = ""  # what one confidence is about: "text", "entity", "label"
     temperature: float = 1.0
+    bias: float | None = None  # binary units (NER entities): added to the scaled log-odds (Platt scaling)
     conformal_alpha: float | None = None
     conformal_threshold: float | None = None  # a label is in the set when 1 - its probability is at most this
     thresholds: dict[str, float] | None = field(default=None)  # multi-label: per-label cut-offs (`--threshold auto`)
@@ -88,12 +89,13 @@ def binary_logits(probabilities: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.stack([np.log(p) - np.log1p(-p), np.zeros_like(p)], axis=1)
 
 
-def scaled_probability(probability: float, temperature: float) -> float:
-    """A probability of being right, its log-odds divided by `temperature` (1: unchanged, above 1: less sure)."""
-    if temperature == 1.0:
+def scaled_probability(probability: float, temperature: float, bias: float | None = None) -> float:
+    """A probability of being right, its log-odds divided by `temperature` (1: unchanged, above 1: less sure), plus
+    `bias`."""
+    if temperature == 1.0 and not bias:
         return float(probability)
     p = min(max(float(probability), EPSILON), 1 - EPSILON)
-    return 1.0 / (1.0 + math.exp(-(math.log(p) - math.log1p(-p)) / temperature))
+    return 1.0 / (1.0 + math.exp(-((math.log(p) - math.log1p(-p)) / temperature + (bias or 0.0))))
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -130,11 +132,35 @@ def fit_temperature(units: CalibrationUnits) -> float:
     return float(min((1.0 / found.x, low, high), key=loss))
 
 
-def confidences(units: CalibrationUnits, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Each unit's confidence (its predicted class's probability) and whether it is right (1.0 or 0.0)."""
+def fit_temperature_and_bias(units: CalibrationUnits) -> tuple[float, float]:
+    """Binary units (`[log-odds, 0]`): the temperature and bias minimising the validation NLL of
+    sigmoid(log-odds / T + bias) (Platt scaling; monotone, so no unit changes side of another)."""
+    from scipy.optimize import minimize
+
+    log_odds = units.logits[:, 0] - units.logits[:, 1]
+    right = (units.gold == 0).astype(np.float64)
+
+    def loss(parameters: np.ndarray) -> float:
+        z = parameters[0] * log_odds + parameters[1]
+        return float(np.mean(np.logaddexp(0, -z) * right + np.logaddexp(0, z) * (1 - right)))
+
+    low, high = TEMPERATURE_RANGE
+    found = minimize(loss, np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[(1 / high, 1 / low), (-20, 20)])
+    return float(1.0 / found.x[0]), float(found.x[1])
+
+
+def confidences(
+    units: CalibrationUnits, temperature: float = 1.0, bias: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's confidence (its predicted class's probability) and whether it is right (1.0 or 0.0); `bias`
+    (binary units) is added to the first logit after scaling."""
     if len(units) == 0:
         return np.zeros(0), np.zeros(0)
-    probabilities = softmax(units.logits, temperature)
+    logits = units.logits
+    if bias:
+        logits = logits.copy()
+        logits[:, 0] += bias * temperature  # softmax divides by the temperature
+    probabilities = softmax(logits, temperature)
     rows = np.arange(len(units))
     return probabilities[rows, units.predicted], (units.predicted == units.gold).astype(np.float64)
 

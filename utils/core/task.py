@@ -155,6 +155,8 @@ class TaskCalibration:
     kept_metric: str  # what the risk-coverage table measures over the units kept ("accuracy", "precision")
     # (prediction, raw split, labels, data): the split's `SplitScores`
     scores: Callable[[TaskPrediction, Dataset, LabelSpace, LoadedData], SplitScores]
+    # binary units whose score's log-odds also get a bias (Platt scaling: temperature and bias)
+    bias: bool = False
     # the run asked for per-label thresholds (`--threshold auto`)
     wants_thresholds: Callable[[LoadedData], bool] = field(default=lambda data: False)
 

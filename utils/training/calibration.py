@@ -28,6 +28,7 @@ from utils.core.calibration import (
     conformal_threshold,
     expected_calibration_error,
     fit_temperature,
+    fit_temperature_and_bias,
     label_sets,
     label_thresholds,
     micro_f1,
@@ -100,9 +101,15 @@ def fit_and_measure(
     fitting = scores.get("validation")
     if fitting is None or len(fitting.units) == 0:
         return None
-    temperature = fit_temperature(fitting.units) if method == "temperature" else 1.0
+    temperature, bias = 1.0, None
+    if method == "temperature" and calibration.bias and not fitting.units.classes:
+        temperature, bias = fit_temperature_and_bias(fitting.units)
+    elif method == "temperature":
+        temperature = fit_temperature(fitting.units)
     fitted: dict[str, Any] = {"method": method, "unit": calibration.unit, "temperature": round(temperature, 6)}
     metrics: dict[str, Any] = {"calibration_temperature": fitted["temperature"]}
+    if bias is not None:
+        fitted["bias"] = metrics["calibration_bias"] = round(bias, 6)
     if conformal_alpha is not None and fitting.units.classes:
         threshold = conformal_threshold(fitting.units, temperature, conformal_alpha)
         fitted.update(conformal_alpha=conformal_alpha, conformal_threshold=round(threshold, 6))
@@ -118,7 +125,7 @@ def fit_and_measure(
         prefix = SPLIT_PREFIXES[name]
         metrics.update(split_measures(prefix, split_scores, result, calibration.kept_metric, name == "test"))
         before, right = confidences(split_scores.units)
-        after, _ = confidences(split_scores.units, temperature)
+        after, _ = confidences(split_scores.units, result.temperature, result.bias)
         shown = (name, before, after, right)  # the last split: test when there is one
     return CalibrationOutcome(result, metrics, shown)
 
@@ -134,7 +141,7 @@ def split_measures(
     micro-F1 at the fixed and the chosen thresholds, as `<prefix>_...` result keys."""
     units, temperature = scores.units, calibration.temperature
     before, right = confidences(units)
-    after, _ = confidences(units, temperature)
+    after, _ = confidences(units, temperature, calibration.bias)
     metrics: dict[str, Any] = {
         f"{prefix}_calibration_units": len(units),
         f"{prefix}_ece_before_calibration": round(expected_calibration_error(before, right), 6),

@@ -50,13 +50,15 @@ def card_lines(outcome: Any, calibration: TaskCalibration, png: str, coverages: 
     """The model card's calibration section: the method, ECE/Brier before and after, the risk-coverage table."""
     fitted, metrics = outcome.calibration, outcome.metrics
     unit = UNIT_WORDS.get(calibration.unit, calibration.unit)
+    bias = "" if fitted.bias is None else f" and bias {fitted.bias:.4f} (Platt scaling)"
     lines = [
         "## Calibration",
         "",
         f"- Confidences, {unit}, fitted on the validation split: {fitted.method} scaling, temperature "
-        f"{fitted.temperature:.4f}, saved in config.json (`calibration`) and applied by predict.py, serve.py and "
-        "the ONNX backends. Dividing logits by a temperature moves no argmax: labels, entities, accuracy and F1 "
-        "are unchanged.",
+        f"{fitted.temperature:.4f}{bias}, saved in config.json (`calibration`) and applied by predict.py, serve.py "
+        "and "
+        "the ONNX backends. The map is monotone and moves no argmax: labels, entities, accuracy and F1 are "
+        "unchanged.",
     ]
     for prefix, split in (("eval", "validation"), ("predict", "test")):
         if f"{prefix}_ece" in metrics:

@@ -1,7 +1,8 @@
 """NER's units for calibration (`TaskCalibration`, docs/calibration.md): one per predicted entity, right when the
 gold has the same span with the same type. An entity's score is the mean of its words' tag probabilities (as
-`entity_record` has always written it); calibration divides that score's log-odds by the fitted temperature, so it
-reads as the probability that the entity is right. `abstain_entities` applies --min_confidence to a result."""
+`entity_record` has always written it); calibration divides that score's log-odds by the fitted temperature and adds
+the fitted bias (Platt scaling), so it reads as the probability that the entity is right. `abstain_entities`
+applies --min_confidence to a result."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def ner_scores(prediction: Any, raw: Dataset, labels: LabelSpace, data: LoadedDa
     return SplitScores(units)
 
 
-NER_CALIBRATION = TaskCalibration(unit="entity", kept_metric="precision", scores=ner_scores)
+NER_CALIBRATION = TaskCalibration(unit="entity", kept_metric="precision", scores=ner_scores, bias=True)
 
 
 def abstain_entities(result: dict[str, Any], min_confidence: float, mode: str) -> dict[str, Any]:

@@ -146,10 +146,11 @@ class NerPrediction:
 
     def entity(self, label: str, text: str, start: int, end: int, word_scores: Sequence[float]) -> dict[str, Any]:
         """`entity_record`, its score calibrated: the words' mean probability, its log-odds divided by the
-        temperature fitted on validation (utils/tasks/ner/calibration.py)."""
+        temperature fitted on validation plus the fitted bias (utils/tasks/ner/calibration.py)."""
         record = entity_record(label, text, start, end, word_scores)
-        if self.calibration.temperature != 1.0:
-            score = scaled_probability(entity_confidence(word_scores), self.calibration.temperature)
+        if self.calibration.temperature != 1.0 or self.calibration.bias:
+            fitted = self.calibration
+            score = scaled_probability(entity_confidence(word_scores), fitted.temperature, fitted.bias)
             record["score"] = round(score, SCORE_DECIMALS)
         return record
 
