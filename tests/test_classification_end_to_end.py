@@ -7,6 +7,7 @@ from transformers import pipeline
 
 import run_classification
 from tests.conftest import ROOT
+from tests.test_calibration import calibration_keys
 
 DATA = ROOT / "data" / "classification"
 FAST = [
@@ -95,6 +96,7 @@ def test_single_label_outputs_and_pipeline_reload(tiny_model, tmp_path):
         | split_keys("eval", single, prepared=True)
         | split_keys("predict", single, prepared=True)
         | split_keys("before_eval", single, samples=False, prepared=True)
+        | calibration_keys()
     )
     train_rows, test_rows = tsv_rows(DATA / "sentiment" / "train.tsv"), tsv_rows(DATA / "sentiment" / "test.tsv")
     n_valid = len(tsv_rows(DATA / "sentiment" / "validation.tsv"))
@@ -112,6 +114,7 @@ def test_single_label_outputs_and_pipeline_reload(tiny_model, tmp_path):
             "README.md",
             "all_results.json",
             "before_eval_results.json",
+            "calibration_results.json",
             "classification_report.txt",
             "config.json",
             "confusion_matrix.json",
@@ -121,6 +124,7 @@ def test_single_label_outputs_and_pipeline_reload(tiny_model, tmp_path):
             "predict_results.json",
             "predictions.jsonl",
             "predictions.tsv",
+            "reliability_diagram.png",
             "tokenizer.json",
             "tokenizer_config.json",
             "train_results.json",
@@ -205,7 +209,7 @@ def test_multi_label(tiny_model, tmp_path):
     out = tmp_path / "run"
     results = run(tiny_model, out, "topics", "jsonl", "--threshold", "0.4")
     multi = ("f1", "f1_micro", "f1_macro", "subset_accuracy")
-    assert set(results) == RUN_KEYS | split_keys("eval", multi) | split_keys("predict", multi)
+    assert set(results) == RUN_KEYS | split_keys("eval", multi) | split_keys("predict", multi) | calibration_keys()
     config = json.loads((out / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
     names = ["business", "health", "politics", "science", "sports"]

@@ -10,6 +10,7 @@ import pytest
 
 import run_ner
 from tests.conftest import ROOT
+from tests.test_calibration import calibration_keys
 from utils.core.conll import read_conll
 from utils.core.errors import DataError
 
@@ -118,6 +119,7 @@ def test_full_run_writes_every_output(tiny_model, tmp_path):
             "README.md",
             "all_results.json",
             "before_eval_results.json",
+            "calibration_results.json",
             "classification_report.txt",
             "config.json",
             "eval_results.json",
@@ -131,6 +133,7 @@ def test_full_run_writes_every_output(tiny_model, tmp_path):
             "trainer_state.json",
             "training_args.bin",
             "training_curves.png",
+            "reliability_diagram.png",
             "runs",
             f"checkpoint-{steps}",
         ]
@@ -146,6 +149,8 @@ def test_full_run_writes_every_output(tiny_model, tmp_path):
         | entity_keys("eval", types)
         | entity_keys("predict", types)
         | entity_keys("before_eval", types, samples=False)
+        | calibration_keys("precision")
+        | {"calibration_bias"}
     )
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {str(i): name for i, name in enumerate(SAMPLE_LABELS)}

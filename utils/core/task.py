@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from datasets import Dataset, DatasetDict
 
 from utils.core.annotations.records import AnnotatedText
+from utils.core.calibration import SplitScores
 from utils.core.examples import Example
 from utils.core.labels import LabelSpace
 
@@ -154,6 +155,26 @@ class TaskServing:
     decision_unit: str  # what one decision is about, for the export report ("word", "text")
     architecture_suffix: str  # saved models of the task end so (models saved before `finetune_task` was written)
     annotation: Callable[[Mapping[str, Any]], AnnotatedText] | None = None  # a result as a pre-annotation
+    # (result, --min_confidence, --abstain): the result with its units below the confidence withheld or flagged,
+    # and how many there were under `utils.core.calibration.BELOW_MIN_CONFIDENCE`
+    abstain: Callable[[dict[str, Any], float, str], dict[str, Any]] = field(
+        default=lambda result, min_confidence, mode: result
+    )
+
+
+@dataclass(frozen=True)
+class TaskCalibration:
+    """How a task's confidences are calibrated (utils/training/calibration.py, docs/calibration.md): what one unit
+    is, and a split's units from the task's prediction object built on the model without calibration."""
+
+    unit: str  # what one confidence is about ("text", "entity")
+    kept_metric: str  # what the risk-coverage table measures over the units kept ("accuracy", "precision")
+    # (prediction, raw split, labels, data): the split's `SplitScores`
+    scores: Callable[[TaskPrediction, Dataset, LabelSpace, LoadedData], SplitScores]
+    # binary units whose score's log-odds also get a bias (Platt scaling: temperature and bias)
+    bias: bool = False
+    # the run asked for per-label thresholds (`--threshold auto`)
+    wants_thresholds: Callable[[LoadedData], bool] = field(default=lambda data: False)
 
 
 @dataclass(frozen=True)
@@ -168,6 +189,7 @@ class Task:
     training: TaskTraining
     serving: TaskServing
     training_defaults: Mapping[str, Any] = field(default_factory=dict)
+    calibration: TaskCalibration | None = None  # None: the task's scores are not calibrated
 
 
 #: The config attribute that records which task trained a model (how serving picks the task of a saved model).

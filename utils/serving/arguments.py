@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import transformers
 
+from utils.core.calibration import check_min_confidence
 from utils.core.errors import ConfigError
 from utils.core.parsing import parse_args
 from utils.serving.annotation_output import OUTPUT_FORMATS
@@ -123,7 +124,24 @@ class PredictorArguments:
         },
     )
 
+    min_confidence: float | None = field(
+        default=None,
+        metadata={
+            "help": "Withhold what the model is less sure of than this calibrated probability: a text's label "
+            "(the result's label becomes null) or an entity (dropped); each result counts or marks what it "
+            "withheld (docs/calibration.md: the risk-coverage table helps choose it)."
+        },
+    )
+    abstain: str = field(
+        default="withhold",
+        metadata={
+            "help": "What --min_confidence does below it: withhold, or flag (kept, marked abstained).",
+            "choices": ["withhold", "flag"],
+        },
+    )
+
     def __post_init__(self) -> None:
+        check_min_confidence(self.min_confidence)
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be positive, got {self.threads}.")
         self.task_options: tuple[Any, ...] = ()  # every task's prediction options (`parse_script_args`)
@@ -142,6 +160,8 @@ class PredictorArguments:
             max_batch_tokens=self.max_batch_tokens,
             row_parallel=self.row_parallel,
             options=self.task_options,
+            min_confidence=self.min_confidence,
+            abstain=self.abstain,
         )
 
 

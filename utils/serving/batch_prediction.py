@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from utils.core.calibration import BELOW_MIN_CONFIDENCE
 from utils.core.errors import ConfigError, DataError
 from utils.core.files import write_jsonl
 from utils.core.validation import can_write_in, nearest_existing
@@ -98,7 +99,8 @@ def predict_file(model: PredictorArguments, args: PredictArguments) -> dict[str,
         )
     check_output_format(predictor.task, args.output_format)
     uncertain = args.select_uncertain is not None or args.output_format != "jsonl"
-    results = predict_examples(predictor, examples, uncertainty=uncertain)
+    withheld = [0]  # units below --min_confidence, counted as the results stream by
+    results = counted(predict_examples(predictor, examples, uncertainty=uncertain), withheld)
     if not uncertain:
         if args.output == "-":
             write_stdout(results)
@@ -124,4 +126,16 @@ def predict_file(model: PredictorArguments, args: PredictArguments) -> dict[str,
         "stdout" if args.output == "-" else args.output,
         seconds,
     )
-    return {"task": predictor.task.name, "records": written, "output": args.output, "seconds": seconds}
+    summary = {"task": predictor.task.name, "records": written, "output": args.output, "seconds": seconds}
+    if model.min_confidence is not None:
+        logger.info("%d units below --min_confidence %g (%s).", withheld[0], model.min_confidence, model.abstain)
+        summary[BELOW_MIN_CONFIDENCE] = withheld[0]
+    return summary
+
+
+def counted(results: Iterable[dict[str, Any]], total: list[int]) -> Iterator[dict[str, Any]]:
+    """The results unchanged, adding to `total[0]` how many units each had below --min_confidence (the count every
+    task's `abstain` records under `BELOW_MIN_CONFIDENCE`)."""
+    for result in results:
+        total[0] += result.get(BELOW_MIN_CONFIDENCE, 0)
+        yield result

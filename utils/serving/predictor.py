@@ -26,6 +26,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from utils.core.arguments import ModelArguments
+from utils.core.calibration import ABSTAIN_MODES, check_min_confidence
 from utils.core.errors import ConfigError, DataError
 from utils.core.examples import Example, taken_kinds
 from utils.core.labels import LabelSpace, fine_tuned_labels
@@ -162,6 +163,8 @@ class Predictor:
     config: Any = None  # None: the model's
     backend: str = "torch"  # torch, onnx-fp32 or onnx-int8 (utils/serving/onnx_backend.py)
     forward: Any = None  # None: `TorchForward` on `model`; another backend's callable with its contract
+    min_confidence: float | None = None  # units scored below it are withheld or flagged (`task.serving.abstain`)
+    abstain: str = "withhold"  # or "flag"
     prediction: TaskPrediction = field(init=False)
 
     def __post_init__(self) -> None:
@@ -169,6 +172,9 @@ class Predictor:
             raise ConfigError(f"--batch_size must be positive, got {self.batch_size}.")
         if self.max_batch_tokens < 1:
             raise ConfigError(f"--max_batch_tokens must be positive, got {self.max_batch_tokens}.")
+        check_min_confidence(self.min_confidence)
+        if self.abstain not in ABSTAIN_MODES:
+            raise ConfigError(f"--abstain {self.abstain}: choose one of {', '.join(ABSTAIN_MODES)}.")
         if self.config is None:
             self.config = self.model.config
         if self.options is None:
@@ -216,6 +222,8 @@ class Predictor:
         row_parallel: bool | None = None,
         options: Sequence[Any] | Any = (),
         tasks: Sequence[Task] = TASKS,
+        min_confidence: float | None = None,
+        abstain: str = "withhold",
         **option_values: Any,
     ) -> Predictor:
         """Load the model a fine-tuning run saved in `directory` (its `--output_dir`), in eval mode on `device`.
@@ -228,7 +236,8 @@ class Predictor:
         `row_parallel` (ONNX): each input row runs alone on a one-thread session, `threads` rows at a time (default:
         one per CPU), so that no result depends on its batchmates (`OnnxForward`); None (the default) is on for the
         int8 graph, whose dynamic quantization would otherwise make results depend on the batch, off otherwise.
-        `max_seq_length` defaults to the model's limit.
+        `max_seq_length` defaults to the model's limit. `min_confidence`: results' units (a text's label, an
+        entity) whose calibrated confidence is below it are withheld, or only flagged with `abstain="flag"`.
 
         The task's own options: an object of its `task.serving.options` type among `options` (e.g. every task's
         options as predict.py parsed them), and/or its fields by name (`stride=64` for NER, `threshold=0.3` for
@@ -308,6 +317,8 @@ class Predictor:
             config=config,
             backend=backend,
             forward=forward,
+            min_confidence=min_confidence,
+            abstain=abstain,
         )
 
     # ------------------------------------------------------------ public API: checked inputs, the task's results
@@ -328,6 +339,8 @@ class Predictor:
             "max_seq_length": self.max_seq_length,
             "batch_size": self.batch_size,
             "row_parallel": getattr(self.forward, "parallel_rows", 0),
+            "min_confidence": self.min_confidence,
+            "abstain": self.abstain,
             **self.prediction.settings(),
         }
 
@@ -337,8 +350,12 @@ class Predictor:
         label next."""
         check_examples(examples, self.task)
         if uncertainty:
-            return self.prediction.predict(examples, uncertainty=True)
-        return self.prediction.predict(examples)
+            results = self.prediction.predict(examples, uncertainty=True)
+        else:
+            results = self.prediction.predict(examples)
+        if self.min_confidence is None:
+            return results
+        return [self.task.serving.abstain(result, self.min_confidence, self.abstain) for result in results]
 
     def predict(
         self,

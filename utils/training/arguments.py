@@ -143,8 +143,26 @@ class FinetuneTrainingArguments(DistillationArguments, TrainingArguments):
             "transformers examples do (for comparison only)."
         },
     )
+    calibration: str = field(
+        default="temperature",
+        metadata={
+            "help": "After training, fit the confidences on the validation split and save the fit with the model "
+            "(config.json `calibration`; docs/calibration.md): 'temperature' (one temperature, argmax unchanged) "
+            "or 'none'.",
+            "choices": ["temperature", "none"],
+        },
+    )
+    conformal_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "Classification: also calibrate split-conformal label sets on validation, each holding the "
+            "right label with probability at least 1 - alpha on exchangeable data (e.g. 0.1)."
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.conformal_alpha is not None and not 0 < self.conformal_alpha < 1:
+            raise ConfigError(f"--conformal_alpha must be in (0, 1), such as 0.1; got {self.conformal_alpha}.")
         if self.hp_search_trials < 0:
             raise ConfigError(f"--hp_search_trials must be 0 or more, got {self.hp_search_trials}.")
         for flag in ("hp_search_space", "hp_search_storage"):

@@ -33,6 +33,7 @@ from utils.core.task import PROJECT_ROOT, TASK_CONFIG_KEY, LoadedData, StageCont
 from utils.core.validation import validate_job
 from utils.training.arguments import FinetuneTrainingArguments, precision_note
 from utils.training.batching import decide_batching
+from utils.training.calibration import calibrate_run
 from utils.training.checkpoints import check_output_dir
 from utils.training.hub import push_output_dir
 from utils.training.reporting import (
@@ -291,8 +292,16 @@ def run_job(
         trainer.save_metrics("teacher", {k: v for k, v in results.items() if k.startswith(("teacher_", "distill_"))})
     if stages.train and is_peft_model(model) and trainer.is_world_process_zero():
         save_adapter_outputs(trainer.model, training_args.output_dir, model_args.merge_adapter)
+    calibration_lines: list[str] = []
+    if (stages.train or produced) and trainer.is_world_process_zero():
+        calibrated, calibration_lines = calibrate_run(trainer, task, data, labels)
+        if calibrated:
+            trainer.save_metrics("calibration", calibrated)
+            results.update(calibrated)
     if trainer.is_world_process_zero():
-        finish_outputs(task, trainer, model_args, data, labels, results, reports, written, argv, hub)
+        finish_outputs(
+            task, trainer, model_args, data, labels, results, reports, written, argv, hub, calibration_lines
+        )
         open_up_new_files(training_args.output_dir, started)  # adapters, zero-shot models: saved outside Trainer
     return JobOutcome(results, training_args)
 
@@ -343,6 +352,7 @@ def finish_outputs(
     written: list[str],
     argv: Sequence[str],
     hub: HubTarget,
+    calibration_lines: Sequence[str] = (),
 ) -> None:
     """Main process only: reports, training curves, TensorBoard hyperparameters, model card, results table, push."""
     args = trainer.args
@@ -363,7 +373,11 @@ def finish_outputs(
         hyperparameters=hyperparameters,
         results=results,
         main_metrics=[main_metric],
-        details=[*task.training.card_details(data, labels), *describe_training(model_args, results)],
+        details=[
+            *task.training.card_details(data, labels),
+            *describe_training(model_args, results),
+            *calibration_lines,
+        ],
         command=shlex.join(["python", task.script, *shown_command(argv)]),
         curves=curves,
     )

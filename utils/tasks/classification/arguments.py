@@ -170,7 +170,13 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
         },
     )
     label_delimiter: str = field(default=",", metadata={"help": "Separator of multi-label names in one string."})
-    threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
+    threshold: str = field(
+        default="0.5",
+        metadata={
+            "help": "Multi-label: probability above which a label is on, or 'auto': one per label, chosen on "
+            "validation to maximise micro-F1 after training and saved with the model (0.5 until then)."
+        },
+    )
     class_weights: str = field(
         default="none",
         metadata={
@@ -194,8 +200,7 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
         self.settle_regression_switch()
         super().__post_init__()
         self.check_few_shot()
-        if not 0 <= self.threshold <= 1:  # nan too: no probability is above it, so no label would ever be on
-            raise ConfigError(f"--threshold {self.threshold}: must be a probability in [0, 1], such as 0.5.")
+        fixed_threshold(self)
         for name in split_names(self.metric_name):
             if not any(name in names for names in METRIC_NAMES.values()):
                 known = sorted({n for names in METRIC_NAMES.values() for n in names})
@@ -283,3 +288,16 @@ def check_classification_arguments(data_args: ClassificationDataArguments, train
 def writes_model_without_training(data_args: ClassificationDataArguments) -> bool:
     """Zero-shot writes a model to output_dir without a train stage (so the directory is protected as for one)."""
     return data_args.zero_shot
+
+
+def fixed_threshold(data_args) -> float:
+    """--threshold as a probability ('auto': 0.5 until the per-label thresholds are chosen after training)."""
+    if data_args.threshold == "auto":
+        return 0.5
+    try:
+        value = float(data_args.threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 <= value <= 1:  # nan too: no probability is above it, so no label would ever be on
+        raise ConfigError(f"--threshold {data_args.threshold}: must be a probability in [0, 1], such as 0.5, or auto.")
+    return value

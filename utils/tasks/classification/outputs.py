@@ -19,7 +19,7 @@ from utils.core.files import atomic_write, write_json, write_jsonl
 from utils.core.labels import LabelSpace
 from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.core.task import LoadedData
-from utils.tasks.classification.arguments import ClassificationDataArguments
+from utils.tasks.classification.arguments import ClassificationDataArguments, fixed_threshold
 from utils.tasks.classification.model import resolve_class_weights
 
 logger = logging.getLogger(__name__)
@@ -39,12 +39,14 @@ def decode_classification(
     logits = np.asarray(predictions, dtype=np.float64)
     result: list[dict] = [{}] * len(raw)
     for row, example in zip(logits, features["example_index"], strict=True):
-        result[example] = classification_result(row, labels.names, data.settled.problem_type, data.args.threshold)
+        result[example] = classification_result(
+            row, labels.names, data.settled.problem_type, fixed_threshold(data.args)
+        )
     return result
 
 
 def classification_result(
-    logits: np.ndarray, names: Sequence[str], problem_type: str | None, threshold: float
+    logits: np.ndarray, names: Sequence[str], problem_type: str | None, threshold: float | Sequence[float]
 ) -> dict[str, Any]:
     """One example's logits (float64) decoded: `{"label", "probabilities"}` (single-label: softmax, the likeliest
     label), `{"labels", "probabilities"}` (multi-label: sigmoid, the labels over `threshold`) or `{"value"}`
@@ -53,8 +55,9 @@ def classification_result(
         return {"value": float(logits[0])}
     if problem_type == MULTI:
         probabilities = 1 / (1 + np.exp(-logits))
+        cuts = np.broadcast_to(np.asarray(threshold, dtype=np.float64), probabilities.shape)
         return {
-            "labels": [n for n, p in zip(names, probabilities) if p > threshold],
+            "labels": [n for n, p, cut in zip(names, probabilities, cuts) if p > cut],
             "probabilities": rounded(names, probabilities),
         }
     probabilities = np.exp(logits - logits.max())
@@ -153,7 +156,14 @@ def classification_card_details(data: LoadedData, labels: LabelSpace) -> list[st
             "- Class weights in the loss: " + ", ".join(f"{n}={w:.4g}" for n, w in zip(labels.names, weights)) + "."
         )
     if problem == MULTI:
-        lines.append(f"- A label is predicted when its probability exceeds {data_args.threshold}.")
+        lines.append(
+            "- A label is predicted when its probability exceeds "
+            + (
+                "its own threshold, chosen on validation for micro-F1 (stored in config.json's `calibration`)."
+                if data_args.threshold == "auto"
+                else f"{data_args.threshold}."
+            )
+        )
     lines.append(f"- Texts longer than {data_args.max_seq_length} tokens are cut on the {data_args.truncation_side}.")
     return lines + few_shot_card_lines(raw, data_args)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from utils.core.calibration import Calibration, label_sets, softmax
 from utils.core.errors import ConfigError
 from utils.core.examples import PAIR, TOKENS, Example
 from utils.core.labels import LabelSpace, fine_tuned_labels
@@ -40,7 +41,14 @@ class ClassificationPredictionOptions:
     """Classification's prediction options (predict.py and serve.py flags; `Predictor.from_pretrained(...,
     threshold=...)`)."""
 
-    threshold: float = field(default=0.5, metadata={"help": "Multi-label: probability above which a label is on."})
+    threshold: str | None = field(
+        default=None,
+        metadata={
+            "help": "Multi-label: probability above which a label is on, or 'auto': the per-label thresholds "
+            "chosen on validation (run_classification.py --threshold auto). Default: those when the model has "
+            "them, else 0.5."
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -52,15 +60,19 @@ class ClassificationPrediction:
     tokenizer: Any = field(repr=False)
     labels: LabelSpace
     problem_type: str  # SINGLE, MULTI or REGRESSION
-    threshold: float  # multi-label: the probability above which a label is on
+    threshold: float | tuple[float, ...]  # multi-label: the probability above which a label is on (or per label)
     max_seq_length: int
     num_labels: int  # outputs of the model's head
+    calibration: Calibration = field(default_factory=Calibration)  # fitted on validation (utils/core/calibration.py)
 
     #: Each text is classified on its own, whatever document it comes from.
     whole_documents = False
 
     def settings(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "problem_type": self.problem_type}
+        threshold = (
+            self.threshold if isinstance(self.threshold, float) else dict(zip(self.labels.names, self.threshold))
+        )
+        return {"threshold": threshold, "problem_type": self.problem_type, "calibration": self.calibration.to_dict()}
 
     def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
         """Single texts and sentence pairs (each kind in one call, results in order); documents do not matter."""
@@ -90,26 +102,8 @@ class ClassificationPrediction:
         if uncertainty:
             text_uncertainty({}, self.problem_type)  # regression is refused before any work
         present = [i for i, text in enumerate(texts) if text.strip()]
-        decoded: list[dict[str, Any]] = []
-        truncated: list[bool] = []
-        if present:
-            inputs = [[texts[i] for i in present]] + ([[text_pairs[i] for i in present]] if text_pairs else [])
-            encoded = {key: list(values) for key, values in self.tokenizer(*inputs, verbose=False).items()}
-            truncated = [len(ids) > self.max_seq_length for ids in encoded["input_ids"]]
-            long = [i for i, cut in enumerate(truncated) if cut]
-            if long:  # only texts over the limit are encoded again, cut
-                again = self.tokenizer(
-                    *[[column[i] for i in long] for column in inputs], truncation=True, max_length=self.max_seq_length
-                )
-                for key in encoded:
-                    for row, i in enumerate(long):
-                        encoded[key][i] = again[key][row]
-            logits = np.zeros((len(present), self.num_labels), dtype=np.float64)
-            for rows, outputs in self.forward(encoded):
-                logits[rows] = outputs["logits"].numpy()
-            decoded = [
-                classification_result(row, self.labels.names, self.problem_type, self.threshold) for row in logits
-            ]
+        logits, truncated = self.logits(texts, text_pairs, present)
+        decoded = [self.decode(row) for row in logits]
         results = []
         for index, text in enumerate(texts):
             record: dict[str, Any] = {"text": text}
@@ -126,6 +120,40 @@ class ClassificationPrediction:
                 record["uncertainty"] = text_uncertainty(record.get("probabilities", {}), self.problem_type)
         return results
 
+    def logits(
+        self, texts: Sequence[str], text_pairs: Sequence[str] | None, present: Sequence[int]
+    ) -> tuple[np.ndarray, list[bool]]:
+        """The model's logits (float64, before calibration) of the texts at `present`, and which were cut."""
+        logits = np.zeros((len(present), self.num_labels), dtype=np.float64)
+        if not present:
+            return logits, []
+        inputs = [[texts[i] for i in present]] + ([[text_pairs[i] for i in present]] if text_pairs else [])
+        encoded = {key: list(values) for key, values in self.tokenizer(*inputs, verbose=False).items()}
+        truncated = [len(ids) > self.max_seq_length for ids in encoded["input_ids"]]
+        long = [i for i, cut in enumerate(truncated) if cut]
+        if long:  # only texts over the limit are encoded again, cut
+            again = self.tokenizer(
+                *[[column[i] for i in long] for column in inputs], truncation=True, max_length=self.max_seq_length
+            )
+            for key in encoded:
+                for row, i in enumerate(long):
+                    encoded[key][i] = again[key][row]
+        for rows, outputs in self.forward(encoded):
+            logits[rows] = outputs["logits"].numpy()
+        return logits, truncated
+
+    def decode(self, logits: np.ndarray) -> dict[str, Any]:
+        """One text's result from its logits: divided by the fitted temperature (the argmax stays), with the
+        conformal label set when one was fitted."""
+        if self.problem_type == REGRESSION:
+            return classification_result(logits, self.labels.names, self.problem_type, self.threshold)
+        scaled = logits / self.calibration.temperature
+        result = classification_result(scaled, self.labels.names, self.problem_type, self.threshold)
+        if self.problem_type == SINGLE and self.calibration.conformal_threshold is not None:
+            members = label_sets(softmax(scaled[None, :]), self.calibration.conformal_threshold)[0]
+            result["label_set"] = [name for name, member in zip(self.labels.names, members) if member]
+        return result
+
 
 def classification_predictor(
     forward: Forward,
@@ -138,13 +166,38 @@ def classification_predictor(
     """`TaskServing.predictor` of classification: the problem type is the saved config's (a model from elsewhere
     without one: transformers' own rule, regression for one output), texts are cut at `max_seq_length`, and
     `options.threshold` is the multi-label cut-off."""
-    threshold = options.threshold
+    calibration = Calibration.from_config(config)
+    threshold = prediction_threshold(options.threshold, calibration, labels)
     problem_type = getattr(config, "problem_type", None)
     if problem_type is None:
         problem_type = REGRESSION if config.num_labels == 1 else SINGLE
     return ClassificationPrediction(
-        forward, tokenizer, labels, problem_type, threshold, max_seq_length, config.num_labels
+        forward, tokenizer, labels, problem_type, threshold, max_seq_length, config.num_labels, calibration
     )
+
+
+def prediction_threshold(
+    given: str | float | None, calibration: Calibration, labels: LabelSpace
+) -> float | tuple[float, ...]:
+    """--threshold: a probability; 'auto' the per-label thresholds the model was saved with; not given: those
+    when there are some, else 0.5."""
+    stored = calibration.thresholds
+    if given is None or given == "auto":
+        if stored:
+            return tuple(float(stored.get(name, 0.5)) for name in labels.names)
+        if given == "auto":
+            raise ConfigError(
+                "--threshold auto: this model has no per-label thresholds; train it with run_classification.py "
+                "--threshold auto, or give a probability such as 0.5."
+            )
+        return 0.5
+    try:
+        value = float(given)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise ConfigError(f"--threshold {given}: must be a probability in [0, 1], such as 0.5, or 'auto'.")
+    return value
 
 
 def classification_label_names(config) -> list[str] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from utils.core.examples import PAIR, TEXT
 from utils.core.task import PROJECT_ROOT, Task, TaskData, TaskDistillation, TaskServing, TaskTraining
 from utils.tasks.classification.arguments import ClassificationDataArguments, check_classification_arguments
+from utils.tasks.classification.calibration import CLASSIFICATION_CALIBRATION, abstain_classification
 from utils.tasks.classification.choices import classification_annotation
 from utils.tasks.classification.data import load_classification_data
 from utils.tasks.classification.distillation import (
@@ -75,6 +76,8 @@ CLASSIFICATION_TASK = Task(
         decisions=classification_decisions,
         decision_unit="text",
         architecture_suffix="ForSequenceClassification",
+        abstain=abstain_classification,
         annotation=classification_annotation,
     ),
+    calibration=CLASSIFICATION_CALIBRATION,
 )

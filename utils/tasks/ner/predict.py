@@ -16,15 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from utils.core.calibration import Calibration, scaled_probability
 from utils.core.errors import ConfigError, DataError
 from utils.core.examples import PAIR, TOKENS, Example
 from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.task import Forward
 from utils.tasks.ner.alignment import gather_word_predictions
+from utils.tasks.ner.calibration import entity_confidence
 from utils.tasks.ner.decoding import DECODINGS, TagDecoder
 from utils.tasks.ner.encoding import NerWindows, context_columns, encode_batch
 from utils.tasks.ner.iob import tags_to_spans
-from utils.tasks.ner.outputs import entity_record
+from utils.tasks.ner.outputs import SCORE_DECIMALS, entity_record
 from utils.tasks.ner.span_model import HEAD_KEY, SPAN_HEAD
 from utils.tasks.ner.span_predict import SpanPrediction, span_predictor
 from utils.tasks.ner.tag_decoding import saved_decoder
@@ -75,6 +77,7 @@ class NerPrediction:
     windows: NerWindows
     context_size: int  # document context tokens per side, from the other sentences of the same document; 0: off
     decoder: TagDecoder  # word tag probabilities -> tags (utils/tasks/ner/decoding.py)
+    calibration: Calibration = field(default_factory=Calibration)  # entity scores' temperature, fitted on validation
 
     @property
     def stride(self) -> int:
@@ -91,6 +94,7 @@ class NerPrediction:
             "context_size": self.context_size,
             "decoding": self.decoder.decoding,
             "tag_scheme": self.decoder.scheme,
+            "calibration": self.calibration.to_dict(),
         }
 
     def predict(self, examples: Sequence[Example], uncertainty: bool = False) -> list[dict[str, Any]]:
@@ -127,7 +131,7 @@ class NerPrediction:
             entities = []
             for span in tags_to_spans(tags):
                 start, end = text_words[span.start].start, text_words[span.end - 1].end
-                entities.append(entity_record(span.label, text[start:end], start, end, scores[span.start : span.end]))
+                entities.append(self.entity(span.label, text[start:end], start, end, scores[span.start : span.end]))
             results.append({"text": text, "entities": entities})
             if uncertainty:
                 results[-1]["uncertainty"] = sentence_uncertainty(margins)
@@ -145,7 +149,7 @@ class NerPrediction:
         tagged = self.tag_words_with_margins(sentences, documents, margins=uncertainty)
         for tokens, (tags, scores, margins) in zip(sentences, tagged, strict=True):
             entities = [
-                entity_record(
+                self.entity(
                     span.label,
                     " ".join(tokens[span.start : span.end]),
                     span.start,
@@ -158,6 +162,16 @@ class NerPrediction:
             if uncertainty:
                 results[-1]["uncertainty"] = sentence_uncertainty(margins)
         return results
+
+    def entity(self, label: str, text: str, start: int, end: int, word_scores: Sequence[float]) -> dict[str, Any]:
+        """`entity_record`, its score calibrated: the words' mean probability, its log-odds divided by the
+        temperature fitted on validation plus the fitted bias (utils/tasks/ner/calibration.py)."""
+        record = entity_record(label, text, start, end, word_scores)
+        if self.calibration.temperature != 1.0 or self.calibration.bias:
+            fitted = self.calibration
+            score = scaled_probability(entity_confidence(word_scores), fitted.temperature, fitted.bias)
+            record["score"] = round(score, SCORE_DECIMALS)
+        return record
 
     def tag_words(
         self, sentences: Sequence[Sequence[str]], documents: Sequence[Hashable | None] | None = None
@@ -248,7 +262,13 @@ def ner_predictor(
         raise ConfigError(f"--context_size must be 0 (off) or a number of tokens, got {context_size}.")
     windows = NerWindows.build(tokenizer, max_seq_length, stride)
     return NerPrediction(
-        forward, tokenizer, labels, windows, context_size, saved_decoder(config, labels, options.decoding)
+        forward,
+        tokenizer,
+        labels,
+        windows,
+        context_size,
+        saved_decoder(config, labels, options.decoding),
+        Calibration.from_config(config),
     )
 
 

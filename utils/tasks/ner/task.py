@@ -6,6 +6,7 @@ from utils.core.examples import TEXT, TOKENS
 from utils.core.task import PROJECT_ROOT, Task, TaskData, TaskDistillation, TaskServing, TaskTraining
 from utils.tasks.ner import heads
 from utils.tasks.ner.arguments import NerDataArguments
+from utils.tasks.ner.calibration import NER_CALIBRATION, abstain_entities
 from utils.tasks.ner.distillation import ner_soft_labels, ner_word_logits, read_ner_unlabelled
 from utils.tasks.ner.encoding import prefix_space_kwargs
 from utils.tasks.ner.model import token_loss
@@ -56,6 +57,8 @@ NER_TASK = Task(
         decisions=ner_decisions,
         decision_unit="word",
         architecture_suffix="ForTokenClassification",
+        abstain=abstain_entities,
         annotation=ner_annotation,
     ),
+    calibration=NER_CALIBRATION,
 )
