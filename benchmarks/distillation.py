@@ -75,6 +75,8 @@ def write_rest(task: str, train: str, labelled: int, path: Path) -> int:
 def train(args: argparse.Namespace, name: str, extra: list[str]) -> dict:
     """One training run of the task's script in a fresh process; its all_results.json."""
     out = Path(args.workdir) / name
+    if args.reuse and (out / "all_results.json").is_file():  # a finished run of an interrupted benchmark
+        return {**json.loads((out / "all_results.json").read_text(encoding="utf-8")), "wall_seconds": None}
     data = ["--train_file", args.train, "--validation_file", args.validation, "--test_file", args.test]
     command = [sys.executable, str(ROOT / SCRIPTS[args.task]), *data, "--output_dir", str(out)]
     command += ["--num_train_epochs", str(args.epochs), "--save_strategy", "no", "--report_to", "none"]
@@ -95,6 +97,8 @@ def train(args: argparse.Namespace, name: str, extra: list[str]) -> dict:
 
 
 def export(args: argparse.Namespace, model: Path) -> None:
+    if args.reuse and (model / "onnx" / "model_int8.onnx").is_file():
+        return
     command = [sys.executable, str(ROOT / "export.py"), "--model", str(model), "--quantize", "int8"]
     command += ["--validation_file", args.test, "--max_validation_examples", "200", *args.export_args]
     with open(model.with_suffix(".export.log"), "w", encoding="utf-8") as log:
@@ -154,8 +158,9 @@ def main(args: argparse.Namespace) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     metric = METRICS[args.task]
     teacher = workdir / "teacher"  # a copy: the export is written beside the model, never into the shared teacher
-    shutil.rmtree(teacher, ignore_errors=True)
-    teacher.mkdir()
+    if not (args.reuse and teacher.is_dir()):
+        shutil.rmtree(teacher, ignore_errors=True)
+        teacher.mkdir()
     for name in TEACHER_FILES:
         if (Path(args.teacher) / name).is_file():
             shutil.copy2(Path(args.teacher) / name, teacher / name)
@@ -255,6 +260,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--export_args", type=shlex.split, default=[], help="More flags for export.py, as one string.")
     parser.add_argument("--throughput_texts", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--reuse", action="store_true", help="Keep the runs and exports an interrupted run finished in --workdir."
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--workdir", default="outputs/distillation_benchmark")

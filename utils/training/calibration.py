@@ -37,6 +37,7 @@ from utils.core.calibration import (
 )
 from utils.core.files import atomic_write
 from utils.core.task import ForwardBatch, LoadedData, Task, TaskCalibration
+from utils.training.trainer import full_precision_forward
 
 logger = logging.getLogger(__name__)
 
@@ -195,9 +196,10 @@ def calibrate_run(trainer, task: Task, data: LoadedData, labels) -> tuple[dict[s
         forward, tokenizer, config, labels, data.args.max_seq_length, task.serving.options()
     )
     splits = {name: data.raw[name] for name in SPLIT_PREFIXES if name in data.raw}
-    outcome = fit_and_measure(
-        task.calibration, prediction, splits, labels, data, args.calibration, args.conformal_alpha
-    )
+    with full_precision_forward(model):  # the fp32 scores predict.py will compute, whatever precision trained it
+        outcome = fit_and_measure(
+            task.calibration, prediction, splits, labels, data, args.calibration, args.conformal_alpha
+        )
     if outcome is None:
         logger.info("Calibration: nothing to calibrate on the validation split (no labelled units).")
         return {}, []
