@@ -200,7 +200,8 @@ class ClassificationDataArguments(DataArguments, FewShotArguments):
         self.settle_regression_switch()
         super().__post_init__()
         self.check_few_shot()
-        fixed_threshold(self)
+        if self.threshold != "auto":  # a number, as a config file or the code that passed it meant it
+            self.threshold = fixed_threshold(self)
         for name in split_names(self.metric_name):
             if not any(name in names for names in METRIC_NAMES.values()):
                 known = sorted({n for names in METRIC_NAMES.values() for n in names})
