@@ -72,3 +72,20 @@ def write_file(tmp_path):
         return str(path)
 
     return write
+
+
+#: The keys every training run puts in all_results.json besides its splits' metrics (both tasks).
+RUN_KEYS = {
+    "train_loss",
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "train_samples",
+    "train_features",
+    "train_padding_fraction",
+    "total_flos",
+    "epoch",
+    "total_parameters",
+    "trainable_parameters",
+    "trainable_percent",
+}

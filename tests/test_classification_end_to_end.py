@@ -6,7 +6,7 @@ import pytest
 from transformers import pipeline
 
 import run_classification
-from tests.conftest import ROOT
+from tests.conftest import ROOT, RUN_KEYS
 from tests.test_calibration import calibration_keys
 
 DATA = ROOT / "data" / "classification"
@@ -56,22 +56,6 @@ def png_size(path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
-RUN_KEYS = {
-    "train_loss",
-    "train_runtime",
-    "train_samples_per_second",
-    "train_steps_per_second",
-    "train_samples",
-    "train_features",
-    "train_padding_fraction",
-    "total_flos",
-    "epoch",
-    "total_parameters",
-    "trainable_parameters",
-    "trainable_percent",
-}
 
 
 def split_keys(prefix: str, metrics: tuple[str, ...], samples: bool = True, prepared: bool = False) -> set[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import run_ner
-from tests.conftest import ROOT
+from tests.conftest import ROOT, RUN_KEYS
 from tests.test_calibration import calibration_keys
 from utils.core.conll import read_conll
 from utils.core.errors import DataError
@@ -78,20 +78,6 @@ def entity_keys(prefix, types, samples=True):
     return keys | ({f"{prefix}_samples"} if samples else set())
 
 
-TRAIN_KEYS = {
-    "train_loss",
-    "train_runtime",
-    "train_samples_per_second",
-    "train_steps_per_second",
-    "train_samples",
-    "train_features",
-    "train_padding_fraction",
-    "total_flos",
-    "epoch",
-    "total_parameters",
-    "trainable_parameters",
-    "trainable_percent",
-}
 SAMPLE_LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
 
@@ -145,7 +131,7 @@ def test_full_run_writes_every_output(tiny_model, tmp_path):
     assert all_results == results
     types = ["LOC", "MISC", "ORG", "PER"]
     assert set(results) == (
-        TRAIN_KEYS
+        RUN_KEYS
         | entity_keys("eval", types)
         | entity_keys("predict", types)
         | entity_keys("before_eval", types, samples=False)
