@@ -19,9 +19,12 @@ from utils.core.calibration import (
     binary_logits,
     brier_score,
     check_min_confidence,
+    choose_map,
     confidences,
     conformal_threshold,
+    cross_validated_ece,
     expected_calibration_error,
+    fit_map,
     fit_temperature,
     fit_temperature_and_bias,
     label_sets,
@@ -36,11 +39,20 @@ from utils.core.errors import ConfigError
 
 
 def calibration_keys(kept: str = "accuracy") -> set[str]:
-    """The calibration stage's keys (utils/training/calibration.py): the temperature, ECE/Brier before and after on
-    validation and test, and the test's risk-coverage table (also used by the end-to-end tests' key sets)."""
+    """The calibration stage's keys (utils/training/calibration.py): the chosen map, each candidate's cross-validated
+    ECE (temperature+bias for NER's binary entity units, whose `kept` metric is precision), the temperature, ECE/Brier
+    before and after on validation and test, and the test's risk-coverage table (also used by the end-to-end tests'
+    key sets; `calibration_bias` comes with the temperature+bias map: `bias_key`)."""
     measures = ("calibration_units", "ece_before_calibration", "ece", "brier_before_calibration", "brier")
-    keys = {"calibration_temperature"} | {f"{prefix}_{name}" for prefix in ("eval", "predict") for name in measures}
+    maps = ("identity", "temperature", "temperature_bias") if kept == "precision" else ("identity", "temperature")
+    keys = {"calibration_temperature", "calibration_map"} | {f"eval_cross_validated_ece_{name}" for name in maps}
+    keys |= {f"{prefix}_{name}" for prefix in ("eval", "predict") for name in measures}
     return keys | {f"predict_{name}_at_coverage_{c}" for name in (kept, "min_confidence") for c in (100, 95, 90, 80)}
+
+
+def bias_key(results: dict) -> set[str]:
+    """`calibration_bias`, present exactly when the temperature+bias map was chosen."""
+    return {"calibration_bias"} if results["calibration_map"] == "temperature+bias" else set()
 
 
 def units_of(logits, gold) -> CalibrationUnits:
@@ -135,6 +147,53 @@ def test_temperature_and_bias_recover_a_known_platt_map():
     confidence, _ = confidences(units, temperature, bias)
     probability = 1 / (1 + np.exp(-log_odds[:5]))
     assert confidence[:5] == pytest.approx([scaled_probability(p, temperature, bias) for p in probability], abs=1e-6)
+
+
+# ---------------------------------------------------------------- choosing the map
+
+
+def platt_units(rng, count: int, scale: float, shift: float) -> CalibrationUnits:
+    """Binary units whose score of log-odds s is right with probability sigmoid(s / scale + shift)."""
+    log_odds = rng.normal(2, 2, size=count)
+    right = rng.random(count) < 1 / (1 + np.exp(-(log_odds / scale + shift)))
+    logits = np.stack([log_odds, np.zeros_like(log_odds)], axis=1)
+    return CalibrationUnits(logits, np.zeros(count, dtype=int), (~right).astype(int), classes=False)
+
+
+def test_a_map_that_pays_on_held_out_units_is_chosen():
+    """Over-confident texts get a temperature; entities whose scores are both too sharp and too high get the bias
+    too; each choice has the lowest cross-validated ECE of the candidates, and is then fitted on all units."""
+    rng = np.random.default_rng(2)
+    true_logits = rng.normal(0, 2, size=(3000, 3))
+    texts = units_of(3 * true_logits, draw_labels(rng, softmax(true_logits)))
+    chosen, figures = choose_map(texts, bias=True)  # multi-class units: no bias candidate
+    assert chosen == "temperature" and set(figures) == {"identity", "temperature"}
+    assert figures["temperature"] < figures["identity"]
+    entities = platt_units(rng, 5000, scale=2.0, shift=-1.0)
+    chosen, figures = choose_map(entities, bias=True)
+    assert chosen == "temperature+bias" and figures[chosen] == min(figures.values())
+    assert fit_map(entities, chosen) == fit_temperature_and_bias(entities)
+    assert choose_map(entities, bias=False)[0] == "temperature"
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.integers(40, 400))
+def test_the_identity_is_kept_when_no_fit_lowers_held_out_ece(seed, count):
+    """Scores that are already calibrated, on few units (the README sample's 143 entities): a fitted map is kept
+    only when its held-out ECE is below the scores' own, and the identity map changes no confidence."""
+    units = platt_units(np.random.default_rng(seed), count, scale=1.0, shift=0.0)
+    chosen, figures = choose_map(units, bias=True)
+    assert figures["identity"] == pytest.approx(expected_calibration_error(*confidences(units)))
+    assert figures[chosen] <= figures["identity"]
+    if chosen == "identity":
+        assert fit_map(units, chosen) == (1.0, None)
+    assert cross_validated_ece(units, "temperature") == cross_validated_ece(units, "temperature")  # seeded folds
+
+
+def test_fitted_maps_need_as_many_units_as_folds():
+    units = platt_units(np.random.default_rng(3), 3, scale=1.0, shift=0.0)
+    assert choose_map(units, bias=True)[0] == "identity"
+    assert math.isinf(cross_validated_ece(units, "temperature+bias"))
 
 
 # ---------------------------------------------------------------- risk-coverage

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 import run_classification
 import run_ner
 from tests.conftest import ROOT
-from tests.test_calibration import calibration_keys
+from tests.test_calibration import bias_key, calibration_keys
 from utils.core.calibration import Calibration, scaled_probability, softmax
 from utils.core.errors import ConfigError
 from utils.serving.http import Limits, create_app
@@ -67,6 +67,7 @@ def test_classification_run_saves_and_reports_the_calibration(sentiment):
     assert stored == {
         "method": "temperature",
         "unit": "text",
+        "chosen": results["calibration_map"],
         "temperature": results["calibration_temperature"],
         "conformal_alpha": 0.1,
         "conformal_threshold": results["calibration_conformal_threshold"],
@@ -137,13 +138,18 @@ def test_min_confidence_withholds_or_flags_labels(sentiment):
 
 def test_ner_entity_scores_are_calibrated_at_the_entity_level(tagger):
     out, results = tagger
-    assert calibration_keys("precision") | {"calibration_bias"} <= set(results)
+    assert calibration_keys("precision") | bias_key(results) <= set(results)
     stored = json.loads((out / "config.json").read_text())["calibration"]
+    chosen = results["calibration_map"]
+    assert results[f"eval_cross_validated_ece_{chosen.replace('+', '_')}"] == min(
+        results[f"eval_cross_validated_ece_{name}"] for name in ("identity", "temperature", "temperature_bias")
+    )
     assert stored == {
         "method": "temperature",
         "unit": "entity",
+        "chosen": chosen,
         "temperature": results["calibration_temperature"],
-        "bias": results["calibration_bias"],
+        **({"bias": results["calibration_bias"]} if bias_key(results) else {}),
     }
     predictor = Predictor.from_pretrained(str(out), device="cpu", backend="torch")
     sentences = [line.split() for line in ("Angela Merkel visited Paris .", "EU rejects German call to boycott")]
@@ -156,7 +162,7 @@ def test_ner_entity_scores_are_calibrated_at_the_entity_level(tagger):
         ]
         for entity, span in zip(result["entities"], spans, strict=True):
             mean = entity_confidence(word_scores[span.start : span.end])
-            assert entity["score"] == round(scaled_probability(mean, stored["temperature"], stored["bias"]), 4)
+            assert entity["score"] == round(scaled_probability(mean, stored["temperature"], stored.get("bias")), 4)
 
 
 def test_ner_min_confidence_withholds_entities_and_their_tags(tagger):

@@ -10,7 +10,7 @@ import pytest
 
 import run_ner
 from tests.conftest import ROOT, RUN_KEYS
-from tests.test_calibration import calibration_keys
+from tests.test_calibration import bias_key, calibration_keys
 from utils.core.conll import read_conll
 from utils.core.errors import DataError
 
@@ -136,7 +136,7 @@ def test_full_run_writes_every_output(tiny_model, tmp_path):
         | entity_keys("predict", types)
         | entity_keys("before_eval", types, samples=False)
         | calibration_keys("precision")
-        | {"calibration_bias"}
+        | bias_key(results)
     )
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {str(i): name for i, name in enumerate(SAMPLE_LABELS)}

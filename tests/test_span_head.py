@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -130,8 +131,13 @@ def span_run(tiny_model, tmp_path_factory):
             "3",
             "--report_to",
             "none",
+            "--eval_strategy",
+            "epoch",
             "--save_strategy",
-            "no",
+            "epoch",
+            "--load_best_model_at_end",
+            "--early_stopping_patience",
+            "1",
             "--output_dir",
             str(out),
         ]
@@ -141,6 +147,8 @@ def span_run(tiny_model, tmp_path_factory):
 
 def test_span_head_trains_scores_and_writes_flat_predictions(span_run):
     results = json.loads((span_run / "all_results.json").read_text())
+    state = json.loads((span_run / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"] and [e for e in state["log_history"] if "eval_f1" in e]  # early stopping
     for key in ("predict_f1", "predict_nested_recall", "predict_depth1_recall", "predict_LOC_f1", "eval_f1"):
         assert 0.0 <= results[key] <= 1.0, key
     assert results["predict_nested_support"] == 55  # data/ner_nested/test.jsonl's entities inside or around another
@@ -227,6 +235,24 @@ def test_the_predictor_serves_the_span_head_as_the_run_predicted(nested_ls_model
     for entity in predictor.predict([text])[0]["entities"]:
         assert text[entity["start"] : entity["end"]] == entity["text"]
     assert not (Path(nested_ls_model) / "predictions.conll").exists()
+
+
+def test_serve_answers_with_the_span_heads_nested_entities_over_http(nested_ls_model):
+    """serve.py's app on the span model: the entities and scores of predict.py's Predictor, nested ones too."""
+    from tests.test_serve import served_in_thread
+    from utils.serving.http import Limits, create_app
+
+    predictor = Predictor.from_pretrained(nested_ls_model, device="cpu")
+    records = [json.loads(line) for line in (NESTED_SAMPLE / "test.jsonl").read_text().splitlines()][:12]
+    texts = [" ".join(record["tokens"]) for record in records]
+    with served_in_thread(create_app(predictor, nested_ls_model, Limits())) as service:
+        answer = httpx.post(f"{service.url}/predict", json={"texts": texts}, timeout=120)
+        info = httpx.get(f"{service.url}/info", timeout=30).json()
+    assert answer.status_code == 200, answer.text
+    served = answer.json()["results"]
+    assert served == predictor.predict(texts)
+    assert any(is_nested([Span(e["label"], e["start"], e["end"]) for e in r["entities"]]) for r in served)
+    assert "span" in json.dumps(info)
 
 
 def test_label_studio_nested_export_trains_and_round_trips_as_pre_annotations(nested_ls_model, tmp_path):

@@ -29,6 +29,11 @@ EPSILON = 1e-6
 #: Temperatures searched (their inverse is the variable: the NLL is convex in it).
 TEMPERATURE_RANGE = (0.05, 20.0)
 METHODS = ("temperature", "none")
+#: The maps `--calibration temperature` chooses among, simplest first (a tie keeps the simpler one); the last is for
+#: binary units only (NER entities).
+MAPS = ("identity", "temperature", "temperature+bias")
+#: Folds of the cross-validation on the validation units that chooses the map.
+SELECTION_FOLDS = 5
 ABSTAIN_MODES = ("withhold", "flag")
 #: The result key where a task's `abstain` counts the units of a result below --min_confidence (withheld or flagged).
 BELOW_MIN_CONFIDENCE = "below_min_confidence"
@@ -69,6 +74,7 @@ class Calibration:
     conformal_alpha: float | None = None
     conformal_threshold: float | None = None  # a label is in the set when 1 - its probability is at most this
     thresholds: dict[str, float] | None = field(default=None)  # multi-label: per-label cut-offs (`--threshold auto`)
+    chosen: str | None = None  # which of MAPS the cross-validation chose
 
     def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -147,6 +153,42 @@ def fit_temperature_and_bias(units: CalibrationUnits) -> tuple[float, float]:
     low, high = TEMPERATURE_RANGE
     found = minimize(loss, np.array([1.0, 0.0]), method="L-BFGS-B", bounds=[(1 / high, 1 / low), (-20, 20)])
     return float(1.0 / found.x[0]), float(found.x[1])
+
+
+def fit_map(units: CalibrationUnits, name: str) -> tuple[float, float | None]:
+    """The temperature and bias of map `name` (one of MAPS) fitted on `units` by NLL."""
+    if name == "identity" or len(units) == 0:
+        return 1.0, None
+    if name == "temperature":
+        return fit_temperature(units), None
+    return fit_temperature_and_bias(units)
+
+
+def units_subset(units: CalibrationUnits, chosen: np.ndarray) -> CalibrationUnits:
+    return CalibrationUnits(units.logits[chosen], units.predicted[chosen], units.gold[chosen], units.classes)
+
+
+def cross_validated_ece(units: CalibrationUnits, name: str, folds: int = SELECTION_FOLDS, seed: int = 0) -> float:
+    """The ECE of every unit's confidence under map `name` fitted on the other folds (seeded random folds), so a map
+    is judged on units it was not fitted on. The identity map fits nothing: its plain ECE."""
+    if name == "identity" or len(units) < folds:
+        return expected_calibration_error(*confidences(units)) if name == "identity" else math.inf
+    fold = np.random.default_rng(seed).permutation(len(units)) % folds
+    confidence, right = np.zeros(len(units)), np.zeros(len(units))
+    for held_out in range(folds):
+        held = fold == held_out
+        temperature, bias = fit_map(units_subset(units, ~held), name)
+        confidence[held], right[held] = confidences(units_subset(units, held), temperature, bias)
+    return expected_calibration_error(confidence, right)
+
+
+def choose_map(units: CalibrationUnits, bias: bool) -> tuple[str, dict[str, float]]:
+    """The map of MAPS with the lowest cross-validated ECE (`bias`: temperature+bias is a candidate for binary
+    units), and every candidate's figure. A fit that does not lower the ECE on held-out units is not kept: on few
+    units an NLL fit can raise it."""
+    names = [name for name in MAPS if name != "temperature+bias" or (bias and not units.classes)]
+    figures = {name: cross_validated_ece(units, name) for name in names}
+    return min(names, key=lambda name: (figures[name], names.index(name))), figures
 
 
 def confidences(

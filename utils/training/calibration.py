@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ from utils.core.calibration import (
     Calibration,
     SplitScores,
     brier_score,
+    choose_map,
     confidences,
     conformal_threshold,
     expected_calibration_error,
-    fit_temperature,
-    fit_temperature_and_bias,
+    fit_map,
     label_sets,
     label_thresholds,
     micro_f1,
@@ -102,13 +103,17 @@ def fit_and_measure(
     fitting = scores.get("validation")
     if fitting is None or len(fitting.units) == 0:
         return None
-    temperature, bias = 1.0, None
-    if method == "temperature" and calibration.bias and not fitting.units.classes:
-        temperature, bias = fit_temperature_and_bias(fitting.units)
-    elif method == "temperature":
-        temperature = fit_temperature(fitting.units)
+    temperature, bias, chosen, figures = 1.0, None, None, {}
+    if method == "temperature":
+        chosen, figures = choose_map(fitting.units, calibration.bias)
+        temperature, bias = fit_map(fitting.units, chosen)
     fitted: dict[str, Any] = {"method": method, "unit": calibration.unit, "temperature": round(temperature, 6)}
     metrics: dict[str, Any] = {"calibration_temperature": fitted["temperature"]}
+    if chosen is not None:
+        fitted["chosen"] = metrics["calibration_map"] = chosen
+        for name, figure in figures.items():
+            if math.isfinite(figure):  # a fitted map on fewer units than folds is not a candidate
+                metrics[f"eval_cross_validated_ece_{name.replace('+', '_')}"] = round(figure, 6)
     if bias is not None:
         fitted["bias"] = metrics["calibration_bias"] = round(bias, 6)
     if conformal_alpha is not None and fitting.units.classes:
@@ -206,7 +211,13 @@ def calibrate_run(trainer, task: Task, data: LoadedData, labels) -> tuple[dict[s
     setattr(config, CALIBRATION_KEY, outcome.calibration.to_dict())
     if not save_calibration(args.output_dir, outcome.calibration):
         logger.warning("Calibration: %s holds no config.json; the fit is only in the results.", args.output_dir)
-    logger.info("Calibration: temperature %.4f fitted on validation.", outcome.calibration.temperature)
+    fitted = outcome.calibration
+    logger.info(
+        "Calibration: %s map (temperature %.4f, bias %s), the lowest cross-validated ECE on validation.",
+        fitted.chosen or "no",
+        fitted.temperature,
+        fitted.bias,
+    )
     from utils.training.calibration_report import card_lines, write_reliability_diagram
 
     if outcome.shown is not None:

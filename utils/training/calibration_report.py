@@ -51,14 +51,22 @@ def card_lines(outcome: Any, calibration: TaskCalibration, png: str, coverages: 
     fitted, metrics = outcome.calibration, outcome.metrics
     unit = UNIT_WORDS.get(calibration.unit, calibration.unit)
     bias = "" if fitted.bias is None else f" and bias {fitted.bias:.4f} (Platt scaling)"
+    if fitted.chosen == "identity":
+        how = (
+            "no fitted map kept: neither temperature scaling nor Platt scaling lowered the expected calibration "
+            "error on held-out validation units (5-fold cross-validation), so the scores are the model's own"
+        )
+    else:
+        how = (
+            f"{fitted.chosen or fitted.method} scaling, temperature {fitted.temperature:.4f}{bias}, the map with the "
+            "lowest expected calibration error on held-out validation units (5-fold cross-validation)"
+        )
     lines = [
         "## Calibration",
         "",
-        f"- Confidences, {unit}, fitted on the validation split: {fitted.method} scaling, temperature "
-        f"{fitted.temperature:.4f}{bias}, saved in config.json (`calibration`) and applied by predict.py, serve.py "
-        "and "
-        "the ONNX backends. The map is monotone and moves no argmax: labels, entities, accuracy and F1 are "
-        "unchanged.",
+        f"- Confidences, {unit}, fitted on the validation split: {how}; saved in config.json (`calibration`) and "
+        "applied by predict.py, serve.py and the ONNX backends. The map is monotone and moves no argmax: labels, "
+        "entities, accuracy and F1 are unchanged.",
     ]
     for prefix, split in (("eval", "validation"), ("predict", "test")):
         if f"{prefix}_ece" in metrics:
