@@ -165,3 +165,44 @@ def test_classification_two_processes(tiny_model, tmp_path):
         assert results(ddp)[key] == pytest.approx(results(rescore)[key], abs=1e-9), key
     rescored = [json.loads(line) for line in (rescore / "predictions.jsonl").read_text().splitlines()]
     assert [r["label"] for r in records] == [r["label"] for r in rescored]
+
+
+def test_ner_span_head_two_processes(tiny_model, tmp_path):
+    """The span head under DDP: the ranks train as one process with the same global batch, every test sentence is
+    predicted once and in order, and the metrics and predictions equal a single-process scoring of the saved model."""
+    nested = ROOT / "data" / "ner_nested"
+    data = ["--train_file", str(nested / "train.jsonl"), "--validation_file", str(nested / "validation.jsonl")]
+    data += ["--test_file", str(nested / "test.jsonl")]
+    span = ["--head", "span", *data]
+    ddp, one, rescore = tmp_path / "ddp", tmp_path / "one", tmp_path / "rescore"
+    proc = launch(
+        "run_ner.py",
+        "--model",
+        tiny_model,
+        "--output_dir",
+        str(ddp),
+        "--per_device_train_batch_size",
+        "8",
+        *span,
+        *COMMON,
+    )
+    assert "World size 2 (distributed)" in proc.stdout
+    records = [json.loads(line) for line in (ddp / "predictions.jsonl").read_text().splitlines()]
+    gold = [json.loads(line) for line in (nested / "test.jsonl").read_text().splitlines()]
+    assert [r["tokens"] for r in records] == [row["tokens"] for row in gold]
+    single(
+        "run_ner.py",
+        "--model",
+        tiny_model,
+        "--output_dir",
+        str(one),
+        "--per_device_train_batch_size",
+        "16",
+        *span,
+        *COMMON,
+    )
+    check_same_training_as_one_process(ddp, one, len((nested / "train.jsonl").read_text().splitlines()))
+    single("run_ner.py", "--model", str(ddp), *data[2:], "--output_dir", str(rescore), "--report_to", "none")
+    for key in ("eval_f1", "eval_precision", "eval_recall", "predict_f1", "predict_nested_recall"):
+        assert results(ddp)[key] == pytest.approx(results(rescore)[key], abs=1e-9), key
+    assert (ddp / "predictions.jsonl").read_text() == (rescore / "predictions.jsonl").read_text()

@@ -86,7 +86,11 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_pa
     )
     resumed = json.loads((out / "all_results.json").read_text())
     reference = json.loads((uninterrupted / "all_results.json").read_text())
-    assert stable(resumed) == pytest.approx(stable(reference), rel=1e-6)
+    numbers = {k: v for k, v in stable(reference).items() if not isinstance(v, str)}
+    assert {k: v for k, v in stable(resumed).items() if not isinstance(v, str)} == pytest.approx(numbers, rel=1e-6)
+    assert {k: v for k, v in resumed.items() if isinstance(v, str)} == {
+        k: v for k, v in reference.items() if isinstance(v, str)
+    }  # the calibration map chosen
     assert (out / "predictions.conll").read_text() == (uninterrupted / "predictions.conll").read_text()
 
 

@@ -85,11 +85,12 @@ class NerDataArguments(DataArguments):
             "choices": list(DECODINGS),
         },
     )
-    head: str = field(
-        default="token",
+    head: str | None = field(
+        default=None,
         metadata={
             "help": "'token': one tag per word (BIO); 'span': every span of up to --max_span_length words is "
-            "classified, so entities may nest or overlap (docs/span_head.md). Saved in the model config.",
+            "classified, so entities may nest or overlap (docs/span_head.md). Saved in the model config. Not given: "
+            "the head (and span settings) of a saved span model given as --model, else 'token'.",
             "choices": ["token", "span"],
         },
     )

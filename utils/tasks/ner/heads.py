@@ -3,6 +3,9 @@ span head's from --head (`data.args.head`), so the shared code sees one task wha
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from typing import Any
 
 from utils.core.errors import ConfigError
@@ -25,12 +28,46 @@ from utils.tasks.ner.span_outputs import (
     write_span_predictions,
 )
 
+logger = logging.getLogger(__name__)
+#: What a saved span model's config fixes for a run that continues it without --head.
+SAVED_SPAN_SETTINGS = (SPAN_TOKENS_KEY, "max_span_length", "span_decoding")
+
 
 def spans(data: LoadedData) -> bool:
     return getattr(data.args, "head", "token") == SPAN_HEAD
 
 
+def saved_span_settings(model: str | None) -> dict[str, Any] | None:
+    """The span settings in a local saved model's config.json when it was trained with the span head, else None."""
+    path = os.path.join(model, "config.json") if model and os.path.isdir(model) else None
+    if path is None or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as stream:
+        config = json.load(stream)
+    if config.get(HEAD_KEY) != SPAN_HEAD:
+        return None
+    return {key: config[key] for key in SAVED_SPAN_SETTINGS if key in config}
+
+
+def settle_head(data_args, model_args) -> None:
+    """--head not given: a saved span model continues (or is scored) with its own head and the settings its head's
+    weights were built for; anything else gets the token head."""
+    if data_args.head is not None:
+        return
+    saved = saved_span_settings(model_args.model_name_or_path)
+    if saved is None:
+        data_args.head = "token"
+        return
+    data_args.head = SPAN_HEAD
+    for key, value in saved.items():
+        setattr(data_args, key, value)
+    logger.info("--head not given: the span head of %s, with %s.", model_args.model_name_or_path, saved)
+    if data_args.context_size:
+        raise ConfigError("--context_size is for the token head; the span head reads each sentence alone.")
+
+
 def load(data_args, model_args) -> LoadedData:
+    settle_head(data_args, model_args)
     if data_args.head == SPAN_HEAD:
         return load_span_data(data_args, model_args, load_ner_data)
     return load_ner_data(data_args, model_args)

@@ -52,12 +52,24 @@ class SpanHead(nn.Module):
         return self.out(self.dropout(joint))
 
 
+def head_dropout(config: Any) -> float:
+    """The dropout a token-classification head of this config gets (its `classifier_dropout`, else its hidden
+    dropout, as BertForTokenClassification reads them), so the span head regularises as the head it replaces."""
+    for key in ("classifier_dropout", "hidden_dropout_prob", "hidden_dropout"):
+        value = getattr(config, key, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.1
+
+
 def attach_span_head(model: Any, config: Any) -> Any:
     """The token-classification `model` with its `classifier` replaced by a fresh span head."""
     classifier = getattr(model, "classifier", None)
     if not isinstance(classifier, nn.Linear):
         raise ValueError(f"{type(model).__name__} has no linear `classifier` for the span head to replace")
-    model.classifier = SpanHead(classifier.in_features, config.num_labels, getattr(config, SPAN_TOKENS_KEY))
+    model.classifier = SpanHead(
+        classifier.in_features, config.num_labels, getattr(config, SPAN_TOKENS_KEY), head_dropout(config)
+    )
     return model
 
 
