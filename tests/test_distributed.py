@@ -206,3 +206,16 @@ def test_ner_span_head_two_processes(tiny_model, tmp_path):
     for key in ("eval_f1", "eval_precision", "eval_recall", "predict_f1", "predict_nested_recall"):
         assert results(ddp)[key] == pytest.approx(results(rescore)[key], abs=1e-9), key
     assert (ddp / "predictions.jsonl").read_text() == (rescore / "predictions.jsonl").read_text()
+
+
+def test_ner_distillation_two_processes(tiny_model, tmp_path):
+    """Distillation under DDP: the soft labels made once and shared, the loss divided by the global count of teacher
+    targets, so two processes train as one with the same global batch."""
+    teacher, ddp, one = tmp_path / "teacher", tmp_path / "ddp", tmp_path / "one"
+    single("run_ner.py", "--model", tiny_model, "--output_dir", str(teacher), *COMMON)
+    student = ["--teacher_model", str(teacher), "--student_layers", "1"]
+    proc = launch("run_ner.py", *student, "--output_dir", str(ddp), "--per_device_train_batch_size", "8", *COMMON)
+    assert "World size 2 (distributed)" in proc.stdout
+    single("run_ner.py", *student, "--output_dir", str(one), "--per_device_train_batch_size", "16", *COMMON)
+    check_same_training_as_one_process(ddp, one, len(read_conll(NER_DATA / "train.conll").tokens))
+    assert results(ddp)["distill_retention"] == pytest.approx(results(one)["distill_retention"], rel=1e-3)

@@ -54,6 +54,11 @@ def stable(results: dict) -> dict:
     return {k: v for k, v in results.items() if not any(word in k for word in VOLATILE)}
 
 
+def finished(proc: subprocess.CompletedProcess) -> None:
+    """The run exited 0; else its output's end in the failure message."""
+    assert proc.returncode == 0, f"exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+
+
 def start_and_signal_after_first_checkpoint(out, signum) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(
         command(out), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -70,7 +75,7 @@ def start_and_signal_after_first_checkpoint(out, signum) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    subprocess.run(command(out), cwd=ROOT, env=ENV, check=True, capture_output=True)
+    finished(subprocess.run(command(out), cwd=ROOT, env=ENV, capture_output=True, text=True))
     return out
 
 
@@ -81,8 +86,10 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(uninterrupted, tmp_pa
     assert not (out / "all_results.json").exists()
     steps_done = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     assert steps_done < 40, "killed before the end"
-    subprocess.run(
-        command(out, "--resume_from_checkpoint", "last"), cwd=ROOT, env=ENV, check=True, capture_output=True
+    finished(
+        subprocess.run(
+            command(out, "--resume_from_checkpoint", "last"), cwd=ROOT, env=ENV, capture_output=True, text=True
+        )
     )
     resumed = json.loads((out / "all_results.json").read_text())
     reference = json.loads((uninterrupted / "all_results.json").read_text())
@@ -102,8 +109,10 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(uninterrupted, tmp_pa
     state = json.loads((out / "trainer_state.json").read_text())
     assert (out / f"checkpoint-{state['global_step']}").is_dir()  # the step it stopped at was saved
     assert not (out / "predictions.conll").exists()
-    subprocess.run(
-        command(out, "--resume_from_checkpoint", "last"), cwd=ROOT, env=ENV, check=True, capture_output=True
+    finished(
+        subprocess.run(
+            command(out, "--resume_from_checkpoint", "last"), cwd=ROOT, env=ENV, capture_output=True, text=True
+        )
     )
     resumed = json.loads((out / "all_results.json").read_text())
     reference = json.loads((uninterrupted / "all_results.json").read_text())
