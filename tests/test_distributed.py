@@ -81,6 +81,13 @@ def first_logged_step(directory) -> dict:
     return next(entry for entry in state(directory)["log_history"] if "loss" in entry)
 
 
+def train_in_two_and_in_one(script: str, ddp, one, *args: str) -> None:
+    """The same run in two processes of 8 rows each per step (`ddp`) and in one process of 16 (`one`)."""
+    proc = launch(script, "--output_dir", str(ddp), "--per_device_train_batch_size", "8", *args, *COMMON)
+    assert "World size 2 (distributed)" in proc.stdout
+    single(script, "--output_dir", str(one), "--per_device_train_batch_size", "16", *args, *COMMON)
+
+
 def check_same_training_as_one_process(ddp_dir, one_dir, n_train: int) -> None:
     assert state(ddp_dir)["global_step"] == math.ceil(n_train / 16)  # 2 ranks x 8 per device
     assert state(ddp_dir)["global_step"] < math.ceil(n_train / 8)  # one process with 8 per device: twice the steps
@@ -92,16 +99,10 @@ def check_same_training_as_one_process(ddp_dir, one_dir, n_train: int) -> None:
 
 def test_ner_two_processes(tiny_model, tmp_path):
     ddp, one, rescore = tmp_path / "ddp", tmp_path / "one", tmp_path / "rescore"
-    proc = launch(
-        "run_ner.py", "--model", tiny_model, "--output_dir", str(ddp), "--per_device_train_batch_size", "8", *COMMON
-    )
-    assert "World size 2 (distributed)" in proc.stdout
+    train_in_two_and_in_one("run_ner.py", ddp, one, "--model", tiny_model)
     gold = read_conll(NER_DATA / "test.conll")
     written = read_conll(ddp / "predictions.conll", tag_column=1)
     assert written.tokens == gold.tokens and written.tags == gold.tags  # every test word once, in order
-    single(
-        "run_ner.py", "--model", tiny_model, "--output_dir", str(one), "--per_device_train_batch_size", "16", *COMMON
-    )
     check_same_training_as_one_process(ddp, one, len(read_conll(NER_DATA / "train.conll").tokens))
     single(
         "run_ner.py",
@@ -123,30 +124,10 @@ def test_ner_two_processes(tiny_model, tmp_path):
 
 def test_classification_two_processes(tiny_model, tmp_path):
     ddp, one, rescore = tmp_path / "ddp", tmp_path / "one", tmp_path / "rescore"
-    proc = launch(
-        "run_classification.py",
-        "--model",
-        tiny_model,
-        "--output_dir",
-        str(ddp),
-        "--per_device_train_batch_size",
-        "8",
-        *COMMON,
-    )
-    assert "World size 2 (distributed)" in proc.stdout
+    train_in_two_and_in_one("run_classification.py", ddp, one, "--model", tiny_model)
     test_rows = (SENTIMENT / "test.tsv").read_text().splitlines()[1:]
     records = [json.loads(line) for line in (ddp / "predictions.jsonl").read_text().splitlines()]
     assert [r["text"] for r in records] == [row.split("\t", 1)[1] for row in test_rows]
-    single(
-        "run_classification.py",
-        "--model",
-        tiny_model,
-        "--output_dir",
-        str(one),
-        "--per_device_train_batch_size",
-        "16",
-        *COMMON,
-    )
     check_same_training_as_one_process(ddp, one, len((SENTIMENT / "train.tsv").read_text().splitlines()) - 1)
     single(
         "run_classification.py",
@@ -175,32 +156,10 @@ def test_ner_span_head_two_processes(tiny_model, tmp_path):
     data += ["--test_file", str(nested / "test.jsonl")]
     span = ["--head", "span", *data]
     ddp, one, rescore = tmp_path / "ddp", tmp_path / "one", tmp_path / "rescore"
-    proc = launch(
-        "run_ner.py",
-        "--model",
-        tiny_model,
-        "--output_dir",
-        str(ddp),
-        "--per_device_train_batch_size",
-        "8",
-        *span,
-        *COMMON,
-    )
-    assert "World size 2 (distributed)" in proc.stdout
+    train_in_two_and_in_one("run_ner.py", ddp, one, "--model", tiny_model, *span)
     records = [json.loads(line) for line in (ddp / "predictions.jsonl").read_text().splitlines()]
     gold = [json.loads(line) for line in (nested / "test.jsonl").read_text().splitlines()]
     assert [r["tokens"] for r in records] == [row["tokens"] for row in gold]
-    single(
-        "run_ner.py",
-        "--model",
-        tiny_model,
-        "--output_dir",
-        str(one),
-        "--per_device_train_batch_size",
-        "16",
-        *span,
-        *COMMON,
-    )
     check_same_training_as_one_process(ddp, one, len((nested / "train.jsonl").read_text().splitlines()))
     single("run_ner.py", "--model", str(ddp), *data[2:], "--output_dir", str(rescore), "--report_to", "none")
     for key in ("eval_f1", "eval_precision", "eval_recall", "predict_f1", "predict_nested_recall"):
@@ -214,8 +173,6 @@ def test_ner_distillation_two_processes(tiny_model, tmp_path):
     teacher, ddp, one = tmp_path / "teacher", tmp_path / "ddp", tmp_path / "one"
     single("run_ner.py", "--model", tiny_model, "--output_dir", str(teacher), *COMMON)
     student = ["--teacher_model", str(teacher), "--student_layers", "1"]
-    proc = launch("run_ner.py", *student, "--output_dir", str(ddp), "--per_device_train_batch_size", "8", *COMMON)
-    assert "World size 2 (distributed)" in proc.stdout
-    single("run_ner.py", *student, "--output_dir", str(one), "--per_device_train_batch_size", "16", *COMMON)
+    train_in_two_and_in_one("run_ner.py", ddp, one, *student)
     check_same_training_as_one_process(ddp, one, len(read_conll(NER_DATA / "train.conll").tokens))
     assert results(ddp)["distill_retention"] == pytest.approx(results(one)["distill_retention"], rel=1e-3)
