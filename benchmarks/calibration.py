@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
     lines = [
         f"# Calibration of {args.model} ({task.name}, one unit per {task.calibration.unit})",
         "",
-        f"Temperature {outcome.calibration.temperature:.4f}"
+        f"Map {outcome.calibration.chosen}: temperature {outcome.calibration.temperature:.4f}"
         + ("" if outcome.calibration.bias is None else f", bias {outcome.calibration.bias:.4f} (Platt scaling)")
+        + ("" if outcome.calibration.isotonic is None else f", {len(outcome.calibration.isotonic[0])} isotonic points")
         + ", fitted on validation. Labels and entities unchanged (a monotone map of each unit's score).",
         "",
         "| split | units | ECE before | ECE after | Brier before | Brier after |",

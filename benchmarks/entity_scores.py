@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     for score in SCORES:
         chosen, _ = choose_map(units("validation", score), bias=True)
-        temperature, bias = fit_map(units("validation", score), chosen)
-        row = {"map": chosen, "temperature": temperature, "bias": bias}
+        fitted = fit_map(units("validation", score), chosen)
+        row = {"map": chosen, "temperature": fitted.temperature, "bias": fitted.bias}
         for name in splits:
             before, right = confidences(units(name, score))
-            after, _ = confidences(units(name, score), temperature, bias)
+            after, _ = confidences(units(name, score), *fitted)
             row[f"{name}_ece_before"] = expected_calibration_error(before, right)
             row[f"{name}_ece_after"] = expected_calibration_error(after, right)
         row["test_auroc"] = float(roc_auc_score(splits["test"][1], splits["test"][0][score]))

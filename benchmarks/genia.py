@@ -22,33 +22,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.pinned_source import read_pinned
+
 COMMIT = "d1c9fae196e2d7692f3d5afd86694dd933b08d71"
-RAW = f"https://raw.githubusercontent.com/yhcc/CNN_Nested_NER/{COMMIT}/preprocess/outputs/genia/{{split}}.jsonlines"
+REPOSITORY = "yhcc/CNN_Nested_NER"
 SPLITS = ("train", "dev", "test")
 MEMBER = "preprocess/outputs/genia/{split}.jsonlines"
 
 
 def read_split(source: str | None, split: str) -> str | None:
     """The split's text from GitHub (no `source`), a git directory (bare or not) or a work tree; None if absent."""
-    if source is None:
-        try:
-            with urllib.request.urlopen(RAW.format(split=split), timeout=60) as response:
-                return response.read().decode("utf-8")
-        except OSError as error:
-            print(f"{split}: not downloaded ({error})", file=sys.stderr)
-            return None
-    tree = Path(source) / MEMBER.format(split=split)
-    if tree.is_file():
-        return tree.read_text(encoding="utf-8")
-    shown = subprocess.run(
-        ["git", "--git-dir", source, "show", f"{COMMIT}:{MEMBER.format(split=split)}"], capture_output=True, text=True
-    )
-    return shown.stdout if shown.returncode == 0 and shown.stdout else None
+    return read_pinned(REPOSITORY, COMMIT, MEMBER.format(split=split), source)
 
 
 def convert_row(row: dict, where: str) -> dict:

@@ -4,6 +4,7 @@ per-label thresholds; exact small cases and properties."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from utils.core.calibration import (
+    MAPS,
     Calibration,
     CalibrationUnits,
     bin_index,
@@ -27,6 +29,7 @@ from utils.core.calibration import (
     fit_map,
     fit_temperature,
     fit_temperature_and_bias,
+    isotonic_value,
     label_sets,
     label_thresholds,
     micro_f1,
@@ -44,15 +47,19 @@ def calibration_keys(kept: str = "accuracy") -> set[str]:
     before and after on validation and test, and the test's risk-coverage table (also used by the end-to-end tests'
     key sets; `calibration_bias` comes with the temperature+bias map: `bias_key`)."""
     measures = ("calibration_units", "ece_before_calibration", "ece", "brier_before_calibration", "brier")
-    maps = ("identity", "temperature", "temperature_bias") if kept == "precision" else ("identity", "temperature")
+    binary = ("temperature_bias", "isotonic") if kept == "precision" else ()
+    maps = ("identity", "temperature", *binary)
     keys = {"calibration_temperature", "calibration_map"} | {f"eval_cross_validated_ece_{name}" for name in maps}
     keys |= {f"{prefix}_{name}" for prefix in ("eval", "predict") for name in measures}
     return keys | {f"predict_{name}_at_coverage_{c}" for name in (kept, "min_confidence") for c in (100, 95, 90, 80)}
 
 
 def bias_key(results: dict) -> set[str]:
-    """`calibration_bias`, present exactly when the temperature+bias map was chosen."""
-    return {"calibration_bias"} if results["calibration_map"] == "temperature+bias" else set()
+    """`calibration_bias`, present exactly when the temperature+bias map was chosen, and
+    `calibration_isotonic_points` exactly when the isotonic map was."""
+    return {"temperature+bias": {"calibration_bias"}, "isotonic": {"calibration_isotonic_points"}}.get(
+        results["calibration_map"], set()
+    )
 
 
 def units_of(logits, gold) -> CalibrationUnits:
@@ -171,9 +178,39 @@ def test_a_map_that_pays_on_held_out_units_is_chosen():
     assert figures["temperature"] < figures["identity"]
     entities = platt_units(rng, 5000, scale=2.0, shift=-1.0)
     chosen, figures = choose_map(entities, bias=True)
-    assert chosen == "temperature+bias" and figures[chosen] == min(figures.values())
-    assert fit_map(entities, chosen) == fit_temperature_and_bias(entities)
+    assert set(figures) == set(MAPS) and figures[chosen] == min(figures.values())
+    assert figures["temperature+bias"] < figures["temperature"] < figures["identity"]
+    assert fit_map(entities, "temperature+bias") == (*fit_temperature_and_bias(entities), None)
     assert choose_map(entities, bias=False)[0] == "temperature"
+
+
+def step_units(rng, count: int) -> CalibrationUnits:
+    """Binary units whose score is right 30% of the time below 0.7 and 97% above: no sigmoid of it fits."""
+    score = rng.uniform(0.35, 1.0, size=count)
+    right = rng.random(count) < np.where(score < 0.7, 0.3, 0.97)
+    return CalibrationUnits(binary_logits(score), np.zeros(count, dtype=int), (~right).astype(int), classes=False)
+
+
+def test_isotonic_is_chosen_where_no_sigmoid_fits_and_applied_alike_everywhere():
+    """A step-shaped score: isotonic regression has the lowest held-out ECE; its points are non-decreasing, kept in
+    the saved config, and give each unit the same calibrated score through `confidences` (the stage's measures) and
+    `scaled_probability` (what predict.py, serve.py and the ONNX backends write)."""
+    rng = np.random.default_rng(5)
+    units = step_units(rng, 4000)
+    chosen, figures = choose_map(units, bias=True)
+    assert chosen == "isotonic" and figures["isotonic"] < figures["temperature+bias"]
+    fitted = fit_map(units, chosen)
+    assert fitted.temperature == 1.0 and fitted.bias is None
+    xs, ys = fitted.points
+    assert xs == sorted(xs) and ys == sorted(ys) and ys[0] >= 0.0 and ys[-1] <= 1.0
+    low, high = isotonic_value(np.array([0.5, 0.9]), fitted.points)
+    assert low == pytest.approx(0.3, abs=0.06) and high == pytest.approx(0.97, abs=0.03)
+    saved = Calibration(method="temperature", unit="entity", chosen=chosen, isotonic=fitted.points)
+    assert Calibration.from_config(SimpleNamespace(calibration=saved.to_dict())) == saved and saved.changes_scores
+    after, _ = confidences(units, *fitted)
+    raw, _ = confidences(units)
+    assert after[:50] == pytest.approx([scaled_probability(p, 1.0, None, fitted.points) for p in raw[:50]], abs=1e-12)
+    assert expected_calibration_error(after, 1 - units.gold) < 0.02 < expected_calibration_error(raw, 1 - units.gold)
 
 
 @settings(max_examples=15, deadline=None)
@@ -186,7 +223,7 @@ def test_the_identity_is_kept_when_no_fit_lowers_held_out_ece(seed, count):
     assert figures["identity"] == pytest.approx(expected_calibration_error(*confidences(units)))
     assert figures[chosen] <= figures["identity"]
     if chosen == "identity":
-        assert fit_map(units, chosen) == (1.0, None)
+        assert fit_map(units, chosen) == (1.0, None, None) and not Calibration().changes_scores
     assert cross_validated_ece(units, "temperature") == cross_validated_ece(units, "temperature")  # seeded folds
 
 

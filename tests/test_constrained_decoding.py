@@ -88,6 +88,20 @@ def test_viterbi_finds_the_best_valid_sequence(scheme, data):
     assert total(scores, viterbi(scores, rules)) == best
 
 
+@pytest.mark.parametrize("scheme", [IOB2, IOB1, IOBES])
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_the_decoders_argmax_shortcut_scores_as_viterbi(scheme, data):
+    """`TagDecoder.decode` takes each word's argmax when it is valid, Viterbi otherwise: always a path as good as
+    Viterbi's and, where any exists, a valid one."""
+    scores = data.draw(scores_for(scheme))
+    rules = transitions(NAMES[scheme], scheme)
+    path = TagDecoder(NAMES[scheme], scheme, CONSTRAINED).decode(scores)
+    reference = viterbi(scores, rules)
+    assert total(scores, path) == total(scores, reference)
+    assert is_valid(path.tolist(), rules) == is_valid(reference.tolist(), rules)
+
+
 def test_rules_of_each_scheme():
     def valid(scheme, tags):
         names = NAMES[scheme]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,9 +29,11 @@ EPSILON = 1e-6
 #: Temperatures searched (their inverse is the variable: the NLL is convex in it).
 TEMPERATURE_RANGE = (0.05, 20.0)
 METHODS = ("temperature", "none")
-#: The maps `--calibration temperature` chooses among, simplest first (a tie keeps the simpler one); the last is for
-#: binary units only (NER entities).
-MAPS = ("identity", "temperature", "temperature+bias")
+#: The maps `--calibration temperature` chooses among, simplest first (a tie keeps the simpler one); the last two are
+#: for binary units only (NER entities): Platt scaling, and isotonic regression (a monotone piecewise-linear map of the
+#: score, Zadrozny and Elkan 2002), which fits a score whose miscalibration is not sigmoid-shaped.
+MAPS = ("identity", "temperature", "temperature+bias", "isotonic")
+BINARY_MAPS = ("temperature+bias", "isotonic")
 #: Folds of the cross-validation on the validation units that chooses the map.
 SELECTION_FOLDS = 5
 ABSTAIN_MODES = ("withhold", "flag")
@@ -75,6 +77,12 @@ class Calibration:
     conformal_threshold: float | None = None  # a label is in the set when 1 - its probability is at most this
     thresholds: dict[str, float] | None = field(default=None)  # multi-label: per-label cut-offs (`--threshold auto`)
     chosen: str | None = None  # which of MAPS the cross-validation chose
+    isotonic: list[list[float]] | None = None  # the isotonic map: [scores, calibrated scores], interpolated between
+
+    @property
+    def changes_scores(self) -> bool:
+        """Whether the fitted map moves any score (the identity does not)."""
+        return self.temperature != 1.0 or bool(self.bias) or self.isotonic is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -95,9 +103,27 @@ def binary_logits(probabilities: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.stack([np.log(p) - np.log1p(-p), np.zeros_like(p)], axis=1)
 
 
-def scaled_probability(probability: float, temperature: float, bias: float | None = None) -> float:
+class FittedMap(NamedTuple):
+    """One of MAPS fitted: a temperature, a bias added to the scaled log-odds (binary units), or the isotonic map's
+    points (binary units: a score's calibrated value is interpolated between them, clipped at the ends)."""
+
+    temperature: float = 1.0
+    bias: float | None = None
+    points: list[list[float]] | None = None
+
+
+def isotonic_value(probability: float | np.ndarray, points: Sequence[Sequence[float]]) -> np.ndarray:
+    """The isotonic map at `probability`: linear between its points, its end values beyond them."""
+    return np.interp(probability, points[0], points[1])
+
+
+def scaled_probability(
+    probability: float, temperature: float, bias: float | None = None, points: Sequence[Sequence[float]] | None = None
+) -> float:
     """A probability of being right, its log-odds divided by `temperature` (1: unchanged, above 1: less sure), plus
-    `bias`."""
+    `bias`; with the isotonic map's `points`, that map's value instead."""
+    if points is not None:
+        return float(isotonic_value(float(probability), points))
     if temperature == 1.0 and not bias:
         return float(probability)
     p = min(max(float(probability), EPSILON), 1 - EPSILON)
@@ -155,13 +181,25 @@ def fit_temperature_and_bias(units: CalibrationUnits) -> tuple[float, float]:
     return float(1.0 / found.x[0]), float(found.x[1])
 
 
-def fit_map(units: CalibrationUnits, name: str) -> tuple[float, float | None]:
-    """The temperature and bias of map `name` (one of MAPS) fitted on `units` by NLL."""
+def fit_isotonic(units: CalibrationUnits) -> list[list[float]]:
+    """Binary units: the non-decreasing map from score to frequency of being right that fits the validation units
+    best in squared error (pool-adjacent-violators, scikit-learn's), as its points rounded to 6 decimals."""
+    from sklearn.isotonic import IsotonicRegression
+
+    score, right = confidences(units)
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(score, right)
+    return [np.round(fitted.X_thresholds_, 6).tolist(), np.round(fitted.y_thresholds_, 6).tolist()]
+
+
+def fit_map(units: CalibrationUnits, name: str) -> FittedMap:
+    """Map `name` (one of MAPS) fitted on `units`: temperature and bias by NLL, the isotonic map by squared error."""
     if name == "identity" or len(units) == 0:
-        return 1.0, None
+        return FittedMap()
     if name == "temperature":
-        return fit_temperature(units), None
-    return fit_temperature_and_bias(units)
+        return FittedMap(fit_temperature(units))
+    if name == "isotonic":
+        return FittedMap(points=fit_isotonic(units))
+    return FittedMap(*fit_temperature_and_bias(units))
 
 
 def units_subset(units: CalibrationUnits, chosen: np.ndarray) -> CalibrationUnits:
@@ -177,27 +215,34 @@ def cross_validated_ece(units: CalibrationUnits, name: str, folds: int = SELECTI
     confidence, right = np.zeros(len(units)), np.zeros(len(units))
     for held_out in range(folds):
         held = fold == held_out
-        temperature, bias = fit_map(units_subset(units, ~held), name)
-        confidence[held], right[held] = confidences(units_subset(units, held), temperature, bias)
+        fitted = fit_map(units_subset(units, ~held), name)
+        confidence[held], right[held] = confidences(units_subset(units, held), *fitted)
     return expected_calibration_error(confidence, right)
 
 
 def choose_map(units: CalibrationUnits, bias: bool) -> tuple[str, dict[str, float]]:
-    """The map of MAPS with the lowest cross-validated ECE (`bias`: temperature+bias is a candidate for binary
-    units), and every candidate's figure. A fit that does not lower the ECE on held-out units is not kept: on few
-    units an NLL fit can raise it."""
-    names = [name for name in MAPS if name != "temperature+bias" or (bias and not units.classes)]
+    """The map of MAPS with the lowest cross-validated ECE (`bias`: the BINARY_MAPS are candidates for binary units),
+    and every candidate's figure. A fit that does not lower the ECE on held-out units is not kept: on few units a
+    fit can raise it."""
+    names = [name for name in MAPS if name not in BINARY_MAPS or (bias and not units.classes)]
     figures = {name: cross_validated_ece(units, name) for name in names}
     return min(names, key=lambda name: (figures[name], names.index(name))), figures
 
 
 def confidences(
-    units: CalibrationUnits, temperature: float = 1.0, bias: float | None = None
+    units: CalibrationUnits,
+    temperature: float = 1.0,
+    bias: float | None = None,
+    points: Sequence[Sequence[float]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each unit's confidence (its predicted class's probability) and whether it is right (1.0 or 0.0); `bias`
-    (binary units) is added to the first logit after scaling."""
+    (binary units) is added to the first logit after scaling; `points` (binary units): the isotonic map of the
+    unscaled confidence."""
     if len(units) == 0:
         return np.zeros(0), np.zeros(0)
+    if points is not None:
+        score, right = confidences(units)
+        return isotonic_value(score, points), right
     logits = units.logits
     if bias:
         logits = logits.copy()

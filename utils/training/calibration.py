@@ -103,10 +103,10 @@ def fit_and_measure(
     fitting = scores.get("validation")
     if fitting is None or len(fitting.units) == 0:
         return None
-    temperature, bias, chosen, figures = 1.0, None, None, {}
+    temperature, bias, points, chosen, figures = 1.0, None, None, None, {}
     if method == "temperature":
         chosen, figures = choose_map(fitting.units, calibration.bias)
-        temperature, bias = fit_map(fitting.units, chosen)
+        temperature, bias, points = fit_map(fitting.units, chosen)
     fitted: dict[str, Any] = {"method": method, "unit": calibration.unit, "temperature": round(temperature, 6)}
     metrics: dict[str, Any] = {"calibration_temperature": fitted["temperature"]}
     if chosen is not None:
@@ -116,6 +116,9 @@ def fit_and_measure(
                 metrics[f"eval_cross_validated_ece_{name.replace('+', '_')}"] = round(figure, 6)
     if bias is not None:
         fitted["bias"] = metrics["calibration_bias"] = round(bias, 6)
+    if points is not None:
+        fitted["isotonic"] = points
+        metrics["calibration_isotonic_points"] = len(points[0])
     if conformal_alpha is not None and fitting.units.classes:
         threshold = conformal_threshold(fitting.units, temperature, conformal_alpha)
         fitted.update(conformal_alpha=conformal_alpha, conformal_threshold=round(threshold, 6))
@@ -131,7 +134,7 @@ def fit_and_measure(
         prefix = SPLIT_PREFIXES[name]
         metrics.update(split_measures(prefix, split_scores, result, calibration.kept_metric, name == "test"))
         before, right = confidences(split_scores.units)
-        after, _ = confidences(split_scores.units, result.temperature, result.bias)
+        after, _ = confidences(split_scores.units, result.temperature, result.bias, result.isotonic)
         shown = (name, before, after, right)  # the last split: test when there is one
     return CalibrationOutcome(result, metrics, shown)
 
@@ -147,7 +150,7 @@ def split_measures(
     micro-F1 at the fixed and the chosen thresholds, as `<prefix>_...` result keys."""
     units, temperature = scores.units, calibration.temperature
     before, right = confidences(units)
-    after, _ = confidences(units, temperature, calibration.bias)
+    after, _ = confidences(units, temperature, calibration.bias, calibration.isotonic)
     metrics: dict[str, Any] = {
         f"{prefix}_calibration_units": len(units),
         f"{prefix}_ece_before_calibration": round(expected_calibration_error(before, right), 6),
@@ -213,10 +216,12 @@ def calibrate_run(trainer, task: Task, data: LoadedData, labels) -> tuple[dict[s
         logger.warning("Calibration: %s holds no config.json; the fit is only in the results.", args.output_dir)
     fitted = outcome.calibration
     logger.info(
-        "Calibration: %s map (temperature %.4f, bias %s), the lowest cross-validated ECE on validation.",
+        "Calibration: %s map (temperature %.4f, bias %s, isotonic points %s), the lowest cross-validated ECE on "
+        "validation.",
         fitted.chosen or "no",
         fitted.temperature,
         fitted.bias,
+        None if fitted.isotonic is None else len(fitted.isotonic[0]),
     )
     from utils.training.calibration_report import card_lines, write_reliability_diagram
 

@@ -51,9 +51,14 @@ def card_lines(outcome: Any, calibration: TaskCalibration, png: str, coverages: 
     fitted, metrics = outcome.calibration, outcome.metrics
     unit = UNIT_WORDS.get(calibration.unit, calibration.unit)
     bias = "" if fitted.bias is None else f" and bias {fitted.bias:.4f} (Platt scaling)"
-    if fitted.chosen == "identity":
+    if fitted.chosen == "isotonic":
         how = (
-            "no fitted map kept: neither temperature scaling nor Platt scaling lowered the expected calibration "
+            f"isotonic regression ({len(fitted.isotonic[0])} points, interpolated between), the map with the lowest "
+            "expected calibration error on held-out validation units (5-fold cross-validation)"
+        )
+    elif fitted.chosen == "identity":
+        how = (
+            "no fitted map kept: no fitted map (temperature, Platt or isotonic) lowered the expected calibration "
             "error on held-out validation units (5-fold cross-validation), so the scores are the model's own"
         )
     else:

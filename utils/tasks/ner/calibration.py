@@ -1,8 +1,8 @@
 """NER's units for calibration (`TaskCalibration`, docs/calibration.md): one per predicted entity, right when the
 gold has the same span with the same type. An entity's score is the mean of its words' tag probabilities (as
-`entity_record` has always written it); calibration divides that score's log-odds by the fitted temperature and adds
-the fitted bias (Platt scaling), so it reads as the probability that the entity is right. `abstain_entities`
-applies --min_confidence to a result."""
+`entity_record` has always written it); calibration maps that score through the map chosen on validation
+(temperature, temperature and bias on its log-odds (Platt scaling), or isotonic regression), so it reads as the
+probability that the entity is right. `abstain_entities` applies --min_confidence to a result."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from utils.core.calibration import BELOW_MIN_CONFIDENCE, CalibrationUnits, Split
 from utils.core.labels import LabelSpace
 from utils.core.task import LoadedData, TaskCalibration
 from utils.tasks.ner.iob import OUTSIDE, tags_to_spans
+from utils.tasks.ner.outputs import entity_mean
 
 
 def entity_confidence(word_scores: Sequence[float]) -> float:
     """An entity's uncalibrated score: the mean probability of its words' predicted tags."""
-    return float(np.mean(word_scores))
+    return entity_mean(word_scores)
 
 
 def ner_scores(prediction: Any, raw: Dataset, labels: LabelSpace, data: LoadedData) -> SplitScores | None:

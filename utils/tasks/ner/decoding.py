@@ -68,6 +68,11 @@ def is_valid(ids: Sequence[int], rules: Transitions) -> bool:
     return all(rules.allowed[a, b] for a, b in zip(ids[:-1], ids[1:]))
 
 
+def is_valid_path(ids: np.ndarray, rules: Transitions) -> bool:
+    """`is_valid` on a non-empty id array, vectorised: the decoder checks every sentence's argmax with it."""
+    return bool(rules.first[ids[0]] and rules.last[ids[-1]] and rules.allowed[ids[:-1], ids[1:]].all())
+
+
 def viterbi(scores: np.ndarray, rules: Transitions) -> np.ndarray:
     """The tag ids maximising the summed `scores` ([words, tags] log-probabilities) among sequences `rules` allow;
     the argmax when no sequence is allowed at all (a label set that cannot express the scheme)."""
@@ -116,10 +121,15 @@ class TagDecoder:
         return self._rules  # type: ignore[attr-defined]
 
     def decode(self, scores: np.ndarray) -> np.ndarray:
-        """Tag ids of one sentence from its words' logits or log-probabilities ([words, tags])."""
+        """Tag ids of one sentence from its words' logits or log-probabilities ([words, tags]). Constrained: each
+        word's argmax when that sequence is valid (the transitions are hard, so it is then Viterbi's best, and
+        most sentences of a trained model take this path), else Viterbi's."""
         scores = np.asarray(scores, dtype=np.float64)
-        if self.decoding == ARGMAX or not len(scores):
-            return scores.argmax(axis=-1) if len(scores) else np.zeros(0, dtype=np.int64)
+        if not len(scores):
+            return np.zeros(0, dtype=np.int64)
+        best = scores.argmax(axis=-1)
+        if self.decoding == ARGMAX or is_valid_path(best, self.rules):
+            return best
         return viterbi(log_softmax(scores), self.rules)
 
 

@@ -11,7 +11,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from datasets import Dataset
 
 from utils.core.conll import write_conll
@@ -37,6 +36,12 @@ RUN_ENTITY_KEYS = ("label", "start", "end", "text")
 SCORE_DECIMALS = 4  # an entity's score: the mean probability of its words' tags
 
 
+def entity_mean(word_scores: Sequence[float]) -> float:
+    """The mean of an entity's word probabilities, in plain Python: called once per predicted entity, where
+    `np.mean`'s array conversion costs more than the sum of a few floats (the same value up to the last bit)."""
+    return float(sum(word_scores) / len(word_scores))
+
+
 def entity_record(
     label: str,
     text: str,
@@ -50,7 +55,7 @@ def entity_record(
     order."""
     values: dict[str, Any] = {"label": label, "text": text, "start": start, "end": end}
     if word_scores is not None:
-        values["score"] = round(float(np.mean(word_scores)), SCORE_DECIMALS)
+        values["score"] = round(entity_mean(word_scores), SCORE_DECIMALS)
     return {key: values[key] for key in keys if key in values}
 
 

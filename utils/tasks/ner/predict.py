@@ -164,12 +164,14 @@ class NerPrediction:
         return results
 
     def entity(self, label: str, text: str, start: int, end: int, word_scores: Sequence[float]) -> dict[str, Any]:
-        """`entity_record`, its score calibrated: the words' mean probability, its log-odds divided by the
-        temperature fitted on validation plus the fitted bias (utils/tasks/ner/calibration.py)."""
+        """`entity_record`, its score calibrated: the words' mean probability under the map fitted on validation (its
+        log-odds divided by the temperature plus the bias, or the isotonic map; utils/tasks/ner/calibration.py)."""
         record = entity_record(label, text, start, end, word_scores)
-        if self.calibration.temperature != 1.0 or self.calibration.bias:
+        if self.calibration.changes_scores:
             fitted = self.calibration
-            score = scaled_probability(entity_confidence(word_scores), fitted.temperature, fitted.bias)
+            score = scaled_probability(
+                entity_confidence(word_scores), fitted.temperature, fitted.bias, fitted.isotonic
+            )
             record["score"] = round(score, SCORE_DECIMALS)
         return record
 

@@ -1,0 +1,47 @@
+"""The corpus converters of benchmarks/ (GoEmotions here): every row kept as it is, a malformed one named, never
+dropped; and the pinned-source reader on a local work tree."""
+
+import json
+
+import pytest
+
+from benchmarks import goemotions
+from benchmarks.pinned_source import read_pinned
+
+NAMES = ["admiration", "amusement", "anger"]
+
+
+def test_a_line_becomes_a_multi_label_row_with_its_text_unchanged():
+    line = "Thanks [NAME], that's  hilarious :)\t0,1\teeabc12"
+    assert goemotions.convert_line(line, NAMES, "train.tsv line 1") == {
+        "text": "Thanks [NAME], that's  hilarious :)",
+        "labels": ["admiration", "amusement"],
+        "id": "eeabc12",
+    }
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("no tabs at all", "1 tab-separated fields"),
+        ("text\t3\tid", "label ids '3'"),
+        ("text\t0,\tid", "label ids '0,'"),
+        ("a\tb\t0\tid", "4 tab-separated fields"),
+    ],
+)
+def test_a_malformed_line_stops_the_conversion_with_its_place(line, message):
+    with pytest.raises(ValueError, match=f"dev.tsv line 7: {message}"):
+        goemotions.convert_line(line, NAMES, "dev.tsv line 7")
+
+
+def test_converting_a_local_tree_writes_every_row(tmp_path):
+    data = tmp_path / "clone" / "data" / "original"
+    data.mkdir(parents=True)
+    (data / "labels.txt").write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    for name in ("train.tsv", "dev.tsv", "test.tsv"):
+        (data / name).write_text(f"first\t2\ta1\nsecond one\t0,2\ta2\n{name}\t1\ta3\n", encoding="utf-8")
+    assert read_pinned(goemotions.REPOSITORY, goemotions.COMMIT, "data/original/labels.txt", str(tmp_path / "clone"))
+    goemotions.main(["--source", str(tmp_path / "clone"), "--output", str(tmp_path / "out")])
+    rows = [json.loads(line) for line in (tmp_path / "out" / "validation.jsonl").read_text().splitlines()]
+    assert [row["labels"] for row in rows] == [["anger"], ["admiration", "anger"], ["amusement"]]
+    assert [row["text"] for row in rows] == ["first", "second one", "dev.tsv"]
