@@ -25,6 +25,7 @@ from utils.tasks.ner.decoding import (
     IOBES,
     TagDecoder,
     is_valid,
+    log_softmax,
     scheme_of,
     scheme_of_names,
     transitions,
@@ -100,6 +101,9 @@ def test_the_decoders_argmax_shortcut_scores_as_viterbi(scheme, data):
     reference = viterbi(scores, rules)
     assert total(scores, path) == total(scores, reference)
     assert is_valid(path.tolist(), rules) == is_valid(reference.tolist(), rules)
+    probabilities = np.exp(log_softmax(scores))
+    from_probabilities = TagDecoder(NAMES[scheme], scheme, CONSTRAINED).decode_probabilities(probabilities)
+    assert total(scores, from_probabilities) == total(scores, reference)
 
 
 def test_rules_of_each_scheme():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 
 def longest_first(lengths: Sequence[int]) -> list[int]:
     """Indices from the longest item to the shortest (ties keep input order)."""
@@ -30,3 +32,12 @@ def token_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
             batches.append([index])
             total = lengths[index]
     return batches
+
+
+def pad_rows(rows: Sequence[Sequence[int]], value: int) -> np.ndarray:
+    """Rows as one int64 array, padded on the right to the longest: the batch both backends feed a model."""
+    width = max(len(row) for row in rows)
+    padded = np.full((len(rows), width), value, dtype=np.int64)
+    for index, row in enumerate(rows):
+        padded[index, : len(row)] = row
+    return padded

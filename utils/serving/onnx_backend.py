@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from utils.core.errors import ConfigError
-from utils.core.ordering import length_batches
+from utils.core.ordering import length_batches, pad_rows
 from utils.core.task import ForwardBatch
 
 logger = logging.getLogger(__name__)
@@ -121,15 +121,6 @@ def onnx_session(graph: str | os.PathLike, device: torch.device, threads: int | 
         )
     except Exception as err:  # onnxruntime raises its own exception types (InvalidGraph, Fail, ...)
         raise ConfigError(f"Could not load the ONNX graph {graph}: {' '.join(str(err).split())}") from None
-
-
-def pad_rows(rows: Sequence[Sequence[int]], value: int) -> np.ndarray:
-    """Rows as one int64 array, padded on the right to the longest (as `TorchForward` pads)."""
-    width = max(len(row) for row in rows)
-    padded = np.full((len(rows), width), value, dtype=np.int64)
-    for index, row in enumerate(rows):
-        padded[index, : len(row)] = row
-    return padded
 
 
 @contextmanager

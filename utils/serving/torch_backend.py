@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel
 
-from utils.core.ordering import length_batches, token_batches
+from utils.core.ordering import length_batches, pad_rows, token_batches
 from utils.core.packing import SequencePacker, make_packer, unpack
 from utils.core.task import ForwardBatch
 
@@ -29,8 +29,7 @@ DEFAULT_MAX_BATCH_TOKENS = 2048
 
 def pad_right(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     """Rows as one tensor, padded on the right to the longest (the side the windows' positions count from)."""
-    width = max(len(row) for row in rows)
-    return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=torch.long)
+    return torch.from_numpy(pad_rows(rows, value))
 
 
 @dataclass

@@ -132,6 +132,14 @@ class TagDecoder:
             return best
         return viterbi(log_softmax(scores), self.rules)
 
+    def decode_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
+        """`decode` from the words' tag probabilities ([words, tags]): their logarithm only when Viterbi runs."""
+        if len(probabilities):
+            best = probabilities.argmax(axis=-1)
+            if self.decoding == ARGMAX or is_valid_path(best, self.rules):
+                return best
+        return self.decode(np.log(np.clip(probabilities, 1e-30, None)))
+
 
 def scheme_of(sentences: Iterable[Sequence[str]], names: Sequence[str]) -> str:
     """The scheme gold tags follow: IOBES when there are E-/S- tags; IOB1 (also IO) when more entities open with

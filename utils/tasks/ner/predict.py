@@ -198,7 +198,7 @@ class NerPrediction:
     def decode_word(self, probabilities: np.ndarray, margins: bool) -> tuple[list[str], list[float], list[float]]:
         """One sentence's tags, their probabilities and (`margins`) each word's top-2 margin, from its words' tag
         probabilities ([words, tags])."""
-        ids = self.decoder.decode(np.log(np.clip(probabilities, 1e-30, None)))
+        ids = self.decoder.decode_probabilities(probabilities)
         chosen = probabilities[np.arange(len(ids)), ids]
         margin: list[float] = []
         if margins and len(ids):

@@ -1,5 +1,5 @@
-"""The corpus converters of benchmarks/ (GoEmotions here): every row kept as it is, a malformed one named, never
-dropped; and the pinned-source reader on a local work tree."""
+"""Helpers of benchmarks/: the corpus converters (GoEmotions: every row kept as it is, a malformed one named, never
+dropped), the pinned-source reader on a local work tree, and predict_profile's timed forward."""
 
 import json
 
@@ -45,3 +45,19 @@ def test_converting_a_local_tree_writes_every_row(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "out" / "validation.jsonl").read_text().splitlines()]
     assert [row["labels"] for row in rows] == [["anger"], ["admiration", "anger"], ["amusement"]]
     assert [row["text"] for row in rows] == ["first", "second one", "dev.tsv"]
+
+
+def test_the_predict_profile_times_a_forward_without_changing_its_batches():
+    """benchmarks/predict_profile.py's wrapper: the same batches in the same order, the time spent inside counted."""
+    import time
+
+    from benchmarks.predict_profile import TimedForward
+
+    def forward(inputs):
+        for row in inputs:
+            time.sleep(0.01)
+            yield [row], {"value": row * 2}
+
+    timed = TimedForward(forward)
+    assert list(timed([1, 2, 3])) == list(forward([1, 2, 3]))
+    assert timed.seconds >= 0.03
