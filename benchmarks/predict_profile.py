@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.reporting import machine, write_results  # noqa: E402
+from benchmarks.reporting import machine, markdown_table, write_results  # noqa: E402
 
 
 class TimedForward:
@@ -96,19 +96,17 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
     }
     info = report["machine"]
-    lines = [
+    title = (
         f"Predict time by part ({info['cpu']}, {', '.join(info['cpu_features'])}; {info['torch_threads']} torch "
-        f"threads; backend {args.backend}; {len(texts)} texts, median of {args.rounds} interleaved rounds).",
-        "",
-        "| model | texts/s | seconds | forward passes | per-text work | texts/s by round |",
-        "|---|---|---|---|---|---|",
+        f"threads; backend {args.backend}; {len(texts)} texts, median of {args.rounds} interleaved rounds)."
+    )
+    columns = ["model", "texts/s", "seconds", "forward passes", "per-text work", "texts/s by round"]
+    cells = [
+        [model, f"{row['texts_per_second']:.1f}", f"{row['seconds']:.3f}", f"{row['forward_seconds']:.3f}"]
+        + [f"{row['other_seconds']:.3f}", ", ".join(str(v) for v in row["texts_per_second_rounds"])]
+        for model, row in results.items()
     ]
-    for model, row in results.items():
-        lines.append(
-            f"| {model} | {row['texts_per_second']:.1f} | {row['seconds']:.3f} | {row['forward_seconds']:.3f} | "
-            f"{row['other_seconds']:.3f} | {', '.join(str(v) for v in row['texts_per_second_rounds'])} |"
-        )
-    write_results(Path(args.output), report, "\n".join(lines) + "\n")
+    write_results(Path(args.output), report, "\n".join([title, "", *markdown_table(columns, cells)]) + "\n")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,9 @@ def write_results(output: Path, report: dict[str, Any], table: str) -> None:
     write_json(output, report)
     output.with_suffix(".md").write_text(table, encoding="utf-8")
     print(table)
+
+
+def markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table's lines: the header, its rule, one line per row of already formatted cells."""
+    header = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return header + ["| " + " | ".join(row) + " |" for row in rows]

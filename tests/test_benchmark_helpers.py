@@ -61,3 +61,14 @@ def test_the_predict_profile_times_a_forward_without_changing_its_batches():
     timed = TimedForward(forward)
     assert list(timed([1, 2, 3])) == list(forward([1, 2, 3]))
     assert timed.seconds >= 0.03
+
+
+def test_markdown_tables_of_the_benchmarks():
+    from benchmarks.reporting import markdown_table
+
+    assert markdown_table(["model", "texts/s"], [["a", "1.0"], ["b", "2.5"]]) == [
+        "| model | texts/s |",
+        "|---|---|",
+        "| a | 1.0 |",
+        "| b | 2.5 |",
+    ]
