@@ -61,15 +61,9 @@ def transitions(names: Sequence[str], scheme: str) -> Transitions:
 
 def is_valid(ids: Sequence[int], rules: Transitions) -> bool:
     """Whether the tag-id sequence obeys `rules`."""
+    ids = np.asarray(ids, dtype=np.int64)
     if not len(ids):
         return True
-    if not rules.first[ids[0]] or not rules.last[ids[-1]]:
-        return False
-    return all(rules.allowed[a, b] for a, b in zip(ids[:-1], ids[1:]))
-
-
-def is_valid_path(ids: np.ndarray, rules: Transitions) -> bool:
-    """`is_valid` on a non-empty id array, vectorised: the decoder checks every sentence's argmax with it."""
     return bool(rules.first[ids[0]] and rules.last[ids[-1]] and rules.allowed[ids[:-1], ids[1:]].all())
 
 
@@ -125,20 +119,21 @@ class TagDecoder:
         word's argmax when that sequence is valid (the transitions are hard, so it is then Viterbi's best, and
         most sentences of a trained model take this path), else Viterbi's."""
         scores = np.asarray(scores, dtype=np.float64)
-        if not len(scores):
-            return np.zeros(0, dtype=np.int64)
-        best = scores.argmax(axis=-1)
-        if self.decoding == ARGMAX or is_valid_path(best, self.rules):
-            return best
-        return viterbi(log_softmax(scores), self.rules)
+        best = self.valid_argmax(scores)
+        return best if best is not None else viterbi(log_softmax(scores), self.rules)
 
     def decode_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         """`decode` from the words' tag probabilities ([words, tags]): their logarithm only when Viterbi runs."""
-        if len(probabilities):
-            best = probabilities.argmax(axis=-1)
-            if self.decoding == ARGMAX or is_valid_path(best, self.rules):
-                return best
-        return self.decode(np.log(np.clip(probabilities, 1e-30, None)))
+        best = self.valid_argmax(probabilities)
+        return best if best is not None else self.decode(np.log(np.clip(probabilities, 1e-30, None)))
+
+    def valid_argmax(self, values: np.ndarray) -> np.ndarray | None:
+        """Each word's best tag when that is the answer (argmax decoding, or a sequence the scheme allows; no words:
+        empty); None when Viterbi must run."""
+        if not len(values):
+            return np.zeros(0, dtype=np.int64)
+        best = values.argmax(axis=-1)
+        return best if self.decoding == ARGMAX or is_valid(best, self.rules) else None
 
 
 def scheme_of(sentences: Iterable[Sequence[str]], names: Sequence[str]) -> str:
