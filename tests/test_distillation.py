@@ -381,6 +381,32 @@ def test_static_token_vectors_are_the_encoders_mean_pooled_tokens_projected_on_p
     assert vectors.var(0)[0] >= vectors.var(0)[-1]  # the first component carries the most variance
 
 
+@settings(max_examples=25)
+@given(st.lists(st.lists(st.integers(0, 99), min_size=1, max_size=12), min_size=1, max_size=8))
+def test_static_student_gives_unpadded_rows_the_padded_forwards_logits_bit_for_bit(rows):
+    """`forward_rows` (what predict.py and serve.py run) and the padded `forward` (training, evaluation, export)
+    are one mean: on the same rows, the same logits to the last bit. `TorchForward` hands the model its rows
+    unpadded, in batches (the head's matrix product may round differently for another batch size)."""
+    from utils.core.ordering import pad_rows
+    from utils.serving.torch_backend import TorchForward
+    from utils.tasks.classification.static_student import StaticEmbeddingForSequenceClassification
+
+    torch.manual_seed(0)
+    model = StaticEmbeddingForSequenceClassification(BertConfig(vocab_size=100, static_dims=8, num_labels=3)).eval()
+    padded = torch.from_numpy(pad_rows(rows, 0))
+    mask = torch.from_numpy(pad_rows([[1] * len(row) for row in rows], 0))
+    with torch.no_grad():
+        expected = model(input_ids=padded, attention_mask=mask).logits
+        assert torch.equal(model.forward_rows(rows).logits, expected)
+        means = torch.stack([model.embeddings.weight[row].mean(0) for row in rows])
+        assert torch.allclose(expected, model.head(means), atol=1e-6)
+    forward = TorchForward(model, torch.device("cpu"), batch_size=3)
+    got = torch.zeros_like(expected)
+    for batch, outputs in forward({"input_ids": rows}):  # padded without a mask, the padding would count
+        got[batch] = outputs["logits"]
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
 def test_static_student_trains_on_the_teacher_and_is_served_over_http_as_predict_py_predicts(
     tiny_model, tmp_path, write_file
 ):

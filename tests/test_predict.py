@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -26,7 +27,7 @@ from utils.core.ordering import longest_first, token_batches
 from utils.serving.inputs import input_format, predict_examples, read_examples
 from utils.serving.predictor import Predictor
 from utils.serving.torch_backend import TorchForward, packed_forward
-from utils.tasks.classification.outputs import classification_result
+from utils.tasks.classification.outputs import classification_result, classification_results
 from utils.tasks.classification.task import CLASSIFICATION_TASK
 from utils.tasks.ner.arguments import DEFAULT_STRIDE
 from utils.tasks.ner.encoding import NerWindows, encode_batch
@@ -175,6 +176,40 @@ def test_classification_result_decodes_each_problem_type():
     multi = classification_result(logits, ["a", "b", "c"], MULTI, 0.5)
     assert multi["labels"] == ["a"] and multi["probabilities"] == {"a": 0.880797, "b": 0.5, "c": 0.268941}
     assert classification_result(logits[:1], ["score"], REGRESSION, 0.5) == {"value": 2.0}
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda labels: st.lists(
+            st.lists(st.floats(-30, 30, allow_nan=False), min_size=labels, max_size=labels), min_size=1, max_size=9
+        )
+    ),
+    st.sampled_from([SINGLE, MULTI, REGRESSION]),
+)
+def test_classification_results_decode_all_rows_as_each_row_is_decoded_alone(rows, problem_type):
+    """The rows' arithmetic is done at once; every result equals the one-row decoding written out here."""
+    logits = np.asarray(rows, dtype=np.float64)
+    names = [f"l{i}" for i in range(logits.shape[1])]
+    threshold = tuple(np.linspace(0.2, 0.8, len(names)))
+    expected = []
+    for row in logits:
+        if problem_type == REGRESSION:
+            expected.append({"value": float(row[0])})
+        elif problem_type == MULTI:
+            sigmoid = 1 / (1 + np.exp(-row))
+            expected.append(
+                {
+                    "labels": [n for n, p, cut in zip(names, sigmoid, threshold) if p > cut],
+                    "probabilities": {n: round(float(p), 6) for n, p in zip(names, sigmoid)},
+                }
+            )
+        else:
+            exp = np.exp(row - row.max())
+            exp /= exp.sum()
+            probabilities = {n: round(float(p), 6) for n, p in zip(names, exp)}
+            expected.append({"label": names[int(row.argmax())], "probabilities": probabilities})
+    assert classification_results(logits, names, problem_type, threshold) == expected
 
 
 def test_ner_windows_are_checked_once_for_training_and_prediction(tokenizer):

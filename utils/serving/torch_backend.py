@@ -39,7 +39,9 @@ class TorchForward:
     most `batch_size` rows of similar length (longest first, `length_batches`; with a `packer`, of at most
     `max_tokens` tokens, `token_batches`), the batch's row indices and the model's outputs by name (every tensor of
     its output but the loss): float32 on the CPU, first axis the batch's rows, per-token outputs padded on the right
-    to the batch's longest row. Another backend is another callable with this contract (`utils.core.task.Forward`)."""
+    to the batch's longest row. A model with a `forward_rows` method gets the batch's input_ids rows as they are,
+    unpadded (the static student: a mean of token vectors needs no padding). Another backend is another callable
+    with this contract (`utils.core.task.Forward`)."""
 
     model: PreTrainedModel = field(repr=False)
     device: torch.device
@@ -54,13 +56,24 @@ class TorchForward:
             batches = length_batches(lengths, self.batch_size)
         else:
             batches = token_batches(lengths, self.max_tokens)
+        unpadded = getattr(self.model, "forward_rows", None)
         for batch in batches:
+            if unpadded is not None:
+                yield batch, self.row_outputs(unpadded, [inputs["input_ids"][i] for i in batch])
+                continue
             tensors = {
                 key: pad_right([inputs[key][i] for i in batch], self.pad_id if key == "input_ids" else 0)
                 for key in MODEL_INPUTS
                 if key in inputs
             }
             yield batch, self.outputs(tensors)
+
+    @torch.inference_mode()
+    def row_outputs(self, forward_rows, rows: list[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """The outputs of a model that takes its rows of token ids unpadded (`forward_rows`: one that pools them
+        without attention, such as the static student), by name as `outputs` gives them."""
+        result = forward_rows(rows)
+        return {name: value.float().cpu() for name, value in result.items() if torch.is_tensor(value)}
 
     @torch.inference_mode()
     def outputs(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

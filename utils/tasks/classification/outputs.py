@@ -1,6 +1,6 @@
 """Logits to labels and probabilities, prediction files, the confusion matrix and the model-card lines.
 
-`classification_result` is the one decoding of an example's logits: training's predict stage (`decode_classification`)
+`classification_results` is the one decoding of examples' logits: training's predict stage (`decode_classification`)
 and predict.py / `Predictor` (utils/tasks/classification/predict.py) both use it.
 """
 
@@ -37,11 +37,10 @@ def decode_classification(
     """Per-example predictions in input order: the label and every label's probability (single-label), the labels
     over --threshold (multi-label), or the value (regression)."""
     logits = np.asarray(predictions, dtype=np.float64)
+    decoded = classification_results(logits, labels.names, data.settled.problem_type, fixed_threshold(data.args))
     result: list[dict] = [{}] * len(raw)
-    for row, example in zip(logits, features["example_index"], strict=True):
-        result[example] = classification_result(
-            row, labels.names, data.settled.problem_type, fixed_threshold(data.args)
-        )
+    for record, example in zip(decoded, features["example_index"], strict=True):
+        result[example] = record
     return result
 
 
@@ -51,21 +50,33 @@ def classification_result(
     """One example's logits (float64) decoded: `{"label", "probabilities"}` (single-label: softmax, the likeliest
     label), `{"labels", "probabilities"}` (multi-label: sigmoid, the labels over `threshold`) or `{"value"}`
     (regression); probabilities by label name."""
+    return classification_results(np.asarray(logits)[None, :], names, problem_type, threshold)[0]
+
+
+def classification_results(
+    logits: np.ndarray, names: Sequence[str], problem_type: str | None, threshold: float | Sequence[float]
+) -> list[dict[str, Any]]:
+    """`classification_result` of each row of `logits` ([examples, outputs], float64), the arithmetic done on all
+    rows at once: per row in Python it cost more than a static student's forward pass."""
+    logits = np.asarray(logits, dtype=np.float64)
     if problem_type == REGRESSION:
-        return {"value": float(logits[0])}
+        return [{"value": value} for value in logits[:, 0].tolist()]
     if problem_type == MULTI:
         probabilities = 1 / (1 + np.exp(-logits))
-        cuts = np.broadcast_to(np.asarray(threshold, dtype=np.float64), probabilities.shape)
-        return {
-            "labels": [n for n, p, cut in zip(names, probabilities, cuts) if p > cut],
-            "probabilities": rounded(names, probabilities),
-        }
-    probabilities = np.exp(logits - logits.max())
-    probabilities /= probabilities.sum()
-    return {"label": names[int(logits.argmax())], "probabilities": rounded(names, probabilities)}
+        on = probabilities > np.broadcast_to(np.asarray(threshold, dtype=np.float64), probabilities.shape[-1:])
+        return [
+            {"labels": [name for name, chosen in zip(names, row_on) if chosen], "probabilities": rounded(names, row)}
+            for row, row_on in zip(probabilities.tolist(), on.tolist())
+        ]
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    return [
+        {"label": names[best], "probabilities": rounded(names, row)}
+        for best, row in zip(logits.argmax(axis=1).tolist(), probabilities.tolist())
+    ]
 
 
-def rounded(names: Sequence[str], probabilities: np.ndarray) -> dict[str, float]:
+def rounded(names: Sequence[str], probabilities: Sequence[float]) -> dict[str, float]:
     """Probabilities by label name, to 6 decimals (more is noise in a predictions file)."""
     return {name: round(float(p), 6) for name, p in zip(names, probabilities)}
 

@@ -2,7 +2,7 @@
 and delegates to the object its `Task.predictor` builds.
 
 Texts (and pairs, as real pairs) are tokenized whole; only those longer than max_seq_length are encoded again, cut,
-and marked `"truncated": true`. Logits are decoded by `classification_result`, as in training's predict stage, so
+and marked `"truncated": true`. Logits are decoded by `classification_results`, as in training's predict stage, so
 predict.py gives what the run's predictions.jsonl gave. Blank texts get an empty result without a forward pass.
 """
 
@@ -21,7 +21,7 @@ from utils.core.examples import PAIR, TOKENS, Example
 from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.core.task import Forward
-from utils.tasks.classification.outputs import classification_result
+from utils.tasks.classification.outputs import classification_results
 from utils.tasks.classification.uncertainty import text_uncertainty
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class ClassificationPrediction:
             text_uncertainty({}, self.problem_type)  # regression is refused before any work
         present = [i for i, text in enumerate(texts) if text.strip()]
         logits, truncated = self.logits(texts, text_pairs, present)
-        decoded = [self.decode(row) for row in logits]
+        decoded = self.decode(logits)
         results = []
         for index, text in enumerate(texts):
             record: dict[str, Any] = {"text": text}
@@ -142,17 +142,17 @@ class ClassificationPrediction:
             logits[rows] = outputs["logits"].numpy()
         return logits, truncated
 
-    def decode(self, logits: np.ndarray) -> dict[str, Any]:
-        """One text's result from its logits: divided by the fitted temperature (the argmax stays), with the
+    def decode(self, logits: np.ndarray) -> list[dict[str, Any]]:
+        """Each text's result from its row of logits: divided by the fitted temperature (the argmax stays), with the
         conformal label set when one was fitted."""
         if self.problem_type == REGRESSION:
-            return classification_result(logits, self.labels.names, self.problem_type, self.threshold)
+            return classification_results(logits, self.labels.names, self.problem_type, self.threshold)
         scaled = logits / self.calibration.temperature
-        result = classification_result(scaled, self.labels.names, self.problem_type, self.threshold)
+        results = classification_results(scaled, self.labels.names, self.problem_type, self.threshold)
         if self.problem_type == SINGLE and self.calibration.conformal_threshold is not None:
-            members = label_sets(softmax(scaled[None, :]), self.calibration.conformal_threshold)[0]
-            result["label_set"] = [name for name, member in zip(self.labels.names, members) if member]
-        return result
+            for result, members in zip(results, label_sets(softmax(scaled), self.calibration.conformal_threshold)):
+                result["label_set"] = [name for name, member in zip(self.labels.names, members) if member]
+        return results
 
 
 def classification_predictor(
