@@ -97,6 +97,19 @@ def test_unlabelled_sentences_still_know_their_words():
     assert [w.word_index for w in windows] == [[0, NO_WORD], [1, 2]]
 
 
+@settings(max_examples=200, deadline=None)
+@given(sentences(), st.lists(st.none() | st.integers(0, 3), max_size=30))
+def test_unlabelled_windows_are_the_labelled_windows_without_labels(sentence, gaps):
+    """Prediction's branch (no labels) scores the same tokens in the same windows as training's, tokens of no word
+    (None) included."""
+    pieces, max_tokens, stride, labels = sentence
+    word_ids = [None if gap is None else word for word, gap in zip(word_ids_from_pieces(pieces), gaps + [0] * 500)]
+    labelled = align_labels(word_ids, labels, max_tokens, stride)
+    unlabelled = align_labels(word_ids, None, max_tokens, stride)
+    assert [(w.start, w.end, w.word_index) for w in unlabelled] == [(w.start, w.end, w.word_index) for w in labelled]
+    assert all(w.labels == [IGNORE_INDEX] * (w.end - w.start) for w in unlabelled)
+
+
 def test_gather_refuses_missing_words():
     with pytest.raises(RuntimeError, match="got no prediction"):
         gather_word_predictions([[1]], [[0]], [0], [2])

@@ -74,6 +74,21 @@ def align_labels(
     """
     continuation_label = continuation_label or {}
     first_token = [t == 0 or word_ids[t] != word_ids[t - 1] for t in range(len(word_ids))]
+    if word_labels is None:  # prediction: the scored words only (the loop below, without its label branches)
+        return [
+            AlignedWindow(
+                window.start,
+                window.end,
+                [IGNORE_INDEX] * (window.end - window.start),
+                [
+                    word_ids[t]
+                    if window.owned_start <= t < window.owned_end and first_token[t] and word_ids[t] is not None
+                    else NO_WORD
+                    for t in range(window.start, window.end)
+                ],
+            )
+            for window in plan_windows(len(word_ids), max_tokens, stride)
+        ]
     windows = []
     for window in plan_windows(len(word_ids), max_tokens, stride):
         labels, word_index = [], []

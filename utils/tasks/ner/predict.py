@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
+import torch
 
 from utils.core.calibration import Calibration, scaled_probability
 from utils.core.errors import ConfigError, DataError
@@ -230,12 +232,11 @@ class NerPrediction:
             )
         features = encode_batch(batch, list(range(len(present))), tokenizer=self.tokenizer, windows=self.windows)
         lengths = [len(ids) for ids in features["input_ids"]]
-        window_probabilities: list[np.ndarray] = [np.empty(0)] * len(lengths)
+        window_logits: list[np.ndarray] = [np.empty(0)] * len(lengths)
         for rows, outputs in self.forward(features):
-            logits = outputs["logits"]
-            probabilities = logits.softmax(-1)
+            logits = outputs["logits"].numpy()
             for row, window in enumerate(rows):
-                window_probabilities[window] = probabilities[row, : lengths[window]].numpy()
+                window_logits[window] = logits[row, : lengths[window]]
         # each word's position in the windows laid end to end: the alignment module checks one prediction per word
         starts = np.cumsum([0] + lengths[:-1])
         positions = gather_word_predictions(
@@ -244,9 +245,12 @@ class NerPrediction:
             features["example_index"],
             [len(sentences[i]) for i in present],
         )
-        all_probabilities = np.concatenate(window_probabilities)
-        for example, sentence_positions in zip(present, positions):
-            result[example] = all_probabilities[np.asarray(sentence_positions, dtype=np.int64)]
+        # one softmax over the scored tokens of every window, not one per forward batch (per row with ONNX int8)
+        words = np.concatenate(window_logits)[np.fromiter(chain.from_iterable(positions), dtype=np.int64)]
+        probabilities = torch.from_numpy(words).softmax(-1).numpy()
+        ends = np.cumsum([len(sentence_positions) for sentence_positions in positions])
+        for example, sentence_probabilities in zip(present, np.split(probabilities, ends[:-1])):
+            result[example] = sentence_probabilities
         return result
 
 
