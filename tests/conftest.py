@@ -37,6 +37,7 @@ def shared_data(*parts: str) -> Path:
 def tiny_model(tmp_path_factory) -> str:
     """A 2-layer, 32-wide random BERT saved with the embedded model's tokenizer: real code paths, seconds to train.
     No dropout, so runs that should be equal (one process vs two) are equal to the last digit."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from utils.core.modeling import embedded_model_path
@@ -53,6 +54,7 @@ def tiny_model(tmp_path_factory) -> str:
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
+    torch.manual_seed(0)  # the same weights whichever tests ran before (the global generator's state varies)
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)

@@ -125,7 +125,8 @@ def test_single_label_outputs_and_pipeline_reload(tiny_model, tmp_path):
     assert [r["gold"] for r in records] == [gold for gold, _ in test_rows]
     assert all(list(r["probabilities"]) == ["negative", "positive"] for r in records)
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in records)
-    assert [r["label"] for r in records] == [max(r["probabilities"], key=r["probabilities"].get) for r in records]
+    # the label is a likeliest one (two may tie once rounded to 6 decimals)
+    assert all(r["probabilities"][r["label"]] == max(r["probabilities"].values()) for r in records)
     # the test scores are recomputed from the written predictions
     gold, predicted = [r["gold"] for r in records], [r["label"] for r in records]
     assert results["predict_accuracy"] == sum(g == p for g, p in zip(gold, predicted)) / len(records)

@@ -21,6 +21,7 @@ from utils.core.examples import PAIR, TOKENS, Example
 from utils.core.labels import LabelSpace, fine_tuned_labels
 from utils.core.losses import MULTI, REGRESSION, SINGLE
 from utils.core.task import Forward
+from utils.core.text_encoding import encode_texts
 from utils.tasks.classification.outputs import classification_results
 from utils.tasks.classification.uncertainty import text_uncertainty
 
@@ -128,7 +129,10 @@ class ClassificationPrediction:
         if not present:
             return logits, []
         inputs = [[texts[i] for i in present]] + ([[text_pairs[i] for i in present]] if text_pairs else [])
-        encoded = {key: list(values) for key, values in self.tokenizer(*inputs, verbose=False).items()}
+        if text_pairs:
+            encoded = {key: list(values) for key, values in self.tokenizer(*inputs, verbose=False).items()}
+        else:
+            encoded = encode_texts(self.tokenizer, inputs[0])
         truncated = [len(ids) > self.max_seq_length for ids in encoded["input_ids"]]
         long = [i for i, cut in enumerate(truncated) if cut]
         if long:  # only texts over the limit are encoded again, cut
