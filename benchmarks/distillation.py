@@ -206,6 +206,7 @@ def main(args: argparse.Namespace) -> None:
     for name, system in systems.items():
         system["torch"] = statistics.median(timings[(name, "torch")])
         system["int8"] = statistics.median(timings[(name, "onnx-int8")]) if name in int8 else None
+        system["by_round"] = {backend: values for (timed, backend), values in timings.items() if timed == name}
     checks = {}
     bars = BARS[args.task]
     for layers in args.layers:

@@ -1,6 +1,8 @@
 """Helpers of benchmarks/: the corpus converters (GoEmotions: every row kept as it is, a malformed one named, never
-dropped), the pinned-source reader on a local work tree, and predict_profile's timed forward."""
+dropped), the pinned-source reader on a local work tree, predict_profile's timed forward and gc_pauses' collection
+log."""
 
+import gc
 import json
 
 import pytest
@@ -72,3 +74,21 @@ def test_markdown_tables_of_the_benchmarks():
         "| a | 1.0 |",
         "| b | 2.5 |",
     ]
+
+
+def test_gc_pauses_counts_the_full_collections_of_a_round():
+    from benchmarks.gc_pauses import CollectionLog, timed_round
+
+    class CollectsOnce:
+        def predict(self, texts):
+            gc.collect()  # a full collection, as the collector's thresholds would set one off
+
+    log = CollectionLog()
+    gc.callbacks.append(log)
+    try:
+        measured = timed_round(CollectsOnce(), ["a"], log)
+        gc.collect()  # after the round: not counted
+    finally:
+        gc.callbacks.remove(log)
+    assert measured["full_collections"] == 1 and measured["collections"] >= 1
+    assert 0 < measured["full_collection_seconds"] <= measured["seconds"]

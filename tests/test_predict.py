@@ -292,6 +292,16 @@ def test_packed_forward_gives_each_row_its_unpacked_logits(tiny_model):
 # ---------------------------------------------------------------- NER
 
 
+def test_loading_freezes_what_is_alive_so_full_collections_skip_it(classifier_model):
+    import gc
+
+    before_loading = [object()]  # tracked by the collector, alive through the load
+    assert any(tracked is before_loading for tracked in gc.get_objects())
+    Predictor.from_pretrained(classifier_model, device="cpu")
+    assert gc.get_freeze_count() > 0
+    assert not any(tracked is before_loading for tracked in gc.get_objects())  # in the permanent generation
+
+
 def test_the_predictor_delegates_to_its_task(ner, classifier_model):
     assert ner.task is NER_TASK and ner.prediction.stride == DEFAULT_STRIDE and not ner.whole_documents
     assert ner.settings()["stride"] == DEFAULT_STRIDE and not hasattr(ner, "stride")  # no forwarding to the task

@@ -15,6 +15,7 @@ or from what the directory holds.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 from collections.abc import Hashable, Sequence
@@ -91,6 +92,16 @@ def model_limit(tokenizer: PreTrainedTokenizerBase, config) -> int:
     limits = [getattr(tokenizer, "model_max_length", None), getattr(config, "max_position_embeddings", None)]
     limits = [limit for limit in limits if limit and limit < 100_000]  # tokenizers without a limit say 1e30
     return min(limits) if limits else 512
+
+
+def settle_loaded_objects() -> None:
+    """Collect what loading left as garbage, then move every object alive (the libraries, the model, the tokenizer)
+    to the collector's permanent generation (`gc.freeze`). Why: Python's full collection traverses every tracked
+    object, hundreds of thousands once torch and transformers are loaded, and the many small objects predictions
+    make set one off every few thousand sentences: a pause in the middle of a request (docs/serving.md). Frozen
+    objects are still freed when nothing refers to them; only reference cycles among them stay to the end."""
+    gc.collect()
+    gc.freeze()
 
 
 def check_examples(examples: Sequence[Example], task: Task) -> None:
@@ -304,7 +315,7 @@ class Predictor:
         )
         if backend in BATCH_DEPENDENT and not row_parallel:
             logger.warning("%s with --row_parallel false: %s.", backend, BATCH_DEPENDENT[backend])
-        return cls(
+        predictor = cls(
             model=model,
             tokenizer=tokenizer,
             task=task,
@@ -320,6 +331,8 @@ class Predictor:
             min_confidence=min_confidence,
             abstain=abstain,
         )
+        settle_loaded_objects()
+        return predictor
 
     # ------------------------------------------------------------ public API: checked inputs, the task's results
 

@@ -19,6 +19,7 @@ from utils.core.errors import ConfigError
 from utils.core.labels import LabelSpace
 from utils.core.losses import IGNORE_INDEX
 from utils.core.task import LoadedData
+from utils.core.text_encoding import encode_words
 from utils.tasks.ner.alignment import NO_WORD, align_labels, document_context
 from utils.tasks.ner.arguments import DEFAULT_STRIDE, NerDataArguments, check_stride
 from utils.tasks.ner.iob import inside_tag
@@ -82,14 +83,12 @@ class NerWindows:
 def word_ids_without_gaps(tokenizer, words: list[list[str]]) -> tuple[list[list[int]], list[list[int | None]]]:
     """Subword ids and word ids; a word that yields no subword (e.g. a zero-width space) is encoded as the unknown
     token, so every word still gets a prediction."""
-    encoded = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
-    ids, word_ids = list(encoded["input_ids"]), [encoded.word_ids(i) for i in range(len(words))]
+    ids, word_ids = encode_words(tokenizer, words)
     for i, sentence in enumerate(words):
         present = {w for w in word_ids[i] if w is not None}
         if len(present) < len(sentence):
             patched = [w if j in present else tokenizer.unk_token for j, w in enumerate(sentence)]
-            again = tokenizer([patched], is_split_into_words=True, add_special_tokens=False)
-            ids[i], word_ids[i] = again["input_ids"][0], again.word_ids(0)
+            (ids[i],), (word_ids[i],) = encode_words(tokenizer, [patched])
     return ids, word_ids
 
 
