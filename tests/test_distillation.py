@@ -438,3 +438,9 @@ def test_static_student_trains_on_the_teacher_and_is_served_over_http_as_predict
     assert [r["label"] for r in served] == [r["label"] for r in expected]
     for got, want in zip(served, expected, strict=True):
         assert got["probabilities"] == pytest.approx(want["probabilities"])
+    # exported: ONNX has no EmbeddingBag, so the graph gathers and sums; the same probabilities up to rounding
+    report = export.main(["--model", str(out), "--quantize", "int8"])
+    assert report["passed"] and report["validation"]["fp32"]["agreement"] == 1.0
+    fp32 = Predictor.from_pretrained(str(out), device="cpu", backend="onnx-fp32").predict(texts)
+    for got, want in zip(fp32, expected, strict=True):
+        assert got["label"] == want["label"] and got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-5)
