@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -30,6 +31,11 @@ DEFAULT_MAX_BATCH_TOKENS = 2048
 def pad_right(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     """Rows as one tensor, padded on the right to the longest (the side the windows' positions count from)."""
     return torch.from_numpy(pad_rows(rows, value))
+
+
+def cpu_outputs(result: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Every tensor of a model's output but the loss, by name, float32 on the CPU."""
+    return {name: value.float().cpu() for name, value in result.items() if torch.is_tensor(value) and name != "loss"}
 
 
 @dataclass
@@ -72,18 +78,14 @@ class TorchForward:
     def row_outputs(self, forward_rows, rows: list[Sequence[int]]) -> dict[str, torch.Tensor]:
         """The outputs of a model that takes its rows of token ids unpadded (`forward_rows`: one that pools them
         without attention, such as the static student), by name as `outputs` gives them."""
-        result = forward_rows(rows)
-        return {name: value.float().cpu() for name, value in result.items() if torch.is_tensor(value)}
+        return cpu_outputs(forward_rows(rows))
 
     @torch.inference_mode()
     def outputs(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         mask = tensors.get("attention_mask")
         padded = mask is not None and not bool(mask.all())  # without padding, packing saves nothing
         packed, rows = self.packer.pack(tensors) if self.packer is not None and padded else (tensors, None)
-        result = self.model(**{key: value.to(self.device) for key, value in packed.items()})
-        outputs = {
-            name: value.float().cpu() for name, value in result.items() if torch.is_tensor(value) and name != "loss"
-        }
+        outputs = cpu_outputs(self.model(**{key: value.to(self.device) for key, value in packed.items()}))
         if rows is None:
             return outputs
         # per-token outputs come back one row per input; an output of another shape is not per token

@@ -74,37 +74,22 @@ def align_labels(
     """
     continuation_label = continuation_label or {}
     first_token = [t == 0 or word_ids[t] != word_ids[t - 1] for t in range(len(word_ids))]
-    if word_labels is None:  # prediction: the scored words only (the loop below, without its label branches)
-        return [
-            AlignedWindow(
-                window.start,
-                window.end,
-                [IGNORE_INDEX] * (window.end - window.start),
-                [
-                    word_ids[t]
-                    if window.owned_start <= t < window.owned_end and first_token[t] and word_ids[t] is not None
-                    else NO_WORD
-                    for t in range(window.start, window.end)
-                ],
-            )
-            for window in plan_windows(len(word_ids), max_tokens, stride)
-        ]
     windows = []
     for window in plan_windows(len(word_ids), max_tokens, stride):
-        labels, word_index = [], []
-        for t in range(window.start, window.end):
-            word = word_ids[t]
-            owned = window.owned_start <= t < window.owned_end
-            scored = owned and word is not None and first_token[t]
-            word_index.append(word if scored else NO_WORD)
-            if word_labels is None or not owned or word is None:
-                labels.append(IGNORE_INDEX)
-            elif first_token[t]:
-                labels.append(word_labels[word])
-            elif label_all_tokens:
-                labels.append(continuation_label.get(word_labels[word], word_labels[word]))
-            else:
-                labels.append(IGNORE_INDEX)
+        span = range(window.start, window.end)
+        owned = range(window.owned_start, window.owned_end)
+        scored = [t in owned and first_token[t] and word_ids[t] is not None for t in span]
+        word_index = [word_ids[t] if score else NO_WORD for t, score in zip(span, scored)]
+        labels = [IGNORE_INDEX] * len(span)  # prediction (no labels) needs only the scored words
+        if word_labels is not None:
+            for offset, t in enumerate(span):
+                word = word_ids[t]
+                if t not in owned or word is None:
+                    continue
+                if first_token[t]:
+                    labels[offset] = word_labels[word]
+                elif label_all_tokens:
+                    labels[offset] = continuation_label.get(word_labels[word], word_labels[word])
         windows.append(AlignedWindow(window.start, window.end, labels, word_index))
     return windows
 
