@@ -120,12 +120,16 @@ class TagDecoder:
         most sentences of a trained model take this path), else Viterbi's."""
         scores = np.asarray(scores, dtype=np.float64)
         best = self.valid_argmax(scores)
-        return best if best is not None else viterbi(log_softmax(scores), self.rules)
+        return best if best is not None else self.best_path(scores)
 
     def decode_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
         """`decode` from the words' tag probabilities ([words, tags]): their logarithm only when Viterbi runs."""
         best = self.valid_argmax(probabilities)
-        return best if best is not None else self.decode(np.log(np.clip(probabilities, 1e-30, None)))
+        return best if best is not None else self.best_path(np.log(np.clip(probabilities, 1e-30, None)))
+
+    def best_path(self, scores: np.ndarray) -> np.ndarray:
+        """Viterbi's best sequence the scheme allows, from logits or log-probabilities ([words, tags])."""
+        return viterbi(log_softmax(np.asarray(scores, dtype=np.float64)), self.rules)
 
     def valid_argmax(self, values: np.ndarray) -> np.ndarray | None:
         """Each word's best tag when that is the answer (argmax decoding, or a sequence the scheme allows; no words:
