@@ -13,14 +13,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import AutoModelForTokenClassification, BertConfig, BertForTokenClassification
+from transformers import AutoConfig, AutoModelForTokenClassification, BertConfig, BertForTokenClassification
 
 import export
 import predict
 import run_classification
 import run_ner
 from tests.conftest import ROOT
-from tests.tiny_architectures import build, conll_texts
+from tests.tiny_architectures import ARCHITECTURES, build, conll_texts
 from utils.core.arguments import ModelArguments
 from utils.core.conll import read_conll
 from utils.core.errors import ConfigError, DataError
@@ -32,7 +32,7 @@ from utils.tasks.ner.distillation import ner_soft_labels, ner_word_logits, read_
 from utils.tasks.ner.encoding import encode_ner
 from utils.training.arguments import FinetuneTrainingArguments
 from utils.training.distillation import DistillationLoss, SoftLabelCollator, distillation_sums
-from utils.training.student import evenly_spaced, keep_layers
+from utils.training.student import evenly_spaced, keep_layers, layer_list
 from utils.training.trainer import build_trainer
 
 NER_DATA = ROOT / "data" / "ner"
@@ -187,6 +187,49 @@ def test_a_student_by_layer_selection_keeps_those_layers_and_reloads_to_the_same
     assert torch.equal(reloaded(input_ids=ids).logits, student(input_ids=ids).logits)
     with pytest.raises(ConfigError, match="only 6 layers"):
         keep_layers(teacher, 7)
+
+
+@pytest.mark.parametrize("model_type", [name for name in ARCHITECTURES if name != "albert"])
+def test_layer_selection_keeps_the_teachers_layers_for_every_architecture(model_type, tmp_path):
+    """4 -> 2 layers keeps layers 0 and 3 with their weights (ModernBERT: and their attention kinds, global or local);
+    the saved student reloads to the same outputs on a padded batch."""
+    spec = ARCHITECTURES[model_type]
+    size = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64}
+    if model_type == "distilbert":
+        size = {"dim": 32, "n_layers": 4, "n_heads": 2, "hidden_dim": 64}
+    config = AutoConfig.for_model(
+        model_type, vocab_size=100, num_labels=3, pad_token_id=0, **size, **spec.get("config", {})
+    )
+    torch.manual_seed(0)
+    teacher = AutoModelForTokenClassification.from_config(config).eval()
+    _, teacher_layers = layer_list(teacher)
+    originals = [layer.state_dict() for layer in teacher_layers]
+    kinds = getattr(teacher.config, "layer_types", None)
+    student = keep_layers(AutoModelForTokenClassification.from_pretrained(save(teacher, tmp_path / "t")), 2).eval()
+    _, layers = layer_list(student)
+    for layer, index in zip(layers, [0, 3], strict=True):
+        assert all(torch.equal(value, originals[index][name]) for name, value in layer.state_dict().items())
+    if kinds is not None:
+        assert student.config.layer_types == [kinds[0], kinds[3]]
+    ids = torch.randint(5, 100, (2, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    reloaded = AutoModelForTokenClassification.from_pretrained(save(student, tmp_path / "s")).eval()
+    assert reloaded.config.num_hidden_layers == 2
+    with torch.no_grad():
+        assert torch.allclose(
+            reloaded(input_ids=ids, attention_mask=mask).logits,
+            student(input_ids=ids, attention_mask=mask).logits,
+            atol=1e-6,
+        )
+
+
+def test_layer_selection_refuses_albert_whose_layers_are_shared_in_one_line():
+    config = AutoConfig.for_model(
+        "albert", vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64
+    )
+    with pytest.raises(ConfigError, match=r"shared across depth.*--model"):
+        keep_layers(AutoModelForTokenClassification.from_config(config), 2)
 
 
 def save(model, directory) -> str:

@@ -30,10 +30,15 @@ def layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The encoder's stack of layers: the module list as long as the config's `num_hidden_layers`."""
     depth = model.config.num_hidden_layers
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == depth]
-    if len(found) != 1:
+    if not found:  # ALBERT: one group of layers applied `depth` times, nothing to keep a subset of
         raise ConfigError(
-            f"--student_layers: cannot find the one stack of {depth} layers in {type(model).__name__} (found "
-            f"{[name for name, _ in found]})."
+            f"--student_layers: {type(model).__name__} has no stack of {depth} separate layers (its layers are "
+            "shared across depth); give a smaller model as the student with --model instead."
+        )
+    if len(found) > 1:
+        raise ConfigError(
+            f"--student_layers: {type(model).__name__} has {len(found)} stacks of {depth} layers "
+            f"({[name for name, _ in found]}), not one encoder; give a smaller model as the student with --model."
         )
     return found[0]
 
