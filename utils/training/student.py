@@ -30,10 +30,10 @@ def layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The encoder's stack of layers: the module list as long as the config's `num_hidden_layers`."""
     depth = model.config.num_hidden_layers
     found = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == depth]
-    if not found:  # ALBERT: one group of layers applied `depth` times, nothing to keep a subset of
+    if not found:  # e.g. ALBERT: one group of layers applied `depth` times, nothing to keep a subset of
         raise ConfigError(
-            f"--student_layers: {type(model).__name__} has no stack of {depth} separate layers (its layers are "
-            "shared across depth); give a smaller model as the student with --model instead."
+            f"--student_layers: {type(model).__name__} has no stack of {depth} separate layers (ALBERT's, for one, "
+            "are shared across depth); give a smaller model as the student with --model instead."
         )
     if len(found) > 1:
         raise ConfigError(
