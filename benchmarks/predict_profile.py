@@ -1,11 +1,16 @@
 """Where predict time goes: each model's `Predictor.predict` over the same texts, split into the forward passes (the
 backend's calls) and everything else (tokenising, windows, decoding, result records: the per-text work), rounds
 interleaved across the models in one process. docs/distillation.md uses it to say why a model with half the layers is
-not twice as fast end to end.
+not twice as fast end to end. With an ONNX backend each round also times the graph alone on the rows the kit fed it
+(`graph_alone_seconds`): the most any work around the graph could give on this CPU.
 
     python benchmarks/predict_profile.py --model /work/models/distill_bench/teacher \\
         --model /work/models/distill_bench/distilled-3 --texts /work/models/distill_bench/texts.json \\
         --output benchmarks/results/predict_profile_ner.json
+    # the teacher on PyTorch beside its 3-layer student on int8 ONNX, with the graph alone
+    python benchmarks/predict_profile.py --model /work/models/distill_bench/teacher --backend torch \
+        --model /work/models/distill_bench/distilled-3 --backend onnx-int8 \
+        --texts /work/models/distill_bench/texts.json --output benchmarks/results/predict_profile_ner_int8.json
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +30,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.reporting import machine, markdown_table, write_results  # noqa: E402
+from utils.core.ordering import length_batches  # noqa: E402
 
 
 class TimedForward:
-    """A backend's forward callable, timed: `seconds` adds up the time spent producing its batches."""
+    """A backend's forward callable, timed: `seconds` adds up the time spent producing its batches; `inputs` keeps
+    what it was given since the last reset."""
 
     def __init__(self, inner: Callable[[Any], Iterator[Any]]) -> None:
-        self.inner, self.seconds = inner, 0.0
+        self.inner, self.seconds, self.inputs = inner, 0.0, []
+
+    def reset(self) -> None:
+        self.seconds, self.inputs = 0.0, []
 
     def __call__(self, inputs: Any) -> Iterator[Any]:
+        self.inputs.append(inputs)
         batches = iter(self.inner(inputs))
         while True:
             started = time.perf_counter()
@@ -43,6 +55,31 @@ class TimedForward:
                 return
             self.seconds += time.perf_counter() - started
             yield batch
+
+
+def graph_alone_seconds(forward: Any, calls: list[Any]) -> float | None:
+    """Seconds the ONNX graph takes alone on the rows of `calls` (the inputs the kit fed `forward`), run as the kit
+    runs them (each row alone on `parallel_rows` threads, which share the rows in turn; else its length batches one
+    after the other) with every feed built beforehand and nothing between two runs. None for the PyTorch backend."""
+    session = getattr(forward, "session", None)
+    if session is None:
+        return None
+    workers = forward.parallel_rows or 1
+    feeds = []
+    for inputs in calls:
+        lengths = [len(row) for row in inputs["input_ids"]]
+        batches = [[index] for index in range(len(lengths))] if forward.parallel_rows else None
+        for batch in batches or length_batches(lengths, forward.batch_size):
+            feeds.append(forward.feeds(inputs, batch))
+
+    def run(share: list[dict[str, Any]]) -> None:
+        for feed in share:
+            session.run(None, feed)
+
+    with ThreadPoolExecutor(workers) as pool:
+        started = time.perf_counter()
+        list(pool.map(run, [feeds[worker::workers] for worker in range(workers)]))
+        return time.perf_counter() - started
 
 
 def timed_predictor(model: str, backend: str, batch_size: int):
@@ -58,39 +95,53 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, help="A saved model's directory (repeat).")
     parser.add_argument("--texts", required=True, help="A JSON list of texts.")
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument(
+        "--backend", action="append", help="predict.py's --backend: once for every --model, or once per --model."
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
+    backends = args.backend or ["torch"]
+    if len(backends) not in (1, len(args.model)):
+        parser.error(f"give --backend once, or once per --model ({len(args.model)}), not {len(backends)} times")
+    pairs = list(zip(args.model, backends * len(args.model) if len(backends) == 1 else backends, strict=True))
     texts = json.loads(Path(args.texts).read_text(encoding="utf-8"))
-    systems = {model: timed_predictor(model, args.backend, args.batch_size) for model in args.model}
-    rounds: dict[str, list[dict[str, float]]] = {model: [] for model in systems}
+    systems = {f"{model} ({backend})": timed_predictor(model, backend, args.batch_size) for model, backend in pairs}
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
     for predictor, _ in systems.values():
         predictor.predict(texts[:64])  # warm-up
     for _ in range(args.rounds):
-        for model, (predictor, timer) in systems.items():
-            timer.seconds = 0.0
+        for name, (predictor, timer) in systems.items():
+            timer.reset()
             started = time.perf_counter()
             predictor.predict(texts)
             total = time.perf_counter() - started
-            rounds[model].append({"seconds": total, "forward_seconds": timer.seconds})
+            measured = {"seconds": total, "forward_seconds": timer.seconds}
+            alone = graph_alone_seconds(timer.inner, timer.inputs)
+            if alone is not None:
+                measured["graph_alone_seconds"] = alone
+            rounds[name].append(measured)
     results = {}
-    for model, measured in rounds.items():
+    for name, measured in rounds.items():
         total = statistics.median(r["seconds"] for r in measured)
-        forward = statistics.median(r["forward_seconds"] for r in measured)
-        other = statistics.median(r["seconds"] - r["forward_seconds"] for r in measured)
-        results[model] = {
+        results[name] = {
             "texts_per_second": len(texts) / total,
             "texts_per_second_rounds": [round(len(texts) / r["seconds"], 1) for r in measured],
             "seconds": total,
-            "forward_seconds": forward,
-            "other_seconds": other,
+            "forward_seconds": statistics.median(r["forward_seconds"] for r in measured),
+            "other_seconds": statistics.median(r["seconds"] - r["forward_seconds"] for r in measured),
         }
+        if "graph_alone_seconds" in measured[0]:
+            alone = statistics.median(r["graph_alone_seconds"] for r in measured)
+            results[name]["graph_alone_seconds"] = alone
+            results[name]["graph_alone_texts_per_second"] = len(texts) / alone
+            results[name]["graph_alone_texts_per_second_rounds"] = [
+                round(len(texts) / r["graph_alone_seconds"], 1) for r in measured
+            ]
     report = {
         "command": "python " + " ".join(sys.argv),
         "texts": len(texts),
-        "backend": args.backend,
         "rounds": args.rounds,
         "models": results,
         "machine": machine(),
@@ -98,14 +149,21 @@ def main(argv: list[str] | None = None) -> None:
     info = report["machine"]
     title = (
         f"Predict time by part ({info['cpu']}, {', '.join(info['cpu_features'])}; {info['torch_threads']} torch "
-        f"threads; backend {args.backend}; {len(texts)} texts, median of {args.rounds} interleaved rounds)."
+        f"threads; {len(texts)} texts, median of {args.rounds} interleaved rounds)."
     )
-    columns = ["model", "texts/s", "seconds", "forward passes", "per-text work", "texts/s by round"]
-    cells = [
-        [model, f"{row['texts_per_second']:.1f}", f"{row['seconds']:.3f}", f"{row['forward_seconds']:.3f}"]
-        + [f"{row['other_seconds']:.3f}", ", ".join(str(v) for v in row["texts_per_second_rounds"])]
-        for model, row in results.items()
-    ]
+    alone = any("graph_alone_seconds" in row for row in results.values())
+    columns = ["model (backend)", "texts/s", "seconds", "forward passes", "per-text work", "texts/s by round"]
+    columns += ["graph alone, seconds", "graph alone, texts/s"] if alone else []
+    cells = []
+    for name, row in results.items():
+        cells.append(
+            [name, f"{row['texts_per_second']:.1f}", f"{row['seconds']:.3f}", f"{row['forward_seconds']:.3f}"]
+            + [f"{row['other_seconds']:.3f}", ", ".join(str(v) for v in row["texts_per_second_rounds"])]
+        )
+        if alone and "graph_alone_seconds" in row:
+            cells[-1] += [f"{row['graph_alone_seconds']:.3f}", f"{row['graph_alone_texts_per_second']:.1f}"]
+        elif alone:
+            cells[-1] += ["", ""]
     write_results(Path(args.output), report, "\n".join([title, "", *markdown_table(columns, cells)]) + "\n")
 
 

@@ -1,6 +1,6 @@
 """Helpers of benchmarks/: the corpus converters (GoEmotions: every row kept as it is, a malformed one named, never
-dropped), the pinned-source reader on a local work tree, predict_profile's timed forward and gc_pauses' collection
-log."""
+dropped), the pinned-source reader on a local work tree, predict_profile's timed forward and graph-alone timing,
+and gc_pauses' collection log."""
 
 import gc
 import json
@@ -63,6 +63,44 @@ def test_the_predict_profile_times_a_forward_without_changing_its_batches():
     timed = TimedForward(forward)
     assert list(timed([1, 2, 3])) == list(forward([1, 2, 3]))
     assert timed.seconds >= 0.03
+
+
+class RecordingSession:
+    """An ONNX Runtime session stand-in: records the input_ids of every run."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[list[int]]] = []
+
+    def get_inputs(self):
+        return [type("Node", (), {"name": name})() for name in ("input_ids", "attention_mask")]
+
+    def get_outputs(self):
+        return [type("Node", (), {"name": "logits"})()]
+
+    def run(self, names, feeds):
+        self.runs.append(feeds["input_ids"].tolist())
+        return [feeds["input_ids"]]
+
+
+@pytest.mark.parametrize("parallel_rows", [0, 2])
+def test_the_graph_alone_runs_the_rows_the_kit_fed_it_as_the_kit_splits_them(parallel_rows):
+    """predict_profile's graph-alone timing: every row of every call once, alone (rows in parallel) or in the same
+    length batches as the kit's; None for a backend without a session (PyTorch)."""
+    from benchmarks.predict_profile import graph_alone_seconds
+    from utils.serving.onnx_backend import OnnxForward
+
+    session = RecordingSession()
+    forward = OnnxForward(session, batch_size=2, parallel_rows=parallel_rows)
+    calls = [
+        {"input_ids": [[1, 2], [3, 4, 5], [6]], "attention_mask": [[1, 1], [1, 1, 1], [1]]},
+        {"input_ids": [[7, 8, 9, 10]], "attention_mask": [[1, 1, 1, 1]]},
+    ]
+    assert graph_alone_seconds(forward, calls) >= 0
+    if parallel_rows:
+        assert sorted(session.runs) == [[[1, 2]], [[3, 4, 5]], [[6]], [[7, 8, 9, 10]]]
+    else:
+        assert session.runs == [[[3, 4, 5], [1, 2, 0]], [[6]], [[7, 8, 9, 10]]]
+    assert graph_alone_seconds(lambda inputs: iter(()), calls) is None
 
 
 def test_markdown_tables_of_the_benchmarks():
