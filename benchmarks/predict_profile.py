@@ -2,7 +2,8 @@
 backend's calls) and everything else (tokenising, windows, decoding, result records: the per-text work), rounds
 interleaved across the models in one process. docs/distillation.md uses it to say why a model with half the layers is
 not twice as fast end to end. With an ONNX backend each round also times the graph alone on the rows the kit fed it
-(`graph_alone_seconds`): the most any work around the graph could give on this CPU.
+(`graph_alone_seconds`): the most any work around the graph could give on this CPU. `--backend` and `--row_parallel`
+(predict.py's flags) are given once for every model or once per model, so one model can be timed several ways.
 
     python benchmarks/predict_profile.py --model /work/models/distill_bench/teacher \\
         --model /work/models/distill_bench/distilled-3 --texts /work/models/distill_bench/texts.json \\
@@ -82,13 +83,22 @@ def graph_alone_seconds(forward: Any, calls: list[Any]) -> float | None:
         return time.perf_counter() - started
 
 
-def timed_predictor(model: str, backend: str, batch_size: int):
+def timed_predictor(model: str, backend: str, batch_size: int, row_parallel: bool | None = None):
     from utils.serving.predictor import Predictor
 
-    predictor = Predictor.from_pretrained(model, device="cpu", batch_size=batch_size, backend=backend)
+    predictor = Predictor.from_pretrained(
+        model, device="cpu", batch_size=batch_size, backend=backend, row_parallel=row_parallel
+    )
     timer = TimedForward(predictor.prediction.forward)
     predictor.prediction = dataclasses.replace(predictor.prediction, forward=timer)
     return predictor, timer
+
+
+def per_model(parser: argparse.ArgumentParser, flag: str, values: list[str], models: int) -> list[str]:
+    """A flag given once (for every --model) or once per --model, as one value per model."""
+    if len(values) not in (1, models):
+        parser.error(f"give {flag} once, or once per --model ({models}), not {len(values)} times")
+    return values * models if len(values) == 1 else values
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,16 +108,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--backend", action="append", help="predict.py's --backend: once for every --model, or once per --model."
     )
+    parser.add_argument(
+        "--row_parallel",
+        action="append",
+        choices=["auto", "true", "false"],
+        help="predict.py's --row_parallel for ONNX (auto: its default): once for every --model, or once per --model.",
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    backends = args.backend or ["torch"]
-    if len(backends) not in (1, len(args.model)):
-        parser.error(f"give --backend once, or once per --model ({len(args.model)}), not {len(backends)} times")
-    pairs = list(zip(args.model, backends * len(args.model) if len(backends) == 1 else backends, strict=True))
+    backends = per_model(parser, "--backend", args.backend or ["torch"], len(args.model))
+    rows = per_model(parser, "--row_parallel", args.row_parallel or ["auto"], len(args.model))
     texts = json.loads(Path(args.texts).read_text(encoding="utf-8"))
-    systems = {f"{model} ({backend})": timed_predictor(model, backend, args.batch_size) for model, backend in pairs}
+    systems = {}
+    for model, backend, row_parallel in zip(args.model, backends, rows, strict=True):
+        name = f"{model} ({backend}{'' if row_parallel == 'auto' else ', row_parallel ' + row_parallel})"
+        setting = None if row_parallel == "auto" else row_parallel == "true"
+        systems[name] = timed_predictor(model, backend, args.batch_size, setting)
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
     for predictor, _ in systems.values():
         predictor.predict(texts[:64])  # warm-up
