@@ -8,10 +8,13 @@ not twice as fast end to end. With an ONNX backend each round also times the gra
     python benchmarks/predict_profile.py --model /work/models/distill_bench/teacher \\
         --model /work/models/distill_bench/distilled-3 --texts /work/models/distill_bench/texts.json \\
         --output benchmarks/results/predict_profile_ner.json
-    # the teacher on PyTorch beside its 3-layer student on int8 ONNX, with the graph alone
-    python benchmarks/predict_profile.py --model /work/models/distill_bench/teacher --backend torch \
-        --model /work/models/distill_bench/distilled-3 --backend onnx-int8 \
-        --texts /work/models/distill_bench/texts.json --output benchmarks/results/predict_profile_ner_int8.json
+    # the teacher on PyTorch beside its 3-layer student on PyTorch and on int8 ONNX (rows alone, then in batches)
+    python benchmarks/predict_profile.py --model /work/models/distill_bench/teacher --backend torch \\
+        --row_parallel auto --model /work/models/distill_bench/distilled-3 --backend torch --row_parallel auto \\
+        --model /work/models/distill_bench/distilled-3 --backend onnx-int8 --row_parallel auto \\
+        --model /work/models/distill_bench/distilled-3 --backend onnx-int8 --row_parallel false \\
+        --texts /work/models/distill_bench/texts.json --rounds 7 \\
+        --output benchmarks/results/predict_profile_ner_graph_alone_batched.json
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.reporting import machine, markdown_table, write_results  # noqa: E402
-from utils.core.ordering import length_batches  # noqa: E402
 
 
 class TimedForward:
@@ -60,18 +62,18 @@ class TimedForward:
 
 def graph_alone_seconds(forward: Any, calls: list[Any]) -> float | None:
     """Seconds the ONNX graph takes alone on the rows of `calls` (the inputs the kit fed `forward`), run as the kit
-    runs them (each row alone on `parallel_rows` threads, which share the rows in turn; else its length batches one
-    after the other) with every feed built beforehand and nothing between two runs. None for the PyTorch backend."""
+    runs them (`forward.groups`: each row alone on `parallel_rows` threads, which share the rows in turn; else
+    length batches one after the other) with every feed built beforehand and nothing between two runs. None for the
+    PyTorch backend."""
     session = getattr(forward, "session", None)
     if session is None:
         return None
     workers = forward.parallel_rows or 1
-    feeds = []
-    for inputs in calls:
-        lengths = [len(row) for row in inputs["input_ids"]]
-        batches = [[index] for index in range(len(lengths))] if forward.parallel_rows else None
-        for batch in batches or length_batches(lengths, forward.batch_size):
-            feeds.append(forward.feeds(inputs, batch))
+    feeds = [
+        forward.feeds(inputs, batch)
+        for inputs in calls
+        for batch in forward.groups([len(row) for row in inputs["input_ids"]])
+    ]
 
     def run(share: list[dict[str, Any]]) -> None:
         for feed in share:

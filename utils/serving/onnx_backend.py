@@ -170,14 +170,19 @@ class OnnxForward:
             yield from self.batches(inputs)
 
     def batches(self, inputs: Mapping[str, Sequence[Sequence[int]]]) -> Iterator[ForwardBatch]:
-        rows = inputs["input_ids"]
+        groups = self.groups([len(row) for row in inputs["input_ids"]])
         if self.pool is not None:
-            yield from self.pool.map(
-                lambda index: ([index], self.outputs(self.feeds(inputs, [index]))), range(len(rows))
-            )
+            yield from self.pool.map(lambda batch: (batch, self.outputs(self.feeds(inputs, batch))), groups)
             return
-        for batch in length_batches([len(row) for row in rows], self.batch_size):
+        for batch in groups:
             yield batch, self.outputs(self.feeds(inputs, batch))
+
+    def groups(self, lengths: Sequence[int]) -> list[list[int]]:
+        """The row indices of each run of the graph, for rows of these lengths: one row a run with `parallel_rows`,
+        else batches of similar length, longest first."""
+        if self.parallel_rows:
+            return [[index] for index in range(len(lengths))]
+        return length_batches(lengths, self.batch_size)
 
     def feeds(self, inputs: Mapping[str, Sequence[Sequence[int]]], batch: Sequence[int]) -> dict[str, np.ndarray]:
         """The graph's inputs for the rows `batch`, padded on the right to the longest."""
